@@ -1,0 +1,7 @@
+"""`python -m pywats_client` runs the same CLI as the `pywats-client` script."""
+
+import sys
+
+from pywats_client.cli import main
+
+sys.exit(main())

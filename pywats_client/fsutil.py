@@ -1,0 +1,148 @@
+"""Small filesystem primitives the rest of the client builds its guarantees on.
+
+Owns: the durable write recipe (tmp file, fsync, rename, fsync of the folder), folder fsync,
+collision-free destination names and the "is this a local filesystem?" check. A leaf module:
+it imports only `errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pywats_client.errors import QueueFullError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder `path` (creations, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new_file(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = True) -> None:
+    """Create `path` (it must not exist), write `data` and fsync it.
+
+    On any error the partial file is removed, so a failed write leaves nothing behind. A failed
+    fsync is never retried: the data is treated as not written (Linux may drop dirty pages after
+    reporting the error once, so a second fsync could falsely succeed).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if sync:
+            os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if exc.errno in _DISK_FULL:
+            raise QueueFullError(f"no space left to write {path}") from exc
+        raise
+    os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so a reader sees the old or the new content, never a mix.
+
+    Durable: the temporary file is fsynced before the rename and the folder after it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    write_new_file(tmp, data, mode)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """A path in `folder` for `name` that does not exist yet: `name`, `stem.1.ext`, `stem.2.ext`…
+
+    Used for done/error folders, where an earlier file of the same name must never be replaced.
+    """
+    candidate = folder / name
+    if not candidate.exists():
+        return candidate
+    stem, dot, suffix = name.partition(".")
+    for n in range(1, 1_000_000):
+        candidate = folder / (f"{stem}.{n}{dot}{suffix}" if dot else f"{name}.{n}")
+        if not candidate.exists():
+            return candidate
+    raise FileExistsError(f"no free name for {name} in {folder}")
+
+
+def move_no_clobber(src: Path, folder: Path) -> Path:
+    """Move `src` into `folder` under a free name and return the new path.
+
+    `os.link` + `unlink` refuses to replace an existing file, which closes the race between
+    choosing a free name and using it; across filesystems the file is copied first.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        dest = free_name(folder, src.name)
+        try:
+            os.link(src, dest)
+        except FileExistsError:
+            continue  # somebody took the name between free_name() and link(): choose again
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+            return _copy_then_unlink(src, dest)
+        os.unlink(src)
+        return dest
+
+
+def _copy_then_unlink(src: Path, dest: Path) -> Path:
+    """Fallback for moves across filesystems or onto filesystems without hard links."""
+    data = src.read_bytes()
+    write_new_file(dest, data, mode=0o644)
+    with contextlib.suppress(OSError):
+        os.utime(dest, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns))
+    os.unlink(src)
+    return dest
+
+
+# Filesystems on which rename/fsync do not give the queue its guarantees, by the name
+# /proc/mounts uses for them.
+NETWORK_OR_WEAK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "9p", "vfat", "msdos",
+     "exfat", "fuseblk", "ncpfs", "afs", "davfs", "fuse.rclone", "glusterfs", "ceph"}
+)
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The filesystem type of the mount holding `path`, from /proc/mounts (None if unknown)."""
+    try:
+        target = os.path.realpath(path)
+        best, fstype = "", None
+        for mount_point, kind in _mounts():
+            inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) >= len(best):
+                best, fstype = mount_point, kind
+        return fstype
+    except OSError:
+        return None
+
+
+def _mounts() -> Iterator[tuple[str, str]]:
+    with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 3:
+                # /proc/mounts escapes blanks in mount points as octal (\040).
+                yield parts[1].encode().decode("unicode_escape"), parts[2]
