@@ -1,0 +1,144 @@
+"""One owner per instance: an exclusive lock on the instance's lock file.
+
+The lock is `flock()` on `instance.lock`, held for the life of the owning process. The kernel
+drops it when that process dies, however it dies, so a lock left by a crashed or SIGKILLed
+service is never an obstacle: the next owner simply takes it. The file also says who holds it
+(pid, purpose, start time) so that an operator and `status` can tell.
+
+A leaf of the machinery: depends on errors only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pywats_client.errors import LockError
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds (or last held) the lock."""
+
+    pid: int
+    purpose: str
+    started: float
+    held: bool  # True when a live process holds the lock right now
+
+    @property
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists (signal 0 probes without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+class InstanceLock:
+    """The exclusive lock of one instance. Use as a context manager or acquire()/release()."""
+
+    def __init__(self, path: Path, instance: str = "default") -> None:
+        self.path = Path(path)
+        self.instance = instance
+        self._fd: int | None = None
+
+    def acquire(self, purpose: str = "service") -> None:
+        """Take the lock or raise LockError naming the process that holds it."""
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        for _ in range(3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = read_lock(self.path)
+                if holder is None:
+                    continue  # only another process's momentary probe (read_lock): try again
+        else:
+            os.close(fd)
+            who = f"pid {holder.pid} ({holder.purpose})" if holder else "another process"
+            raise LockError(
+                f"instance '{self.instance}' is in use by {who}; its queue has one owner at a "
+                f"time. Stop it first (pywats-client --instance {self.instance} stop), or use "
+                "another --instance."
+            ) from None
+        info = {"pid": os.getpid(), "purpose": purpose, "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> InstanceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_lock(path: Path) -> LockInfo | None:
+    """Who holds the lock at `path` now, or None when nobody does."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = True
+        else:
+            held = False
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)  # also drops the shared lock taken for the probe
+    if not held:
+        return None
+    try:
+        data = json.loads(raw or b"{}")
+        return LockInfo(int(data["pid"]), str(data.get("purpose", "")), float(data["started"]),
+                        True)
+    except (ValueError, KeyError, TypeError):
+        return LockInfo(0, "unknown", 0.0, True)
+
+
+def unlock(path: Path) -> str:
+    """Remove a stale lock file. Refuses (LockError) while a live process holds it."""
+    holder = read_lock(path)
+    if holder is not None:
+        raise LockError(
+            f"the lock {path} is held by live pid {holder.pid} ({holder.purpose}); stop that "
+            "process instead of removing its lock"
+        )
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return f"no lock file at {path}: nothing to do"
+    return f"removed stale lock {path}"

@@ -1,0 +1,541 @@
+"""The durable directory-state queue: one file per report, one rename per transition.
+
+Layout (one local filesystem, so every rename is atomic)::
+
+    queue/tmp/         files being written; anything here at start-up is debris
+    queue/pending/     waiting for upload; the file's mtime is its next-attempt time
+    queue/processing/  claimed by an upload worker
+    queue/completed/   stored by the server (pruned after a retention period)
+    queue/failed/      rejected by the server or out of lifetime, with the reason inside
+    queue/corrupt/     torn or zeroed files found after a crash; kept for a human to look at
+
+Every item is `<report id>.wsq` in exactly one state folder. A file is self-checking::
+
+    WSQ1 <header bytes> <body bytes> <sha256 of header+body>\\n
+    <header: JSON with id, source, converter, queued_at, attempts, last_error>
+    <body: the WSJF report, UTF-8 JSON>
+    \\nEND\\n
+
+so a torn write, a zero-filled block or a truncation after a power cut is detected and the file
+goes to `corrupt/` instead of being uploaded or blocking the queue.
+
+Retry state is cheap to scan, the way Postfix does it: the next-attempt time is the mtime, so
+finding what is due needs one `stat` per name and never opens a report; the attempt count and
+last error sit in the first line's header, read only for the items shown or retried.
+
+Transitions (each is one code path, marked with its arrow)::
+
+    (new)      -> PENDING     put()            write tmp, fsync, rename, fsync(pending)
+    PENDING    -> PROCESSING  claim()          rename (not fsynced: losing it only re-uploads)
+    PROCESSING -> COMPLETED   complete()       rename, fsync(completed)
+    PROCESSING -> PENDING     release()        rename, untouched (offline / paused: no attempt)
+    PROCESSING -> PENDING     retry()          rewrite with attempts+1 and error, mtime = due
+    PROCESSING -> FAILED      fail()/retry()   rewrite with the reason
+    FAILED     -> PENDING     retry_failed()   rewrite with a fresh lifetime
+    any        -> CORRUPT     (verification)   rename
+    COMPLETED/FAILED -> gone  prune()/clear_completed()
+
+Depends on: errors, clock, fsutil, settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import hashlib
+import heapq
+import json
+import logging
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.errors import QueueError, QueueFullError
+from pywats_client.fsutil import (
+    NETWORK_OR_WEAK_FILESYSTEMS,
+    filesystem_type,
+    fsync_dir,
+    write_new_file,
+)
+from pywats_client.settings import QueueSettings
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".wsq"
+_MAGIC = b"WSQ1"
+_END = b"\nEND\n"
+_MAX_FIRST_LINE = 200
+
+
+class State(str, enum.Enum):
+    """Where an item is; the folder of the same name holds it."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CORRUPT = "corrupt"
+
+
+FOLDERS = ("tmp", *(s.value for s in State))
+
+
+class CorruptItemError(QueueError):
+    """A queue file fails its self-check (torn, truncated, zeroed)."""
+
+
+@dataclass(frozen=True)
+class ItemHeader:
+    """The bookkeeping stored in front of the report."""
+
+    id: str
+    source: str = ""
+    converter: str = ""
+    queued_at: float = 0.0
+    attempts: int = 0
+    last_error: str = ""
+    last_attempt_at: float | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ItemHeader:
+        data = json.loads(raw)
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An item taken for upload: its header and the report bytes to send."""
+
+    header: ItemHeader
+    body: bytes
+
+    @property
+    def id(self) -> str:
+        return self.header.id
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """One line of `queue list`."""
+
+    id: str
+    state: State
+    next_attempt: float  # epoch seconds (the file's mtime)
+    header: ItemHeader | None  # None when the first line cannot be read
+
+
+@dataclass(frozen=True)
+class PutResult:
+    id: str
+    created: bool  # False: the same report id was already queued or uploaded
+    state: State
+
+
+def encode_item(header: ItemHeader, body: bytes) -> bytes:
+    """The on-disk form of an item (see the module docstring)."""
+    head = header.to_json()
+    digest = hashlib.sha256(head + body).hexdigest()
+    first = b"%s %d %d %s\n" % (_MAGIC, len(head), len(body), digest.encode())
+    return first + head + body + _END
+
+
+def decode_item(data: bytes, *, name: str = "") -> tuple[ItemHeader, bytes]:
+    """Check and split an item; raises CorruptItemError saying what is wrong."""
+    first, _, rest = data.partition(b"\n")
+    parts = first.split(b" ")
+    if len(parts) != 4 or parts[0] != _MAGIC:
+        raise CorruptItemError(f"{name}: not a queue file (bad first line)")
+    try:
+        head_len, body_len = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise CorruptItemError(f"{name}: bad lengths in first line") from None
+    if len(rest) != head_len + body_len + len(_END) or not rest.endswith(_END):
+        raise CorruptItemError(f"{name}: truncated or extended (torn write)")
+    head, body = rest[:head_len], rest[head_len : head_len + body_len]
+    if hashlib.sha256(head + body).hexdigest().encode() != parts[3]:
+        raise CorruptItemError(f"{name}: checksum mismatch")
+    try:
+        return ItemHeader.from_json(head), body
+    except (ValueError, TypeError) as exc:
+        raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
+
+
+def read_header(path: Path) -> ItemHeader:
+    """The header of an item, reading only the first bytes (no report parsing)."""
+    with open(path, "rb") as fh:
+        first = fh.readline(_MAX_FIRST_LINE)
+        parts = first.split(b" ")
+        if len(parts) != 4 or parts[0] != _MAGIC:
+            raise CorruptItemError(f"{path.name}: not a queue file (bad first line)")
+        try:
+            head = fh.read(int(parts[1]))
+            return ItemHeader.from_json(head)
+        except (ValueError, TypeError) as exc:
+            raise CorruptItemError(f"{path.name}: unreadable header ({exc})") from None
+
+
+class ReportQueue:
+    """The queue of one instance. `put` is safe from any process; the rest belongs to the
+    process holding the instance lock (the service, or a one-shot command)."""
+
+    def __init__(
+        self,
+        root: Path,
+        settings: QueueSettings | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.settings = settings or QueueSettings()
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._dirs = {name: self.root / name for name in FOLDERS}
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def folder(self, state: State) -> Path:
+        return self._dirs[state.value]
+
+    def ensure_layout(self) -> None:
+        """Create the folders, and refuse a filesystem that cannot keep the promise."""
+        for path in self._dirs.values():
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fstype = filesystem_type(self.root)
+        if fstype in NETWORK_OR_WEAK_FILESYSTEMS and not self.settings.allow_network_filesystem:
+            raise QueueError(
+                f"the queue folder {self.root} is on a '{fstype}' filesystem, where a rename or "
+                "fsync does not survive a power cut or a network drop. Move the data dir to a "
+                "local disk (--data-dir), or set queue.allow_network_filesystem true to accept "
+                "that reports may be lost or duplicated after such an event."
+            )
+
+    def _path(self, state: State, report_id: str) -> Path:
+        return self._dirs[state.value] / f"{report_id}{SUFFIX}"
+
+    # -- writing --------------------------------------------------------------------------
+
+    def find(self, report_id: str) -> State | None:
+        """The state holding `report_id`, or None (a few stats, no listing)."""
+        for state in (State.PENDING, State.PROCESSING, State.COMPLETED, State.FAILED):
+            if self._path(state, report_id).exists():
+                return state
+        return None
+
+    def put(
+        self, body: bytes, *, report_id: str, source: str = "", converter: str = ""
+    ) -> PutResult:
+        """(new) -> PENDING, durably. Returns once the report survives a power cut.
+
+        A report id that is already pending, processing or completed is not written again:
+        re-converting a source after a crash yields the same id, and it is already here. An id
+        in failed/ is queued afresh (the operator dropped the file again on purpose).
+        Raises QueueFullError when the disk is full (nothing is left behind).
+        """
+        _check_id(report_id)
+        existing = self.find(report_id)
+        if existing in (State.PENDING, State.PROCESSING, State.COMPLETED):
+            return PutResult(report_id, False, existing)
+        header = ItemHeader(
+            id=report_id, source=source, converter=converter, queued_at=self.clock.time()
+        )
+        self._write(header, body, State.PENDING, not_before=None)
+        if existing is State.FAILED:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(State.FAILED, report_id))
+        log.info("queued report %s from %s", report_id, source or "(api)")
+        return PutResult(report_id, True, State.PENDING)
+
+    def _write(
+        self, header: ItemHeader, body: bytes, state: State, *, not_before: float | None
+    ) -> None:
+        """tmp (O_EXCL, 0600) -> write -> fsync -> rename into `state` -> fsync(folder)."""
+        tmp = self._dirs["tmp"] / f"{header.id}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            write_new_file(tmp, encode_item(header, body))
+            if not_before is not None:
+                os.utime(tmp, (not_before, not_before))
+            os.rename(tmp, self._path(state, header.id))
+            fsync_dir(self._dirs[state.value])
+        except (OSError, QueueFullError) as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, QueueFullError) or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise QueueFullError(
+                    f"disk full: report {header.id} was not queued in {self.root}; the source "
+                    "file is kept and will be converted again when space is freed"
+                ) from exc
+            raise
+
+    # -- the upload side ------------------------------------------------------------------
+
+    def due(self, limit: int, now: float | None = None) -> tuple[list[str], float | None]:
+        """Up to `limit` pending ids whose next-attempt time has come, oldest first, and the
+        earliest next-attempt time of the rest (None if nothing else waits).
+
+        Reads names and mtimes only; memory is bounded by `limit`, whatever the queue size.
+        Zero-length files (a crash before any byte reached the disk) are quarantined here.
+        """
+        now = self.clock.time() if now is None else now
+        ready: list[tuple[float, str]] = []
+        later: float | None = None
+        for entry in _scan(self._dirs[State.PENDING.value]):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # claimed or pruned meanwhile
+            if st.st_size == 0:
+                self._quarantine(Path(entry.path), "empty file")
+                continue
+            if st.st_mtime <= now:
+                item = (-st.st_mtime, entry.name)
+                if len(ready) < limit:
+                    heapq.heappush(ready, item)
+                elif item > ready[0]:
+                    heapq.heapreplace(ready, item)
+            elif later is None or st.st_mtime < later:
+                later = st.st_mtime
+        ordered = sorted(ready, reverse=True)
+        return [name[: -len(SUFFIX)] for _, name in ordered], later
+
+    def claim(self, report_id: str) -> Claimed | None:
+        """PENDING -> PROCESSING. None if the item is gone or was corrupt (quarantined).
+
+        The rename is not fsynced: if a power cut undoes it, the item is simply pending again.
+        """
+        src, dst = self._path(State.PENDING, report_id), self._path(State.PROCESSING, report_id)
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            return None
+        try:
+            header, body = decode_item(dst.read_bytes(), name=dst.name)
+            if header.id != report_id:
+                raise CorruptItemError(f"{dst.name}: holds report {header.id}")
+        except CorruptItemError as exc:
+            self._quarantine(dst, str(exc))
+            return None
+        return Claimed(header, body)
+
+    def complete(self, item: Claimed) -> None:
+        """PROCESSING -> COMPLETED: the server stored it."""
+        dst = self._path(State.COMPLETED, item.id)
+        os.rename(self._path(State.PROCESSING, item.id), dst)
+        now = self.clock.time()
+        with contextlib.suppress(OSError):
+            os.utime(dst, (now, now))  # completion time, for pruning
+        fsync_dir(self._dirs[State.COMPLETED.value])
+        log.info("report %s uploaded (source %s)", item.id, item.header.source or "-")
+
+    def release(self, item: Claimed) -> None:
+        """PROCESSING -> PENDING, untouched: offline or paused, no attempt is consumed."""
+        os.rename(self._path(State.PROCESSING, item.id), self._path(State.PENDING, item.id))
+        log.debug("report %s back to pending, attempt not counted", item.id)
+
+    def retry(self, item: Claimed, error: str, retry_after: float | None = None) -> State:
+        """PROCESSING -> PENDING with a later next-attempt time, or -> FAILED when the item is
+        out of lifetime (queue.max_age) or of attempts (queue.retry_attempts > 0)."""
+        now = self.clock.time()
+        attempts = item.header.attempts + 1
+        header = replace(item.header, attempts=attempts, last_error=error, last_attempt_at=now)
+        age = now - item.header.queued_at
+        cap = self.settings.retry_attempts
+        if age >= self.settings.max_age:
+            return self._to_failed(
+                item, header, f"gave up after {_duration(age)} in the queue; last error: {error}"
+            )
+        if cap > 0 and attempts >= cap:
+            return self._to_failed(
+                item, header, f"gave up after {attempts} attempts; last error: {error}"
+            )
+        delay = self.backoff(attempts)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        # PROCESSING -> PENDING (rewritten: attempts and error change)
+        self._write(header, item.body, State.PENDING, not_before=now + delay)
+        self._drop_processing(item.id)
+        log.warning(
+            "report %s: %s; attempt %d, next try in %s", item.id, error, attempts, _duration(delay)
+        )
+        return State.PENDING
+
+    def fail(self, item: Claimed, reason: str) -> None:
+        """PROCESSING -> FAILED: the server rejected the report itself."""
+        header = replace(
+            item.header,
+            attempts=item.header.attempts + 1,
+            last_error=reason,
+            last_attempt_at=self.clock.time(),
+        )
+        self._to_failed(item, header, reason)
+
+    def _to_failed(self, item: Claimed, header: ItemHeader, reason: str) -> State:
+        header = replace(header, last_error=reason)
+        self._write(header, item.body, State.FAILED, not_before=None)
+        self._drop_processing(item.id)
+        log.error("report %s failed: %s (source %s)", item.id, reason, item.header.source or "-")
+        return State.FAILED
+
+    def _drop_processing(self, report_id: str) -> None:
+        # The rewritten copy is already durable in its new state; if this unlink is lost in a
+        # crash, the start-up sweep finds both and keeps the newer one.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(State.PROCESSING, report_id))
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before attempt `attempts + 1`: exponential from retry_delay, capped at
+        retry_max_delay, with ±20 % jitter so a fleet of stations does not retry in step."""
+        s = self.settings
+        base = min(s.retry_delay * (2 ** min(max(attempts - 1, 0), 30)), s.retry_max_delay)
+        return min(base * self._rng.uniform(0.8, 1.2), s.retry_max_delay)
+
+    # -- recovery and housekeeping --------------------------------------------------------
+
+    def sweep(self) -> dict[str, int]:
+        """Start-up recovery, before any work: clear tmp/, put processing/ back to pending/
+        (an interrupted upload is retried), quarantine unreadable processing files."""
+        counts = {"tmp_removed": 0, "requeued": 0, "corrupt": 0, "duplicates_dropped": 0}
+        for entry in _scan(self._dirs["tmp"], suffix=""):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                counts["tmp_removed"] += 1
+        for entry in _scan(self._dirs[State.PROCESSING.value]):
+            path = Path(entry.path)
+            report_id = entry.name[: -len(SUFFIX)]
+            later = [s for s in (State.PENDING, State.FAILED) if self._path(s, report_id).exists()]
+            if later:
+                # A rewrite into pending/ or failed/ finished but the unlink did not.
+                os.unlink(path)
+                counts["duplicates_dropped"] += 1
+                continue
+            try:
+                decode_item(path.read_bytes(), name=entry.name)
+            except CorruptItemError as exc:
+                self._quarantine(path, str(exc))
+                counts["corrupt"] += 1
+                continue
+            # PROCESSING -> PENDING (interrupted upload; it may have been stored: same id)
+            os.rename(path, self._path(State.PENDING, report_id))
+            counts["requeued"] += 1
+        for name in ("tmp", State.PENDING.value):
+            fsync_dir(self._dirs[name])
+        if any(counts.values()):
+            log.info("queue start-up sweep: %s", counts)
+        return counts
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        """any -> CORRUPT. Never deleted: a human may recover the report from it."""
+        dst = self._dirs[State.CORRUPT.value] / f"{path.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, dst)
+        except FileNotFoundError:
+            return
+        log.error("queue file %s is damaged (%s); moved to %s", path.name, why, dst)
+
+    def counts(self) -> dict[State, int]:
+        """Items per state: one directory listing each, no stat, no open."""
+        return {s: sum(1 for _ in _scan(self._dirs[s.value], suffix="")) for s in State}
+
+    def list(self, state: State, *, limit: int = 20, offset: int = 0) -> list[ItemInfo]:
+        """Items of one state, by next-attempt time (pending) or by age; reads only the
+        headers of the items returned."""
+        entries: list[tuple[float, str]] = []
+        for entry in _scan(self._dirs[state.value], suffix=""):
+            with contextlib.suppress(FileNotFoundError):
+                entries.append((entry.stat().st_mtime, entry.name))
+        chosen = heapq.nsmallest(offset + limit, entries)[offset:]
+        result = []
+        for mtime, name in chosen:
+            path = self._dirs[state.value] / name
+            header: ItemHeader | None
+            try:
+                header = read_header(path)
+            except (OSError, CorruptItemError):
+                header = None
+            result.append(ItemInfo(name.split(".", 1)[0], state, mtime, header))
+        return result
+
+    def retry_failed(self) -> int:
+        """FAILED -> PENDING for every failed item, with attempts reset and a fresh lifetime."""
+        moved = 0
+        for entry in _scan(self._dirs[State.FAILED.value]):
+            path = Path(entry.path)
+            try:
+                header, body = decode_item(path.read_bytes(), name=entry.name)
+            except CorruptItemError as exc:
+                self._quarantine(path, str(exc))
+                continue
+            except FileNotFoundError:
+                continue
+            fresh = replace(header, attempts=0, queued_at=self.clock.time())
+            # FAILED -> PENDING
+            self._write(fresh, body, State.PENDING, not_before=None)
+            os.unlink(path)
+            moved += 1
+        if moved:
+            log.info("%d failed report(s) queued again", moved)
+        return moved
+
+    def clear_completed(self) -> int:
+        """COMPLETED -> gone, all of them."""
+        return self._prune(State.COMPLETED, older_than=None)
+
+    def prune(self) -> dict[State, int]:
+        """Remove completed and failed items past their retention periods."""
+        now, s = self.clock.time(), self.settings
+        return {
+            State.COMPLETED: self._prune(
+                State.COMPLETED, now - s.completed_retention_days * 86400
+            ),
+            State.FAILED: self._prune(State.FAILED, now - s.failed_retention_days * 86400),
+        }
+
+    def _prune(self, state: State, older_than: float | None) -> int:
+        removed = 0
+        for entry in _scan(self._dirs[state.value]):
+            try:
+                if older_than is None or entry.stat().st_mtime < older_than:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.info("removed %d %s item(s)", removed, state.value)
+        return removed
+
+
+def _scan(folder: Path, suffix: str = SUFFIX) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.endswith(suffix) and not entry.name.startswith("."):
+                    yield entry
+    except FileNotFoundError:
+        return
+
+
+def _check_id(report_id: str) -> None:
+    try:
+        uuid.UUID(report_id)
+    except (ValueError, AttributeError, TypeError):
+        raise QueueError(f"report id {report_id!r} is not a GUID") from None
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f} days"
