@@ -83,7 +83,8 @@ class Settings:
     """Everything one instance needs to run. Secrets are held decrypted, in memory only."""
 
     server_url: str = ""
-    api_token: str = ""  # base64("user:secret") as issued by WATS; never log it
+    # base64("user:secret") as issued by WATS; never log it, so it is kept out of repr()
+    api_token: str = field(default="", repr=False)
     station_name: str = ""
     station_location: str = ""
     station_purpose: str = "Production"
