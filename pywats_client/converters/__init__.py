@@ -1,0 +1,39 @@
+"""Converters: turning test-equipment files into WATS reports (WSJF dicts).
+
+The public surface for people who write converters: subclass `Converter` (alias
+`BaseConverter`), read what you need from `ConverterContext`, raise `ConversionError` (or
+`IncompleteFileError` for a file still being written). `ConverterRegistry` finds converters by
+name, dotted path or plugin file. Kept light: importing this package imports no built-in
+converter, and nothing from the network or watcher side.
+"""
+
+from pywats_client.converters.base import (
+    BaseConverter,
+    Converter,
+    ConverterContext,
+    ConverterInfo,
+)
+from pywats_client.converters.registry import BUILTIN_CONVERTERS, ConverterRegistry
+from pywats_client.errors import (
+    ConversionError,
+    IncompleteFileError,
+    PluginError,
+    ReportValidationError,
+)
+from pywats_client.report import format_datetime, format_utc, parse_datetime
+
+__all__ = [
+    "BUILTIN_CONVERTERS",
+    "BaseConverter",
+    "ConversionError",
+    "Converter",
+    "ConverterContext",
+    "ConverterInfo",
+    "ConverterRegistry",
+    "IncompleteFileError",
+    "PluginError",
+    "ReportValidationError",
+    "format_datetime",
+    "format_utc",
+    "parse_datetime",
+]

@@ -1,0 +1,126 @@
+"""The converter contract: what a converter is, and what it may know besides the file.
+
+Owns `Converter` (alias `BaseConverter`), `ConverterInfo` and `ConverterContext`. A converter
+turns one file into one or more WSJF report dicts and is pure: no queue, network or clock; what
+it needs comes from its arguments and the context. Depends only on `errors` and the stdlib.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, ClassVar
+
+# How many bytes of a file `detect()` is shown; the service reads this much once per file.
+HEAD_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ConverterContext:
+    """Everything a converter may know besides the file.
+
+    Converters are pure: no queue, network or clock; what they need comes from here.
+    """
+
+    station_name: str = ""
+    location: str = ""
+    purpose: str = ""
+    # Configured defaults: part_number, revision, process_code, operator, sequence_name, ...
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, Any] = field(default_factory=dict)  # this converter's own arguments
+    timezone: tzinfo | None = None  # local zone for naive times in files (None: system local)
+    encoding: str = "utf-8"
+    file_mtime: float | None = None  # the source file's mtime (epoch), for a missing start time
+
+
+@dataclass(frozen=True)
+class ConverterInfo:
+    """What a converter says about itself, as listed by `pywats-client converters`."""
+
+    name: str
+    description: str = ""
+    version: str = "1.0"
+    file_patterns: tuple[str, ...] = ("*",)
+    origin: str = ""  # "built-in", a dotted path, or the plugin file path
+
+    def __post_init__(self) -> None:
+        # Older plugins pass a list (or a single pattern); keep the info hashable and uniform.
+        object.__setattr__(self, "file_patterns", _as_patterns(self.file_patterns))
+
+
+class Converter:
+    """Base class of every converter: set `name` and `file_patterns`, implement `convert()`.
+
+    Instances are shared by the conversion workers, so `convert()` must not keep per-file state
+    on `self`. Arguments from the config arrive as keyword arguments and are kept in
+    `self.arguments`.
+    """
+
+    name: ClassVar[str]  # as users configure it, e.g. "WATSStandardJsonConverter"
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1.0"
+    file_patterns: ClassVar[tuple[str, ...]] = ("*",)
+
+    def __init__(self, **arguments: Any) -> None:
+        self.arguments: dict[str, Any] = dict(arguments)
+
+    @classmethod
+    def get_info(cls) -> ConverterInfo:
+        """Name, description, version and patterns of this converter."""
+        origin = "built-in" if cls.__module__.startswith("pywats_client.") else (
+            f"{cls.__module__}.{cls.__qualname__}"
+        )
+        return ConverterInfo(
+            name=getattr(cls, "name", cls.__name__),
+            description=cls.description,
+            version=cls.version,
+            file_patterns=cls.file_patterns,
+            origin=origin,
+        )
+
+    def matches(self, path: Path) -> bool:
+        """True when the file name matches one of the file patterns (case-insensitive)."""
+        file_name = path.name.lower()
+        return any(
+            fnmatch.fnmatchcase(file_name, pattern.lower())
+            for pattern in self.get_info().file_patterns
+        )
+
+    def detect(self, path: Path, head: bytes) -> float:
+        """How sure (0.0..1.0) this converter is that it can read the file.
+
+        `head` is the first bytes of the file (up to 64 KiB). Must be cheap and never raise;
+        the default 0.0 means "no opinion" (the file patterns decide).
+        """
+        return 0.0
+
+    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
+        """`detect()` plus a few words on what was recognised, for logs and `choose()`."""
+        return self.detect(path, head), ""
+
+    def convert(
+        self, path: Path, context: ConverterContext
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Read `path` and return one WSJF report (a dict) or several (a list of dicts).
+
+        Raise `ConversionError` with a message an operator understands, or
+        `IncompleteFileError` when the file looks truncated (still being written).
+        """
+        raise NotImplementedError(f"converter {type(self).__name__} does not implement convert()")
+
+    def __repr__(self) -> str:
+        # Argument names only: values may be paths or credentials of some test system.
+        names = ", ".join(sorted(self.arguments))
+        return f"<{type(self).__name__} {self.get_info().name!r} arguments=[{names}]>"
+
+
+BaseConverter = Converter
+
+
+def _as_patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
+    if isinstance(patterns, str):
+        return (patterns,)
+    return tuple(str(pattern) for pattern in patterns)

@@ -1,0 +1,392 @@
+"""Finding converters: built-ins by name, dotted paths, and `.py` plugins in a folder.
+
+Owns `ConverterRegistry` and the table of built-in converters. Built-ins are imported lazily,
+only when chosen; plugin files are loaded once, and a broken plugin is recorded in `errors` and
+skipped, never raised. Depends on the converter base and `errors`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import itertools
+import logging
+import sys
+import threading
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pywats_client.converters.base import Converter, ConverterInfo
+from pywats_client.errors import PluginError
+
+log = logging.getLogger(__name__)
+
+# name -> "module:Class". Strings, so that nothing is imported until the converter is chosen.
+BUILTIN_CONVERTERS: dict[str, str] = {
+    "WATSStandardJsonConverter": "pywats_client.converters.wsjf:WATSStandardJsonConverter",
+}
+
+# Plugin modules get private names so that two files called `csv.py` in different instances,
+# or a plugin named like a stdlib module, never collide or shadow anything.
+_PLUGIN_MODULE_PREFIX = "_pywats_converter_plugin_"
+_plugin_counter = itertools.count(1)
+
+
+class ConverterRegistry:
+    """The converters one instance may use, and the choice of one for a file.
+
+    Safe to share between the conversion workers: plugin files are loaded in the constructor,
+    and later lookups only read (or fill a cache under a lock).
+    """
+
+    def __init__(self, *, enabled: Sequence[str] = (), plugin_dir: Path | None = None) -> None:
+        """`enabled` empty: every built-in and plugin; otherwise only those names, in order.
+
+        `enabled` restricts what `choose()` may pick for a folder without a converter; a
+        converter named explicitly in `create()` is always available. Unknown names in
+        `enabled` are recorded in `errors` (not raised) so the service still starts.
+        """
+        self.errors: list[PluginError] = []
+        self._plugins: dict[str, tuple[type[Converter], Path]] = {}
+        self._classes: dict[str, type[Converter]] = {}
+        self._origins: dict[str, str] = {}
+        self._detectors: dict[str, Converter] = {}
+        self._lock = threading.Lock()
+        self.plugin_dir = plugin_dir
+        if plugin_dir is not None:
+            self._load_plugin_dir(plugin_dir)
+        self._enabled: list[str] = []
+        for name in enabled:
+            if name in self._enabled:
+                continue
+            if name in BUILTIN_CONVERTERS or name in self._plugins:
+                self._enabled.append(name)
+                continue
+            try:
+                cls = self._resolve(name)
+            except PluginError as exc:
+                self._record(PluginError(f"converters.enabled: {exc}"))
+                continue
+            plugin_name = next((n for n, (c, _) in self._plugins.items() if c is cls), None)
+            if plugin_name is not None:  # a plugin given by class name or file.Class
+                if plugin_name not in self._enabled:
+                    self._enabled.append(plugin_name)
+                continue
+            self._enabled.append(name)
+            self._origins.setdefault(name, name)
+            self._classes.setdefault(name, cls)
+
+    # -- what is there ---------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Every loadable converter name: built-ins, then plugins (file order), then paths."""
+        names = list(BUILTIN_CONVERTERS) + list(self._plugins)
+        names.extend(name for name in self._enabled if name not in names)
+        return names
+
+    @property
+    def enabled(self) -> list[str]:
+        """The names `choose()` considers, in the order it considers them."""
+        return list(self._enabled) if self._enabled else self.names()
+
+    def info(self) -> list[ConverterInfo]:
+        """`ConverterInfo` of every loadable converter (imports the built-ins)."""
+        infos = []
+        for name in self.names():
+            try:
+                cls = self._class_for(name)
+            except PluginError as exc:
+                self._record(exc)
+                continue
+            infos.append(replace(cls.get_info(), origin=self._origin_of(name)))
+        return infos
+
+    # -- getting one ---------------------------------------------------------------------------
+
+    def create(self, name: str, arguments: Mapping[str, Any] | None = None) -> Converter:
+        """A new converter for `name` with the config `arguments`.
+
+        `name` is a built-in name, a plugin converter name (or class name), or a dotted path
+        "pkg.module.Class" / "pkg.module:Class". Raises `PluginError` naming what is wrong.
+        """
+        cls = self._class_for(name)
+        try:
+            return cls(**dict(arguments or {}))
+        except Exception as exc:
+            keys = ", ".join(sorted(arguments or {})) or "none"
+            raise PluginError(
+                f"converter {name} rejected its arguments ({keys}): "
+                f"{type(exc).__name__}: {exc}; check the watch folder's converter arguments"
+            ) from exc
+
+    def choose(
+        self, path: Path, head: bytes, *, auto_detect: bool
+    ) -> tuple[Converter, str] | None:
+        """Pick a converter for a file in a folder that has none bound.
+
+        Among the enabled converters whose file patterns match, the highest `detect()` score
+        above 0 wins (ties: the earlier in `enabled` order); with `auto_detect` off, or when
+        nobody recognises the content, the first pattern-matching converter in `enabled` order
+        is taken. Returns the converter and a sentence explaining the choice, or None.
+        """
+        candidates: list[tuple[str, Converter]] = []
+        for name in self.enabled:
+            converter = self._detector(name)
+            if converter is not None and _safe_matches(converter, path):
+                candidates.append((name, converter))
+        if not candidates:
+            return None
+        if auto_detect:
+            best: tuple[float, str, str, Converter] | None = None
+            for name, converter in candidates:
+                score, why = _safe_detect(converter, path, head)
+                if score > 0.0 and (best is None or score > best[0]):
+                    best = (score, why, name, converter)
+            if best is not None:
+                score, why, name, converter = best
+                return converter, f"{name}: detect {score:.2f}" + (f", {why}" if why else "")
+        name, converter = candidates[0]
+        because = "no converter recognised the content" if auto_detect else "auto-detect is off"
+        return converter, (
+            f"{name}: first enabled converter whose file patterns match {path.name!r} ({because})"
+        )
+
+    # -- resolution ----------------------------------------------------------------------------
+
+    def _class_for(self, name: str) -> type[Converter]:
+        with self._lock:
+            cached = self._classes.get(name)
+        if cached is not None:
+            return cached
+        if name in self._plugins:
+            return self._plugins[name][0]
+        cls = self._resolve(name)
+        with self._lock:
+            self._classes.setdefault(name, cls)
+        return cls
+
+    def _resolve(self, name: str) -> type[Converter]:
+        target = BUILTIN_CONVERTERS.get(name)
+        if target is not None:
+            return _import_class(target, name)
+        by_class_name = [cls for cls, _ in self._plugins.values() if cls.__name__ == name]
+        if len(by_class_name) == 1:
+            return by_class_name[0]
+        if "." in name or ":" in name:
+            # "converters.my_file.MyClass", as older configs name a file in the plugin folder.
+            plugin = self._plugin_by_path(name)
+            return plugin if plugin is not None else _import_class(name, name)
+        known = self.names()
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise PluginError(
+            f"unknown converter {name!r}; known: {', '.join(known) or 'none'}{hint} "
+            "(or give a dotted path like package.module.Class)"
+        )
+
+    def _plugin_by_path(self, dotted: str) -> type[Converter] | None:
+        parts = dotted.replace(":", ".").split(".")
+        if len(parts) < 2:
+            return None
+        stem, class_name = parts[-2], parts[-1]
+        for cls, file in self._plugins.values():
+            if file.stem == stem and cls.__name__ == class_name:
+                return cls
+        return None
+
+    def _origin_of(self, name: str) -> str:
+        if name in BUILTIN_CONVERTERS:
+            return "built-in"
+        if name in self._plugins:
+            return str(self._plugins[name][1])
+        return self._origins.get(name, name)
+
+    def _detector(self, name: str) -> Converter | None:
+        """A shared instance (no arguments) used only for matches() and detect()."""
+        with self._lock:
+            converter = self._detectors.get(name)
+        if converter is not None:
+            return converter
+        try:
+            converter = self.create(name)
+        except PluginError as exc:
+            self._record(exc)
+            return None
+        with self._lock:
+            return self._detectors.setdefault(name, converter)
+
+    def _record(self, error: PluginError) -> None:
+        with self._lock:
+            if any(str(known) == str(error) for known in self.errors):
+                return
+            self.errors.append(error)
+        log.warning("%s", error)
+
+    # -- plugin files ----------------------------------------------------------------------------
+
+    def _load_plugin_dir(self, folder: Path) -> None:
+        try:
+            files = sorted(
+                entry for entry in folder.iterdir()
+                if entry.suffix == ".py" and not entry.name.startswith(("_", "."))
+                and entry.is_file()
+            )
+        except FileNotFoundError:
+            return  # no plugin folder: nothing to load, not an error
+        except OSError as exc:
+            self._record(PluginError(f"cannot read the converter folder {folder}: {exc}"))
+            return
+        for file in files:
+            self._load_plugin_file(file)
+
+    def _load_plugin_file(self, file: Path) -> None:
+        module = _exec_plugin(file)
+        if isinstance(module, PluginError):
+            self._record(module)
+            return
+        for cls in _converter_classes(module):
+            try:
+                name = cls.get_info().name
+            except Exception as exc:
+                self._record(PluginError(
+                    f"converter plugin {file}: class {cls.__name__}: get_info() failed: {exc}; "
+                    "the class was skipped"
+                ))
+                continue
+            if name in BUILTIN_CONVERTERS or name in self._plugins:
+                first = "a built-in converter" if name in BUILTIN_CONVERTERS else (
+                    str(self._plugins[name][1])
+                )
+                self._record(PluginError(
+                    f"converter plugin {file}: class {cls.__name__}: the name {name!r} is "
+                    f"already used by {first}; give the class another `name`. It was skipped"
+                ))
+                continue
+            if "name" not in vars(cls):
+                cls.name = name  # get_info()-only plugins: callers read `converter.name`
+            self._plugins[name] = (cls, file)
+            log.debug("loaded converter %s from %s", name, file)
+
+
+def _exec_plugin(file: Path) -> ModuleType | PluginError:
+    """Import one plugin file under a private module name; errors are returned, not raised."""
+    module_name = f"{_PLUGIN_MODULE_PREFIX}{next(_plugin_counter)}_{_identifier(file.stem)}"
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            return PluginError(f"converter plugin {file}: cannot be loaded as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        # Registered before running it: dataclasses and typing look their module up by name.
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except KeyboardInterrupt:
+        sys.modules.pop(module_name, None)
+        raise  # the operator's, not the plugin's
+    except (Exception, SystemExit) as exc:
+        # SystemExit too: a script dropped into the folder must not end the service.
+        sys.modules.pop(module_name, None)
+        return PluginError(
+            f"converter plugin {file}: {_where(exc, file)}{type(exc).__name__}: "
+            f"{_message(exc)}; the file was skipped, fix it and restart"
+        )
+    return module
+
+
+def _converter_classes(module: ModuleType) -> list[type[Converter]]:
+    """Converter classes defined (not imported) in `module` that set a name of their own."""
+    found = []
+    for obj in vars(module).values():
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, Converter)
+            and obj.__module__ == module.__name__
+            and ("name" in vars(obj) or "get_info" in vars(obj))
+        ):
+            found.append(obj)
+    return found
+
+
+def _import_class(target: str, name: str) -> type[Converter]:
+    module_name, sep, class_name = target.partition(":")
+    if not sep:
+        module_name, _, class_name = target.rpartition(".")
+    if not module_name or not class_name:
+        raise PluginError(f"converter {name!r}: expected package.module.Class, got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise PluginError(
+            f"converter {name!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {_message(exc)}"
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise PluginError(
+            f"converter {name!r}: module {module_name!r} ({getattr(module, '__file__', '?')}) "
+            f"has no class {class_name!r}"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, Converter)):
+        raise PluginError(
+            f"converter {name!r}: {module_name}.{class_name} is not a converter class "
+            "(it must subclass pywats_client.converters.Converter)"
+        )
+    return cls
+
+
+def _safe_matches(converter: Converter, path: Path) -> bool:
+    try:
+        return bool(converter.matches(path))
+    except Exception:
+        log.warning("converter %r failed in matches(%s); skipped", converter, path, exc_info=True)
+        return False
+
+
+def _safe_detect(converter: Converter, path: Path, head: bytes) -> tuple[float, str]:
+    # detect() of a plugin is untrusted: a crash or a silly value must not stop the choice.
+    try:
+        score, why = converter.detect_with_reason(path, head)
+        score = float(score)
+    except Exception:
+        log.warning("converter %r failed in detect(%s); taken as 0", converter, path,
+                    exc_info=True)
+        return 0.0, ""
+    if score != score:  # NaN
+        return 0.0, ""
+    return min(max(score, 0.0), 1.0), str(why or "")
+
+
+def _where(exc: BaseException, file: Path) -> str:
+    """'line N (`source`): ' for the deepest frame of the traceback inside `file`."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        text = (exc.text or "").strip()
+        other = exc.filename and not _same_file(exc.filename, file)
+        return (f"{exc.filename} " if other else "") + f"line {exc.lineno}" + (
+            f" ({text})" if text else ""
+        ) + ": "
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _same_file(f.filename, file)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"line {frame.lineno}" + (f" ({frame.line.strip()})" if frame.line else "") + ": "
+
+
+def _same_file(name: str, file: Path) -> bool:
+    try:
+        return Path(name).resolve() == file.resolve()
+    except OSError:
+        return False
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return exc.msg
+    return str(exc)
+
+
+def _identifier(stem: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in stem)

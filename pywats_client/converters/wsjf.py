@@ -1,0 +1,219 @@
+"""`WATSStandardJsonConverter`: WSJF files (formats.md §1), one report or a list of them.
+
+WSJF is already the report model, so conversion is parsing: every field the file has is kept
+unchanged and in order (a re-exported file must round-trip exactly). Depends on the converter
+base and `errors` only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.errors import ConversionError, IncompleteFileError
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"\s*")
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+_NUMBER_TAIL = re.compile(r"[0-9.eE+-]{1,40}")
+
+
+class WATSStandardJsonConverter(Converter):
+    """Imports WATS Standard JSON Format files as they are (the WATS Client "WSJF importer")."""
+
+    name = "WATSStandardJsonConverter"
+    description = "WATS Standard JSON Format (WSJF): one report object or a list of them"
+    version = "1.0"
+    file_patterns = ("*.json",)
+
+    def detect(self, path: Path, head: bytes) -> float:
+        return self.detect_with_reason(path, head)[0]
+
+    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
+        try:
+            return _detect(head)
+        except Exception:  # detect() must never raise; a surprise means "not mine"
+            return 0.0, ""
+
+    def convert(
+        self, path: Path, context: ConverterContext
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+        text = _decode(data, path, context.encoding)
+        if not text.strip():
+            raise IncompleteFileError(f"{path}: the file is empty; waiting for the writer")
+        try:
+            value = json.loads(text, parse_constant=_reject_constant)
+        except _NonFiniteNumber as exc:
+            raise ConversionError(
+                f"{path}: {exc} is not valid JSON (WSJF numbers must be finite); leave the "
+                "value out or fix the program that writes the file"
+            ) from None
+        except json.JSONDecodeError as exc:
+            if _truncated(exc):
+                raise IncompleteFileError(
+                    f"{path}: the JSON ends early at line {exc.lineno}, column {exc.colno} "
+                    "(file still being written, or cut off)"
+                ) from None
+            raise ConversionError(
+                f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                "fix the file or the program that writes it"
+            ) from None
+        except RecursionError:
+            raise ConversionError(f"{path}: the JSON is nested too deeply to be a report") from None
+        if isinstance(value, dict):
+            _check_report(value, path, "")
+            return value
+        if isinstance(value, list) and value:
+            for n, item in enumerate(value):
+                _check_report(item, path, f"item {n} of the list: ")
+            return value
+        found = "an empty list" if isinstance(value, list) else f"a JSON {_kind(value)}"
+        raise ConversionError(
+            f"{path}: expected a WSJF report (a JSON object with \"type\", \"pn\", \"sn\", ...) "
+            f"or a list of reports, but the file holds {found}"
+        )
+
+
+class _NonFiniteNumber(ValueError):
+    """NaN / Infinity in the file: Python's json reads them, JSON (and WATS) does not."""
+
+
+def _reject_constant(literal: str) -> Any:
+    raise _NonFiniteNumber(literal)
+
+
+def _decode(data: bytes, path: Path, encoding: str) -> str:
+    # JSON is UTF-8 by RFC 8259 (UTF-16/32 are recognised by their BOM or byte pattern, and a
+    # UTF-8 BOM is allowed). A configured non-UTF encoding is honoured for stations that write
+    # a legacy code page without a BOM.
+    detected = json.detect_encoding(data)
+    chosen: str = detected
+    if detected == "utf-8" and _known(encoding):
+        configured = codecs.lookup(encoding).name
+        if not configured.startswith("utf"):
+            chosen = configured
+    try:
+        return data.decode(chosen)
+    except UnicodeDecodeError as exc:
+        if exc.reason in ("unexpected end of data", "truncated data"):
+            raise IncompleteFileError(
+                f"{path}: the file ends in the middle of a character (still being written?)"
+            ) from None
+        raise ConversionError(
+            f"{path}: not valid {chosen.upper()} at byte {exc.start}; save the file as UTF-8 "
+            "or set the folder's encoding"
+        ) from None
+
+
+def _known(encoding: str) -> bool:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        return False
+    return True
+
+
+def _truncated(exc: json.JSONDecodeError) -> bool:
+    """True when the document is fine so far but stops: a writer that has not finished."""
+    tail = exc.doc[exc.pos:].strip()
+    if not tail or exc.msg.startswith("Unterminated string"):
+        return True
+    if exc.msg.startswith("Invalid \\uXXXX escape") and len(tail) < 6:
+        return True
+    # Cut inside a literal or a number: "tru", "12.", "1e", "-".
+    if any(literal.startswith(tail) for literal in _LITERALS):
+        return True
+    return _NUMBER_TAIL.fullmatch(tail) is not None
+
+
+def _check_report(value: Any, path: Path, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ConversionError(
+            f"{path}: {where}expected a WSJF report object, found a JSON {_kind(value)}"
+        )
+    kind = value.get("type")
+    if kind not in ("T", "R"):
+        problem = "has no \"type\"" if kind is None else f"has \"type\" {json.dumps(kind)}"
+        raise ConversionError(
+            f"{path}: {where}this JSON object is not a WSJF report: it {problem} "
+            "(expected \"T\" for a test report or \"R\" for a repair report)"
+        )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _detect(head: bytes) -> tuple[float, str]:
+    if not head:
+        return 0.0, ""
+    text = head.decode(json.detect_encoding(head), errors="replace").lstrip("\ufeff")
+    pos = _skip_ws(text, 0)
+    if pos >= len(text) or text[pos] not in "{[":
+        return 0.0, ""
+    in_list = text[pos] == "["
+    if in_list:
+        pos = _skip_ws(text, pos + 1)
+        if pos >= len(text) or text[pos] != "{":
+            return 0.05, "JSON list, but not of report objects"
+    keys = _top_level_keys(text, pos)
+    kind = keys.get("type")
+    what = "JSON list whose first object has" if in_list else "JSON object with"
+    if kind in ("T", "R") and "pn" in keys and "sn" in keys:
+        body = "root" if kind == "T" else "uur"
+        score = 0.98 if body in keys else 0.95
+        return score, f"{what} type '{kind}', pn and sn"
+    if kind in ("T", "R"):
+        return 0.4, f"{what} type '{kind}' (no pn/sn among the first fields)"
+    return 0.05, "JSON, but no WSJF report type"
+
+
+def _top_level_keys(text: str, pos: int) -> dict[str, Any]:
+    """The members of the object at `pos` that can be read before `text` is cut off.
+
+    The head is only the start of the file, so a full parse usually fails; reading one member
+    at a time gets `type`, `pn`, `sn` (which exporters write first) without the rest. A value
+    cut off by the end of the head still counts as present.
+    """
+    found: dict[str, Any] = {}
+    pos = _skip_ws(text, pos + 1)  # past "{"
+    while len(found) < 256 and text[pos:pos + 1] == '"':
+        try:
+            key, pos = _DECODER.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            break
+        pos = _skip_ws(text, pos)
+        if text[pos:pos + 1] != ":":
+            break
+        pos = _skip_ws(text, pos + 1)
+        try:
+            value, pos = _DECODER.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            if text[pos:pos + 1] in ("{", "["):
+                found[key] = ...  # a nested value running past the head: present, unread
+            break
+        found[key] = value
+        pos = _skip_ws(text, pos)
+        if text[pos:pos + 1] != ",":
+            break
+        pos = _skip_ws(text, pos + 1)
+    return found
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos
