@@ -1,0 +1,559 @@
+"""The `pywats-client` command line: argparse in, one library call, an exit code out.
+
+Handlers are thin: they build a request, call into the package, print the answer and map
+errors to exit codes. Heavy modules (requests, watchdog, cryptography) are imported inside the
+handlers that need them, so `--help` and `--version` start in a blink on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pywats_client import __version__
+
+if TYPE_CHECKING:
+    from pywats_client.paths import InstancePaths
+    from pywats_client.settings import Settings
+
+# Exit codes, also listed in --help.
+OK = 0
+ERROR = 1
+USAGE = 2  # bad command line or invalid configuration
+SERVER = 3  # server unreachable or credentials refused: reports are kept and retried
+LOCKED = 4  # another process owns this instance's queue
+REJECTED = 5  # a file could not be converted, or the server rejected a report
+NOT_RUNNING = 6  # status: the service is not running
+
+EXIT_CODES = f"""exit codes:
+  {OK}  success
+  {ERROR}  unexpected error (see the message and the log)
+  {USAGE}  bad command line or invalid configuration (the message names the key and the fix)
+  {SERVER}  server unreachable, or credentials refused: nothing is lost, reports wait in the queue
+  {LOCKED}  another process owns this instance (pywats-client status tells which)
+  {REJECTED}  a file could not be converted, or the server rejected a report
+  {NOT_RUNNING}  status: the service is not running
+"""
+
+DESCRIPTION = """\
+Headless WATS client: watches folders for files written by test equipment, converts each one
+into a WATS report, keeps every report in a durable queue and uploads it to a WATS server —
+through outages, server faults and restarts, losing nothing.
+
+Set up a station:
+  pywats-client config init                   (asks for server, token, station name)
+  pywats-client config add-watch-folder /data/ict --converter WATSStandardJsonConverter
+  pywats-client start                         (foreground; for systemd)
+  pywats-client start --once                  (drain what is due, then exit; for cron)
+  pywats-client status
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return USAGE
+    from pywats_client.errors import (
+        ConfigError,
+        ConversionError,
+        LockError,
+        PluginError,
+        PyWATSClientError,
+    )
+
+    try:
+        code: int = args.handler(args)
+        return code
+    except ConfigError as exc:
+        _err(f"configuration error: {exc}")
+        return USAGE
+    except LockError as exc:
+        _err(str(exc))
+        return LOCKED
+    except (ConversionError, PluginError) as exc:
+        _err(str(exc))
+        return REJECTED
+    except PyWATSClientError as exc:
+        _err(str(exc))
+        return ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pywats-client",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pywats-client {__version__}")
+    parser.add_argument(
+        "--instance", "--instance-id", dest="instance", default="default", metavar="NAME",
+        help="which instance (own config, queue, logs, lock); default: %(default)s",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, metavar="DIR",
+        help="where instances live (env PYWATS_DATA_DIR; default ~/.config/pywats_client, "
+        "or /var/lib/pywats as root)",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str,
+                aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
+                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("start", cmd_start, "run the service in the foreground (stop: Ctrl-C/SIGTERM)",
+                aliases=["service"])
+    p.add_argument("--once", action="store_true",
+                   help="convert what is in the watch folders, upload everything due, print a "
+                   "summary and exit (for cron)")
+    p.add_argument("--log-level", default="", help="override logging.level for this run")
+
+    p = command("status", cmd_status, "is the service running, is the server reachable, "
+                "what is queued")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-probe", action="store_true", help="do not contact the server")
+
+    _add_config_commands(sub, command)
+    _add_queue_commands(sub, command)
+
+    p = command("upload", cmd_upload, "convert a file if needed, queue it and upload it now")
+    p.add_argument("--file", type=Path, required=True, metavar="PATH")
+    p.add_argument("--converter", metavar="NAME", help="converter to use (default: detect)")
+    p.add_argument("--verbose", action="store_true", help="print the report(s) sent")
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="when the service runs, how long to wait for it to send the report")
+
+    p = command("convert", cmd_convert, "convert a file and print the WSJF report(s); "
+                "uploads nothing")
+    p.add_argument("--file", type=Path, required=True, metavar="PATH")
+    p.add_argument("--converter", metavar="NAME", help="converter to use (default: detect)")
+
+    conv = command("converters", _group_help("converters"), "converters: list")
+    conv_sub = conv.add_subparsers(title="converters commands", metavar="ACTION")
+    p = conv_sub.add_parser("list", help="built-in and plugin converters, and broken plugins")
+    p.set_defaults(handler=cmd_converters_list)
+
+    command("unlock", cmd_unlock, "remove this instance's lock file if its process is gone")
+
+    p = command("receiver", cmd_receiver, "run a WATS-compatible test server on loopback "
+                "(for demos and trying converters offline)")
+    from pywats_client.receiver import add_arguments as add_receiver_arguments
+
+    add_receiver_arguments(p)
+    return parser
+
+
+def _add_config_commands(sub: Any, command: Any) -> None:
+    cfg = command("config", _group_help("config"), "show and change this instance's config.json")
+    cs = cfg.add_subparsers(title="config commands", metavar="ACTION")
+
+    p = cs.add_parser("init", help="create config.json (interactive unless --non-interactive)")
+    p.set_defaults(handler=cmd_config_init)
+    p.add_argument("--server-url")
+    p.add_argument("--api-token", help="token issued by WATS (base64 of user:secret)")
+    p.add_argument("--username", help="with --password: build the token from these")
+    p.add_argument("--password")
+    p.add_argument("--station-name")
+    p.add_argument("--location")
+    p.add_argument("--non-interactive", action="store_true", help="never prompt")
+    p.add_argument("--force", action="store_true", help="replace an existing config.json")
+
+    p = cs.add_parser("show", help="the effective config, secrets masked")
+    p.set_defaults(handler=cmd_config_show)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = cs.add_parser("get", help="one value, by dotted key (e.g. queue.retry_delay)")
+    p.set_defaults(handler=cmd_config_get)
+    p.add_argument("key")
+
+    p = cs.add_parser("set", help="change one value (typed and validated, written atomically)")
+    p.set_defaults(handler=cmd_config_set)
+    p.add_argument("key")
+    p.add_argument("value")
+
+    p = cs.add_parser("add-watch-folder", help="watch one more folder")
+    p.set_defaults(handler=cmd_config_add_watch_folder)
+    p.add_argument("path")
+    p.add_argument("--converter", metavar="NAME", help="converter for every file in it "
+                   "(default: detect per file)")
+    p.add_argument("--post-action", choices=["move", "archive", "delete", "none"],
+                   help="what to do with a source file once its report is queued "
+                   "(default: move to the folder's done/)")
+
+
+def _add_queue_commands(sub: Any, command: Any) -> None:
+    q = command("queue", _group_help("queue"), "look at and manage the report queue")
+    qs = q.add_subparsers(title="queue commands", metavar="ACTION")
+    p = qs.add_parser("status", help="how many reports are in each state")
+    p.set_defaults(handler=cmd_queue_status)
+    p.add_argument("--json", action="store_true")
+    p = qs.add_parser("list", help="reports in one state: id, source, attempts, next attempt, "
+                      "last error")
+    p.set_defaults(handler=cmd_queue_list)
+    p.add_argument("--state", default="pending",
+                   choices=["pending", "processing", "completed", "failed", "corrupt"])
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p = qs.add_parser("retry-failed", help="queue every failed report again")
+    p.set_defaults(handler=cmd_queue_retry_failed)
+    p = qs.add_parser("clear-completed", help="delete every uploaded report kept in completed/")
+    p.set_defaults(handler=cmd_queue_clear_completed)
+
+
+def _group_help(name: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        build_parser().parse_args([name, "--help"])
+        return USAGE
+
+    return handler
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _err(message: str) -> None:
+    print(f"pywats-client: {message}", file=sys.stderr)
+
+
+def _paths(args: argparse.Namespace) -> InstancePaths:
+    from pywats_client.paths import InstancePaths
+
+    data_dir = args.data_dir
+    return InstancePaths.for_instance(args.instance, data_dir)
+
+
+def _settings(paths: InstancePaths) -> Settings:
+    from pywats_client.config import load_settings
+
+    return load_settings(paths.config, key_path=paths.key)
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+# -- start --------------------------------------------------------------------------------
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from pywats_client import logsetup
+    from pywats_client.config import load_settings
+    from pywats_client.service import Service
+
+    paths = _paths(args)
+    paths.ensure()
+    settings = _settings(paths)
+    logsetup.configure(settings.logging, paths.log_file, level=args.log_level)
+    logsetup.quiet_third_party()
+    service = Service(
+        settings, paths,
+        reload_settings=lambda: load_settings(paths.config, key_path=paths.key),
+    )
+    service.install_signal_handlers()
+    summary = service.run(once=args.once)
+    if service.hard_stop:
+        sys.stderr.flush()
+        os._exit(ERROR)  # second signal: do not wait for stuck network calls
+    if args.once:
+        remaining = ", ".join(f"{k} {v}" for k, v in summary.remaining.items() if v) or "none"
+        print(f"converted {summary.converted}, conversion errors {summary.conversion_errors}, "
+              f"uploaded {summary.uploaded}, rejected {summary.rejected}; "
+              f"server {summary.server}; left in queue: {remaining}")
+        if summary.server in ("offline", "paused"):
+            print(f"server problem: {summary.server_detail}", file=sys.stderr)
+            return SERVER
+        if summary.conversion_errors or summary.rejected:
+            return REJECTED
+    return OK
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pywats_client.operations import gather_status
+
+    paths = _paths(args)
+    info = gather_status(paths, _settings(paths), probe=not args.no_probe)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        running = (f"running (pid {info['pid']}, up {info['uptime_seconds']}s)"
+                   if info["running"] else "not running")
+        if info["lock_holder"] and not info["running"]:
+            running += f"; instance in use by pid {info['pid']} ({info['lock_holder']})"
+        print(f"instance:     {info['instance']}  ({info['config']})")
+        print(f"service:      {running}")
+        print(f"server:       {info['server_url'] or '(not configured)'}")
+        if "server_reachable" in info:
+            reach = "reachable" if info["server_reachable"] else "UNREACHABLE"
+            auth = "authenticated" if info["server_authenticated"] else "NOT authenticated"
+            print(f"              {reach}, {auth}"
+                  + ("" if info["server_authenticated"] else f": {info['server_message']}"))
+        if info["service_server_state"] in ("offline", "paused"):
+            print(f"uploads:      {info['service_server_state'].upper()}: "
+                  f"{info['service_server_detail']}")
+        if info["disk_full"]:
+            print("disk:         FULL - new files wait in the watch folders")
+        counts = info["queue"]
+        print("queue:        " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"last upload:  {_when(info['last_upload_at'])} {info['last_upload_id'] or ''}")
+        if info["last_error"]:
+            print(f"last error:   {_when(info['last_error_at'])} {info['last_error']}")
+    if not info["running"]:
+        return NOT_RUNNING
+    if info.get("server_authenticated") is False:
+        return SERVER
+    return OK
+
+
+# -- config -------------------------------------------------------------------------------
+
+
+def _document(paths: InstancePaths) -> Any:
+    from pywats_client.config import ConfigDocument
+
+    return ConfigDocument.load(paths.config, paths.key)
+
+
+def cmd_config_init(args: argparse.Namespace) -> int:
+    from pywats_client.config import init_config
+
+    paths = _paths(args)
+    values = {
+        "server_url": args.server_url, "api_token": args.api_token, "username": args.username,
+        "password": args.password, "station_name": args.station_name,
+        "location": args.location,
+    }
+    if not args.non_interactive:
+        values = _prompt_init(values)
+    if not values["server_url"]:
+        _err("config init needs --server-url (or run it without --non-interactive)")
+        return USAGE
+    if not values["api_token"] and not (values["username"] and values["password"]):
+        _err("config init needs --api-token, or --username and --password")
+        return USAGE
+    doc = init_config(paths, overwrite=args.force, **values)
+    print(f"wrote {doc.path} (secrets encrypted with {paths.key})")
+    print("next: pywats-client config add-watch-folder FOLDER, then pywats-client start")
+    return OK
+
+
+def _prompt_init(values: dict[str, str | None]) -> dict[str, str | None]:
+    import getpass
+    import socket
+
+    def ask(label: str, current: str | None, default: str = "") -> str:
+        shown = current or default
+        answer = input(f"{label}{f' [{shown}]' if shown else ''}: ").strip()
+        return answer or shown
+
+    values["server_url"] = ask("WATS server URL", values["server_url"])
+    if not values["api_token"] and not values["username"]:
+        choice = ask("Authenticate with a token (t) or user name and password (u)", None, "t")
+        if choice.lower().startswith("u"):
+            values["username"] = ask("User name", None)
+            values["password"] = getpass.getpass("Password: ")
+        else:
+            values["api_token"] = getpass.getpass("API token (input hidden): ").strip()
+    elif values["username"] and not values["password"]:
+        values["password"] = getpass.getpass("Password: ")
+    values["station_name"] = ask("Station name", values["station_name"], socket.gethostname())
+    values["location"] = ask("Station location", values["location"])
+    return values
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    display = _document(paths).to_display()
+    if args.format == "json":
+        print(json.dumps({"config_path": str(paths.config), **display}, indent=2))
+        return OK
+    print(f"# {paths.config}")
+    for key, value in _flatten(display):
+        print(f"{key} = {json.dumps(value)}")
+    return OK
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def cmd_config_get(args: argparse.Namespace) -> int:
+    from pywats_client.secrets import mask
+
+    doc = _document(_paths(args))
+    value = doc.get(args.key)
+    if args.key.rsplit(".", 1)[-1] in ("api_token", "password"):
+        value = mask(str(value or ""))
+    print(value if isinstance(value, str) else json.dumps(value))
+    return OK
+
+
+def cmd_config_set(args: argparse.Namespace) -> int:
+    doc = _document(_paths(args))
+    doc.set(args.key, args.value)
+    doc.save()
+    print(f"{args.key} set in {doc.path}")
+    return OK
+
+
+def cmd_config_add_watch_folder(args: argparse.Namespace) -> int:
+    doc = _document(_paths(args))
+    folder = str(Path(args.path).expanduser().resolve())
+    doc.add_watch_folder(folder, converter=args.converter, post_action=args.post_action)
+    doc.save()
+    print(f"watching {folder}" + (f" with {args.converter}" if args.converter else "")
+          + f"; restart the service to apply ({doc.path})")
+    return OK
+
+
+# -- queue --------------------------------------------------------------------------------
+
+
+def _queue(args: argparse.Namespace) -> Any:
+    from pywats_client.queue import ReportQueue
+
+    paths = _paths(args)
+    return ReportQueue(paths.queue, _settings(paths).queue)
+
+
+def cmd_queue_status(args: argparse.Namespace) -> int:
+    counts = {s.value: n for s, n in _queue(args).counts().items()}
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for state, n in counts.items():
+            print(f"{state:<11} {n}")
+    return OK
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    from pywats_client.queue import State
+
+    items = _queue(args).list(State(args.state), limit=args.limit, offset=args.offset)
+    rows = [{
+        "id": item.id,
+        "source": item.header.source if item.header else "?",
+        "attempts": item.header.attempts if item.header else None,
+        "next_attempt": _when(item.next_attempt) if args.state == "pending" else None,
+        "last_error": item.header.last_error if item.header else "unreadable header",
+    } for item in items]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return OK
+    if not rows:
+        print(f"no {args.state} reports")
+    for row in rows:
+        extra = f"  next {row['next_attempt']}" if row["next_attempt"] else ""
+        print(f"{row['id']}  attempts {row['attempts']}{extra}  {row['source']}")
+        if row["last_error"]:
+            print(f"    last error: {row['last_error']}")
+    return OK
+
+
+def cmd_queue_retry_failed(args: argparse.Namespace) -> int:
+    n = _queue(args).retry_failed()
+    print(f"{n} failed report(s) queued again")
+    return OK
+
+
+def cmd_queue_clear_completed(args: argparse.Namespace) -> int:
+    n = _queue(args).clear_completed()
+    print(f"{n} completed report(s) removed")
+    return OK
+
+
+# -- upload / convert / converters --------------------------------------------------------
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from pywats_client.operations import upload_file
+
+    paths = _paths(args)
+    settings = _settings(paths)
+    if not settings.server_url:
+        _err(f"server_url is not set in {paths.config}; run pywats-client config init")
+        return USAGE
+    outcome = upload_file(paths, settings, args.file, converter=args.converter, wait=args.wait)
+    for report in outcome.reports:
+        line = f"{report['id']}: {report['state']}"
+        if report.get("message"):
+            line += f" - {report['message']}"
+        print(line)
+    if args.verbose:
+        print(f"converter: {outcome.converter}")
+    if outcome.all_stored:
+        return OK
+    states = {r["state"] for r in outcome.reports}
+    if "failed" in states:
+        return REJECTED
+    return SERVER
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from pywats_client.converters import ConverterRegistry
+    from pywats_client.pipeline import convert_source
+
+    paths = _paths(args)
+    settings = _settings(paths)
+    registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
+    conversion = convert_source(settings, registry, args.file, None,
+                                converter_name=args.converter)
+    print(f"# {conversion.reason}", file=sys.stderr)
+    reports = conversion.reports
+    print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2,
+                     ensure_ascii=False))
+    return OK
+
+
+def cmd_converters_list(args: argparse.Namespace) -> int:
+    from pywats_client.converters import ConverterRegistry
+
+    paths = _paths(args)
+    settings = _settings(paths)
+    registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
+    for info in registry.info():
+        patterns = " ".join(info.file_patterns)
+        print(f"{info.name:<32} {info.version:<6} {patterns:<16} {info.origin}")
+        if info.description:
+            print(f"    {info.description}")
+    for error in registry.errors:
+        print(f"BROKEN: {error}")
+    return OK
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from pywats_client.lock import unlock
+
+    print(unlock(_paths(args).lock))
+    return OK
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    from pywats_client.receiver import run
+
+    return run(args)

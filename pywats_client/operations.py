@@ -1,0 +1,162 @@
+"""What the one-shot commands do, as library functions the CLI (and scripts) call.
+
+`status` gathers the service's own view, the queue counts and a fresh server probe; `upload`
+sends one file now, through the same queue the service uses and under the same lock rules.
+
+Depends on: queue, lock, status, pipeline, uploader, service (for the client factory).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pywats_client.converters import ConverterRegistry
+from pywats_client.errors import LockError
+from pywats_client.lock import InstanceLock, read_lock
+from pywats_client.paths import InstancePaths
+from pywats_client.pipeline import convert_source, queue_reports
+from pywats_client.queue import ReportQueue, State
+from pywats_client.settings import Settings
+from pywats_client.status import read_status
+from pywats_client.uploader import Outcome, UploadResult, client_for
+
+
+def gather_status(
+    paths: InstancePaths, settings: Settings, *, probe: bool = True
+) -> dict[str, Any]:
+    """Everything `pywats-client status` shows, as a dict (also its --json form)."""
+    holder = read_lock(paths.lock)
+    service = read_status(paths.state) or {}
+    running = holder is not None and holder.purpose.startswith("service")
+    queue = ReportQueue(paths.queue, settings.queue)
+    counts = {s.value: n for s, n in queue.counts().items()} if paths.queue.exists() else {}
+    info: dict[str, Any] = {
+        "instance": paths.name,
+        "config": str(paths.config),
+        "running": running,
+        "pid": holder.pid if holder else None,
+        "lock_holder": holder.purpose if holder else None,
+        "uptime_seconds": round(time.time() - holder.started) if holder else None,
+        "server_url": settings.server_url,
+        "queue": counts,
+        "last_upload_at": service.get("last_upload_at"),
+        "last_upload_id": service.get("last_upload_id") or None,
+        "last_error": service.get("last_error") or None,
+        "last_error_at": service.get("last_error_at"),
+        "service_server_state": service.get("server") if running else None,
+        "service_server_detail": service.get("server_detail") if running else None,
+        "disk_full": bool(service.get("disk_full")) if running else False,
+    }
+    if probe and settings.server_url:
+        client = client_for(settings)
+        try:
+            result = client.probe()
+        finally:
+            client.close()
+        info["server_reachable"] = result.outcome not in (Outcome.OFFLINE,)
+        info["server_authenticated"] = result.outcome is Outcome.STORED
+        info["server_message"] = result.message
+    return info
+
+
+@dataclass
+class UploadOutcome:
+    """What happened to each report of one uploaded file."""
+
+    path: Path
+    converter: str
+    reports: list[dict[str, Any]] = field(default_factory=list)  # id, state, message
+
+    @property
+    def all_stored(self) -> bool:
+        return bool(self.reports) and all(r["state"] == "completed" for r in self.reports)
+
+
+def upload_file(
+    paths: InstancePaths,
+    settings: Settings,
+    path: Path,
+    *,
+    converter: str | None = None,
+    wait: float = 30.0,
+) -> UploadOutcome:
+    """Convert `path`, queue its reports durably, and upload them now.
+
+    When no other process owns the instance, this command takes the lock and sends the reports
+    itself. When the service runs, it owns the queue: the reports are queued for it and this
+    waits up to `wait` seconds for the service to send them.
+    """
+    registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
+    conversion = convert_source(settings, registry, path, None, converter_name=converter)
+    queue = ReportQueue(paths.queue, settings.queue)
+    queue.ensure_layout()
+    lock = InstanceLock(paths.lock, paths.name)
+    try:
+        lock.acquire("upload")
+    except LockError:
+        results = queue_reports(queue, conversion)
+        outcome = UploadOutcome(path, conversion.converter)
+        outcome.reports = _wait_for(queue, [r.id for r in results], wait)
+        return outcome
+    try:
+        results = queue_reports(queue, conversion)
+        return _send_now(queue, settings, path, conversion.converter, [r.id for r in results])
+    finally:
+        lock.release()
+
+
+def _send_now(
+    queue: ReportQueue, settings: Settings, path: Path, converter: str, ids: list[str]
+) -> UploadOutcome:
+    from pywats_client.dispatcher import UploadDispatcher  # the same transitions as the service
+    from pywats_client.status import ServiceStatus
+
+    outcome = UploadOutcome(path, converter)
+    client = client_for(settings)
+    dispatcher = UploadDispatcher(queue, client, settings.queue, ServiceStatus(), workers=1)
+    try:
+        for report_id in ids:
+            claimed = queue.claim(report_id)
+            if claimed is None:
+                state = queue.find(report_id)
+                outcome.reports.append({
+                    "id": report_id, "state": state.value if state else "unknown",
+                    "message": "already " + (state.value if state else "gone"),
+                })
+                continue
+            finished = dispatcher.upload_one(claimed)
+            outcome.reports.append(_describe(report_id, finished.state, finished.result))
+    finally:
+        dispatcher.shutdown()
+    return outcome
+
+
+def _describe(report_id: str, state: State | None, result: UploadResult) -> dict[str, Any]:
+    return {
+        "id": report_id,
+        "state": state.value if state else "processing",
+        "outcome": result.outcome.value,
+        "http_status": result.status,
+        "message": result.message,
+    }
+
+
+def _wait_for(queue: ReportQueue, ids: list[str], wait: float) -> list[dict[str, Any]]:
+    """Watch the queue until the service has moved every id out of pending/processing."""
+    deadline = time.monotonic() + wait
+    pause = threading.Event()
+    while True:
+        states = {rid: queue.find(rid) for rid in ids}
+        settled = all(s in (State.COMPLETED, State.FAILED) for s in states.values())
+        if settled or time.monotonic() >= deadline:
+            break
+        pause.wait(0.2)  # another process does the work; look again shortly
+    return [
+        {"id": rid, "state": s.value if s else "unknown",
+         "message": "" if settled else "queued; the running service will upload it"}
+        for rid, s in states.items()
+    ]

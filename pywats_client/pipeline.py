@@ -1,0 +1,157 @@
+"""From a source file to queued reports: choose a converter, convert, finalise, queue durably.
+
+Shared by the service (one call per file, on a conversion thread) and by the `convert` and
+`upload` commands, so a file is turned into the same reports, with the same ids, whichever way
+it arrives.
+
+Depends on: converters (base, registry), report, queue, settings, errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
+from pywats_client.errors import ConversionError, IncompleteFileError
+from pywats_client.queue import PutResult, ReportQueue
+from pywats_client.report import finalize, to_json_bytes
+from pywats_client.settings import Settings, WatchFolder
+
+HEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The reports made from one file, and which converter made them and why."""
+
+    path: Path
+    converter: str
+    reason: str
+    reports: list[dict[str, Any]]
+
+
+def make_context(
+    settings: Settings, path: Path, arguments: Mapping[str, Any] | None = None
+) -> ConverterContext:
+    """What a converter may know besides the file: station identity, defaults, arguments."""
+    try:
+        mtime: float | None = path.stat().st_mtime
+    except OSError:
+        mtime = None
+    return ConverterContext(
+        station_name=settings.station_name,
+        location=settings.station_location,
+        purpose=settings.station_purpose,
+        defaults=dict(settings.converters.defaults),
+        arguments=dict(arguments or {}),
+        file_mtime=mtime,
+    )
+
+
+def choose_converter(
+    registry: ConverterRegistry,
+    path: Path,
+    *,
+    name: str | None,
+    arguments: Mapping[str, Any] | None = None,
+    auto_detect: bool = True,
+) -> tuple[Converter, str]:
+    """The converter for `path`: the one named (bound to the folder or given on the command
+    line), else the best match by content. Raises ConversionError when nothing fits."""
+    if name:
+        return registry.create(name, arguments), f"{name}: configured"
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    choice = registry.choose(path, head, auto_detect=auto_detect)
+    if choice is None:
+        raise ConversionError(
+            f"no converter recognises {path.name}. Bind one to the folder with "
+            "'pywats-client config add-watch-folder FOLDER --converter NAME' "
+            "('pywats-client converters list' shows the names)."
+        )
+    return choice
+
+
+def convert_file(
+    path: Path, converter: Converter, context: ConverterContext, reason: str = ""
+) -> Conversion:
+    """Run `converter` on `path` and finalise every report (ids, defaults, validation).
+
+    The id of each report is derived from the file's content, the converter and the report's
+    position, so converting the same file again gives the same ids. If the file changes while
+    it is being converted, IncompleteFileError asks the caller to try again later.
+    """
+    before = _fingerprint(path)
+    digest = _sha256(path)
+    raw = converter.convert(path, context)
+    if _fingerprint(path) != before:
+        raise IncompleteFileError(f"{path.name} changed while it was being converted")
+    reports = raw if isinstance(raw, list) else [raw]
+    if not reports:
+        raise ConversionError(f"{path.name}: the converter found no report in the file")
+    for report in reports:
+        if not isinstance(report, dict):
+            raise ConversionError(
+                f"{path.name}: converter {converter.name} returned {type(report).__name__}, "
+                "not a report"
+            )
+    finished = [
+        finalize(
+            report,
+            context=context,
+            converter_name=converter.name,
+            content_sha256=digest,
+            index=index,
+            source=str(path),
+        )
+        for index, report in enumerate(reports)
+    ]
+    return Conversion(path, converter.name, reason, finished)
+
+
+def convert_source(
+    settings: Settings, registry: ConverterRegistry, path: Path, folder: WatchFolder | None,
+    converter_name: str | None = None,
+) -> Conversion:
+    """Choose the converter for a file (its folder's binding, or detection) and convert it."""
+    name = converter_name or (folder.converter if folder else None)
+    arguments = folder.arguments if folder else {}
+    converter, reason = choose_converter(
+        registry, path, name=name, arguments=arguments,
+        auto_detect=settings.converters.auto_detect,
+    )
+    return convert_file(path, converter, make_context(settings, path, arguments), reason)
+
+
+def queue_reports(queue: ReportQueue, conversion: Conversion) -> list[PutResult]:
+    """Put every report of a conversion into the queue, durably, before the source is touched.
+
+    If the disk fills half-way, the reports already written stay: they have deterministic ids,
+    so converting the file again later re-queues only what is missing.
+    """
+    return [
+        queue.put(
+            to_json_bytes(report),
+            report_id=report["id"],
+            source=str(conversion.path),
+            converter=conversion.converter,
+        )
+        for report in conversion.reports
+    ]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns

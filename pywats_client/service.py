@@ -1,0 +1,376 @@
+"""The service: one process that watches, converts, queues and uploads until it is told to stop.
+
+The main thread runs `Service.run()`: it sweeps the queue, starts the watcher, then loops —
+hand stable files to the conversion pool (10 threads), let the dispatcher feed the upload pool
+(5 threads), prune old items, publish its status — sleeping on an Event between rounds, so it
+wakes at once for a new file, a finished upload or a signal, and costs nothing when idle.
+
+Signals only set flags: the first SIGTERM/SIGINT stops gracefully (no new work, in-flight
+uploads get `stop_timeout` seconds), a second one stops at once. Either way nothing is lost: a
+report being uploaded stays in processing/ and the next start sends it again with the same id.
+
+Depends on: everything below it (queue, dispatcher, watcher, pipeline, postaction, config
+types, status). Nothing imports this module except the CLI.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pywats_client import __version__
+from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.converters import ConverterRegistry
+from pywats_client.dispatcher import UploadDispatcher
+from pywats_client.errors import (
+    ConfigError,
+    ConversionError,
+    IncompleteFileError,
+    QueueFullError,
+)
+from pywats_client.lock import InstanceLock
+from pywats_client.paths import InstancePaths
+from pywats_client.pipeline import convert_source, queue_reports
+from pywats_client.postaction import SeenFiles, apply_post_action, move_to_error
+from pywats_client.queue import ReportQueue, State
+from pywats_client.settings import Settings
+from pywats_client.status import ServiceStatus, write_status
+from pywats_client.uploader import client_for
+from pywats_client.watcher import FolderWatcher, SourceFile
+
+log = logging.getLogger(__name__)
+
+CONVERSION_WORKERS = 10
+MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS  # the rest wait in the watcher, not in memory
+INCOMPLETE_GIVE_UP = 300.0  # seconds a file may keep looking truncated before it is an error
+DISK_FULL_RETRY = 30.0
+HOUSEKEEPING_INTERVAL = 3600.0
+STATUS_INTERVAL = 1.0
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed by `start --once`."""
+
+    converted: int = 0
+    conversion_errors: int = 0
+    uploaded: int = 0
+    rejected: int = 0
+    retry_later: int = 0
+    server: str = "unknown"
+    server_detail: str = ""
+    remaining: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.server not in ("offline", "paused") and self.conversion_errors == 0
+
+
+@dataclass(frozen=True)
+class _Converted:
+    """A conversion thread's result for the main thread's bookkeeping."""
+
+    source: SourceFile
+    outcome: str  # queued | error | incomplete | disk_full
+    message: str = ""
+    queued: tuple[str, ...] = ()
+
+
+class Service:
+    """One running instance. Create, then `run()` on the main thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: InstancePaths,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        stop_timeout: float = 20.0,
+        reload_settings: Any = None,
+    ) -> None:
+        if not settings.server_url:
+            raise ConfigError(
+                f"{paths.config}: server_url is not set. Fix: pywats-client config init, or "
+                "pywats-client config set server_url https://wats.example.com"
+            )
+        self.settings = settings
+        self.paths = paths
+        self.clock = clock
+        self.stop_timeout = stop_timeout
+        self._reload_settings = reload_settings  # callable returning fresh Settings, or None
+        self.status = ServiceStatus(version=__version__)
+        self._wake = threading.Event()
+        self._stop_requests = 0
+        self.lock = InstanceLock(paths.lock, paths.name)
+        self.queue = ReportQueue(paths.queue, settings.queue, clock=clock)
+        self.registry = ConverterRegistry(
+            enabled=settings.converters.enabled, plugin_dir=paths.converters
+        )
+        self.seen = SeenFiles(paths.state)
+        self.watcher = FolderWatcher(
+            settings.queue.watch_folders,
+            settle_time=settings.queue.settle_time,
+            rescan_interval=settings.queue.rescan_interval,
+            state_dir=paths.state,
+            clock=clock,
+            wake=self.wake,
+            seen=self.seen,
+        )
+        self.dispatcher = UploadDispatcher(
+            self.queue, client_for(settings), settings.queue, self.status,
+            clock=clock, wake=self.wake,
+        )
+        self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
+        self._conversions: dict[Future[_Converted], SourceFile] = {}
+        self._waiting: collections.deque[SourceFile] = collections.deque()
+        self._incomplete_since: dict[Path, float] = {}
+        self._config_mtime = _mtime(paths.config)
+        self.summary = RunSummary()
+
+    # -- control --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """First call: graceful stop. Second: stop now. Safe from a signal handler."""
+        self._stop_requests += 1
+        self._wake.set()
+
+    @property
+    def hard_stop(self) -> bool:
+        """True when a second stop request asked to quit without waiting."""
+        return self._stop_requests > 1
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()  # only a counter and an Event: nothing else in a handler
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> RunSummary:
+        """Serve until stopped (or, with `once`, until everything due is done)."""
+        self.lock.acquire("service (once)" if once else "service")
+        try:
+            self.paths.ensure()
+            self.queue.ensure_layout()
+            self.queue.sweep()
+            for error in self.registry.errors:
+                log.warning("%s", error)
+            self.queue.prune()
+            self.watcher.start()
+            self.status.state = "running"
+            log.info(
+                "pywats-client %s started: instance %s, %d watch folder(s), server %s",
+                __version__, self.paths.name, len(self.settings.queue.watch_folders),
+                self.settings.server_url,
+            )
+            self._loop(once)
+        finally:
+            self._shutdown()
+        return self.summary
+
+    def _loop(self, once: bool) -> None:
+        next_housekeeping = self.clock.monotonic() + HOUSEKEEPING_INTERVAL
+        next_status = 0.0
+        while self._stop_requests == 0:
+            self._wake.clear()
+            now = self.clock.monotonic()
+            self._collect_conversions()
+            ready, watcher_wait = self.watcher.poll()
+            self._waiting.extend(ready)
+            self._submit_conversions()
+            upload_wait = self.dispatcher.pump()
+            if now >= next_housekeeping:
+                self.queue.prune()
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            self._check_config()
+            if now >= next_status:
+                self._publish()
+                next_status = now + STATUS_INTERVAL
+            if once and self._once_finished():
+                break
+            timeout = min(watcher_wait, upload_wait, next_housekeeping - now)
+            if self._conversions or self.dispatcher.in_flight:
+                timeout = min(timeout, STATUS_INTERVAL)
+            self.clock.wait(self._wake, max(0.0, timeout))
+
+    def _once_finished(self) -> bool:
+        if self._conversions or self._waiting or self.watcher.pending_count():
+            return False
+        if not self.dispatcher.can_send:
+            return True  # offline or paused: what is due stays queued for the next run
+        return not self.dispatcher.has_due_work()
+
+    # -- conversion -----------------------------------------------------------------------
+
+    def _submit_conversions(self) -> None:
+        while self._waiting and len(self._conversions) < MAX_CONVERSIONS_QUEUED:
+            source = self._waiting.popleft()
+            future = self._converters.submit(self._convert, source)
+            self._conversions[future] = source
+            future.add_done_callback(lambda _f: self.wake())
+
+    def _convert(self, source: SourceFile) -> _Converted:
+        """Conversion thread: file -> reports -> queue (durable) -> post-action."""
+        path = source.path
+        try:
+            conversion = convert_source(self.settings, self.registry, path, source.folder)
+            results = queue_reports(self.queue, conversion)
+        except IncompleteFileError as exc:
+            return _Converted(source, "incomplete", str(exc))
+        except QueueFullError as exc:
+            return _Converted(source, "disk_full", str(exc))
+        except ConversionError as exc:
+            return self._reject_source(source, str(exc))
+        except FileNotFoundError:
+            return _Converted(source, "gone", f"{path} disappeared before it was converted")
+        except Exception as exc:  # a converter bug must not stop the station
+            log.exception("converting %s failed unexpectedly", path)
+            return self._reject_source(source, f"the converter failed unexpectedly: {exc!r}")
+        for result in results:
+            if result.created:
+                self.dispatcher.notify_queued(result.id)
+            else:
+                log.info("report %s from %s is already %s; not queued twice",
+                         result.id, path, result.state.value)
+        try:
+            apply_post_action(source, self.seen)
+        except OSError as exc:
+            # The reports are safe in the queue; only the tidy-up failed.
+            log.error("report(s) from %s queued, but its post-action failed: %s", path, exc)
+        ids = tuple(r.id for r in results)
+        log.info("converted %s with %s into %s", path.name, conversion.converter,
+                 ", ".join(ids))
+        return _Converted(source, "queued", conversion.reason, ids)
+
+    def _reject_source(self, source: SourceFile, reason: str) -> _Converted:
+        try:
+            moved = move_to_error(source, reason)
+            log.error("cannot convert %s: %s; moved to %s", source.path, reason, moved)
+        except OSError as exc:
+            log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
+                      source.path, reason, exc)
+        return _Converted(source, "error", reason)
+
+    def _collect_conversions(self) -> None:
+        for future in [f for f in self._conversions if f.done()]:
+            source = self._conversions.pop(future)
+            try:
+                done = future.result()
+            except Exception:
+                log.exception("conversion of %s crashed", source.path)
+                self.watcher.retry_later(source, DISK_FULL_RETRY)
+                continue
+            self._account_conversion(done)
+
+    def _account_conversion(self, done: _Converted) -> None:
+        source, status, now = done.source, self.status, self.clock.monotonic()
+        path = source.path
+        if done.outcome == "queued":
+            self._incomplete_since.pop(path, None)
+            status.converted += 1
+            self.summary.converted += 1
+            status.disk_full = False
+            self.watcher.done(source)
+        elif done.outcome == "incomplete":
+            first = self._incomplete_since.setdefault(path, now)
+            if now - first < INCOMPLETE_GIVE_UP:
+                log.info("%s looks incomplete (%s); trying again when it settles", path,
+                         done.message)
+                self.watcher.retry_later(source)
+            else:
+                self._incomplete_since.pop(path, None)
+                self._count_conversion_error(
+                    self._reject_source(source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}"
+                                                f"s: {done.message}"))
+                self.watcher.done(source)
+        elif done.outcome == "disk_full":
+            status.disk_full = True
+            status.record_error(done.message, self.clock.time())
+            log.error("%s", done.message)
+            self.watcher.retry_later(source, DISK_FULL_RETRY)
+        elif done.outcome == "gone":
+            self.watcher.done(source)
+        else:
+            self._count_conversion_error(done)
+            self.watcher.done(source)
+
+    def _count_conversion_error(self, done: _Converted) -> None:
+        self.status.conversion_errors += 1
+        self.summary.conversion_errors += 1
+        self.status.record_error(f"{done.source.path}: {done.message}", self.clock.time())
+
+    # -- configuration changes and status -------------------------------------------------
+
+    def _check_config(self) -> None:
+        """A changed config.json may carry the fix for a paused uploader: apply its server
+        settings at once. (Watch folders and converters are read at start.)"""
+        mtime = _mtime(self.paths.config)
+        if mtime == self._config_mtime or self._reload_settings is None:
+            return
+        self._config_mtime = mtime
+        try:
+            fresh: Settings = self._reload_settings()
+        except ConfigError as exc:
+            log.error("config.json changed but is not valid, keeping the old settings: %s", exc)
+            return
+        old = self.settings
+        if (fresh.server_url, fresh.api_token, fresh.ca_bundle) != (
+            old.server_url, old.api_token, old.ca_bundle
+        ):
+            log.info("server settings changed in %s: using them now", self.paths.config)
+            self.settings = fresh
+            self.dispatcher.replace_client(client_for(fresh))
+
+    def _publish(self) -> None:
+        self.status.watching = self.watcher.pending_count()
+        try:
+            write_status(self.paths.state, self.status)
+        except OSError as exc:
+            log.debug("cannot write status: %s", exc)
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        graceful = self._stop_requests <= 1
+        self.status.state = "stopping"
+        self.watcher.stop()
+        if graceful:
+            self._converters.shutdown(wait=True, cancel_futures=True)
+            self._collect_conversions()
+            if not self.dispatcher.drain(self.stop_timeout):
+                log.warning("uploads still running after %.0fs; they are retried at the next "
+                            "start", self.stop_timeout)
+        else:
+            self._converters.shutdown(wait=False, cancel_futures=True)
+        self.dispatcher.shutdown()
+        self.summary.uploaded = self.status.uploaded
+        self.summary.rejected = self.status.rejected
+        self.summary.server = self.status.server
+        self.summary.server_detail = self.status.server_detail
+        self.summary.remaining = {s.value: n for s, n in self.queue.counts().items()
+                                  if s is not State.COMPLETED}
+        self.status.state = "stopped"
+        self._publish()
+        self.lock.release()
+        log.info("stopped (%s): %d uploaded this run", "graceful" if graceful else "immediate",
+                 self.status.uploaded)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,66 @@
+"""What the running service tells the world about itself: `state/status.json`.
+
+The service rewrites this small file (atomically, without fsync: it is a view, not data) when
+something changes; `pywats-client status` and, later, the control API read it. Queue counts are
+not stored here: they are always read from the queue folders themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class ServiceStatus:
+    """The service's own view of its health. Mutated only by the service's main thread."""
+
+    pid: int = field(default_factory=os.getpid)
+    version: str = ""
+    started_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0
+    state: str = "starting"  # starting | running | stopping | stopped
+    server: str = "unknown"  # unknown | online | offline | paused
+    server_detail: str = ""  # why offline or paused, in words
+    disk_full: bool = False
+    last_upload_at: float | None = None
+    last_upload_id: str = ""
+    last_error_at: float | None = None
+    last_error: str = ""
+    uploaded: int = 0
+    upload_failures: dict[str, int] = field(default_factory=dict)  # by outcome
+    rejected: int = 0
+    converted: int = 0
+    conversion_errors: int = 0
+    watching: int = 0  # files seen but not yet stable
+
+    def record_error(self, message: str, when: float) -> None:
+        self.last_error, self.last_error_at = message, when
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_status(state_dir: Path, status: ServiceStatus) -> None:
+    """Replace state/status.json; readers see the old or the new file, never half of one."""
+    status.updated_at = time.time()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / f".{STATUS_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(status.to_dict(), indent=1), encoding="utf-8")
+    os.replace(tmp, state_dir / STATUS_FILE)
+
+
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The last status the service wrote, or None when there is none (never started)."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        data = json.loads((state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    return None

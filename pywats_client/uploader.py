@@ -1,0 +1,305 @@
+"""Talking to WATS: one report POST or one connection probe, classified into an `Outcome`.
+
+Owns: the HTTP client (one keep-alive `requests.Session` per calling thread) and the mapping of
+every status code and network failure onto what the queue should do next (wats-api.md, "Outcomes").
+No retries in here: the queue decides when to try again. Imports only `errors` and the version.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from pywats_client import __version__
+from pywats_client.errors import ConfigError
+from pywats_client.settings import Settings
+
+MAX_MESSAGE = 2000  # characters of a server's explanation kept in a message
+
+_CONFIG_STATUSES = {401, 403, 404, 405, 407, 410}  # the request cannot work as configured
+_TRANSIENT_STATUSES = {408, 425, 429}  # plus every 5xx
+_CONNECTION_REPR = re.compile(r"^<?HTTPS?Connection(?:Pool)?\([^)]*\)(?: at 0x[0-9a-f]+)?>?: ")
+_MIN_SCRUB = 6  # shorter "tokens" would mangle ordinary words; real ones are far longer
+
+
+class Outcome(enum.Enum):
+    """What an attempt means for the report and for the uploader."""
+
+    STORED = "stored"  # 200/201
+    REJECTED = "rejected"  # 400/413/422: report is bad, do not retry
+    AUTH = "auth"  # 401/403, and 404 on the submit route: configuration problem, pause
+    TRANSIENT = "transient"  # 408/429/5xx, read timeout or reset after the body was sent
+    OFFLINE = "offline"  # connect error, DNS, TLS handshake, connect timeout
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """The outcome of one request, with the HTTP status if there was one."""
+
+    outcome: Outcome
+    status: int | None
+    message: str  # for operators; never contains the token
+    retry_after: float | None = None  # seconds, from Retry-After
+
+
+class _TokenAuth(requests.auth.AuthBase):
+    """Sets `Authorization: Basic <token>`; as an auth object it also keeps ~/.netrc out."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Basic {token}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "_TokenAuth(<hidden>)"
+
+
+class WatsClient:
+    """HTTP client for one WATS server; safe to share between threads (a Session each)."""
+
+    def __init__(self, server_url: str, token: str, *, ca_bundle: str | None = None,
+                 connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 user_agent: str = f"pywats-client/{__version__}") -> None:
+        parts = urlsplit(server_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"server_url {server_url!r} is not an http(s) URL: set it to the "
+                              "address of the WATS server, e.g. https://wats.example.com")
+        if parts.username or parts.password:
+            raise ConfigError("server_url must not contain a user name or password: remove "
+                              "them and put the token in api_token")
+        if not token or any(ch in token for ch in "\r\n\0") or token != token.strip():
+            # The reason, never the value: the token is a secret.
+            raise ConfigError("api_token is empty or contains blanks or line breaks: paste the "
+                              "token exactly as the WATS server issued it")
+        if ca_bundle is not None and not os.path.exists(ca_bundle):
+            raise ConfigError(f"ca_bundle {ca_bundle} does not exist: point it at the PEM file "
+                              "of the CA that signed the WATS server's certificate, or remove it "
+                              "to use the system CAs")
+        self.base_url = server_url.strip().rstrip("/")
+        self._token = token
+        self._auth = _TokenAuth(token)
+        self._verify: str | bool = ca_bundle or True  # never False: verification stays on
+        self._timeout = (connect_timeout, read_timeout)
+        self._user_agent = user_agent
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sessions: list[requests.Session] = []
+        self._generation = 0  # bumped by close(), so threads drop their closed sessions
+
+    def __repr__(self) -> str:
+        return f"WatsClient({self.base_url!r})"
+
+    def upload(self, body: bytes, report_id: str) -> UploadResult:
+        """POST one WSJF report to {base}/api/Report/WSJF and classify the answer."""
+        return self._request("POST", "/api/Report/WSJF", body, f"report {report_id}")
+
+    def probe(self) -> UploadResult:
+        """GET {base}/api/App/Version; STORED means reachable and authorised."""
+        return self._request("GET", "/api/App/Version", None, "the connection check")
+
+    def close(self) -> None:
+        """Close every thread's session (and its connections); later calls open new ones."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+            self._generation += 1
+        for session in sessions:
+            session.close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        local = self._local
+        session: requests.Session | None = getattr(local, "session", None)
+        if session is None or local.generation != self._generation:
+            session = requests.Session()
+            # No retries below us: one call is one attempt, and the queue owns the schedule.
+            adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update({"User-Agent": self._user_agent,
+                                    "Accept": "application/json"})
+            with self._lock:
+                self._sessions.append(session)
+                local.generation = self._generation
+            local.session = session
+        return session
+
+    def _request(self, method: str, route: str, body: bytes | None, what: str) -> UploadResult:
+        url = self.base_url + route
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            response = self._session().request(
+                method, url, data=body, headers=headers, auth=self._auth, verify=self._verify,
+                timeout=self._timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            outcome = classify_exception(exc)
+            message = self._describe(exc, outcome, what, submit=body is not None)
+            return UploadResult(outcome, None, self._scrub(message))
+        result = classify_response(response.status_code, response.content,
+                                   response.headers.get("Retry-After"),
+                                   response.headers.get("Location"), url=url, what=what,
+                                   submit=body is not None, now=time.time())
+        return UploadResult(result.outcome, result.status, self._scrub(result.message),
+                            result.retry_after)
+
+    def _describe(self, exc: requests.RequestException, outcome: Outcome, what: str, *,
+                  submit: bool) -> str:
+        connect, read = self._timeout
+        resend = "; it may have been stored, so sending it again with the same id is safe"
+        if isinstance(exc, requests.ConnectTimeout):
+            return f"cannot reach WATS at {self.base_url}: no connection within {connect:g} s"
+        if isinstance(exc, requests.ReadTimeout):
+            return (f"WATS at {self.base_url} did not answer {what} within {read:g} s"
+                    + (resend if submit else ""))
+        if isinstance(exc, requests.exceptions.SSLError):
+            return (f"TLS handshake with {self.base_url} failed ({_reason(exc)}): check the "
+                    "server's certificate, or set ca_bundle to the CA that signed it")
+        if outcome is Outcome.OFFLINE:
+            return f"cannot reach WATS at {self.base_url}: {_reason(exc)}"
+        if outcome is Outcome.AUTH:
+            return f"server_url {self.base_url} cannot be used: {_reason(exc)}"
+        return (f"connection to {self.base_url} broke during {what} ({_reason(exc)})"
+                + (resend if submit else ""))
+
+    def _scrub(self, text: str) -> str:
+        # Last line of defence: a server (or a library) echoing the token back to us.
+        if len(self._token) < _MIN_SCRUB:
+            return text
+        return text.replace(self._token, "<token>")
+
+
+def classify_exception(exc: BaseException) -> Outcome:
+    """OFFLINE if the request surely never reached the server, else TRANSIENT (AUTH for a
+    malformed URL).
+
+    requests wraps urllib3: connect failures arrive as ConnectionError(MaxRetryError(reason=
+    NewConnectionError / NameResolutionError / ConnectTimeoutError)), TLS failures as SSLError.
+    A reset or hang-up once connected arrives as ConnectionError(ProtocolError), a slow answer
+    as ReadTimeout: the server may have stored the report, so those are TRANSIENT (retry with
+    the same id). urllib3 also wraps a reset during the TLS handshake as ProtocolError; it is
+    indistinguishable from a reset after sending and is treated the same, the safe way.
+    """
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError,
+                        requests.exceptions.ProxyError)):
+        return Outcome.OFFLINE
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader)):
+        return Outcome.AUTH  # a configuration problem: pause until the config changes
+    if isinstance(exc, requests.ConnectionError):
+        inner = exc.args[0] if exc.args else None
+        if isinstance(inner, urllib3.exceptions.MaxRetryError):
+            inner = inner.reason
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError,
+                              urllib3.exceptions.ConnectTimeoutError,
+                              urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError)):
+            return Outcome.OFFLINE
+    return Outcome.TRANSIENT  # ReadTimeout, ProtocolError, ChunkedEncodingError, …
+
+
+def classify_response(status: int, body: bytes, retry_after: str | None, location: str | None,
+                      *, url: str, what: str, submit: bool, now: float) -> UploadResult:
+    """Map an HTTP answer onto an `Outcome` with a message an operator can act on."""
+    wait = parse_retry_after(retry_after, now) if retry_after else None
+    text = _trim(body.decode("utf-8", "replace"))
+    if 200 <= status < 300:
+        verb = "stored" if submit else "answered"
+        return UploadResult(Outcome.STORED, status, f"WATS {verb} {what} (HTTP {status}"
+                            f"{_report_number(body)})")
+    if 300 <= status < 400:
+        return UploadResult(Outcome.AUTH, status, f"server redirected {url} to "
+                            f"{location or '(no Location)'} (HTTP {status}): check server_url "
+                            "(https instead of http? a missing path prefix?)")
+    if status in (401, 407):
+        return UploadResult(Outcome.AUTH, status, f"WATS refused the credentials for {what} "
+                            f"(HTTP {status}): check api_token; it may be wrong, expired or "
+                            "revoked")
+    if status == 403:
+        return UploadResult(Outcome.AUTH, status, f"WATS forbids {what} for this token (HTTP "
+                            "403): ask the WATS administrator for report upload rights")
+    if status in _CONFIG_STATUSES or (not submit and 400 <= status < 500
+                                      and status not in _TRANSIENT_STATUSES):
+        return UploadResult(Outcome.AUTH, status, f"no WATS API at {url} (HTTP {status}): check "
+                            "server_url and its path prefix (e.g. https://host/wats)")
+    if status in _TRANSIENT_STATUSES or status >= 500 or status < 200:
+        hint = f"; server asks to wait {wait:g} s" if wait is not None else ""
+        detail = f": {_trim(text, 200)}" if text else ""
+        return UploadResult(Outcome.TRANSIENT, status, f"WATS could not take {what} now (HTTP "
+                            f"{status}){detail}{hint}", wait)
+    return UploadResult(Outcome.REJECTED, status, f"WATS rejected {what} (HTTP {status}): "
+                        f"{text or '(no explanation in the response)'}")
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (None if bad)."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000" means UTC without saying so
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _report_number(body: bytes) -> str:
+    """", Report_ID 17" from a 2xx body (an object or a one-element list), or "" if absent."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return ""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if isinstance(data, dict) and data.get("Report_ID") is not None:
+        return f", Report_ID {data['Report_ID']}"
+    return ""
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful words of a requests/urllib3 exception ("Connection refused")."""
+    inner: BaseException = exc
+    for _ in range(10):  # requests -> urllib3 -> ssl/socket; bounded against odd cycles
+        if isinstance(inner, urllib3.exceptions.MaxRetryError) and inner.reason is not None:
+            inner = inner.reason
+        elif inner.args and isinstance(inner.args[-1], BaseException):
+            inner = inner.args[-1]
+        else:
+            break
+    # urllib3 puts "HTTPConnection(host=…, port=…): " in front of the words that matter.
+    text = _CONNECTION_REPR.sub("", str(inner))
+    text = text.replace("Failed to establish a new connection: ", "")
+    return _trim(text, 300)
+
+
+def _trim(text: str, limit: int = MAX_MESSAGE) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def client_for(settings: Settings) -> WatsClient:
+    """The client for the server an instance is configured for."""
+    return WatsClient(
+        settings.server_url,
+        settings.api_token,
+        ca_bundle=settings.ca_bundle,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )

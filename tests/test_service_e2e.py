@@ -1,0 +1,190 @@
+"""End to end: the real service as a subprocess, the loopback WATS receiver, real files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pywats_client.queue import read_header
+from pywats_client.receiver import Receiver
+from tests.station import Station, wait_until, wsjf_report
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "dXNlcjpzZWNyZXQ="  # base64("user:secret")
+
+
+@pytest.fixture
+def receiver(tmp_path: Path):
+    with Receiver(tmp_path / "store", token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def station(tmp_path: Path, receiver: Receiver):
+    st = Station(tmp_path / "station", receiver.url, TOKEN)
+    yield st
+    st.kill()
+
+
+def test_200_files_arrive_with_their_ids_and_sources_are_moved(
+    station: Station, receiver: Receiver
+) -> None:
+    station.start()
+    ids = [str(uuid.uuid4()) for _ in range(200)]
+    for n, rid in enumerate(ids):
+        station.drop(f"report-{n:03d}.json", wsjf_report(n, report_id=rid))
+    assert receiver.wait_for_reports(200, timeout=120), station.output()
+    assert receiver.stored_ids() == set(ids)
+    wait_until(lambda: len(station.done_files()) == 200, 30, "all sources in done/")
+    assert station.watch_files() == []
+    wait_until(lambda: len(station.queue_files("completed")) == 200, 30, "completed/")
+    assert station.queue_files("pending") == station.queue_files("failed") == []
+    stored = json.loads((receiver.store / f"{ids[7]}.json").read_text())
+    assert stored["sn"] == "SN000007" and stored["id"] == ids[7]
+    assert station.stop() == 0
+
+
+def test_a_file_dropped_while_stopped_is_picked_up_at_start(
+    station: Station, receiver: Receiver
+) -> None:
+    station.start()
+    assert station.stop() == 0
+    rid = str(uuid.uuid4())
+    station.drop("late.json", wsjf_report(1, report_id=rid))
+    station.start()
+    assert receiver.wait_for_reports(1, timeout=30), station.output()
+    assert receiver.stored_ids() == {rid}
+    wait_until(lambda: station.done_files() == ["late.json"], 10, "late.json in done/")
+
+
+def test_a_report_without_id_gets_the_same_id_when_converted_again(
+    station: Station, receiver: Receiver
+) -> None:
+    report = wsjf_report(5)
+    station.start()
+    station.drop("noid.json", report)
+    assert receiver.wait_for_reports(1, timeout=30), station.output()
+    [first] = receiver.stored_ids()
+    uuid.UUID(first)
+    wait_until(lambda: station.done_files() == ["noid.json"], 10, "noid.json in done/")
+    # The same content dropped again is the same report: the queue knows it is uploaded.
+    station.drop("noid.json", report)
+    wait_until(lambda: len(station.done_files()) == 2, 30, "the second copy in done/")
+    assert receiver.stored_ids() == {first}
+    assert receiver.posts_by_id()[first] == 1
+
+
+def test_401_pauses_without_consuming_attempts_and_resumes_after_the_fix(
+    station: Station, receiver: Receiver
+) -> None:
+    station.config["api_token"] = "d3Jvbmc6dG9rZW4="  # base64("wrong:token")
+    station.write_config()
+    station.start()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    for n, rid in enumerate(ids):
+        station.drop(f"r{n}.json", wsjf_report(n, report_id=rid))
+    wait_until(lambda: station.service_status().get("server") == "paused", 30, "paused")
+    wait_until(lambda: len(station.queue_files("pending")) == 3, 30, "3 pending")
+    assert receiver.stored_ids() == set()
+    for name in station.queue_files("pending"):
+        assert read_header(station.queue / "pending" / name).attempts == 0
+    status = station.cli("status", "--json")
+    assert json.loads(status.stdout)["service_server_state"] == "paused"
+    # The operator fixes the token; the running service notices the changed config.
+    fixed = station.cli("config", "set", "api_token", TOKEN)
+    assert fixed.returncode == 0, fixed.stderr
+    assert receiver.wait_for_reports(3, timeout=30), station.output()
+    assert receiver.stored_ids() == set(ids)
+    for name in station.queue_files("completed"):
+        assert read_header(station.queue / "completed" / name).attempts == 0
+    assert station.stop() == 0
+
+
+def test_auth_failure_at_the_server_resumes_when_a_probe_succeeds(
+    station: Station, receiver: Receiver
+) -> None:
+    receiver.faults.auth_fail = True
+    station.start()
+    rid = str(uuid.uuid4())
+    station.drop("r.json", wsjf_report(1, report_id=rid))
+    wait_until(lambda: station.service_status().get("server") == "paused", 30, "paused")
+    receiver.faults.auth_fail = False
+    assert receiver.wait_for_reports(1, timeout=30), station.output()
+
+
+def test_a_file_still_being_written_is_not_taken_before_it_is_complete(
+    station: Station, receiver: Receiver
+) -> None:
+    station.start()
+    rid = str(uuid.uuid4())
+    data = json.dumps(wsjf_report(9, report_id=rid)).encode()
+    target = station.watch / "slow.json"
+    with open(target, "wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        # The half-written file settles and is looked at: it must be left alone.
+        wait_until(lambda: "looks incomplete" in _log(station), 30, "the incomplete look")
+        fh.write(data[len(data) // 2 :])
+    assert receiver.wait_for_reports(1, timeout=30), station.output()
+    assert receiver.stored_ids() == {rid}
+    wait_until(lambda: station.done_files() == ["slow.json"], 10, "slow.json in done/")
+    assert not (station.watch / "error").exists()
+
+
+def test_sigterm_during_a_burst_loses_nothing(station: Station, receiver: Receiver) -> None:
+    receiver.faults.latency_ms = 20
+    station.start()
+    ids = [str(uuid.uuid4()) for _ in range(150)]
+    for n, rid in enumerate(ids):
+        station.drop(f"burst-{n:03d}.json", wsjf_report(n, report_id=rid))
+    wait_until(lambda: len(receiver.stored_ids()) >= 10, 60, "the first uploads")
+    assert station.stop(signal.SIGTERM) == 0
+    station.start()
+    assert receiver.wait_for_reports(150, timeout=120), station.output()
+    assert receiver.stored_ids() == set(ids)
+    wait_until(lambda: len(station.done_files()) == 150, 30, "every source in done/")
+    assert station.watch_files() == []
+    assert station.stop() == 0
+
+
+def test_a_bad_file_goes_to_the_error_folder_with_its_reason(
+    station: Station, receiver: Receiver
+) -> None:
+    station.start()
+    station.drop("garbage.json", b"this is not json at all")
+    wait_until(lambda: (station.watch / "error" / "garbage.json.error.txt").exists(), 30,
+               "the error note")
+    note = (station.watch / "error" / "garbage.json.error.txt").read_text()
+    assert "garbage.json" in note
+    assert station.queue_files("pending") == []
+
+
+def test_once_drains_and_exits_with_a_summary(station: Station, receiver: Receiver) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    for n, rid in enumerate(ids):
+        station.drop(f"c{n}.json", wsjf_report(n, report_id=rid))
+    result = station.cli("start", "--once")
+    assert result.returncode == 0, result.stderr
+    assert "uploaded 5" in result.stdout
+    assert receiver.stored_ids() == set(ids)
+
+
+def test_once_while_offline_keeps_everything_and_says_so(tmp_path: Path) -> None:
+    station = Station(tmp_path / "offline", "http://127.0.0.1:9", TOKEN)
+    station.drop("x.json", wsjf_report(1, report_id=str(uuid.uuid4())))
+    result = station.cli("start", "--once")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "offline" in result.stdout
+    assert len(station.queue_files("pending")) == 1
+
+
+def _log(station: Station) -> str:
+    try:
+        return (station.instance / "logs" / "pywats_client.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
