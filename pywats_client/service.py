@@ -184,6 +184,7 @@ class Service:
     def _loop(self, once: bool) -> None:
         next_housekeeping = self.clock.monotonic() + HOUSEKEEPING_INTERVAL
         next_status = 0.0
+        published: tuple[object, ...] = ()
         while self._stop_requests == 0:
             self._wake.clear()
             now = self.clock.monotonic()
@@ -196,12 +197,16 @@ class Service:
                 self.queue.prune()
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self._check_config()
-            if now >= next_status:
+            changed = self._status_key() != published
+            if changed and now >= next_status:
                 self._publish()
+                published, changed = self._status_key(), False
                 next_status = now + STATUS_INTERVAL
             if once and self._once_finished():
                 break
             timeout = min(watcher_wait, upload_wait, next_housekeeping - now)
+            if changed:
+                timeout = min(timeout, next_status - now)  # publish what changed, rate-limited
             if self._conversions or self.dispatcher.in_flight:
                 timeout = min(timeout, STATUS_INTERVAL)
             self.clock.wait(self._wake, max(0.0, timeout))
@@ -333,6 +338,11 @@ class Service:
             log.info("server settings changed in %s: using them now", self.paths.config)
             self.settings = fresh
             self.dispatcher.replace_client(client_for(fresh))
+
+    def _status_key(self) -> tuple[object, ...]:
+        s = self.status
+        return (s.state, s.server, s.server_detail, s.disk_full, s.uploaded, s.rejected,
+                s.converted, s.conversion_errors, s.last_error_at, self.watcher.pending_count())
 
     def _publish(self) -> None:
         self.status.watching = self.watcher.pending_count()

@@ -114,7 +114,15 @@ def main() -> int:
             print("   ...")
             done = sorted(p.name for p in (watch / "done").iterdir())
             print(f"   sources moved to {watch / 'done'}: {len(done)} files")
-            threading.Event().wait(1.2)  # let the service publish its latest status
+            status_file = data_dir / "default" / "state" / "status.json"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the service publishes its status each second
+                try:
+                    if json.loads(status_file.read_text()).get("uploaded", 0) >= expected:
+                        break
+                except (OSError, ValueError):
+                    pass
+                threading.Event().wait(0.1)
             print("6. pywats-client status:")
             print("   " + run(data_dir, "status").strip().replace("\n", "\n   "))
         finally:

@@ -1,0 +1,90 @@
+"""The code base stays clean: ruff, mypy, the documented config reference, the layering."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
+    return found
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run([_tool("ruff"), "check", "."], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    result = subprocess.run([_tool("mypy")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_config_reference_matches_the_schema() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import config_reference
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert config_reference.updated(readme) == readme, (
+        "README.md's config reference is stale: run python scripts/config_reference.py --update"
+    )
+
+
+# Which package modules each layer may import. Leaves import nothing from the package;
+# converters see only the converter base, the report rules and errors; only the CLI sees the
+# service.
+LEAVES = {"errors", "clock", "settings"}
+ALLOWED = {
+    "fsutil": {"errors"},
+    "queue": {"errors", "clock", "fsutil", "settings"},
+    "lock": {"errors"},
+    "report": {"errors", "converters"},
+    "converters": {"errors", "converters", "report", "settings"},
+}
+
+
+def _package_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[0] == "pywats_client" and len(parts) > 1:
+                names.add(parts[1])
+            elif parts == ["pywats_client"]:
+                names.update(alias.name for alias in node.names if alias.name != "__version__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "pywats_client" and len(parts) > 1:
+                    names.add(parts[1])
+    return names
+
+
+def test_module_layering() -> None:
+    package = REPO / "pywats_client"
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package)
+        owner = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        imports = _package_imports(path) - {owner}
+        if owner in LEAVES:
+            assert not imports, f"{rel} is a leaf but imports {sorted(imports)}"
+        elif owner in ALLOWED:
+            extra = imports - ALLOWED[owner]
+            assert not extra, f"{rel} may not import {sorted(extra)}"
+        if owner != "cli":
+            assert "service" not in imports or owner == "service", f"{rel} imports the service"
