@@ -52,8 +52,9 @@ ALLOWED = {
     "fsutil": {"errors"},
     "queue": {"errors", "clock", "fsutil", "settings"},
     "lock": {"errors"},
-    "report": {"errors", "converters"},
-    "converters": {"errors", "converters", "report", "settings"},
+    "limits": {"errors"},
+    "report": {"errors", "converters", "limits"},
+    "converters": {"errors", "converters", "report", "settings", "limits"},
 }
 
 
