@@ -61,6 +61,29 @@ _DATETIME_RE = re.compile(
 )
 
 
+class ReportDict(dict):  # type: ignore[type-arg]
+    """A WSJF report (a plain dict to everything else) that remembers where its parts came
+    from, so a validation error can name the source line or element, not only the field.
+
+    `locations` maps a field path as validation names it ("root", "root.steps[2]",
+    "root.steps[2].numericMeas[0]", "subUnits[1]") to a place in the source ("line 17",
+    "<Step Id=\"5\"> at line 40"). Converters fill it as they parse; it is never serialised.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.locations: dict[str, str] = {}
+
+    def locate(self, path: str) -> str:
+        """The source place of `path` or of its nearest recorded parent ("" if none)."""
+        while path:
+            if path in self.locations:
+                return self.locations[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return ""
+
+
 def report_id_for(converter_name: str, content_sha256: str, index: int) -> str:
     """The report id for report number `index` of a file with this content and converter.
 
