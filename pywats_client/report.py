@@ -61,7 +61,7 @@ _DATETIME_RE = re.compile(
 )
 
 
-class ReportDict(dict):  # type: ignore[type-arg]
+class ReportDict(dict[str, Any]):
     """A WSJF report (a plain dict to everything else) that remembers where its parts came
     from, so a validation error can name the source line or element, not only the field.
 
