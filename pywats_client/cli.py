@@ -8,6 +8,7 @@ handlers that need them, so `--help` and `--version` start in a blink on a Raspb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -83,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(exc))
         return REJECTED
     except PyWATSClientError as exc:
+        _err(str(exc))
+        return ERROR
+    except BrokenPipeError:
+        return ERROR  # stdout closed early (`| head`): there is nobody left to tell
+    except OSError as exc:
+        # Permissions, a full disk, a vanished folder: an operator needs the file named,
+        # not a traceback; str(exc) carries the errno text and the path.
         _err(str(exc))
         return ERROR
     except KeyboardInterrupt:
@@ -217,7 +225,10 @@ def _add_queue_commands(sub: Any, command: Any) -> None:
 
 def _group_help(name: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        build_parser().parse_args([name, "--help"])
+        # `pywats-client queue` alone is a usage error like no command at all: show the
+        # group's help and exit 2, not argparse's `--help` exit 0.
+        with contextlib.suppress(SystemExit):
+            build_parser().parse_args([name, "--help"])
         return USAGE
 
     return handler
@@ -303,17 +314,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"service:      {running}")
         print(f"server:       {info['server_url'] or '(not configured)'}")
         if "server_reachable" in info:
-            reach = "reachable" if info["server_reachable"] else "UNREACHABLE"
-            auth = "authenticated" if info["server_authenticated"] else "NOT authenticated"
-            print(f"              {reach}, {auth}"
-                  + ("" if info["server_authenticated"] else f": {info['server_message']}"))
+            if not info["server_reachable"]:
+                print(f"              UNREACHABLE: {info['server_message']}")
+            elif info["server_authenticated"]:
+                print("              reachable, authenticated")
+            else:
+                print(f"              reachable, NOT authenticated: {info['server_message']}")
         if info["service_server_state"] in ("offline", "paused"):
             print(f"uploads:      {info['service_server_state'].upper()}: "
                   f"{info['service_server_detail']}")
         if info["disk_full"]:
             print("disk:         FULL - new files wait in the watch folders")
         counts = info["queue"]
-        print("queue:        " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print("queue:        " + (", ".join(f"{k} {v}" for k, v in counts.items())
+                                  or "empty (no queue folder yet)"))
         print(f"last upload:  {_when(info['last_upload_at'])} {info['last_upload_id'] or ''}")
         if info["last_error"]:
             print(f"last error:   {_when(info['last_error_at'])} {info['last_error']}")
@@ -337,6 +351,12 @@ def cmd_config_init(args: argparse.Namespace) -> int:
     from pywats_client.config import init_config
 
     paths = _paths(args)
+    if paths.config.exists() and not args.force:
+        # Checked here, before any prompt, and worded with this command's own --force.
+        _err(f"{paths.config} already exists; nothing changed. Fix: change single keys with "
+             "'pywats-client config set KEY VALUE', or start over with "
+             "'pywats-client config init --force'")
+        return USAGE
     values = {
         "server_url": args.server_url, "api_token": args.api_token, "username": args.username,
         "password": args.password, "station_name": args.station_name,
@@ -383,13 +403,50 @@ def _prompt_init(values: dict[str, str | None]) -> dict[str, str | None]:
 def cmd_config_show(args: argparse.Namespace) -> int:
     paths = _paths(args)
     display = _document(paths).to_display()
+    overrides = _apply_environment(display)
     if args.format == "json":
-        print(json.dumps({"config_path": str(paths.config), **display}, indent=2))
+        out = {"config_path": str(paths.config), **display}
+        if overrides:
+            out["environment_overrides"] = overrides
+        print(json.dumps(out, indent=2))
         return OK
     print(f"# {paths.config}")
     for key, value in _flatten(display):
-        print(f"{key} = {json.dumps(value)}")
+        note = f"  # from ${overrides[key]}, not config.json" if key in overrides else ""
+        print(f"{key} = {json.dumps(value)}{note}")
     return OK
+
+
+def _apply_environment(display: dict[str, Any]) -> dict[str, str]:
+    """Put the PYWATS_* overrides into `display` (secrets masked); returns key -> variable.
+
+    The service uses these values, not the file's: showing the file's server_url while
+    $PYWATS_SERVER_URL points elsewhere would send an operator to the wrong server.
+    """
+    from pywats_client.config import ENV_OVERRIDES, SCHEMA
+    from pywats_client.secrets import mask
+
+    secret_keys = {option.key for option in SCHEMA if option.secret}
+    applied: dict[str, str] = {}
+    for var, key in ENV_OVERRIDES.items():
+        text = os.environ.get(var, "").strip()
+        if not text:
+            continue  # an empty variable counts as unset, as in load_settings()
+        value: Any = text
+        if key in secret_keys:
+            value = mask(text)
+        elif key == "queue.watch_folders":
+            value = [part for part in text.split(":") if part.strip()]
+        elif key == "logging.level":
+            value = text.upper()
+        *parents, leaf = key.split(".")
+        node: Any = display
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[leaf] = value
+            applied[key] = var
+    return applied
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -490,9 +547,22 @@ def cmd_queue_clear_completed(args: argparse.Namespace) -> int:
 # -- upload / convert / converters --------------------------------------------------------
 
 
+def _check_source(path: Path) -> bool:
+    """False (after saying why) unless `path` is a file this command can read."""
+    if not path.exists():
+        _err(f"--file {path}: no such file")
+        return False
+    if not path.is_file():
+        _err(f"--file {path}: not a regular file (give the path of one report file)")
+        return False
+    return True
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     from pywats_client.operations import upload_file
 
+    if not _check_source(args.file):
+        return USAGE
     paths = _paths(args)
     settings = _settings(paths)
     if not settings.server_url:
@@ -506,18 +576,41 @@ def cmd_upload(args: argparse.Namespace) -> int:
         print(line)
     if args.verbose:
         print(f"converter: {outcome.converter}")
+        sent = outcome.documents
+        print(json.dumps(sent[0] if len(sent) == 1 else sent, indent=2, ensure_ascii=False))
     if outcome.all_stored:
         return OK
     states = {r["state"] for r in outcome.reports}
+    waiting = [r for r in outcome.reports if r["state"] in ("pending", "processing")]
+    if waiting:
+        _err(_what_next(waiting))
     if "failed" in states:
         return REJECTED
     return SERVER
+
+
+def _what_next(waiting: list[dict[str, Any]]) -> str:
+    """What happens to reports that were queued but not stored, and what the operator does."""
+    count = f"{len(waiting)} report(s) kept in the queue (pending/)"
+    outcomes = {r.get("outcome") for r in waiting}
+    if "auth" in outcomes:
+        return (f"uploads paused: the server refused the credentials; {count}. Fix: "
+                "'pywats-client config set api_token TOKEN', then 'pywats-client start --once' "
+                "(or let the running service send them)")
+    if "offline" in outcomes:
+        return (f"server unreachable; {count}. They are sent by the service, or by "
+                "'pywats-client start --once', when the server is back")
+    if "transient" in outcomes:
+        return f"the server asked to try later; {count}, retried automatically"
+    return f"{count}; the running service sends them ('pywats-client status' shows progress)"
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from pywats_client.converters import ConverterRegistry
     from pywats_client.pipeline import convert_source
 
+    if not _check_source(args.file):
+        return USAGE
     paths = _paths(args)
     settings = _settings(paths)
     registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)

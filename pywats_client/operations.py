@@ -70,6 +70,7 @@ class UploadOutcome:
     path: Path
     converter: str
     reports: list[dict[str, Any]] = field(default_factory=list)  # id, state, message
+    documents: list[dict[str, Any]] = field(default_factory=list)  # the WSJF reports sent
 
     @property
     def all_stored(self) -> bool:
@@ -99,12 +100,14 @@ def upload_file(
         lock.acquire("upload")
     except LockError:
         results = queue_reports(queue, conversion)
-        outcome = UploadOutcome(path, conversion.converter)
+        outcome = UploadOutcome(path, conversion.converter, documents=conversion.reports)
         outcome.reports = _wait_for(queue, [r.id for r in results], wait)
         return outcome
     try:
         results = queue_reports(queue, conversion)
-        return _send_now(queue, settings, path, conversion.converter, [r.id for r in results])
+        outcome = _send_now(queue, settings, path, conversion.converter, [r.id for r in results])
+        outcome.documents = conversion.reports
+        return outcome
     finally:
         lock.release()
 
