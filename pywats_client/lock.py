@@ -75,8 +75,8 @@ class InstanceLock:
             who = f"pid {holder.pid} ({holder.purpose})" if holder else "another process"
             raise LockError(
                 f"instance '{self.instance}' is in use by {who}; its queue has one owner at a "
-                f"time. Stop it first (pywats-client --instance {self.instance} stop), or use "
-                "another --instance."
+                "time. Stop that process first (SIGTERM; 'pywats-client status' shows it), or "
+                "use another --instance."
             ) from None
         info = {"pid": os.getpid(), "purpose": purpose, "started": time.time()}
         os.ftruncate(fd, 0)

@@ -2,7 +2,7 @@
 
 Owns: the HTTP client (one keep-alive `requests.Session` per calling thread) and the mapping of
 every status code and network failure onto what the queue should do next (wats-api.md, "Outcomes").
-No retries in here: the queue decides when to try again. Imports only `errors` and the version.
+No retries in here: the queue decides when to try again. Imports `errors` and `settings` only.
 """
 
 from __future__ import annotations
