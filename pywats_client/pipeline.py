@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
+from pywats_client.converters.auto import AUTO_NAME
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.queue import PutResult, ReportQueue
 from pywats_client.report import finalize, to_json_bytes
@@ -62,11 +63,11 @@ def choose_converter(
 ) -> tuple[Converter, str]:
     """The converter for `path`: the one named (bound to the folder or given on the command
     line), else the best match by content. Raises ConversionError when nothing fits."""
-    if name:
+    if name and name != AUTO_NAME:
         return registry.create(name, arguments), f"{name}: configured"
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
-    choice = registry.choose(path, head, auto_detect=auto_detect)
+    choice = registry.choose(path, head, auto_detect=auto_detect or name == AUTO_NAME)
     if choice is None:
         raise ConversionError(
             f"no converter recognises {path.name}. Bind one to the folder with "

@@ -14,6 +14,7 @@ import pytest
 from pywats_client.converters import (
     BUILTIN_CONVERTERS,
     BaseConverter,
+    ConversionError,
     Converter,
     ConverterContext,
     ConverterInfo,
@@ -67,6 +68,11 @@ class OtherConverter(Converter):
         return []
 '''
 
+
+
+def plugin_names(registry: ConverterRegistry) -> list[str]:
+    """The plugin converters a registry holds (the built-in set grows with every format)."""
+    return [n for n in registry.names() if n not in BUILTIN_CONVERTERS]
 
 def write_plugin(folder: Path, file_name: str, source: str) -> Path:
     path = folder / file_name
@@ -129,9 +135,10 @@ def test_builtin_resolved_by_name() -> None:
     registry = ConverterRegistry()
     converter = registry.create("WATSStandardJsonConverter")
     assert isinstance(converter, WATSStandardJsonConverter)
-    assert registry.names() == list(BUILTIN_CONVERTERS)
+    assert sorted(registry.names()) == sorted(BUILTIN_CONVERTERS)
+    assert registry.names()[-1] == "AIConverter"
     assert registry.errors == []
-    [info] = registry.info()
+    info = {i.name: i for i in registry.info()}["WATSStandardJsonConverter"]
     assert info.name == "WATSStandardJsonConverter" and info.origin == "built-in"
 
 
@@ -183,8 +190,8 @@ def test_unknown_name_lists_known_and_suggests(plugin_dir: Path) -> None:
         registry.create("WATSStandardJSONConverter")
     message = str(caught.value)
     assert "unknown converter 'WATSStandardJSONConverter'" in message
-    assert "known: WATSStandardJsonConverter, GoodConverter" in message
-    assert "did you mean WATSStandardJsonConverter?" in message
+    assert "WATSStandardJsonConverter" in message and "GoodConverter" in message
+    assert "did you mean WATSStandardJsonConverter" in message
 
 
 def test_arguments_the_converter_rejects_are_a_plugin_error(tmp_path: Path) -> None:
@@ -213,7 +220,7 @@ def test_importing_the_package_imports_no_builtin_and_no_network_code() -> None:
         import pywats_client.report
         from pywats_client.converters import ConverterRegistry
         registry = ConverterRegistry()
-        assert registry.names() == ["WATSStandardJsonConverter"]
+        assert "WATSStandardJsonConverter" in registry.names()
         loaded = [m for m in ("pywats_client.converters.wsjf", "requests", "watchdog")
                   if m in sys.modules]
         assert not loaded, loaded
@@ -230,7 +237,7 @@ def test_importing_the_package_imports_no_builtin_and_no_network_code() -> None:
 def test_plugin_folder_is_loaded(plugin_dir: Path) -> None:
     registry = ConverterRegistry(plugin_dir=plugin_dir)
     assert registry.errors == []
-    assert registry.names() == ["WATSStandardJsonConverter", "GoodConverter"]
+    assert plugin_names(registry) == ["GoodConverter"]
     converter = registry.create("GoodConverter", {"x": 1})
     assert converter.arguments == {"x": 1}
     assert converter.convert(Path("a.good"), ConverterContext()) == {"type": "T", "rows": ["x"]}
@@ -249,7 +256,7 @@ def test_plugin_found_by_older_module_path_forms(plugin_dir: Path) -> None:
 
 def test_missing_plugin_folder_is_not_an_error(tmp_path: Path) -> None:
     registry = ConverterRegistry(plugin_dir=tmp_path / "nowhere")
-    assert registry.errors == [] and registry.names() == ["WATSStandardJsonConverter"]
+    assert registry.errors == [] and plugin_names(registry) == []
 
 
 def test_only_top_level_public_py_files_are_loaded(plugin_dir: Path) -> None:
@@ -261,7 +268,7 @@ def test_only_top_level_public_py_files_are_loaded(plugin_dir: Path) -> None:
     write_plugin(plugin_dir / "sub", "nested.py", boom)
     registry = ConverterRegistry(plugin_dir=plugin_dir)
     assert registry.errors == []
-    assert registry.names() == ["WATSStandardJsonConverter", "GoodConverter"]
+    assert plugin_names(registry) == ["GoodConverter"]
 
 
 def test_plugin_overriding_get_info_is_registered_by_that_name(tmp_path: Path) -> None:
@@ -318,7 +325,7 @@ def test_broken_plugin_is_recorded_and_skipped(
     assert re.search(expected, str(error)), str(error)
     assert str(error) in caplog.text
     # The good plugin still loads and still owns its name; the built-in is untouched.
-    assert registry.names() == ["WATSStandardJsonConverter", "GoodConverter"]
+    assert plugin_names(registry) == ["GoodConverter"]
     assert type(registry.create("GoodConverter")).__name__ == "GoodConverter"
     assert isinstance(registry.create("WATSStandardJsonConverter"), WATSStandardJsonConverter)
 
@@ -329,7 +336,7 @@ def test_plugin_calling_sys_exit_is_recorded_not_obeyed(plugin_dir: Path) -> Non
     registry = ConverterRegistry(plugin_dir=plugin_dir)
     [error] = registry.errors
     assert "script.py: line 3 (sys.exit(3)): SystemExit: 3" in str(error)
-    assert registry.names() == ["WATSStandardJsonConverter", "GoodConverter"]
+    assert plugin_names(registry) == ["GoodConverter"]
 
 
 # -- choosing a converter -----------------------------------------------------------------------
@@ -374,17 +381,51 @@ def test_choose_without_auto_detect_takes_first_pattern_match(two_plugins: Path)
     )
 
 
-def test_choose_falls_back_to_first_match_when_nobody_recognises(plugin_dir: Path) -> None:
+def test_a_file_nobody_recognises_is_an_error_listing_what_was_tried(plugin_dir: Path) -> None:
     registry = ConverterRegistry(plugin_dir=plugin_dir)
-    chosen = registry.choose(Path("x.json"), b"not json at all", auto_detect=True)
-    assert chosen is not None
-    assert isinstance(chosen[0], WATSStandardJsonConverter)
-    assert chosen[1].endswith("(no converter recognised the content)")
+    with pytest.raises(ConversionError) as caught:
+        registry.choose(Path("x.json"), b"not json at all", auto_detect=True)
+    message = str(caught.value)
+    assert message.startswith("x.json: no converter recognises this file (tried: ")
+    assert "WATSStandardJsonConverter 0.00" in message and "GoodConverter 0.00" in message
+    assert "--converter NAME" in message
 
 
-def test_choose_returns_none_when_no_pattern_matches(two_plugins: Path) -> None:
+def test_content_decides_not_the_file_name(two_plugins: Path) -> None:
     registry = ConverterRegistry(plugin_dir=two_plugins)
-    assert registry.choose(Path("x.csv"), b"GOOD", auto_detect=True) is None
+    chosen = registry.choose(Path("x.csv"), b"GOOD", auto_detect=True)
+    assert chosen is not None and type(chosen[0]).__name__ == "GoodConverter"
+
+
+def test_equally_sure_converters_are_ambiguous_unless_the_name_decides(tmp_path: Path) -> None:
+    folder = tmp_path / "converters"
+    folder.mkdir()
+    for name, pattern in (("AlphaConverter", "*.a"), ("BetaConverter", "*.b")):
+        write_plugin(folder, f"{name.lower()}.py", f'''
+            from pywats_client.converters import Converter
+
+            class {name}(Converter):
+                name = "{name}"
+                file_patterns = ("{pattern}",)
+
+                def detect(self, path, head):
+                    return 0.8
+        ''')
+    registry = ConverterRegistry(enabled=["AlphaConverter", "BetaConverter"], plugin_dir=folder)
+    with pytest.raises(ConversionError, match="ambiguous, AlphaConverter, BetaConverter"):
+        registry.choose(Path("x.txt"), b"data", auto_detect=True)
+    chosen = registry.choose(Path("x.b"), b"data", auto_detect=True)
+    assert chosen is not None and type(chosen[0]).__name__ == "BetaConverter"
+
+
+def test_ai_converter_converts_with_the_detected_converter(tmp_path: Path) -> None:
+    registry = ConverterRegistry()
+    path = tmp_path / "report.dat"
+    path.write_bytes(REPORT_HEAD)
+    converter = registry.create("AIConverter")
+    report = converter.convert(path, ConverterContext())
+    assert isinstance(report, dict) and report["sn"] == "SN1"
+    assert registry.names()[-1] == "AIConverter"
 
 
 def test_choose_survives_a_detect_that_raises(tmp_path: Path) -> None:
@@ -411,8 +452,9 @@ def test_enabled_filter_limits_the_choice(two_plugins: Path) -> None:
     assert registry.enabled == ["OtherConverter"]
     chosen = registry.choose(Path("x.good"), b"GOOD data", auto_detect=True)
     assert chosen is not None and type(chosen[0]).__name__ == "OtherConverter"
-    # JSON is not enabled here, so nobody takes a .json file.
-    assert registry.choose(Path("r.json"), REPORT_HEAD, auto_detect=True) is None
+    # JSON is not enabled here: a .json file goes to the only enabled converter that is sure.
+    chosen = registry.choose(Path("r.json"), REPORT_HEAD, auto_detect=True)
+    assert chosen is not None and type(chosen[0]).__name__ == "OtherConverter"
     # A converter bound explicitly to a folder is still available.
     assert isinstance(registry.create("WATSStandardJsonConverter"), WATSStandardJsonConverter)
 
@@ -428,5 +470,5 @@ def test_unknown_enabled_names_are_errors_not_exceptions(plugin_dir: Path) -> No
     registry = ConverterRegistry(enabled=["GoodConverter", "GodConverter"], plugin_dir=plugin_dir)
     [error] = registry.errors
     assert "converters.enabled: unknown converter 'GodConverter'" in str(error)
-    assert "did you mean GoodConverter?" in str(error)
+    assert "did you mean GoodConverter" in str(error)
     assert registry.enabled == ["GoodConverter"]

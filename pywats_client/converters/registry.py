@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pywats_client.converters.auto import AUTO_NAME, AIConverter, Detection, Verdict, pick
 from pywats_client.converters.base import Converter, ConverterInfo
 from pywats_client.errors import PluginError
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # name -> "module:Class". Strings, so that nothing is imported until the converter is chosen.
 BUILTIN_CONVERTERS: dict[str, str] = {
+    AUTO_NAME: "pywats_client.converters.auto:AIConverter",
     "WATSStandardJsonConverter": "pywats_client.converters.wsjf:WATSStandardJsonConverter",
 }
 
@@ -85,9 +87,9 @@ class ConverterRegistry:
 
     def names(self) -> list[str]:
         """Every loadable converter name: built-ins, then plugins (file order), then paths."""
-        names = list(BUILTIN_CONVERTERS) + list(self._plugins)
+        names = [n for n in BUILTIN_CONVERTERS if n != AUTO_NAME] + list(self._plugins)
         names.extend(name for name in self._enabled if name not in names)
-        return names
+        return [*names, AUTO_NAME]  # the chooser last: it is not a format of its own
 
     @property
     def enabled(self) -> list[str]:
@@ -116,6 +118,8 @@ class ConverterRegistry:
         """
         cls = self._class_for(name)
         try:
+            if issubclass(cls, AIConverter):
+                return cls(registry=self, **dict(arguments or {}))
             return cls(**dict(arguments or {}))
         except Exception as exc:
             keys = ", ".join(sorted(arguments or {})) or "none"
@@ -124,37 +128,45 @@ class ConverterRegistry:
                 f"{type(exc).__name__}: {exc}; check the watch folder's converter arguments"
             ) from exc
 
+    def detect(self, path: Path, head: bytes) -> Detection:
+        """Choose by content: every enabled converter scores the file, the surest wins.
+
+        The file name only breaks a tie (a converter whose patterns match goes first). Nobody
+        sure, or a tie left, raises ConversionError listing every answer.
+        """
+        verdicts: list[Verdict] = []
+        converters: dict[str, Converter] = {}
+        for name in self.enabled:
+            if name == AUTO_NAME:
+                continue
+            converter = self._detector(name)
+            if converter is None:
+                continue
+            score, why = _safe_detect(converter, path, head)
+            verdicts.append(Verdict(name, score, why, _safe_matches(converter, path)))
+            converters[name] = converter
+        best = pick(path, verdicts)
+        reason = f"{best.name}: detect {best.score:.2f}" + (f", {best.why}" if best.why else "")
+        return Detection(converters[best.name], best.name, reason, tuple(verdicts))
+
     def choose(
         self, path: Path, head: bytes, *, auto_detect: bool
     ) -> tuple[Converter, str] | None:
         """Pick a converter for a file in a folder that has none bound.
 
-        Among the enabled converters whose file patterns match, the highest `detect()` score
-        above 0 wins (ties: the earlier in `enabled` order); with `auto_detect` off, or when
-        nobody recognises the content, the first pattern-matching converter in `enabled` order
-        is taken. Returns the converter and a sentence explaining the choice, or None.
+        With `auto_detect`, by content (`detect()`, which raises when nobody recognises the
+        file or the best are tied). Without it, the first enabled converter whose file
+        patterns match the name, or None.
         """
-        candidates: list[tuple[str, Converter]] = []
+        if auto_detect:
+            detection = self.detect(path, head)
+            return detection.converter, detection.reason
         for name in self.enabled:
             converter = self._detector(name)
-            if converter is not None and _safe_matches(converter, path):
-                candidates.append((name, converter))
-        if not candidates:
-            return None
-        if auto_detect:
-            best: tuple[float, str, str, Converter] | None = None
-            for name, converter in candidates:
-                score, why = _safe_detect(converter, path, head)
-                if score > 0.0 and (best is None or score > best[0]):
-                    best = (score, why, name, converter)
-            if best is not None:
-                score, why, name, converter = best
-                return converter, f"{name}: detect {score:.2f}" + (f", {why}" if why else "")
-        name, converter = candidates[0]
-        because = "no converter recognised the content" if auto_detect else "auto-detect is off"
-        return converter, (
-            f"{name}: first enabled converter whose file patterns match {path.name!r} ({because})"
-        )
+            if name != AUTO_NAME and converter is not None and _safe_matches(converter, path):
+                return converter, (f"{name}: first enabled converter whose file patterns "
+                                   f"match {path.name!r} (auto-detect is off)")
+        return None
 
     # -- resolution ----------------------------------------------------------------------------
 

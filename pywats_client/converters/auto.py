@@ -1,0 +1,95 @@
+"""Auto-detection: choose the converter for a file by its content, and say why.
+
+Every enabled converter is asked how sure it is (`detect()` on the first 64 KiB); the file
+name's extension only breaks ties. A file nobody recognises, or two converters equally sure,
+is an error that lists what was tried — never a guess. `AIConverter` is the converter users
+name in a config for this behaviour (the name the product has always used); a watch folder
+with no converter bound gets the same choice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pywats_client.converters.base import HEAD_SIZE, Converter, ConverterContext
+from pywats_client.errors import ConversionError
+
+if TYPE_CHECKING:
+    from pywats_client.converters.registry import ConverterRegistry
+
+log = logging.getLogger(__name__)
+
+AUTO_NAME = "AIConverter"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One converter's answer to "can you read this file?"."""
+
+    name: str
+    score: float
+    why: str
+    pattern_match: bool
+
+    def describe(self) -> str:
+        because = f": {self.why}" if self.why else ""
+        return f"{self.name} {self.score:.2f}{because}"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The converter chosen for a file, why, and every answer that was weighed."""
+
+    converter: Converter
+    name: str
+    reason: str
+    verdicts: tuple[Verdict, ...]
+
+
+def pick(path: Path, verdicts: list[Verdict]) -> Verdict:
+    """The winning verdict; ConversionError when nobody is sure or the best are tied."""
+    ranked = sorted(verdicts, key=lambda v: (v.score, v.pattern_match), reverse=True)
+    tried = "; ".join(v.describe() for v in ranked) or "no converter is enabled"
+    if not ranked or ranked[0].score <= 0.0:
+        raise ConversionError(
+            f"{path.name}: no converter recognises this file (tried: {tried}). If it is a "
+            "known format, bind its converter to the folder with 'pywats-client config "
+            "add-watch-folder FOLDER --converter NAME'; otherwise write a converter plugin."
+        )
+    best = ranked[0]
+    rivals = [v for v in ranked[1:]
+              if (v.score, v.pattern_match) == (best.score, best.pattern_match)]
+    if rivals:
+        names = ", ".join([best.name, *(v.name for v in rivals)])
+        raise ConversionError(
+            f"{path.name}: ambiguous, {names} are equally sure they can read it (tried: "
+            f"{tried}). Bind the right one to the folder with 'pywats-client config "
+            "add-watch-folder FOLDER --converter NAME'."
+        )
+    return best
+
+
+class AIConverter(Converter):
+    """Converts a file with whichever registered converter recognises its content best."""
+
+    name = AUTO_NAME
+    description = "chooses the converter by file content (built-ins and plugins) and says why"
+    version = "1.0"
+    file_patterns = ("*",)
+
+    def __init__(self, registry: ConverterRegistry | None = None, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        self.registry = registry
+
+    def convert(self, path: Path, context: ConverterContext) -> dict[str, Any] | list[
+            dict[str, Any]]:
+        if self.registry is None:
+            raise ConversionError("AIConverter needs the converter registry to choose from")
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_SIZE)
+        detection = self.registry.detect(path, head)
+        log.info("%s: %s", path.name, detection.reason)
+        return detection.converter.convert(path, context)
