@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME
@@ -43,14 +45,30 @@ def make_context(
         mtime: float | None = path.stat().st_mtime
     except OSError:
         mtime = None
+    arguments = dict(arguments or {})
     return ConverterContext(
-        station_name=settings.station_name,
+        station_name=str(arguments.get("station_name") or settings.station_name),
         location=settings.station_location,
         purpose=settings.station_purpose,
         defaults=dict(settings.converters.defaults),
-        arguments=dict(arguments or {}),
+        arguments=arguments,
+        timezone=_zone(arguments.get("timezone"), path),
+        encoding=str(arguments.get("encoding") or "utf-8"),
         file_mtime=mtime,
     )
+
+
+def _zone(name: object, path: Path) -> tzinfo | None:
+    """The zone named by a folder's `timezone` argument (e.g. "Europe/Oslo"); None: local."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConversionError(
+            f"{path.name}: the watch folder's timezone argument {name!r} is not a known time "
+            "zone; use a name such as Europe/Oslo"
+        ) from None
 
 
 def choose_converter(

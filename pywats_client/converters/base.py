@@ -81,6 +81,24 @@ class Converter:
             origin=origin,
         )
 
+    def option(self, context: ConverterContext, key: str, default: Any = None) -> Any:
+        """A setting for this conversion, looked up in order: the watch folder's converter
+        arguments, the arguments this converter was created with, the instance's
+        `converters.defaults`, then `default`. Blank values count as absent.
+
+        Keys every built-in understands: part_number, revision, process_code, process_name,
+        operator, station_name, sequence_name, sequence_version, encoding, decimal_separator.
+        """
+        for source in (context.arguments, self.arguments, context.defaults):
+            value = source.get(key)
+            if value is not None and value != "":
+                return value
+        return default
+
+    def encoding(self, context: ConverterContext) -> str:
+        """The text encoding of input files (option `encoding`, e.g. cp1252; default UTF-8)."""
+        return str(self.option(context, "encoding", context.encoding or "utf-8"))
+
     def matches(self, path: Path) -> bool:
         """True when the file name matches one of the file patterns (case-insensitive)."""
         file_name = path.name.lower()
