@@ -35,6 +35,7 @@ class Conversion:
     converter: str
     reason: str
     reports: list[dict[str, Any]]
+    companions: tuple[Path, ...] = ()  # files/folders that form one unit with `path`
 
 
 def make_context(
@@ -129,7 +130,32 @@ def convert_file(
         )
         for index, report in enumerate(reports)
     ]
-    return Conversion(path, converter.name, reason, finished)
+    return Conversion(path, converter.name, reason, finished, companions_of(converter, path))
+
+
+def companions_of(converter: Converter, path: Path) -> tuple[Path, ...]:
+    """The files or folders that belong with `path` (a Klippel header's data folder), as the
+    converter says through an optional `companions(path)` classmethod; they are post-processed
+    together with the file."""
+    find = getattr(converter, "companions", None)
+    if find is None:
+        return ()
+    try:
+        return tuple(p for p in find(path) if p.exists())
+    except OSError:
+        return ()
+
+
+def converter_for(
+    settings: Settings, registry: ConverterRegistry, path: Path, folder: WatchFolder | None,
+    converter_name: str | None = None,
+) -> tuple[Converter, str]:
+    """The converter for a file: the one named, its folder's binding, or detection."""
+    return choose_converter(
+        registry, path, name=converter_name or (folder.converter if folder else None),
+        arguments=folder.arguments if folder else {},
+        auto_detect=settings.converters.auto_detect,
+    )
 
 
 def convert_source(
@@ -137,12 +163,8 @@ def convert_source(
     converter_name: str | None = None,
 ) -> Conversion:
     """Choose the converter for a file (its folder's binding, or detection) and convert it."""
-    name = converter_name or (folder.converter if folder else None)
+    converter, reason = converter_for(settings, registry, path, folder, converter_name)
     arguments = folder.arguments if folder else {}
-    converter, reason = choose_converter(
-        registry, path, name=name, arguments=arguments,
-        auto_detect=settings.converters.auto_detect,
-    )
     return convert_file(path, converter, make_context(settings, path, arguments), reason)
 
 

@@ -13,8 +13,10 @@ import errno
 import json
 import logging
 import os
+import shutil
 import threading
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,21 +122,30 @@ def _key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(path)
 
 
-def apply_post_action(source: SourceFile, seen: SeenFiles) -> Path | None:
+def apply_post_action(
+    source: SourceFile, seen: SeenFiles, companions: Sequence[Path] = ()
+) -> Path | None:
     """Apply the watch folder's post-action to `source`; call only once its reports are queued.
 
+    `companions` are the other files or folders that form one unit with `source` (a Klippel
+    header file and its data folder): they go wherever the file goes.
     Returns where the file went (`move`: the new path, `archive`: the zip), or None for `delete`
     and `none`. Raises `OSError` naming the file when the action fails; the report is queued
     already, so the caller logs it and carries on.
     """
     action = source.folder.post_action
     if action == "move":
-        return _move(source.path, source.folder.done_path, "done")
+        dest = _move(source.path, source.folder.done_path, "done")
+        for companion in companions:
+            _move_any(companion, source.folder.done_path, "done")
+        return dest
     if action == "archive":
-        return _archive(source.path, source.folder.done_path)
+        return _archive(source.path, source.folder.done_path, companions)
     if action == "delete":
         try:
             source.path.unlink(missing_ok=True)
+            for companion in companions:
+                _remove_any(companion)
         except OSError as exc:
             raise _explain(exc, f"cannot delete {source.path}") from exc
         return None
@@ -148,9 +159,11 @@ def apply_post_action(source: SourceFile, seen: SeenFiles) -> Path | None:
 
 
 def move_to_error(
-    source: SourceFile, reason: str, *, clock: Clock = SYSTEM_CLOCK
+    source: SourceFile, reason: str, *, clock: Clock = SYSTEM_CLOCK,
+    companions: Sequence[Path] = (),
 ) -> Path:
-    """Move `source` into the error folder and write `<name>.error.txt` beside it saying why.
+    """Move `source` (and its companions) into the error folder and write `<name>.error.txt`
+    beside it saying why.
 
     Returns the new path of the file. Raises `OSError` if the file itself cannot be moved. If
     only the note cannot be written the file is still where it should be: that is logged and
@@ -158,6 +171,9 @@ def move_to_error(
     """
     folder = source.folder
     dest = _move(source.path, folder.error_path, "error")
+    for companion in companions:
+        with contextlib.suppress(FileNotFoundError):
+            _move_any(companion, folder.error_path, "error")
     note = dest.with_name(dest.name + ERROR_NOTE_SUFFIX)
     when = datetime.fromtimestamp(clock.time()).astimezone().isoformat(timespec="seconds")
     text = (
@@ -200,8 +216,34 @@ def _move(src: Path, folder: Path, label: str) -> Path:
         raise _explain(exc, f"cannot move {src} into the {label} folder {folder}") from exc
 
 
-def _archive(src: Path, folder: Path) -> Path:
-    """Zip `src` into `folder` under a free name, durably, then delete `src`."""
+def _move_any(src: Path, folder: Path, label: str) -> Path:
+    """Move a file or a whole folder into `folder` under a free name."""
+    if not src.is_dir():
+        return _move(src, folder, label)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = free_name(folder, src.name)
+        try:
+            os.rename(src, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.move(str(src), str(dest))  # another filesystem: copy, then remove
+        return dest
+    except OSError as exc:
+        raise _explain(exc, f"cannot move {src} into the {label} folder {folder}") from exc
+
+
+def _remove_any(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _archive(src: Path, folder: Path, companions: Sequence[Path] = ()) -> Path:
+    """Zip `src` (and its companions) into `folder` under a free name, durably, then delete
+    the originals."""
     tmp = folder / f".{src.name}.{os.getpid()}.{threading.get_ident()}.zip.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -210,18 +252,31 @@ def _archive(src: Path, folder: Path) -> Path:
             # strict_timestamps=False: equipment clocks set before 1980 must not fail the zip.
             with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False) as zf:
                 zf.write(src, arcname=src.name)
+                for companion in companions:
+                    _zip_any(zf, companion)
             fh.flush()
             os.fsync(fh.fileno())
         dest = _link_free_name(tmp, folder, src.name + ".zip")
         # The zip must be durable under its final name before the only other copy goes away.
         fsync_dir(folder)
         src.unlink()
+        for companion in companions:
+            _remove_any(companion)
     except OSError as exc:
         raise _explain(exc, f"cannot archive {src} into {folder}") from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return dest
+
+
+def _zip_any(zf: zipfile.ZipFile, path: Path) -> None:
+    if not path.is_dir():
+        zf.write(path, arcname=path.name)
+        return
+    for member in sorted(path.rglob("*")):
+        if member.is_file():
+            zf.write(member, arcname=str(Path(path.name) / member.relative_to(path)))
 
 
 def _link_free_name(tmp: Path, folder: Path, name: str) -> Path:

@@ -38,7 +38,13 @@ from pywats_client.errors import (
 )
 from pywats_client.lock import InstanceLock
 from pywats_client.paths import InstancePaths
-from pywats_client.pipeline import convert_source, queue_reports
+from pywats_client.pipeline import (
+    companions_of,
+    convert_file,
+    converter_for,
+    make_context,
+    queue_reports,
+)
 from pywats_client.postaction import SeenFiles, apply_post_action, move_to_error
 from pywats_client.queue import ReportQueue, State
 from pywats_client.settings import Settings
@@ -79,9 +85,10 @@ class _Converted:
     """A conversion thread's result for the main thread's bookkeeping."""
 
     source: SourceFile
-    outcome: str  # queued | error | incomplete | disk_full
+    outcome: str  # queued | error | incomplete | disk_full | gone
     message: str = ""
     queued: tuple[str, ...] = ()
+    companions: tuple[Path, ...] = ()
 
 
 class Service:
@@ -131,7 +138,7 @@ class Service:
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._conversions: dict[Future[_Converted], SourceFile] = {}
         self._waiting: collections.deque[SourceFile] = collections.deque()
-        self._incomplete_since: dict[Path, float] = {}
+        self._incomplete_since: dict[Path, tuple[float, int]] = {}  # first look, looks
         self._config_mtime = _mtime(paths.config)
         self.summary = RunSummary()
 
@@ -230,20 +237,25 @@ class Service:
     def _convert(self, source: SourceFile) -> _Converted:
         """Conversion thread: file -> reports -> queue (durable) -> post-action."""
         path = source.path
+        companions: tuple[Path, ...] = ()
         try:
-            conversion = convert_source(self.settings, self.registry, path, source.folder)
+            converter, reason = converter_for(self.settings, self.registry, path, source.folder)
+            companions = companions_of(converter, path)
+            context = make_context(self.settings, path, source.folder.arguments)
+            conversion = convert_file(path, converter, context, reason)
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
-            return _Converted(source, "incomplete", str(exc))
+            return _Converted(source, "incomplete", str(exc), companions=companions)
         except QueueFullError as exc:
             return _Converted(source, "disk_full", str(exc))
         except ConversionError as exc:
-            return self._reject_source(source, str(exc))
+            return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
             return _Converted(source, "gone", f"{path} disappeared before it was converted")
         except Exception as exc:  # a converter bug must not stop the station
             log.exception("converting %s failed unexpectedly", path)
-            return self._reject_source(source, f"the converter failed unexpectedly: {exc!r}")
+            return self._reject_source(
+                source, f"the converter failed unexpectedly: {exc!r}", companions)
         for result in results:
             if result.created:
                 self.dispatcher.notify_queued(result.id)
@@ -251,7 +263,7 @@ class Service:
                 log.info("report %s from %s is already %s; not queued twice",
                          result.id, path, result.state.value)
         try:
-            apply_post_action(source, self.seen)
+            apply_post_action(source, self.seen, conversion.companions)
         except OSError as exc:
             # The reports are safe in the queue; only the tidy-up failed.
             log.error("report(s) from %s queued, but its post-action failed: %s", path, exc)
@@ -260,9 +272,11 @@ class Service:
                  ", ".join(ids))
         return _Converted(source, "queued", conversion.reason, ids)
 
-    def _reject_source(self, source: SourceFile, reason: str) -> _Converted:
+    def _reject_source(
+        self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
+    ) -> _Converted:
         try:
-            moved = move_to_error(source, reason)
+            moved = move_to_error(source, reason, companions=companions)
             log.error("cannot convert %s: %s; moved to %s", source.path, reason, moved)
         except OSError as exc:
             log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
@@ -290,16 +304,20 @@ class Service:
             status.disk_full = False
             self.watcher.done(source)
         elif done.outcome == "incomplete":
-            first = self._incomplete_since.setdefault(path, now)
+            first, looks = self._incomplete_since.get(path, (now, 0))
+            self._incomplete_since[path] = (first, looks + 1)
             if now - first < INCOMPLETE_GIVE_UP:
-                log.info("%s looks incomplete (%s); trying again when it settles", path,
-                         done.message)
-                self.watcher.retry_later(source)
+                # Look again soon, then less and less often: a slow writer is not worth a
+                # log line every settle period.
+                delay = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
+                log.info("%s looks incomplete (%s); looking again in %.1fs", path,
+                         done.message, delay)
+                self.watcher.retry_later(source, delay)
             else:
                 self._incomplete_since.pop(path, None)
-                self._count_conversion_error(
-                    self._reject_source(source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}"
-                                                f"s: {done.message}"))
+                self._count_conversion_error(self._reject_source(
+                    source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}s: {done.message}",
+                    done.companions))
                 self.watcher.done(source)
         elif done.outcome == "disk_full":
             status.disk_full = True
