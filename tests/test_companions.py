@@ -115,7 +115,7 @@ def test_the_service_waits_for_the_whole_unit_and_moves_it_together(
         station.write_config()
         try:
             station.start()
-            header, folder = make_unit(station.watch, "DUT 3", parts=3, written=1)
+            _, folder = make_unit(station.watch, "DUT 3", parts=3, written=1)
             log = station.instance / "logs" / "pywats_client.log"
             wait_until(lambda: log.exists() and "1 of 3 parts" in log.read_text(), 30,
                        "the incomplete unit to be noticed")
