@@ -128,7 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true",
                    help="convert what is in the watch folders, upload everything due, print a "
                    "summary and exit (for cron)")
+    p.add_argument("--daemon", action="store_true",
+                   help="detach and run in the background (pid file and log in the instance "
+                   "folder); not needed under systemd")
     p.add_argument("--log-level", default="", help="override logging.level for this run")
+
+    p = command("stop", cmd_stop, "stop the running service (SIGTERM), however it was started")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for in-flight uploads (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="SIGKILL it after the timeout")
+
+    p = command("restart", cmd_restart, "stop the service, then start it as a daemon")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--force", action="store_true", help="SIGKILL it after the timeout")
+    p.add_argument("--log-level", default="", help="override logging.level for this run")
+
+    inst = command("instances", _group_help("instances"), "instances: list")
+    inst_sub = inst.add_subparsers(title="instances commands", metavar="ACTION")
+    p = inst_sub.add_parser("list", help="every instance in the data dir and its state")
+    p.set_defaults(handler=cmd_instances_list)
+    p.add_argument("--json", action="store_true")
 
     p = command("status", cmd_status, "is the service running, is the server reachable, "
                 "what is queued")
@@ -264,21 +283,58 @@ def _when(epoch: float | None) -> str:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from pywats_client.errors import LockError
+    from pywats_client.lock import read_lock
+
+    paths = _paths(args)
+    paths.ensure()
+    settings = _settings(paths)  # a bad config fails here, in the operator's terminal
+    from pywats_client.service import require_server
+
+    require_server(settings, paths)
+    holder = read_lock(paths.lock)
+    if holder is not None:
+        raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
+                        f"({holder.purpose}); 'pywats-client --instance {paths.name} status' "
+                        "tells more")
+    if not args.daemon:
+        supervisor = "systemd" if os.environ.get("INVOCATION_ID") else "foreground"
+        return _serve(args, paths, settings, supervisor)
+    if args.once:
+        _err("--once and --daemon do not go together: --once runs to completion and exits")
+        return USAGE
+    from pywats_client.daemon import remove_pid_file, start_detached
+
+    started = start_detached(paths)
+    if isinstance(started, int):
+        print(f"started pid {started} (instance {paths.name}); log: {paths.log_file}")
+        return OK
+    try:  # from here on this is the daemon: no terminal, logs go to the instance log
+        return _serve(args, paths, settings, "daemon", ready=started.ready)
+    except Exception as exc:
+        started.failed(f"{exc} (see {paths.log_file})")
+        raise
+    finally:
+        remove_pid_file(paths)
+
+
+def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, supervisor: str,
+           ready: Callable[[], None] | None = None) -> int:
+    """Run the service in this process until it stops; the exit code of `start`."""
     from pywats_client import logsetup
     from pywats_client.config import load_settings
     from pywats_client.service import Service
 
-    paths = _paths(args)
-    paths.ensure()
-    settings = _settings(paths)
-    logsetup.configure(settings.logging, paths.log_file, level=args.log_level)
+    logsetup.configure(settings.logging, paths.log_file, level=args.log_level,
+                       stderr=supervisor != "daemon")
     logsetup.quiet_third_party()
     service = Service(
         settings, paths,
         reload_settings=lambda: load_settings(paths.config, key_path=paths.key),
     )
+    service.status.supervisor = supervisor
     service.install_signal_handlers()
-    summary = service.run(once=args.once)
+    summary = service.run(once=args.once, on_ready=ready)
     if service.hard_stop:
         sys.stderr.flush()
         os._exit(ERROR)  # second signal: do not wait for stuck network calls
@@ -292,6 +348,50 @@ def cmd_start(args: argparse.Namespace) -> int:
             return SERVER
         if summary.conversion_errors or summary.rejected:
             return REJECTED
+    return OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from pywats_client.daemon import stop
+
+    result = stop(_paths(args), timeout=args.timeout, force=args.force)
+    print(result.message)
+    return OK if result.stopped else ERROR
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from pywats_client.daemon import stop
+    from pywats_client.lock import read_lock
+    from pywats_client.status import read_status
+
+    paths = _paths(args)
+    if read_lock(paths.lock) is not None:
+        if (read_status(paths.state) or {}).get("supervisor") == "systemd":
+            _err(f"instance '{paths.name}' runs under systemd: restart it there "
+                 f"(systemctl restart pywats-client@{paths.name})")
+            return USAGE
+        result = stop(paths, timeout=args.timeout, force=args.force)
+        print(result.message)
+        if not result.stopped:
+            return ERROR
+    args.daemon, args.once = True, False
+    return cmd_start(args)
+
+
+def cmd_instances_list(args: argparse.Namespace) -> int:
+    from pywats_client.operations import list_instances_status
+    from pywats_client.paths import default_data_dir
+
+    rows = list_instances_status(args.data_dir or default_data_dir())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return OK
+    if not rows:
+        print("no instances yet: pywats-client [--instance NAME] config init creates one")
+    for row in rows:
+        state = f"running (pid {row['pid']})" if row["running"] else "stopped"
+        print(f"{row['instance']:<16} {state:<20} pending {row['pending']:<6} "
+              f"{row['server_url'] or '(no server_url)'}")
     return OK
 
 
@@ -333,8 +433,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"last error:   {_when(info['last_error_at'])} {info['last_error']}")
     if not info["running"]:
         return NOT_RUNNING
-    if info.get("server_authenticated") is False:
+    if info.get("server_authenticated") is False or info["service_server_state"] in (
+            "offline", "paused"):
         return SERVER
+    if info["disk_full"]:
+        return ERROR
     return OK
 
 

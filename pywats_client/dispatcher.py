@@ -65,6 +65,7 @@ class UploadDispatcher:
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
         self._in_flight: dict[Future[Finished], str] = {}
+        self._started: dict[Future[Finished], float] = {}  # monotonic time of submission
         self._probe: Future[UploadResult] | None = None
         self._fresh: collections.deque[str] = collections.deque()
         self._fresh_lock = threading.Lock()
@@ -93,6 +94,12 @@ class UploadDispatcher:
     @property
     def can_send(self) -> bool:
         return self.status.server not in ("offline", "paused")
+
+    def oldest_upload_age(self) -> float:
+        """Seconds the longest-running upload has taken so far (0 when none runs)."""
+        if not self._started:
+            return 0.0
+        return self.clock.monotonic() - min(self._started.values())
 
     def replace_client(self, client: WatsClient) -> None:
         """New server settings: use them from now on and retry at once if we were paused."""
@@ -129,6 +136,7 @@ class UploadDispatcher:
                 continue  # already taken, pruned or quarantined
             future = self._pool.submit(self.upload_one, claimed)
             self._in_flight[future] = report_id
+            self._started[future] = now
             future.add_done_callback(lambda _f: self.wake())
         if self._fresh or self._candidates:
             return 0.0 if len(self._in_flight) < self.workers else 60.0
@@ -156,6 +164,7 @@ class UploadDispatcher:
     def _collect(self) -> None:
         for future in [f for f in self._in_flight if f.done()]:
             report_id = self._in_flight.pop(future)
+            self._started.pop(future, None)
             try:
                 finished = future.result()
             except Exception:  # a bug, not an outcome: the report is swept back at start-up

@@ -8,18 +8,36 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pywats_client.settings import LoggingSettings
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Under systemd the journal adds its own timestamps and reads "<N>" as the syslog priority.
+JOURNAL_FORMAT = "%(name)s: %(message)s"
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """`<priority>name: message`, one record per line, for stderr captured by journald."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        text = super().format(record)
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
 
 
 def configure(
-    settings: LoggingSettings, log_file: Path | None, *, stderr: bool = True, level: str = ""
+    settings: LoggingSettings, log_file: Path | None, *, stderr: bool = True, level: str = "",
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Send package logs to `log_file` (rotated by size) and to stderr."""
+    """Send package logs to `log_file` (rotated by size) and to stderr (journal-style when
+    systemd captures it, i.e. `$JOURNAL_STREAM` is set)."""
+    env = os.environ if env is None else env
     root = logging.getLogger("pywats_client")
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -39,7 +57,8 @@ def configure(
         root.addHandler(file_handler)
     if stderr:
         stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(formatter)
+        stream.setFormatter(
+            JournalFormatter(JOURNAL_FORMAT) if env.get("JOURNAL_STREAM") else formatter)
         root.addHandler(stream)
 
 

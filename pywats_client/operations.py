@@ -163,3 +163,31 @@ def _wait_for(queue: ReportQueue, ids: list[str], wait: float) -> list[dict[str,
          "message": "" if settled else "queued; the running service will upload it"}
         for rid, s in states.items()
     ]
+
+
+def list_instances_status(data_dir: Path) -> list[dict[str, Any]]:
+    """One row per instance under `data_dir`: running or not, pending reports, server."""
+    import json
+
+    from pywats_client.paths import list_instances
+
+    rows = []
+    for name in list_instances(data_dir):
+        paths = InstancePaths.for_instance(name, data_dir)
+        holder = read_lock(paths.lock)
+        try:
+            raw = json.loads(paths.config.read_text(encoding="utf-8-sig"))
+            server = raw.get("server_url", "") if isinstance(raw, dict) else ""
+        except (OSError, ValueError):
+            server = "(config.json unreadable)"
+        pending = ReportQueue(paths.queue).counts()[State.PENDING] if paths.queue.exists() else 0
+        rows.append({
+            "instance": name,
+            "running": holder is not None,
+            "pid": holder.pid if holder else None,
+            "purpose": holder.purpose if holder else None,
+            "pending": pending,
+            "server_url": server,
+            "data_dir": str(paths.root),
+        })
+    return rows

@@ -65,7 +65,8 @@ class InstancePaths:
         """Paths of instance `name` under `data_dir` (default: `default_data_dir()`)."""
         validate_instance_name(name)
         base = data_dir if data_dir is not None else default_data_dir()
-        return cls(name=name, root=base / name)
+        # Absolute, so that a daemon (which changes to /) and messages name the same place.
+        return cls(name=name, root=Path(os.path.abspath(base / name)))
 
     @property
     def config(self) -> Path:

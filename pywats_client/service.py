@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from pywats_client.pipeline import (
 )
 from pywats_client.postaction import SeenFiles, apply_post_action, move_to_error
 from pywats_client.queue import ReportQueue, State
+from pywats_client.sdnotify import Notifier
 from pywats_client.settings import Settings
 from pywats_client.status import ServiceStatus, write_status
 from pywats_client.uploader import client_for
@@ -60,6 +62,8 @@ INCOMPLETE_GIVE_UP = 300.0  # seconds a file may keep looking truncated before i
 DISK_FULL_RETRY = 30.0
 HOUSEKEEPING_INTERVAL = 3600.0
 STATUS_INTERVAL = 1.0
+STUCK_GRACE = 60.0  # beyond the request timeouts, before an upload counts as stuck
+STUCK_CONVERSION = 600.0  # a conversion this long means a converter is stuck
 
 
 @dataclass
@@ -91,6 +95,15 @@ class _Converted:
     companions: tuple[Path, ...] = ()
 
 
+def require_server(settings: Settings, paths: InstancePaths) -> None:
+    """Refuse to start without a server to upload to (ConfigError naming the fix)."""
+    if not settings.server_url:
+        raise ConfigError(
+            f"{paths.config}: server_url is not set. Fix: pywats-client config init, or "
+            "pywats-client config set server_url https://wats.example.com"
+        )
+
+
 class Service:
     """One running instance. Create, then `run()` on the main thread."""
 
@@ -103,11 +116,7 @@ class Service:
         stop_timeout: float = 20.0,
         reload_settings: Any = None,
     ) -> None:
-        if not settings.server_url:
-            raise ConfigError(
-                f"{paths.config}: server_url is not set. Fix: pywats-client config init, or "
-                "pywats-client config set server_url https://wats.example.com"
-            )
+        require_server(settings, paths)
         self.settings = settings
         self.paths = paths
         self.clock = clock
@@ -141,6 +150,8 @@ class Service:
         self._incomplete_since: dict[Path, tuple[float, int]] = {}  # first look, looks
         self._config_mtime = _mtime(paths.config)
         self.summary = RunSummary()
+        self.notifier = Notifier()
+        self._conversion_started: dict[Future[_Converted], float] = {}
 
     # -- control --------------------------------------------------------------------------
 
@@ -166,8 +177,12 @@ class Service:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self, *, once: bool = False) -> RunSummary:
-        """Serve until stopped (or, with `once`, until everything due is done)."""
+    def run(self, *, once: bool = False, on_ready: Callable[[], None] | None = None
+            ) -> RunSummary:
+        """Serve until stopped (or, with `once`, until everything due is done).
+
+        `on_ready` is called once the queue is swept and the folders are watched (a daemon's
+        parent waits for that before it reports success)."""
         self.lock.acquire("service (once)" if once else "service")
         try:
             self.paths.ensure()
@@ -178,6 +193,9 @@ class Service:
             self.queue.prune()
             self.watcher.start()
             self.status.state = "running"
+            self.notifier.ready(f"watching {len(self.settings.queue.watch_folders)} folder(s)")
+            if on_ready is not None:
+                on_ready()
             log.info(
                 "pywats-client %s started: instance %s, %d watch folder(s), server %s",
                 __version__, self.paths.name, len(self.settings.queue.watch_folders),
@@ -191,6 +209,8 @@ class Service:
     def _loop(self, once: bool) -> None:
         next_housekeeping = self.clock.monotonic() + HOUSEKEEPING_INTERVAL
         next_status = 0.0
+        next_ping = 0.0
+        ping = self.notifier.watchdog_interval
         published: tuple[object, ...] = ()
         while self._stop_requests == 0:
             self._wake.clear()
@@ -209,14 +229,33 @@ class Service:
                 self._publish()
                 published, changed = self._status_key(), False
                 next_status = now + STATUS_INTERVAL
+            if ping is not None and now >= next_ping and self._healthy(now):
+                self.notifier.watchdog()
+                next_ping = now + ping
             if once and self._once_finished():
                 break
             timeout = min(watcher_wait, upload_wait, next_housekeeping - now)
+            if ping is not None:
+                timeout = min(timeout, max(0.0, next_ping - now))
             if changed:
                 timeout = min(timeout, next_status - now)  # publish what changed, rate-limited
             if self._conversions or self.dispatcher.in_flight:
                 timeout = min(timeout, STATUS_INTERVAL)
             self.clock.wait(self._wake, max(0.0, timeout))
+
+    def _healthy(self, now: float) -> bool:
+        """False when a worker seems stuck: then the watchdog pings stop and systemd restarts
+        the service (nothing is lost: the stuck report is swept back to pending)."""
+        upload_bound = self.settings.connect_timeout + self.settings.read_timeout + STUCK_GRACE
+        if self.dispatcher.oldest_upload_age() > upload_bound:
+            log.error("an upload has run for over %.0fs; the service looks stuck", upload_bound)
+            return False
+        oldest = min(self._conversion_started.values(), default=now)
+        if now - oldest > STUCK_CONVERSION:
+            log.error("a conversion has run for over %.0fs; the service looks stuck",
+                      STUCK_CONVERSION)
+            return False
+        return True
 
     def _once_finished(self) -> bool:
         if self._conversions or self._waiting or self.watcher.pending_count():
@@ -232,6 +271,7 @@ class Service:
             source = self._waiting.popleft()
             future = self._converters.submit(self._convert, source)
             self._conversions[future] = source
+            self._conversion_started[future] = self.clock.monotonic()
             future.add_done_callback(lambda _f: self.wake())
 
     def _convert(self, source: SourceFile) -> _Converted:
@@ -286,6 +326,7 @@ class Service:
     def _collect_conversions(self) -> None:
         for future in [f for f in self._conversions if f.done()]:
             source = self._conversions.pop(future)
+            self._conversion_started.pop(future, None)
             try:
                 done = future.result()
             except Exception:
@@ -364,6 +405,10 @@ class Service:
 
     def _publish(self) -> None:
         self.status.watching = self.watcher.pending_count()
+        if self.notifier.enabled:
+            self.notifier.status(f"server {self.status.server}; uploaded {self.status.uploaded}, "
+                                 f"rejected {self.status.rejected}, conversion errors "
+                                 f"{self.status.conversion_errors}")
         try:
             write_status(self.paths.state, self.status)
         except OSError as exc:
@@ -373,6 +418,7 @@ class Service:
 
     def _shutdown(self) -> None:
         graceful = self._stop_requests <= 1
+        self.notifier.stopping()
         self.status.state = "stopping"
         self.watcher.stop()
         if graceful:

@@ -27,6 +27,7 @@ class ServiceStatus:
     started_at: float = field(default_factory=time.time)
     updated_at: float = 0.0
     state: str = "starting"  # starting | running | stopping | stopped
+    supervisor: str = "foreground"  # foreground | daemon | systemd
     server: str = "unknown"  # unknown | online | offline | paused
     server_detail: str = ""  # why offline or paused, in words
     disk_full: bool = False

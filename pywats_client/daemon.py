@@ -1,0 +1,177 @@
+"""Process control without systemd: detach (`start --daemon`), `stop`, and the pid file.
+
+The instance lock, not the pid file, is the truth about what runs: every service — started in
+the foreground, as a daemon or by systemd — holds the lock and writes its pid into it, so `stop`
+and `status` work the same whichever way it was started. The pid file is written for tools
+that expect one.
+
+Depends on: lock, paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from pywats_client.errors import PyWATSClientError
+from pywats_client.lock import pid_alive, read_lock
+from pywats_client.paths import InstancePaths
+
+STARTUP_TIMEOUT = 60.0
+
+
+class DaemonError(PyWATSClientError):
+    """The daemon could not be started (the message says why and where to look)."""
+
+
+@dataclass
+class Detached:
+    """Handed to the code that runs inside the daemon: call `ready()` once serving, or
+    `failed(message)` when it cannot start, so the waiting parent can tell the operator."""
+
+    _fd: int
+
+    def ready(self) -> None:
+        self._send(f"ready {os.getpid()}\n")
+
+    def failed(self, message: str) -> None:
+        self._send(f"error {message}\n")
+
+    def _send(self, line: str) -> None:
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._fd, line.encode("utf-8", "replace"))
+            os.close(self._fd)
+        self._fd = -1
+
+
+def start_detached(paths: InstancePaths, timeout: float = STARTUP_TIMEOUT) -> Detached | int:
+    """Fork a daemon. In the daemon this returns a `Detached`; in the caller it returns the
+    daemon's pid once the daemon called `ready()`, or raises DaemonError."""
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first == 0:  # intermediate child: new session, then fork again so we can never
+        os.close(read_end)  # reacquire a controlling terminal
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        _redirect_stdio()
+        os.chdir("/")
+        _write_pid_file(paths)
+        return Detached(write_end)
+    os.close(write_end)
+    os.waitpid(first, 0)
+    try:
+        answer = _read_line(read_end, timeout)
+    finally:
+        os.close(read_end)
+    if answer.startswith("ready "):
+        return int(answer.split()[1])
+    if answer.startswith("error "):
+        raise DaemonError(answer[len("error "):].strip())
+    raise DaemonError(
+        f"the daemon did not report back within {timeout:.0f}s; see {paths.log_file}"
+        if not answer else f"unexpected answer from the daemon: {answer!r}"
+    )
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """Read until newline or EOF (the daemon died), waiting at most `timeout` seconds."""
+    import selectors
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode("utf-8", "replace").strip()
+
+
+def _redirect_stdio() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _write_pid_file(paths: InstancePaths) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    tmp = paths.pid_file.with_name(f".{paths.pid_file.name}.{os.getpid()}")
+    tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
+    os.replace(tmp, paths.pid_file)
+
+
+def remove_pid_file(paths: InstancePaths) -> None:
+    """Remove the pid file if it names this process (another may have taken over)."""
+    with contextlib.suppress(OSError, ValueError):
+        if int(paths.pid_file.read_text().strip()) == os.getpid():
+            paths.pid_file.unlink()
+
+
+@dataclass(frozen=True)
+class StopResult:
+    pid: int | None
+    stopped: bool
+    seconds: float
+    message: str
+
+
+def stop(paths: InstancePaths, *, timeout: float = 30.0, force: bool = False) -> StopResult:
+    """SIGTERM the process that owns the instance and wait up to `timeout` for it to let go.
+
+    With `force`, a process still running after the timeout gets SIGKILL (nothing is lost: a
+    report being uploaded is swept back to pending at the next start).
+    """
+    holder = read_lock(paths.lock)
+    if holder is None:
+        return StopResult(None, True, 0.0, f"instance '{paths.name}' is not running")
+    pid = holder.pid
+    started = time.monotonic()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return StopResult(pid, True, 0.0, f"pid {pid} had already exited")
+    except PermissionError:
+        return StopResult(pid, False, 0.0, f"not allowed to signal pid {pid} (another user); "
+                          "run stop as the user the service runs as")
+    if _wait_released(paths, pid, timeout):
+        took = time.monotonic() - started
+        return StopResult(pid, True, took, f"stopped pid {pid} ({holder.purpose}) in {took:.1f}s")
+    if not force:
+        return StopResult(pid, False, timeout, (
+            f"pid {pid} is still running after {timeout:.0f}s (probably finishing uploads). "
+            "Wait, or run 'stop --force' to kill it; nothing is lost either way."))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _wait_released(paths, pid, 10.0)
+    took = time.monotonic() - started
+    return StopResult(pid, True, took, f"killed pid {pid} after {timeout:.0f}s; in-flight "
+                      "reports are sent again at the next start")
+
+
+def _wait_released(paths: InstancePaths, pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while time.monotonic() < deadline:
+        holder = read_lock(paths.lock)
+        if holder is None or holder.pid != pid:
+            return True
+        if not pid_alive(pid):
+            return True
+        tick.wait(0.05)  # another process's exit: nothing to wait on but the lock itself
+    return False
