@@ -490,14 +490,13 @@ class ReportQueue:
         return self._prune(State.COMPLETED, older_than=None)
 
     def prune(self) -> dict[State, int]:
-        """Remove completed and failed items past their retention periods."""
+        """Remove completed and failed items past their retention periods (0 days: keep)."""
         now, s = self.clock.time(), self.settings
-        return {
-            State.COMPLETED: self._prune(
-                State.COMPLETED, now - s.completed_retention_days * 86400
-            ),
-            State.FAILED: self._prune(State.FAILED, now - s.failed_retention_days * 86400),
-        }
+        removed = {}
+        for state, days in ((State.COMPLETED, s.completed_retention_days),
+                            (State.FAILED, s.failed_retention_days)):
+            removed[state] = self._prune(state, now - days * 86400) if days > 0 else 0
+        return removed
 
     def _prune(self, state: State, older_than: float | None) -> int:
         removed = 0

@@ -349,3 +349,34 @@ def test_queue_on_a_network_filesystem_is_refused(tmp_path: Path, monkeypatch) -
     with pytest.raises(QueueError, match="allow_network_filesystem"):
         ReportQueue(tmp_path).ensure_layout()
     ReportQueue(tmp_path, QueueSettings(allow_network_filesystem=True)).ensure_layout()
+
+
+def test_retention_of_zero_days_keeps_everything(tmp_path: Path, clock: FakeClock) -> None:
+    q = ReportQueue(tmp_path, QueueSettings(completed_retention_days=0, failed_retention_days=0),
+                    clock=clock)
+    q.ensure_layout()
+    for fail in (False, True):
+        rid = new_id()
+        q.put(body(), report_id=rid)
+        claimed = q.claim(rid)
+        assert claimed is not None
+        q.fail(claimed, "no") if fail else q.complete(claimed)
+    clock.advance(365 * 86400)
+    assert q.prune() == {State.COMPLETED: 0, State.FAILED: 0}
+    assert q.counts()[State.COMPLETED] == q.counts()[State.FAILED] == 1
+
+
+def test_failed_items_are_pruned_after_their_own_retention(tmp_path: Path,
+                                                           clock: FakeClock) -> None:
+    q = ReportQueue(tmp_path, QueueSettings(failed_retention_days=30), clock=clock)
+    q.ensure_layout()
+    rid = new_id()
+    q.put(body(), report_id=rid)
+    claimed = q.claim(rid)
+    assert claimed is not None
+    q.fail(claimed, "no")
+    os.utime(q.folder(State.FAILED) / f"{rid}{SUFFIX}", (clock.time(),) * 2)
+    clock.advance(29 * 86400)
+    assert q.prune()[State.FAILED] == 0
+    clock.advance(2 * 86400)
+    assert q.prune()[State.FAILED] == 1
