@@ -31,6 +31,7 @@ SERVER = 3  # server unreachable or credentials refused: reports are kept and re
 LOCKED = 4  # another process owns this instance's queue
 REJECTED = 5  # a file could not be converted, or the server rejected a report
 NOT_RUNNING = 6  # status: the service is not running
+DEGRADED = 7  # status: running, but the disk is (nearly) full or a watch folder is unavailable
 
 EXIT_CODES = f"""exit codes:
   {OK}  success
@@ -40,6 +41,7 @@ EXIT_CODES = f"""exit codes:
   {LOCKED}  another process owns this instance (pywats-client status tells which)
   {REJECTED}  a file could not be converted, or the server rejected a report
   {NOT_RUNNING}  status: the service is not running
+  {DEGRADED}  status: running, but the disk is (nearly) full or a watch folder is unavailable
 """
 
 DESCRIPTION = """\
@@ -425,6 +427,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{info['service_server_detail']}")
         if info["disk_full"]:
             print("disk:         FULL - new files wait in the watch folders")
+        elif info["disk_low"]:
+            print(f"disk:         nearly full - {info['disk_free_mb']} MB free for the queue")
+        for folder in info["folders_unavailable"]:
+            print(f"watch folder: UNAVAILABLE {folder} (missing, unmounted or unreadable; "
+                  "its files wait)")
         counts = info["queue"]
         print("queue:        " + (", ".join(f"{k} {v}" for k, v in counts.items())
                                   or "empty (no queue folder yet)"))
@@ -436,8 +443,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if info.get("server_authenticated") is False or info["service_server_state"] in (
             "offline", "paused"):
         return SERVER
-    if info["disk_full"]:
-        return ERROR
+    if info["disk_full"] or info["disk_low"] or info["folders_unavailable"]:
+        return DEGRADED
     return OK
 
 

@@ -50,6 +50,10 @@ def gather_status(
         "service_server_state": service.get("server") if running else None,
         "service_server_detail": service.get("server_detail") if running else None,
         "disk_full": bool(service.get("disk_full")) if running else False,
+        "disk_low": bool(service.get("disk_low")) if running else False,
+        "disk_free_mb": service.get("disk_free_mb") if running else None,
+        "folders_unavailable": list(service.get("folders_unavailable") or []) if running else [],
+        "supervisor": service.get("supervisor") if running else None,
     }
     if probe and settings.server_url:
         client = client_for(settings)

@@ -101,14 +101,27 @@ class SeenFiles:
                 continue
             if isinstance(key, str) and isinstance(size, int) and isinstance(mtime_ns, int):
                 entries[key] = (size, mtime_ns)  # a later line for the same path wins
-        for key, (size, mtime_ns) in list(entries.items()):
-            try:
-                st = os.stat(key)
-            except OSError:
+        by_folder: dict[str, list[str]] = {}
+        for key in entries:
+            by_folder.setdefault(os.path.dirname(key), []).append(key)
+        for keys in by_folder.values():
+            missing, changed = [], []
+            for key in keys:
+                try:
+                    st = os.stat(key)
+                except OSError:
+                    missing.append(key)
+                    continue
+                if (st.st_size, st.st_mtime_ns) != entries[key]:
+                    changed.append(key)
+            for key in changed:
                 del entries[key]
-                continue
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-                del entries[key]
+            # Forget missing files only when others of the same folder are still there: a
+            # folder where none is left is more likely an unmounted share than a cleaned-up
+            # one, and forgetting would make every file look new when it comes back.
+            if len(missing) < len(keys):
+                for key in missing:
+                    del entries[key]
         self._entries = entries
         if len(entries) != len(lines):
             # Rewrite so the record only grows with files that are still lying there.

@@ -62,6 +62,8 @@ INCOMPLETE_GIVE_UP = 300.0  # seconds a file may keep looking truncated before i
 DISK_FULL_RETRY = 30.0
 HOUSEKEEPING_INTERVAL = 3600.0
 STATUS_INTERVAL = 1.0
+DISK_LOW_BYTES = 100 * 2**20  # warn below this much free space for the queue...
+DISK_LOW_FRACTION = 0.02  # ...or below this fraction of the disk, whichever is larger
 STUCK_GRACE = 60.0  # beyond the request timeouts, before an upload counts as stuck
 STUCK_CONVERSION = 600.0  # a conversion this long means a converter is stuck
 
@@ -401,10 +403,13 @@ class Service:
     def _status_key(self) -> tuple[object, ...]:
         s = self.status
         return (s.state, s.server, s.server_detail, s.disk_full, s.uploaded, s.rejected,
-                s.converted, s.conversion_errors, s.last_error_at, self.watcher.pending_count())
+                s.converted, s.conversion_errors, s.last_error_at, self.watcher.pending_count(),
+                tuple(self.watcher.unavailable()))
 
     def _publish(self) -> None:
         self.status.watching = self.watcher.pending_count()
+        self.status.folders_unavailable = self.watcher.unavailable()
+        self._check_disk()
         if self.notifier.enabled:
             self.notifier.status(f"server {self.status.server}; uploaded {self.status.uploaded}, "
                                  f"rejected {self.status.rejected}, conversion errors "
@@ -413,6 +418,19 @@ class Service:
             write_status(self.paths.state, self.status)
         except OSError as exc:
             log.debug("cannot write status: %s", exc)
+
+    def _check_disk(self) -> None:
+        try:
+            st = os.statvfs(self.paths.queue)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        low = free < max(DISK_LOW_BYTES, DISK_LOW_FRACTION * st.f_blocks * st.f_frsize)
+        if low and not self.status.disk_low:
+            log.warning("disk nearly full: %.0f MB free for the queue in %s", free / 2**20,
+                        self.paths.queue)
+        self.status.disk_free_mb = round(free / 2**20, 1)
+        self.status.disk_low = low
 
     # -- stopping -------------------------------------------------------------------------
 

@@ -30,7 +30,10 @@ class ServiceStatus:
     supervisor: str = "foreground"  # foreground | daemon | systemd
     server: str = "unknown"  # unknown | online | offline | paused
     server_detail: str = ""  # why offline or paused, in words
-    disk_full: bool = False
+    disk_full: bool = False  # a report could not be written: the disk is full
+    disk_free_mb: float | None = None  # free space where the queue lives
+    disk_low: bool = False  # below the warning threshold
+    folders_unavailable: list[str] = field(default_factory=list)  # missing or unmounted
     last_upload_at: float | None = None
     last_upload_id: str = ""
     last_error_at: float | None = None

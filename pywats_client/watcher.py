@@ -160,6 +160,7 @@ class FolderWatcher:
         self._candidates: dict[str, _Candidate] = {}
         self._next_scan: float | None = None  # None: scan at the next poll()
         self._scan_failing: set[str] = set()
+        self._mount_points: set[str] = set()  # folders that were mount points at start
         self._observers: list[BaseObserver] = []
         self._started = False
 
@@ -186,6 +187,7 @@ class FolderWatcher:
                           folder.key, exc.strerror or exc, self._rescan_interval)
             else:
                 log.info("created missing watch folder %s", folder.key)
+        self._mount_points = {key for key in self._folders if os.path.ismount(key)}
         native = [f for f in self._folders.values() if not f.settings.polling]
         polled = [f for f in self._folders.values() if f.settings.polling]
         if native:
@@ -285,6 +287,10 @@ class FolderWatcher:
             self._retries[key] = candidate
         self._wake()  # the main loop must learn the new deadline
 
+    def unavailable(self) -> list[str]:
+        """Watch folders that cannot be read right now (missing, unmounted, no permission)."""
+        return sorted(self._scan_failing)
+
     def pending_count(self) -> int:
         """How many files are being watched, waiting to settle (for status)."""
         with self._lock:
@@ -333,6 +339,13 @@ class FolderWatcher:
         found: set[str] = set()
         scanned: set[str] = set()
         for key, folder in self._folders.items():
+            if key in self._mount_points and not os.path.ismount(key):
+                # The share is gone and its empty mount point is left: that is not "no files".
+                if key not in self._scan_failing:
+                    self._scan_failing.add(key)
+                    log.warning("watch folder %s is no longer mounted; its files wait until "
+                                "it is mounted again", key)
+                continue
             try:
                 with os.scandir(key) as entries:
                     names = [e.name for e in entries if folder.accepts(e.name) and _is_file(e)]

@@ -274,3 +274,37 @@ def test_unknown_post_action_is_refused(tmp_path: Path, seen: SeenFiles) -> None
     with pytest.raises(ValueError, match="shred"):
         apply_post_action(source, seen)
     assert source.path.exists()
+
+
+def test_an_unmounted_folder_does_not_make_its_files_look_new(tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    files = [share / "a.json", share / "b.json"]
+    seen = SeenFiles(tmp_path / "state")
+    for path in files:
+        path.write_text(path.name)
+        st = path.stat()
+        seen.add(path, st.st_size, st.st_mtime_ns)
+    stash = tmp_path / "elsewhere"
+    share.rename(stash)  # the share is unmounted while the service is down
+    share.mkdir()  # an empty mount point stays behind
+    again = SeenFiles(tmp_path / "state")
+    assert len(again) == 2
+    share.rmdir()
+    stash.rename(share)  # mounted again
+    for path in files:
+        st = path.stat()
+        assert SeenFiles(tmp_path / "state").contains(path, st.st_size, st.st_mtime_ns)
+
+
+def test_a_file_deleted_from_a_folder_that_still_has_others_is_forgotten(tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    seen = SeenFiles(tmp_path / "state")
+    for name in ("a", "b"):
+        path = folder / name
+        path.write_text(name)
+        st = path.stat()
+        seen.add(path, st.st_size, st.st_mtime_ns)
+    (folder / "a").unlink()
+    assert len(SeenFiles(tmp_path / "state")) == 1
