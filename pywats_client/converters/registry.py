@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 BUILTIN_CONVERTERS: dict[str, str] = {
     AUTO_NAME: "pywats_client.converters.auto:AIConverter",
     "WATSStandardJsonConverter": "pywats_client.converters.wsjf:WATSStandardJsonConverter",
+    "WATSStandardTextConverter": "pywats_client.converters.wstf:WATSStandardTextConverter",
+    "WATSStandardXMLConverter": "pywats_client.converters.wsxf:WATSStandardXMLConverter",
 }
 
 # Plugin modules get private names so that two files called `csv.py` in different instances,

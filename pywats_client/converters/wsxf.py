@@ -1,0 +1,971 @@
+"""`WATSStandardXMLConverter`: WATS Standard XML Format (WSXF) and legacy WRML (formats.md §2).
+
+Owns reading these files safely (DTDs and entities refused, a size cap, a nesting cap, a line
+number on every element, one `<Report>` in memory at a time) and mapping each `<Report>` to a
+WSJF report as a server export of the same report would hold it. The flat legacy WRML layout is
+first rebuilt into the WSXF tree by `wrml.py`. Imports only the converter base, `wrml`,
+`report`, `limits`, `errors` and the stdlib.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+from xml.parsers import expat
+
+from pywats_client.converters.base import HEAD_SIZE, Converter, ConverterContext
+from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
+from pywats_client.limits import limits_used, numeric_status, parse_comp_op, string_status
+from pywats_client.report import ReportDict, format_datetime, parse_datetime
+
+WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
+WRML_NS = "http://wats.virinco.com/schemas/WATS/Report"
+MAX_FILE_SIZE = 200 * 1024 * 1024
+# Real reports nest a few dozen levels; the cap keeps the recursive mapping far from Python's
+# recursion limit whatever a hostile file holds.
+MAX_DEPTH = 120
+
+_STEP_STATUS = {"passed": "P", "failed": "F", "done": "D", "skipped": "S", "error": "E",
+                "terminated": "T",
+                # WSJF has no "unknown" letter; D ("ran, no verdict") is the honest nearest one.
+                "unknown": "D"}
+_MEAS_STATUS = {"passed": "P", "failed": "F", "skipped": "S",
+                "done": "P"}  # server exports of Done steps keep P on the measurement
+_RESULT = {"passed": "P", "failed": "F", "error": "E", "terminated": "T", "done": "D"}
+_GROUP = {"main": "M", "setup": "S", "cleanup": "C"}
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?\s*")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_WHITESPACE = re.compile(r"\s+")
+_HOSTILE = tuple(
+    marker.encode(codec) for marker in ("<!DOCTYPE", "<!ENTITY")
+    for codec in ("utf-8", "utf-16-le", "utf-16-be")
+)
+_ROOT_START = re.compile(rb"<[A-Za-z_]")
+_TRUNCATED = {expat.errors.codes[message] for message in (
+    expat.errors.XML_ERROR_NO_ELEMENTS, expat.errors.XML_ERROR_UNCLOSED_TOKEN,
+    expat.errors.XML_ERROR_PARTIAL_CHAR, expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
+)}
+_IDENTIFYING = ("Id", "StepID", "ID", "Name", "Description", "Idx", "idx", "SN", "AssetSN", "key")
+_PAYLOADS = ("seqCall", "numericMeas", "stringMeas", "booleanMeas", "messagePopup", "callExe")
+
+
+class WATSStandardXMLConverter(Converter):
+    """Imports WSXF files (and legacy WRML) as the WATS Client's WSXF importer does."""
+
+    name = "WATSStandardXMLConverter"
+    description = "WATS Standard XML Format (WSXF) and legacy WRML: every <Report> in the file"
+    version = "1.0"
+    file_patterns = ("*.xml",)
+
+    def detect(self, path: Path, head: bytes) -> float:
+        return self.detect_with_reason(path, head)[0]
+
+    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
+        try:
+            return _detect(head)
+        except Exception:  # detect() must never raise; a surprise means "not mine"
+            return 0.0, ""
+
+    def convert(self, path: Path, context: ConverterContext) -> list[dict[str, Any]]:
+        """Every `<Report>` of the file as a WSJF report, in file order."""
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_SIZE:
+                raise ConversionError(
+                    f"{path}: the file is {size // (1024 * 1024)} MB; WSXF files larger than "
+                    f"{MAX_FILE_SIZE // (1024 * 1024)} MB are refused (split the export)"
+                )
+            with open(path, "rb") as fh:
+                return _convert_stream(path, fh, context)
+        except OSError as exc:
+            raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+
+
+# -- reading XML safely ----------------------------------------------------------------------
+
+
+class XmlNode:
+    """One element: local tag name, namespace, attributes, own text, children, start line."""
+
+    __slots__ = ("_folded", "_formats", "attrib", "children", "key", "line", "ns", "parts",
+                 "tag")
+
+    def __init__(self, tag: str, ns: str, attrib: dict[str, str], line: int,
+                 key: str | None = None) -> None:
+        self.tag = tag
+        self.key = key if key is not None else tag.lower()
+        self.ns = ns
+        self.attrib = attrib
+        self.line = line
+        self.children: list[XmlNode] = []
+        self.parts: list[str] = []
+        self._folded: dict[str, str] | None = None
+        self._formats: bool | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def get(self, name: str) -> str | None:
+        """The attribute `name`; exporters differ in case ("Idx"/"idx"), so case is a fallback."""
+        value = self.attrib.get(name)
+        if value is None:
+            if self._folded is None:
+                self._folded = {key.lower(): found for key, found in self.attrib.items()}
+            value = self._folded.get(name.lower())
+        return value
+
+    def format_of(self, name: str) -> str | None:
+        """The `…Format` sibling of attribute `name` (a display format such as "%.3f")."""
+        if self._formats is None:  # most elements have none: skip the lookups then
+            self._formats = any(key.endswith("Format") for key in self.attrib)
+        return self.get(name + "Format") if self._formats else None
+
+    def find(self, key: str) -> XmlNode | None:
+        return next((child for child in self.children if child.key == key), None)
+
+    def place(self) -> str:
+        """'<Step Id="5" Name="R12"> at line 40': what an operator searches for in the file."""
+        shown = [f'{name}="{_short(self.attrib[name])}"' for name in _IDENTIFYING
+                 if name in self.attrib][:2]
+        return f"<{' '.join([self.tag, *shown])}> at line {self.line}"
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 40 else value[:40] + "..."
+
+
+def _convert_stream(path: Path, fh: BinaryIO, context: ConverterContext) -> list[dict[str, Any]]:
+    reports: list[dict[str, Any]] = []
+    problems: list[ConversionError] = []
+
+    def on_report(node: XmlNode, dialect: str) -> None:
+        # Only the first problem is kept; parsing goes on so that a file still being written
+        # is reported as incomplete (retried), not as broken.
+        if problems:
+            return
+        try:
+            if dialect == "WRML":
+                # Imported here: wrml builds on this module's XmlNode.
+                from pywats_client.converters.wrml import rebuild_tree
+
+                node = rebuild_tree(path, node)
+            reports.append(_ReportMapper(path, context, dialect).report(node))
+        except ConversionError as exc:
+            problems.append(exc)
+        except RecursionError:
+            problems.append(ConversionError(f"{path}: {node.place()} is nested too deeply"))
+
+    head = fh.read(HEAD_SIZE)
+    if not head.strip():
+        raise IncompleteFileError(f"{path}: the file is empty; waiting for the writer")
+    # Checked before parsing (and again by the parser for declarations further on): the
+    # markers count only before the root element, where a DOCTYPE can stand.
+    root = _ROOT_START.search(head)
+    if any(marker in head[:root.start() if root else len(head)] for marker in _HOSTILE):
+        raise _refuse_dtd(path)
+    _parse(path, head, fh, _encoding_override(head, context.encoding), on_report)
+    if problems:
+        raise problems[0]
+    if not reports:
+        raise ConversionError(f"{path}: the file holds no <Report> element")
+    return reports
+
+
+def _parse(path: Path, head: bytes, fh: BinaryIO, encoding: str | None,
+           on_report: Callable[[XmlNode, str], None]) -> None:
+    parser = expat.ParserCreate(encoding, namespace_separator="}")
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    stack: list[XmlNode] = []
+    dialect = ""
+    names: dict[str, tuple[str, str, str]] = {}  # one string per tag name, not per element
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal dialect
+        split = names.get(name)
+        if split is None:
+            ns, _, tag = name.rpartition("}")
+            split = names[name] = (ns, tag, tag.lower())
+        line = parser.CurrentLineNumber
+        if len(stack) >= MAX_DEPTH:
+            raise ConversionError(
+                f"{path}: line {line}: elements are nested more than {MAX_DEPTH} deep; "
+                "this is not a WSXF report"
+            )
+        node = XmlNode(split[1], split[0], {k.rpartition("}")[2]: v for k, v in attrs.items()},
+                       line, split[2])
+        if stack:
+            parent = stack[-1]
+            if parent.parts and not parent.children and parent.text.isspace():
+                parent.parts.clear()  # indentation before the first child element
+            parent.children.append(node)
+        else:
+            dialect = _dialect(path, node)
+        stack.append(node)
+
+    def end(name: str) -> None:
+        node = stack.pop()
+        if node.key == "report" and len(stack) <= 1:
+            if stack:
+                stack[-1].children.pop()  # converted now; keeps one report in memory at a time
+            on_report(node, dialect)
+
+    def text(data: str) -> None:
+        # Whitespace between child elements is layout, not content; on a report with 100 000
+        # steps keeping it would cost megabytes.
+        if stack and not (stack[-1].children and data.isspace()):
+            stack[-1].parts.append(data)
+
+    def refuse(*_: object) -> int:
+        raise _refuse_dtd(path, parser.CurrentLineNumber)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    try:
+        parser.Parse(head, False)
+        while chunk := fh.read(1 << 20):
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        if exc.code in _TRUNCATED:
+            raise IncompleteFileError(
+                f"{path}: the XML ends early at line {exc.lineno} (file still being written, "
+                "or cut off)"
+            ) from None
+        raise ConversionError(
+            f"{path}: not well-formed XML at line {exc.lineno}, column {exc.offset + 1}: "
+            f"{expat.errors.messages.get(exc.code, exc)}; fix the file or the program that "
+            "writes it"
+        ) from None
+
+
+def _dialect(path: Path, root: XmlNode) -> str:
+    ns = root.ns.rstrip("/").lower()
+    if root.key in ("reports", "report"):
+        if ns == WSXF_NS.lower():
+            return "WSXF"
+        if ns == WRML_NS.lower():
+            return "WRML"
+    where = f" in namespace {root.ns}" if root.ns else " without a namespace"
+    raise ConversionError(
+        f"{path}: line {root.line}: the root element is <{root.tag}>{where}; a WSXF file starts "
+        f'with <Reports xmlns="{WSXF_NS}"> (legacy WRML: xmlns="{WRML_NS}"). '
+        "Choose the converter for this kind of file instead"
+    )
+
+
+def _refuse_dtd(path: Path, line: int | None = None) -> ConversionError:
+    where = f" (line {line})" if line else ""
+    return ConversionError(
+        f"{path}: the file declares a DOCTYPE or ENTITY{where}. WSXF files never do, and such "
+        "declarations can make an XML reader expand entities without end or read other "
+        "files, so the file is refused"
+    )
+
+
+def _encoding_override(head: bytes, configured: str) -> str | None:
+    """The folder's configured encoding, only for a file that does not declare its own."""
+    if head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) or head.startswith(b"<?xml"):
+        return None
+    name = configured.lower().replace("_", "-")
+    return None if name in ("utf-8", "utf8", "") else configured
+
+
+# -- mapping one <Report> ----------------------------------------------------------------------
+
+
+class _ReportMapper:
+    """Turns one WSXF `<Report>` node into a `ReportDict`, recording where each part came from."""
+
+    def __init__(self, path: Path, context: ConverterContext, dialect: str) -> None:
+        self.path = path
+        self.context = context
+        self.dialect = dialect
+        self.out = ReportDict()
+        self.step_ids: dict[int, str] = {}  # id -> place of the step that has it
+        self.unnumbered: list[dict[str, Any]] = []
+
+    def fail(self, node: XmlNode, message: str) -> ConversionError:
+        return ConversionError(f"{self.path}: {node.place()}: {message}")
+
+    # attribute readers; each names the element, line and attribute when the value is wrong
+
+    def text(self, node: XmlNode, attr: str) -> str | None:
+        return node.get(attr)
+
+    def integer(self, node: XmlNode, attr: str) -> int | None:
+        raw = node.get(attr)
+        if raw is None or not raw.strip():
+            return None
+        number = self.number(node, attr)
+        if number is None or not number.is_integer():
+            raise self.fail(node, f"{attr}={raw!r} is not a whole number")
+        return int(number)
+
+    def number(self, node: XmlNode, attr: str) -> float | None:
+        raw = node.get(attr)
+        if raw is None or not raw.strip():
+            return None
+        if not _NUMBER.fullmatch(raw):
+            hint = (" (WATS cannot store NaN or infinite values)"
+                    if raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else
+                    " (use a dot as decimal separator)")
+            raise self.fail(node, f"{attr}={raw!r} is not a number{hint}")
+        return float(raw)
+
+    def boolean(self, node: XmlNode, attr: str) -> bool | None:
+        raw = node.get(attr)
+        if raw is None or not raw.strip():
+            return None
+        word = raw.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise self.fail(node, f"{attr}={raw!r} is not a boolean (true/false or 1/0)")
+
+    def date(self, node: XmlNode, attr: str) -> str | None:
+        raw = node.get(attr)
+        if raw is None or not raw.strip():
+            return None
+        try:
+            parse_datetime(raw)
+        except ValueError as exc:
+            raise self.fail(node, f"{attr}: {exc}") from None
+        return raw.strip()
+
+    def put(self, out: dict[str, Any], key: str, node: XmlNode, attr: str,
+            read: Callable[[XmlNode, str], Any]) -> None:
+        """out[key] from the attribute, and its `…Format` sibling as `key + "Format"`."""
+        value = read(node, attr)
+        if value is not None:
+            out[key] = value
+        fmt = node.format_of(attr)
+        if fmt is not None:
+            out[key + "Format"] = fmt
+
+    def letter(self, node: XmlNode, attr: str, table: dict[str, str], allowed: str,
+               required: bool = True) -> str | None:
+        raw = node.get(attr)
+        if raw is None or not raw.strip():
+            if required:
+                raise self.fail(node, f"the {attr} attribute is missing")
+            return None
+        word = raw.strip()
+        letter = table.get(word.lower()) or (word.upper() if word.upper() in allowed else None)
+        if letter is None:
+            words = ", ".join(w.capitalize() for w in table)
+            raise self.fail(node, f"{attr}={raw!r} is not one of {words}")
+        return letter
+
+    # the report
+
+    def report(self, node: XmlNode) -> ReportDict:
+        out = self.out
+        self.out.locations[""] = node.place()  # the whole report
+        kinds = {"uut": "T", "uur": "R"}
+        kind = kinds.get((node.get("type") or "").strip().lower())
+        if kind is None:
+            if node.get("type"):
+                raise self.fail(node, f"type={node.get('type')!r} is not UUT or UUR")
+            kind = "R" if node.find("uur") is not None else "T"
+        out["type"] = kind
+        if node.get("ID"):
+            out["id"] = node.get("ID")
+        defaults = self.context.defaults
+        out["pn"] = node.get("PN") or str(defaults.get("part_number") or "")
+        if not out["pn"]:
+            raise self.fail(node, "PN (part number) is missing and no part_number default is "
+                                  "configured")
+        out["sn"] = node.get("SN") or ""
+        if not out["sn"].strip():
+            raise self.fail(node, "SN (serial number) is missing")
+        out["rev"] = node.get("Rev") if node.get("Rev") is not None else str(
+            defaults.get("revision") or "")
+        self.process(node, out)
+        if kind == "T":
+            out["result"] = self.letter(node, "Result", _RESULT, "PFETD")
+        else:  # a repair report has no verdict of its own; WATS stores P
+            out["result"] = self.letter(node, "Result", _RESULT, "PFETD", required=False) or "P"
+        for attr, key in (("MachineName", "machineName"), ("Location", "location"),
+                          ("Purpose", "purpose")):
+            if node.get(attr) is not None:
+                out[key] = node.get(attr)
+        self.start(node, out)
+        groups: dict[str, list[XmlNode]] = {}
+        for child in node.children:
+            groups.setdefault(child.key, []).append(child)
+        if kind == "T":
+            header = groups.get("uut", [None])[0]
+            uut = self.uut(header) if header is not None else {}
+            if "user" not in uut and defaults.get("operator"):
+                uut["user"] = str(defaults["operator"])
+            if uut:
+                out["uut"] = uut
+            if header is not None:
+                self.out.locations["uut"] = header.place()
+        else:
+            header = groups.get("uur", [None])[0]
+            if header is None:
+                raise self.fail(node, "a repair report (type UUR) needs a <UUR> element")
+            out["uur"] = self.uur(header)
+            self.out.locations["uur"] = header.place()
+        out["miscInfos"] = [self.misc_info(n, i) for i, n in enumerate(groups.get("miscinfo", []))]
+        units = [n for n in node.children if n.key in ("reportunithierarchy", "partinfo")]
+        out["subUnits"] = [self.sub_unit(n, i) for i, n in enumerate(units)]
+        if kind == "R":
+            self.repair_units(node, groups)
+        elif groups.get("failures"):
+            raise self.fail(groups["failures"][0], "failures belong in a repair report (UUR)")
+        assets = [self.asset(n, i) for i, n in enumerate(groups.get("asset", []))]
+        if assets:
+            out["assets"] = assets
+        report_binary = [n for n in groups.get("binary", []) if n.get("FailIdx") is None]
+        if report_binary:
+            out["binaryData"] = [self.binary(n) for n in report_binary]
+            for n, binary_node in enumerate(report_binary):
+                self.out.locations[f"binaryData[{n}]"] = binary_node.place()
+        additional = [self.additional(n) for n in groups.get("additionaldata", [])]
+        if additional:
+            out["additionalData"] = additional
+        # ReportInfo (client statistics), SPCData, origin and ProductName have no WSJF input
+        # field: the server fills its own, so they are left out.
+        steps = groups.get("step", [])
+        if kind == "R" and steps:
+            raise self.fail(steps[0], "a repair report (UUR) cannot hold test steps")
+        if kind == "T":
+            if len(steps) != 1:
+                raise self.fail(node, "a test report (UUT) needs exactly one root <Step>, "
+                                      f"found {len(steps)}")
+            out["root"] = self.step(steps[0], "root")
+            self.number_steps()
+        return out
+
+    def process(self, node: XmlNode, out: dict[str, Any]) -> None:
+        process = node.find("process")
+        code = self.integer(process, "Code") if process is not None else None
+        if code is None:
+            # WSXF may name the process without its code; converters cannot ask the server,
+            # so the configured process code is used (the server checks the name against it).
+            configured = self.context.arguments.get(
+                "process_code", self.context.defaults.get("process_code"))
+            try:
+                code = int(configured) if configured is not None else None
+            except (TypeError, ValueError):
+                raise ConversionError(
+                    f"{self.path}: process_code {configured!r} in the config is not a number"
+                ) from None
+        if code is None:
+            where = process if process is not None else node
+            raise self.fail(where, "no process code: give <Process Code=\"...\"> in the file or "
+                                   "set process_code in the converter defaults or arguments")
+        out["processCode"] = code
+        if process is not None:
+            if process.format_of("Code") is not None:
+                out["processCodeFormat"] = process.format_of("Code")
+            if process.get("Name"):
+                out["processName"] = process.get("Name")
+
+    def start(self, node: XmlNode, out: dict[str, Any]) -> None:
+        start = self.date(node, "Start")
+        start_utc = self.date(node, "Start_utc") or self.date(node, "StartUTC")
+        if start is not None:
+            moment = parse_datetime(start)
+            if moment.tzinfo is None:  # local time of the station that wrote the file
+                zone = self.context.timezone
+                moment = moment.replace(tzinfo=zone) if zone else moment.astimezone()
+                start = format_datetime(moment)
+            out["start"] = start
+        elif start_utc is not None:
+            out["start"] = start_utc  # a UTC time is a valid start with an offset
+        if start_utc is not None:
+            out["startUTC"] = start_utc
+
+    def uut(self, node: XmlNode) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        self.put(out, "execTime", node, "ExecutionTime", self.number)
+        self.put(out, "testSocketIndex", node, "TestSocketIndex", self.integer)
+        self.put(out, "batchSN", node, "BatchSN", self.text)
+        comment = _comment(node)
+        if comment is not None:
+            out["comment"] = comment
+        self.put(out, "errorCode", node, "ErrorCode", self.integer)
+        self.put(out, "errorMessage", node, "ErrorMessage", self.text)
+        self.put(out, "fixtureId", node, "FixtureId", self.text)
+        self.put(out, "user", node, "UserLoginName", self.text)
+        self.put(out, "batchFailCount", node, "BatchFailCount", self.integer)
+        self.put(out, "batchLoopIndex", node, "BatchLoopIndex", self.integer)
+        self.put(out, "stepIdCausedUUTFailure", node, "StepIdCausedUUTFailure", self.integer)
+        # ParameterBaseVersion has no WSJF field.
+        return out
+
+    def uur(self, node: XmlNode) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        comment = _comment(node)
+        if comment is not None:
+            out["comment"] = comment
+        user = node.get("UserLoginName") or self.context.defaults.get("operator")
+        if user:
+            out["user"] = str(user)
+        process = node.find("process")
+        code = self.integer(process, "Code") if process is not None else None
+        if code is None:
+            raise self.fail(process or node, "the <UUR> header needs <Process Code=\"...\">, "
+                                             "the code of the tested operation")
+        out["processCode"] = code
+        if process is not None and process.get("Name"):
+            out["processName"] = process.get("Name")
+        self.put(out, "refUUT", node, "ReferencedUUT", self.text)
+        self.put(out, "confirmDate", node, "ConfirmDate", self.date)
+        self.put(out, "finalizeDate", node, "FinalizeDate", self.date)
+        self.put(out, "execTime", node, "ExecutionTime", self.number)
+        self.put(out, "parent", node, "Parent", self.text)
+        children = [guid for child in node.children if child.key == "children"
+                    for guid in re.split(r"[\s,;]+", child.text) if guid]
+        if children:
+            out["children"] = children
+        # Active (the repair is still open in the web client) has no WSJF field.
+        return out
+
+    def misc_info(self, node: XmlNode, index: int) -> dict[str, Any]:
+        self.out.locations[f"miscInfos[{index}]"] = node.place()
+        description = node.get("Description")
+        if not description:
+            raise self.fail(node, "Description is missing")
+        out: dict[str, Any] = {"description": description}
+        if node.get("Typedef"):
+            out["typedef"] = node.get("Typedef")
+        # Server exports carry both value fields, null when unused (idx/order_no are only the
+        # listing order, which the list keeps).
+        out["text"] = node.text if node.parts else None
+        out["numeric"] = self.integer(node, "Numeric")
+        if node.format_of("Numeric") is not None:
+            out["numericFormat"] = node.format_of("Numeric")
+        if node.get("Id"):
+            out["id"] = node.get("Id")
+        return out
+
+    def sub_unit(self, node: XmlNode, index: int) -> dict[str, Any]:
+        self.out.locations[f"subUnits[{index}]"] = node.place()
+        # WSJF requires rev: a unit exported without one gets "" (as a report's own rev can be).
+        out: dict[str, Any] = {"partType": node.get("PartType"), "pn": node.get("PN"),
+                               "rev": node.get("Rev") or "", "sn": node.get("SN")}
+        for attr in ("PN", "SN"):
+            if not node.get(attr):
+                raise self.fail(node, f"{attr} is missing")
+        for key, attr in (("idx", "Idx"), ("parentIdx", "ParentIDX"),
+                          ("position", "Position"), ("replacedIdx", "ReplacedIDX")):
+            self.put(out, key, node, attr, self.integer)
+        return out
+
+    def repair_units(self, node: XmlNode, groups: dict[str, list[XmlNode]]) -> None:
+        """UUR rules: unit idx 0 is the main unit; failures hang on the unit they name."""
+        units: list[dict[str, Any]] = self.out["subUnits"]
+        if not units:  # the repaired unit itself, as the report names it
+            units.append({"partType": None, "pn": self.out["pn"], "rev": self.out["rev"],
+                          "sn": self.out["sn"], "idx": 0})
+        elif all("idx" not in unit for unit in units):
+            for n, unit in enumerate(units):
+                unit["idx"] = n
+        by_idx: dict[int, dict[str, Any]] = {}
+        unit_nodes = [n for n in node.children if n.key in ("reportunithierarchy", "partinfo")]
+        for n, unit in enumerate(units):
+            where = unit_nodes[n] if n < len(unit_nodes) else node
+            if not isinstance(unit.get("idx"), int):
+                raise self.fail(where, "Idx is missing (every unit of a repair report needs one)")
+            if unit["idx"] in by_idx:
+                raise self.fail(where, f"Idx={unit['idx']} is used by two units")
+            by_idx[unit["idx"]] = unit
+        if 0 not in by_idx:
+            raise self.fail(node, "no unit has Idx=0 (the main unit of the repair report)")
+        for n, unit in enumerate(units):
+            for key in ("parentIdx", "replacedIdx"):
+                if key in unit and unit[key] not in by_idx:
+                    where = unit_nodes[n] if n < len(unit_nodes) else node
+                    raise self.fail(where, f"{key} {unit[key]} names no unit of the report")
+        failures: dict[int, list[dict[str, Any]]] = {}
+        for failure_node in groups.get("failures", []):
+            part = self.integer(failure_node, "PartIdx")
+            owner = by_idx.get(part if part is not None else 0)
+            if owner is None:
+                raise self.fail(failure_node, f"PartIdx={part} names no <ReportUnitHierarchy>")
+            failure = self.failure(failure_node)
+            target = owner.setdefault("failures", [])
+            position = next(n for n, known in enumerate(units) if known is owner)
+            self.out.locations[f"subUnits[{position}].failures[{len(target)}]"] = (
+                failure_node.place())
+            target.append(failure)
+            idx = self.integer(failure_node, "Idx")
+            if idx is not None:
+                failures.setdefault(idx, []).append(failure)
+        for binary_node in groups.get("binary", []):
+            fail_idx = self.integer(binary_node, "FailIdx")
+            if fail_idx is None:
+                continue
+            found = failures.get(fail_idx, [])
+            if len(found) != 1:
+                problem = "no" if not found else "more than one"
+                raise self.fail(binary_node, f"FailIdx={fail_idx} matches {problem} <Failures "
+                                             "Idx=...> element")
+            found[0].setdefault("attachments", []).append(self.binary(binary_node))
+
+    def failure(self, node: XmlNode) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, attr in (("category", "Category"), ("code", "Code")):
+            if not node.get(attr):
+                raise self.fail(node, f"{attr} is missing")
+            out[key] = node.get(attr)
+        step_id = self.integer(node, "StepID")
+        if step_id is None:
+            raise self.fail(node, "StepID (the id of the step that found the failure) is missing")
+        out["refStepId"] = step_id
+        for key, attr in (("refStepName", "StepName"), ("comRef", "CompRef"),
+                          ("funcBlock", "FunctionBlock"), ("artNumber", "ArticleNumber"),
+                          ("artRev", "ArticleRevision"), ("artVendor", "ArticleVendor"),
+                          ("artDescription", "ArticleDescription")):
+            self.put(out, key, node, attr, self.text)
+        comment = _comment(node)
+        if comment is not None:
+            out["comment"] = comment
+        # Failcode is the server's own id of the category/code pair, which WSJF names instead.
+        return out
+
+    def binary(self, node: XmlNode) -> dict[str, Any]:
+        data = node.find("data")
+        if data is None:
+            raise self.fail(node, "the <Data> element with the base64 content is missing")
+        out: dict[str, Any] = {"contentType": data.get("ContentType"),
+                               "data": self.base64(data, data.text),
+                               "name": data.get("FileName")}
+        if data.get("BinaryDataGUID"):
+            out["id"] = data.get("BinaryDataGUID")
+        return out  # size is implied by the data; BinaryDataIndex is only the listing order
+
+    def base64(self, node: XmlNode, text: str) -> str:
+        data = _WHITESPACE.sub("", text)
+        if len(data) % 4 or not _BASE64.fullmatch(data):
+            raise self.fail(node, "the content is not valid base64")
+        return data
+
+    def asset(self, node: XmlNode, index: int) -> dict[str, Any]:
+        self.out.locations[f"assets[{index}]"] = node.place()
+        if not node.get("AssetSN"):
+            raise self.fail(node, "AssetSN is missing")
+        out: dict[str, Any] = {"assetSN": node.get("AssetSN")}
+        self.put(out, "usageCount", node, "UsageCount", self.integer)
+        return out
+
+    def additional(self, node: XmlNode) -> dict[str, Any]:
+        return {"name": node.get("Name") or "", "props": [_prop(child) for child in node.children]}
+
+    # the step tree
+
+    def step(self, node: XmlNode, where: str) -> dict[str, Any]:
+        place = self.out.locations[where] = node.place()
+        head: dict[str, Any] = {}
+        # WSXF numbers steps with Id, legacy WRML with StepID.
+        step_id = self.integer(node, "Id" if node.get("Id") is not None else "StepID")
+        if step_id is not None:
+            if step_id in self.step_ids:
+                raise self.fail(node, f"Id {step_id} is also used by {self.step_ids[step_id]}")
+            self.step_ids[step_id] = place
+            head["id"] = step_id
+        head["group"] = self.letter(node, "Group", _GROUP, "MSC", required=False) or "M"
+        head["stepType"] = node.get("StepType") or ""
+        tail: dict[str, Any] = {"name": node.get("Name") or ""}
+        self.put(tail, "start", node, "Start", self.date)
+        tail["status"] = self.letter(node, "Status", _STEP_STATUS, "PDSFET")
+        self.put(tail, "errorCode", node, "StepErrorCode", self.integer)
+        self.put(tail, "errorMessage", node, "StepErrorMessage", self.text)
+        if node.get("TSGuid"):  # old exports write TSGuid="" for "none"
+            tail["tsGuid"] = node.get("TSGuid")
+        self.put(tail, "totTime", node, "total_time", self.number)
+        self.put(tail, "causedUUTFailure", node, "StepCausedUUTFailure", self.boolean)
+        self.put(tail, "causedSeqFailure", node, "StepCausedSequenceFailure", self.boolean)
+        self.put(tail, "interactiveExeNum", node, "InteractiveExeNum", self.integer)
+        # module_time, StepIndex and Idx (TestStand's own bookkeeping) have no WSJF field.
+        payload: dict[str, Any] = {}
+        extras: dict[str, Any] = {}
+        children: list[XmlNode | None] = []
+        texts: list[str] = []
+        for child in node.children:
+            key = child.key
+            if key == "step":
+                children.append(child)
+            elif key == "loop":
+                loop = self.loop(child)
+                if loop is not None:
+                    head["loop"] = loop
+            elif key == "reporttext":
+                texts.append(child.text)
+            elif key in _MEASUREMENTS:
+                field, read = _MEASUREMENTS[key]
+                items = payload.setdefault(field, [])
+                self.out.locations[f"{where}.{field}[{len(items)}]"] = child.place()
+                items.append(read(self, child, tail["status"]))
+            elif key in _SINGLE_PAYLOADS:
+                field, read_one = _SINGLE_PAYLOADS[key]
+                target = extras if field in ("chart", "attachment") else payload
+                if field in target:
+                    raise self.fail(child, f"a step holds one <{child.tag}>, this is the second")
+                target[field] = read_one(self, child)
+            elif key == "additionalresults":
+                extras.setdefault("additionalResults", []).append(self.additional(child))
+            # PropertyLoader (and anything newer than this converter) has no WSJF field.
+        kinds = [field for field in _PAYLOADS if field in payload]
+        if len(kinds) > 1:
+            raise self.fail(node, f"a step has one kind of result, this one has "
+                                  f"{' and '.join(kinds)}")
+        if "chart" in extras and "attachment" in extras:
+            raise self.fail(node, "a step holds a chart or an attachment, not both")
+        if children and "seqCall" not in payload:
+            raise self.fail(node, "has child steps but no <SequenceCall>; only sequence calls "
+                                  "hold steps")
+        if texts:
+            tail["reportText"] = "\n".join(texts)
+        step = {**head, **tail, **payload, **extras}
+        if step_id is None:
+            self.unnumbered.append(step)
+        if "seqCall" in payload:
+            # Each child's elements are dropped once it is mapped, so a large report never
+            # holds its whole element tree and its whole WSJF at the same time.
+            node.children = []
+            mapped = step["steps"] = []
+            for n, sub in enumerate(children):
+                children[n] = None
+                if sub is not None:
+                    mapped.append(self.step(sub, f"{where}.steps[{n}]"))
+        return step
+
+    def number_steps(self) -> None:
+        # Steps without an Id get the next free ids, in file order, so every id stays unique;
+        # the id goes first, as in server exports.
+        next_id = max(self.step_ids, default=0) + 1
+        for step in self.unnumbered:
+            rest = dict(step)
+            step.clear()
+            step["id"] = next_id
+            step.update(rest)
+            next_id += 1
+
+    def loop(self, node: XmlNode) -> dict[str, Any] | None:
+        loop = {"idx": self.integer(node, "index"), "num": self.integer(node, "num"),
+                "endingIndex": self.integer(node, "ending_index"),
+                "passed": self.integer(node, "passed"), "failed": self.integer(node, "failed")}
+        return loop if any(value is not None for value in loop.values()) else None
+
+    def numeric(self, node: XmlNode, step_status: str) -> dict[str, Any]:
+        op = parse_comp_op(node.get("CompOperator"))
+        value = self.number(node, "NumericValue")
+        if value is None:
+            raise self.fail(node, "NumericValue is missing")
+        low, high = self.number(node, "LowLimit"), self.number(node, "HighLimit")
+        low_fmt, high_fmt = node.format_of("LowLimit"), node.format_of("HighLimit")
+        uses_low, uses_high = limits_used(op)
+        if uses_low and not uses_high and low is None and high is not None:
+            # Older exports write the single limit of LE/LT as HighLimit; WSJF (and the server's
+            # own WSJF export of the same step) keeps a single limit in lowLimit.
+            low, high, low_fmt, high_fmt = high, None, high_fmt, None
+        status = self.letter(node, "Status", _MEAS_STATUS, "PFS", required=False)
+        if status is None:
+            try:
+                status = numeric_status(op, value, low, high)
+            except ReportValidationError:  # the operator needs a limit the file lacks
+                status = _status_of(step_status)
+        out: dict[str, Any] = {"compOp": op, "name": node.get("Name"), "status": status,
+                               "unit": node.get("Units") or None, "value": value}
+        if node.format_of("NumericValue") is not None:
+            out["valueFormat"] = node.format_of("NumericValue")
+        out["highLimit"] = high
+        if high_fmt is not None:
+            out["highLimitFormat"] = high_fmt
+        out["lowLimit"] = low
+        if low_fmt is not None:
+            out["lowLimitFormat"] = low_fmt
+        return out  # MeasIndex and MeasOrderNumber are the list order
+
+    def string(self, node: XmlNode, step_status: str) -> dict[str, Any]:
+        op = parse_comp_op(node.get("CompOperator"))
+        value = node.get("StringValue")  # the attribute, not the element text
+        if value is None:
+            raise self.fail(node, "the StringValue attribute is missing")
+        limit = node.get("StringLimit")
+        status = self.letter(node, "Status", _MEAS_STATUS, "PFS", required=False)
+        return {"compOp": op, "name": node.get("Name"),
+                "status": status or string_status(op, value, limit),
+                "value": value, "limit": limit}
+
+    def boolean_meas(self, node: XmlNode, step_status: str) -> dict[str, Any]:
+        status = self.letter(node, "Status", _MEAS_STATUS, "PFS", required=False)
+        return {"name": node.get("Name"), "status": status or _status_of(step_status)}
+
+    def seq_call(self, node: XmlNode) -> dict[str, Any]:
+        return {"path": node.get("Filepath") or node.get("Filename"), "name": node.get("Name"),
+                "version": node.get("Version") or None}
+
+    def message_popup(self, node: XmlNode) -> dict[str, Any]:
+        out: dict[str, Any] = {"response": node.get("Response")}
+        button = self.integer(node, "Button")
+        out["button"] = button
+        if node.format_of("Button") is not None:
+            out["buttonFormat"] = node.format_of("Button")
+        return out
+
+    def call_exe(self, node: XmlNode) -> dict[str, Any]:
+        out: dict[str, Any] = {"exitCode": self.number(node, "ExitCode")}
+        if node.format_of("ExitCode") is not None:
+            out["exitCodeFormat"] = node.format_of("ExitCode")
+        return out
+
+    def chart(self, node: XmlNode) -> dict[str, Any]:
+        series = []
+        for child in node.children:
+            if child.key != "series":
+                continue
+            xdata, ydata = child.find("xdata"), child.find("ydata")
+            series.append({"dataType": child.get("DataType") or "XYG", "name": child.get("Name"),
+                           "xdata": xdata.text.strip() if xdata is not None else "",
+                           "ydata": ydata.text.strip() if ydata is not None else ""})
+        # Server exports turn empty units into null (XUnit="" -> xUnit null).
+        return {"chartType": node.get("ChartType") or "Line", "label": node.get("Label"),
+                "xLabel": node.get("XLabel"), "xUnit": node.get("XUnit") or None,
+                "yLabel": node.get("YLabel"), "yUnit": node.get("YUnit") or None,
+                "series": series}
+
+    def attachment(self, node: XmlNode) -> dict[str, Any]:
+        # Exports made without attachments carry only the name, type and Size: the step keeps
+        # its attachment header with empty data, so the report still shows what was attached.
+        return {"name": node.get("Name"), "contentType": node.get("ContentType"),
+                "data": self.base64(node, node.text)}
+
+
+_MEASUREMENTS: dict[str, tuple[str, Callable[[_ReportMapper, XmlNode, str], dict[str, Any]]]] = {
+    "numericlimit": ("numericMeas", _ReportMapper.numeric),
+    "stringvalue": ("stringMeas", _ReportMapper.string),
+    "passfail": ("booleanMeas", _ReportMapper.boolean_meas),
+}
+_SINGLE_PAYLOADS: dict[str, tuple[str, Callable[[_ReportMapper, XmlNode], dict[str, Any]]]] = {
+    "sequencecall": ("seqCall", _ReportMapper.seq_call),
+    "messagepopup": ("messagePopup", _ReportMapper.message_popup),
+    "callexe": ("callExe", _ReportMapper.call_exe),
+    "chart": ("chart", _ReportMapper.chart),
+    "attachment": ("attachment", _ReportMapper.attachment),
+}
+
+
+def _status_of(step_status: str) -> str:
+    """A measurement status for a file that gives none: the step's verdict."""
+    return {"F": "F", "S": "S"}.get(step_status, "P")
+
+
+def _comment(node: XmlNode) -> str | None:
+    child = node.find("comment")
+    if child is not None:
+        return child.text
+    return node.get("Comment")
+
+
+def _prop(node: XmlNode) -> dict[str, Any]:
+    """An AdditionalData/AdditionalResults property from "any XML".
+
+    TestStand writes properties as `<Prop Name Type Flags NumFmt><Value>…</Value></Prop>`
+    (containers nest Props, arrays hold `<Value ID="[0]">`); those map onto WSJF's props one to
+    one. Other XML is kept as a tree of named String/Obj props so nothing is lost.
+    """
+    if node.key == "prop":
+        out: dict[str, Any] = {"name": node.get("Name"), "type": node.get("Type") or "String"}
+        flags = node.get("Flags")
+        if flags:
+            # TestStand always writes hex ("0x0"); anything else is not worth a failure.
+            with contextlib.suppress(ValueError):
+                out["flags"] = int(flags, 0)
+        if node.get("NumFmt"):
+            out["numFormat"] = node.get("NumFmt")
+        comment = _comment(node)
+        if comment is not None:
+            out["comment"] = comment
+        values = [child for child in node.children if child.key == "value"]
+        props = [_prop(child) for child in node.children if child.key == "prop"]
+        if out["type"].lower() == "array":
+            element_type = node.get("ElementType")
+            out["array"] = {
+                "dimension": max(1, (node.get("LBound") or "[0]").count("[")),
+                "type": element_type,
+                "indexes": [_array_index(value, element_type) for value in values],
+            }
+        elif props:
+            out["props"] = props
+        elif values:
+            out["value"] = values[0].text
+        return out
+    extra = [{"name": key, "type": "String", "value": value}
+             for key, value in node.attrib.items() if key != "Name"]
+    children = [_prop(child) for child in node.children]
+    name = node.get("Name") or node.tag
+    if not extra and not children:
+        return {"name": name, "type": "String", "value": node.text}
+    return {"name": name, "type": "Obj", "props": extra + children}
+
+
+def _array_index(node: XmlNode, element_type: str | None) -> dict[str, Any]:
+    text = node.get("ID") or ""
+    inner = node.find("prop")
+    value = _prop(inner) if inner is not None else {"type": element_type, "value": node.text}
+    return {"text": text, "indexes": [int(n) for n in re.findall(r"-?\d+", text)],
+            "value": value}
+
+
+# -- detection ---------------------------------------------------------------------------------
+
+_PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
+_START_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)([^>]*)")
+_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def _detect(head: bytes) -> tuple[float, str]:
+    text = _decode_head(head)
+    pos = 0
+    while match := _PROLOG.match(text, pos):
+        pos = match.end()
+    rest = text[pos:].lstrip()
+    if rest.startswith("<!DOCTYPE"):
+        return 0.0, "XML with a DOCTYPE (refused: WSXF has none)"
+    tag = _START_TAG.match(rest)
+    if tag is None:
+        return 0.0, ""
+    name = tag.group(1)
+    prefix, _, local = name.rpartition(":")
+    attrs = {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
+             for m in _ATTR.finditer(tag.group(2))}
+    ns = attrs.get(f"xmlns:{prefix}" if prefix else "xmlns", "")
+    key = ns.rstrip("/").lower()
+    if local in ("Reports", "Report"):
+        if key == WSXF_NS.lower():
+            return 0.98, f"XML root <{local}> in the WSXF namespace"
+        if key == WRML_NS.lower():
+            return 0.95, f"XML root <{local}> in the legacy WRML namespace"
+        if not ns:
+            return 0.0, f"XML root <{local}> without the WSXF namespace {WSXF_NS}"
+    if "ieee-1636" in key or "atml" in key:
+        return 0.0, f"ATML test results (root <{local}>), not WSXF"
+    where = f" in namespace {ns}" if ns else ""
+    return 0.0, f"XML root <{local}>{where}, not WSXF"
+
+
+def _decode_head(head: bytes) -> str:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        codec = "utf-16"
+    elif head.startswith(b"<\x00"):
+        codec = "utf-16-le"
+    elif head.startswith(b"\x00<"):
+        codec = "utf-16-be"
+    else:
+        return head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    return head[: len(head) // 2 * 2].decode(codec, errors="replace").lstrip("\ufeff")
