@@ -716,6 +716,7 @@ def _what_next(waiting: list[dict[str, Any]]) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from pywats_client import process_table
     from pywats_client.converters import ConverterRegistry
     from pywats_client.pipeline import convert_source
 
@@ -725,7 +726,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     settings = _settings(paths)
     registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
     conversion = convert_source(settings, registry, args.file, None,
-                                converter_name=args.converter)
+                                converter_name=args.converter,
+                                processes=process_table.load(paths.state))
     print(f"# {conversion.reason}", file=sys.stderr)
     reports = conversion.reports
     print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2,

@@ -95,6 +95,13 @@ class UploadDispatcher:
     def can_send(self) -> bool:
         return self.status.server not in ("offline", "paused")
 
+    def background(self, task: Callable[[], object]) -> Future[object]:
+        """Run a small server call (such as fetching the process list) on an upload thread;
+        the main thread is woken when it is done."""
+        future: Future[object] = self._pool.submit(task)
+        future.add_done_callback(lambda _f: self.wake())
+        return future
+
     def oldest_upload_age(self) -> float:
         """Seconds the longest-running upload has taken so far (0 when none runs)."""
         if not self._started:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pywats_client import process_table
 from pywats_client.converters import ConverterRegistry
 from pywats_client.errors import LockError
 from pywats_client.lock import InstanceLock, read_lock
@@ -96,7 +97,8 @@ def upload_file(
     waits up to `wait` seconds for the service to send them.
     """
     registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
-    conversion = convert_source(settings, registry, path, None, converter_name=converter)
+    conversion = convert_source(settings, registry, path, None, converter_name=converter,
+                                processes=process_table.load(paths.state))
     queue = ReportQueue(paths.queue, settings.queue)
     queue.ensure_layout()
     lock = InstanceLock(paths.lock, paths.name)

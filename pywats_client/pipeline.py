@@ -39,7 +39,8 @@ class Conversion:
 
 
 def make_context(
-    settings: Settings, path: Path, arguments: Mapping[str, Any] | None = None
+    settings: Settings, path: Path, arguments: Mapping[str, Any] | None = None,
+    processes: Mapping[str, int] | None = None,
 ) -> ConverterContext:
     """What a converter may know besides the file: station identity, defaults, arguments."""
     try:
@@ -56,6 +57,7 @@ def make_context(
         timezone=_zone(arguments.get("timezone"), path),
         encoding=str(arguments.get("encoding") or "utf-8"),
         file_mtime=mtime,
+        processes=dict(processes or {}),
     )
 
 
@@ -160,12 +162,13 @@ def converter_for(
 
 def convert_source(
     settings: Settings, registry: ConverterRegistry, path: Path, folder: WatchFolder | None,
-    converter_name: str | None = None,
+    converter_name: str | None = None, processes: Mapping[str, int] | None = None,
 ) -> Conversion:
     """Choose the converter for a file (its folder's binding, or detection) and convert it."""
     converter, reason = converter_for(settings, registry, path, folder, converter_name)
     arguments = folder.arguments if folder else {}
-    return convert_file(path, converter, make_context(settings, path, arguments), reason)
+    context = make_context(settings, path, arguments, processes)
+    return convert_file(path, converter, context, reason)
 
 
 def queue_reports(queue: ReportQueue, conversion: Conversion) -> list[PutResult]:

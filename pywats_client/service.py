@@ -25,9 +25,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
-from pywats_client import __version__
+from pywats_client import __version__, process_table
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.converters import ConverterRegistry
 from pywats_client.dispatcher import UploadDispatcher
@@ -153,6 +153,9 @@ class Service:
         self._config_mtime = _mtime(paths.config)
         self.summary = RunSummary()
         self.notifier = Notifier()
+        self.processes = process_table.load(paths.state)
+        self._process_fetch: Future[object] | None = None
+        self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
 
     # -- control --------------------------------------------------------------------------
@@ -193,6 +196,12 @@ class Service:
             for error in self.registry.errors:
                 log.warning("%s", error)
             self.queue.prune()
+            if not self.processes:
+                # First start: learn the server's process names before the first file needs
+                # them (one request, bounded by the connect timeout; offline is fine).
+                self.processes = self._fetch_processes()
+                if self.processes:
+                    process_table.save(self.paths.state, self.processes)
             self.watcher.start()
             self.status.state = "running"
             self.notifier.ready(f"watching {len(self.settings.queue.watch_folders)} folder(s)")
@@ -226,6 +235,7 @@ class Service:
                 self.queue.prune()
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self._check_config()
+            self._refresh_processes(now)
             changed = self._status_key() != published
             if changed and now >= next_status:
                 self._publish()
@@ -283,7 +293,7 @@ class Service:
         try:
             converter, reason = converter_for(self.settings, self.registry, path, source.folder)
             companions = companions_of(converter, path)
-            context = make_context(self.settings, path, source.folder.arguments)
+            context = make_context(self.settings, path, source.folder.arguments, self.processes)
             conversion = convert_file(path, converter, context, reason)
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
@@ -418,6 +428,31 @@ class Service:
             write_status(self.paths.state, self.status)
         except OSError as exc:
             log.debug("cannot write status: %s", exc)
+
+    def _refresh_processes(self, now: float) -> None:
+        """Keep the server's process list fresh while it is reachable (once a day)."""
+        fetch = self._process_fetch
+        if fetch is not None and fetch.done():
+            self._process_fetch = None
+            table: dict[str, int] = {}
+            try:
+                table = cast("dict[str, int]", fetch.result())
+            except Exception:
+                log.exception("fetching the process list failed")
+            if table:
+                self.processes = table
+                try:
+                    process_table.save(self.paths.state, table)
+                except OSError as exc:
+                    log.warning("cannot cache the process list: %s", exc)
+            self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else 600)
+        if (self._process_fetch is None and now >= self._next_process_fetch
+                and self.status.server == "online" and self.dispatcher.accepting):
+            self._process_fetch = self.dispatcher.background(self._fetch_processes)
+
+    def _fetch_processes(self) -> dict[str, int]:
+        """Upload thread: the server's process table ({} when it cannot be had)."""
+        return self.dispatcher.client.processes()[1]
 
     def _check_disk(self) -> None:
         try:

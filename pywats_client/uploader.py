@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -53,6 +53,7 @@ class UploadResult:
     status: int | None
     message: str  # for operators; never contains the token
     retry_after: float | None = None  # seconds, from Retry-After
+    payload: bytes = field(default=b"", repr=False)  # the body of a successful answer
 
 
 class _TokenAuth(requests.auth.AuthBase):
@@ -112,6 +113,25 @@ class WatsClient:
         """GET {base}/api/App/Version; STORED means reachable and authorised."""
         return self._request("GET", "/api/App/Version", None, "the connection check")
 
+    def processes(self) -> tuple[UploadResult, dict[str, int]]:
+        """GET {base}/api/App/Processes: the process (operation type) names and codes the
+        server knows, for converters that name a process instead of giving its code."""
+        result = self._request("GET", "/api/App/Processes", None, "the process list")
+        table: dict[str, int] = {}
+        if result.outcome is Outcome.STORED:
+            try:
+                items = json.loads(result.payload or b"[]")
+            except ValueError:
+                items = []
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict):
+                    continue
+                code = item.get("code", item.get("Code"))
+                name = item.get("name", item.get("Name"))
+                if isinstance(name, str) and isinstance(code, int) and not isinstance(code, bool):
+                    table[name] = code
+        return result, table
+
     def close(self) -> None:
         """Close every thread's session (and its connections); later calls open new ones."""
         with self._lock:
@@ -154,8 +174,9 @@ class WatsClient:
                                    response.headers.get("Retry-After"),
                                    response.headers.get("Location"), url=url, what=what,
                                    submit=body is not None, now=time.time())
+        payload = response.content if result.outcome is Outcome.STORED and body is None else b""
         return UploadResult(result.outcome, result.status, self._scrub(result.message),
-                            result.retry_after)
+                            result.retry_after, payload)
 
     def _describe(self, exc: requests.RequestException, outcome: Outcome, what: str, *,
                   submit: bool) -> str:

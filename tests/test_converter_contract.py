@@ -24,6 +24,7 @@ from pywats_client.converters import (
 )
 from pywats_client.converters.base import HEAD_SIZE
 from pywats_client.pipeline import convert_file
+from pywats_client.receiver import PROCESSES_LIST
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
@@ -97,8 +98,11 @@ def test_the_owner_converts_validly_and_deterministically(registry: ConverterReg
                                                           owner: str, path: Path) -> None:
     if owner not in BUILTIN_CONVERTERS:
         pytest.skip(f"{owner} is not built in yet")
+    # The process names the bundled receiver (like a WATS server) knows.
+    processes = {p["name"]: p["code"] for p in PROCESSES_LIST}
     context = ConverterContext(station_name="contract-station", location="lab",
-                               purpose="test", file_mtime=path.stat().st_mtime)
+                               purpose="test", file_mtime=path.stat().st_mtime,
+                               processes=processes)
     first = convert_file(path, registry.create(owner), context)  # validates every report
     second = convert_file(path, registry.create(owner), context)
     assert first.reports, f"{owner} made no report from {path.name}"

@@ -188,3 +188,28 @@ def _log(station: Station) -> str:
         return (station.instance / "logs" / "pywats_client.log").read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+WSTF_BY_PROCESS_NAME = (
+    "--Header-Start--\nSerialNumber\tSN-NAMED\nPartNumber\tPN-1\nRevision\tA\n"
+    "OperationTypeName\tPCBA test\nUTCStartDateTime\t2026-03-02T07:00:00\n"
+    "--Step-Data-Start--\n"
+    "StepType\tStepName\tMeasureName\tValue\tLowLimit\tHighLimit\tCompOperator\tUnit\t"
+    "StepStatus\n"
+    "NumericLimitTest\tVoltage\t\t3.3\t3\t3.6\tGELE\tV\t\n"
+    "--Step-Data-End--\n--UUT-End--\n"
+)
+
+
+def test_a_process_named_in_a_file_gets_the_servers_code(
+    station: Station, receiver: Receiver
+) -> None:
+    station.start()
+    cached = station.instance / "state" / "processes.json"
+    assert json.loads(cached.read_text())["PCBA test"] == 50
+    station.drop("named.txt", WSTF_BY_PROCESS_NAME.encode())
+    assert receiver.wait_for_reports(1, timeout=30), station.output()
+    [rid] = receiver.stored_ids()
+    stored = json.loads((receiver.store / f"{rid}.json").read_text())
+    assert stored["processCode"] == 50 and stored["processName"] == "PCBA test"
+    assert stored["result"] == "P"

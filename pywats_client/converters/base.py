@@ -34,6 +34,9 @@ class ConverterContext:
     timezone: tzinfo | None = None  # local zone for naive times in files (None: system local)
     encoding: str = "utf-8"
     file_mtime: float | None = None  # the source file's mtime (epoch), for a missing start time
+    # Process (operation type) name -> code as the server knows them (GET /api/App/Processes,
+    # cached by the service), for files that name their process instead of giving its code.
+    processes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,17 @@ class Converter:
             if value is not None and value != "":
                 return value
         return default
+
+    def process_code(self, context: ConverterContext, name: str | None) -> int | None:
+        """The code of process `name` (exact name, as WATS compares them), else the
+        `process_code` option, else None."""
+        if name and name in context.processes:
+            return int(context.processes[name])
+        default = self.option(context, "process_code")
+        try:
+            return None if default is None else int(default)
+        except (TypeError, ValueError):
+            return None
 
     def encoding(self, context: ConverterContext) -> str:
         """The text encoding of input files (option `encoding`, e.g. cp1252; default UTF-8)."""
