@@ -93,6 +93,12 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
     choosing a free name and using it; across filesystems the file is copied first.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    already = _linked_copy(src, folder)
+    if already is not None:
+        # A crash between link() and unlink() left the file under both names: finish the move
+        # instead of moving it a second time under a new name.
+        os.unlink(src)
+        return already
     while True:
         dest = free_name(folder, src.name)
         try:
@@ -105,6 +111,28 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
             return _copy_then_unlink(src, dest)
         os.unlink(src)
         return dest
+
+
+def _linked_copy(src: Path, folder: Path) -> Path | None:
+    """The name in `folder` that is a hard link to `src`, if a move was interrupted."""
+    try:
+        st = src.stat()
+    except FileNotFoundError:
+        return None
+    if st.st_nlink < 2:
+        return None
+    stem, dot, suffix = src.name.partition(".")
+    candidates = [folder / src.name]
+    candidates += [folder / (f"{stem}.{n}{dot}{suffix}" if dot else f"{src.name}.{n}")
+                   for n in range(1, 100)]
+    for candidate in candidates:
+        try:
+            other = candidate.stat()
+        except FileNotFoundError:
+            break  # free_name() fills names in order: nothing further along
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return candidate
+    return None
 
 
 def _copy_then_unlink(src: Path, dest: Path) -> Path:
