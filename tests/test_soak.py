@@ -1,0 +1,101 @@
+"""Kill -9 soak: 2,000 files dropped over time while the service is SIGKILLed and restarted
+again and again and the server misbehaves. Nothing may be lost, duplicated under a new id, or
+post-processed twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pywats_client.receiver import Faults, Receiver
+from pywats_client.report import report_id_for
+from tests.station import Station, wait_until, wsjf_report
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "dXNlcjpzZWNyZXQ="
+FILES = 2000
+KILLS = 20
+
+
+def expected_id(data: bytes, report: dict[str, object]) -> str:
+    explicit = report.get("id")
+    if isinstance(explicit, str):
+        return explicit
+    return report_id_for("WATSStandardJsonConverter", hashlib.sha256(data).hexdigest(), 0)
+
+
+def test_kill_9_soak_loses_nothing(tmp_path: Path) -> None:
+    rng = random.Random(20261121)
+    faults = Faults(latency_ms=2, error_rate=0.10, reset_rate=0.03, rate_limit_rate=0.02,
+                    retry_after=1, timeout_after_store_rate=0.02, hang_seconds=3)
+    with Receiver(tmp_path / "store", token=TOKEN, faults=faults, seed=7) as receiver:
+        station = Station(tmp_path / "station", receiver.url, TOKEN, settle_time=0.1,
+                          retry_delay=1, retry_max_delay=2, probe_interval=0.3)
+        station.config["read_timeout"] = 1
+        station.config["logging"] = {"level": "INFO"}
+        station.write_config()
+        expected: dict[str, str] = {}  # file name -> report id
+        dropped = threading.Event()
+
+        def drop_all() -> None:
+            pace = threading.Event()
+            for n in range(FILES):
+                # half the files carry their own id, half get one derived from their content
+                report = wsjf_report(n, report_id=str(uuid.uuid4()) if n % 2 else None)
+                data = json.dumps(report).encode()
+                name = f"unit-{n:05d}.json"
+                expected[name] = expected_id(data, report)
+                station.drop(name, data)
+                if n % 50 == 49:
+                    pace.wait(0.05)  # files arrive over time, not in one burst
+            dropped.set()
+
+        station.start()
+        dropper = threading.Thread(target=drop_all, name="dropper")
+        dropper.start()
+        kills = 0
+        try:
+            moment = threading.Event()
+            while kills < KILLS or not dropped.is_set():
+                moment.wait(rng.uniform(0.1, 0.8))  # a random moment to pull the plug
+                station.kill()
+                kills += 1
+                station.start()
+            dropper.join(timeout=120)
+            assert not dropper.is_alive()
+            wanted = set(expected.values())
+            wait_until(lambda: wanted <= receiver.stored_ids(), 300,
+                       "every report at the receiver")
+            wait_until(lambda: len(station.done_files()) == FILES, 60, "every source in done/")
+            wait_until(lambda: not station.queue_files("pending"), 60, "an empty pending/")
+            assert station.stop() == 0
+        finally:
+            station.kill()
+
+        stored = receiver.stored_ids()
+        posts = receiver.posts_by_id()
+        duplicates = sum(n - 1 for n in posts.values() if n > 1)
+        print(f"\nsoak: {FILES} files, {kills} SIGKILLs, {len(stored)} reports stored, "
+              f"{duplicates} duplicate posts of the same id, "
+              f"{receiver.request_count()} requests in all, "
+              f"failed {len(station.queue_files('failed'))}, "
+              f"corrupt {len(station.queue_files('corrupt'))}")
+        assert stored == set(expected.values()), "a report is missing or has a second id"
+        assert len(set(expected.values())) == FILES
+        assert station.done_files() == sorted(expected), "a source was post-processed twice"
+        assert station.watch_files() == []
+        assert not (station.watch / "error").exists()
+        assert station.queue_files("failed") == station.queue_files("corrupt") == []
+        assert station.queue_files("pending") == station.queue_files("processing") == []
+        for name in rng.sample(sorted(expected), 20):
+            report = json.loads((receiver.store / f"{expected[name]}.json").read_text())
+            assert report["sn"] == f"SN{int(name[5:10]):06d}"
+        assert os.listdir(station.queue / "tmp") == []
