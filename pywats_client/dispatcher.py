@@ -40,6 +40,7 @@ class Finished:
     report_id: str
     result: UploadResult
     state: State | None  # where the report went (None: the transition itself failed)
+    source: str = ""  # the file the report was converted from, for the status page
 
 
 class UploadDispatcher:
@@ -109,10 +110,11 @@ class UploadDispatcher:
         return self.clock.monotonic() - min(self._started.values())
 
     def replace_client(self, client: WatsClient) -> None:
-        """New server settings: use them from now on and retry at once if we were paused."""
+        """New server settings: use them from now on, and probe at once if the server was
+        unreachable or refused us (the new settings may be the fix)."""
         self._retired_clients.append(self.client)
         self.client = client
-        if self.status.server == "paused":
+        if self.status.server in ("paused", "offline"):
             self._next_probe = 0.0
 
     def has_due_work(self) -> bool:
@@ -184,13 +186,14 @@ class UploadDispatcher:
         wall = self.clock.time()
         if result.outcome is Outcome.STORED:
             status.uploaded += 1
-            status.last_upload_at, status.last_upload_id = wall, finished.report_id
+            status.record_upload(finished.report_id, wall, finished.source)
             self._consecutive_transient = 0
             self._set_server("online", "")
             return
         key = result.outcome.value
         status.upload_failures[key] = status.upload_failures.get(key, 0) + 1
-        status.record_error(f"report {finished.report_id}: {result.message}", wall)
+        status.record_failure(key, result.message, wall, report_id=finished.report_id,
+                              source=finished.source)
         if result.outcome is Outcome.REJECTED:
             status.rejected += 1
         elif result.outcome is Outcome.TRANSIENT:
@@ -256,7 +259,7 @@ class UploadDispatcher:
         except Exception as exc:  # the uploader classifies; anything else is unexpected
             log.exception("unexpected error uploading report %s", item.id)
             result = UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
-        return Finished(item.id, result, self._transition(item, result))
+        return Finished(item.id, result, self._transition(item, result), item.header.source)
 
     def _transition(self, item: Claimed, result: UploadResult) -> State | None:
         try:

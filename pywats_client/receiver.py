@@ -27,6 +27,7 @@ import select
 import selectors
 import signal
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -226,7 +227,10 @@ class Receiver:
 
     def __init__(self, store: Path, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, faults: Faults | None = None, prefix: str = "",
-                 seed: int = 0, max_body_bytes: int = 50 * 2**20) -> None:
+                 seed: int = 0, max_body_bytes: int = 50 * 2**20,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: serve HTTPS with this server-side context (e.g. a self-signed certificate,
+        to try a station's ca_bundle setting)."""
         self.store = Path(store)
         self.store.mkdir(parents=True, exist_ok=True)
         self.faults = faults or Faults()
@@ -245,11 +249,12 @@ class Receiver:
         self._connections = 0
         self._thread: threading.Thread | None = None
         # Bound now, so `url` carries the real port even when port=0 asked for any free one.
-        self._server = _Server(self, host, port)
+        self._server = _Server(self, host, port, tls)
         self._wake_r, self._wake_w = socket.socketpair()  # wakes the accept loop on stop()
         bound_port = self._server.server_address[1]
         shown_host = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown_host}:{bound_port}{self.prefix}"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://{shown_host}:{bound_port}{self.prefix}"
 
     def __repr__(self) -> str:
         return f"Receiver(url={self.url!r}, store={str(self.store)!r})"
@@ -406,13 +411,35 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
     timeout = 0  # handle_request() is only called when a connection is waiting
 
-    def __init__(self, receiver: Receiver, host: str, port: int) -> None:
+    def __init__(self, receiver: Receiver, host: str, port: int,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.receiver = receiver
+        self._tls = tls
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._open: set[socket.socket] = set()
         self._to_reset: set[int] = set()
         self._open_lock = threading.Lock()
         super().__init__((host, port), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        request, address = super().get_request()
+        if self._tls is not None:
+            # The handshake happens on the handler thread (finish_request), never here: a
+            # client that stalls must not hold up the accept loop.
+            request = self._tls.wrap_socket(request, server_side=True,
+                                            do_handshake_on_connect=False)
+        return request, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self._tls is not None:
+            try:
+                request.settimeout(10)
+                request.do_handshake()
+                request.settimeout(None)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                return
+        super().finish_request(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Tracked before the handler thread starts, so stop() cannot miss a connection.
@@ -706,6 +733,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "$PYWATS_RECEIVER_TOKEN; unset = any Authorization header)")
     parser.add_argument("--prefix", default="", help="path prefix, e.g. /wats -> /wats/api/...")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice (default 0)")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="serve HTTPS with this certificate (chain) file")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM",
+                        help="private key of --tls-cert (if not in the same file)")
     parser.add_argument("--max-body-bytes", type=int, default=50 * 2**20,
                         help="larger report bodies get 413 (default 50 MiB)")
     faults = parser.add_argument_group("faults (fractions are of report POSTs, 0..1)")
@@ -758,10 +789,18 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(message)s")
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"Cannot use --tls-cert {args.tls_cert}: {exc}", file=sys.stderr)
+            return 2
     try:
         receiver = Receiver(args.store, host=args.host, port=args.port, token=args.token,
                             faults=faults, prefix=args.prefix, seed=args.seed,
-                            max_body_bytes=args.max_body_bytes)
+                            max_body_bytes=args.max_body_bytes, tls=tls)
     except OSError as exc:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. Choose another "
               "--port, or stop the program that uses it.", file=sys.stderr)
