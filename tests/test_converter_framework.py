@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -472,3 +473,32 @@ def test_unknown_enabled_names_are_errors_not_exceptions(plugin_dir: Path) -> No
     assert "converters.enabled: unknown converter 'GodConverter'" in str(error)
     assert "did you mean GoodConverter" in str(error)
     assert registry.enabled == ["GoodConverter"]
+
+
+# -- plugins other users could change -----------------------------------------------------------
+
+
+def test_plugins_in_a_folder_others_can_write_are_refused(plugin_dir: Path) -> None:
+    plugin_dir.chmod(0o777)
+    registry = ConverterRegistry(plugin_dir=plugin_dir)
+    assert plugin_names(registry) == []
+    [error] = registry.errors
+    assert "writable by other users (mode 777)" in str(error)
+    assert f"chmod go-w '{plugin_dir}'" in str(error)
+
+
+def test_a_plugin_file_others_can_write_is_refused_and_the_rest_load(plugin_dir: Path) -> None:
+    write_plugin(plugin_dir, "other.py", OTHER_PLUGIN)
+    (plugin_dir / "other.py").chmod(0o666)
+    registry = ConverterRegistry(plugin_dir=plugin_dir)
+    assert plugin_names(registry) == ["GoodConverter"]
+    assert any("other.py: the file is writable by other users" in str(e)
+               for e in registry.errors)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_a_plugin_file_of_another_user_is_refused(plugin_dir: Path) -> None:
+    os.chown(plugin_dir / "good.py", 54321, -1)
+    registry = ConverterRegistry(plugin_dir=plugin_dir)
+    assert plugin_names(registry) == []
+    assert "belongs to another user (uid 54321)" in str(registry.errors[0])

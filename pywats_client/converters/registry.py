@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import itertools
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -255,7 +256,15 @@ class ConverterRegistry:
         except OSError as exc:
             self._record(PluginError(f"cannot read the converter folder {folder}: {exc}"))
             return
+        unsafe = _unsafe_to_run(folder)
+        if unsafe:
+            self._record(PluginError(unsafe))
+            return
         for file in files:
+            unsafe = _unsafe_to_run(file)
+            if unsafe:
+                self._record(PluginError(unsafe))
+                continue
             self._load_plugin_file(file)
 
     def _load_plugin_file(self, file: Path) -> None:
@@ -350,6 +359,23 @@ def _import_class(target: str, name: str) -> type[Converter]:
             "(it must subclass pywats_client.converters.Converter)"
         )
     return cls
+
+
+def _unsafe_to_run(path: Path) -> str:
+    """Why code at `path` must not be run ("" if it may): a plugin runs with the service's
+    rights, so a file or folder that another user can change is a way into the station."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"cannot check converter plugin {path}: {exc}"
+    kind = "folder" if path.is_dir() else "file"
+    if st.st_mode & 0o022:
+        return (f"refusing converter plugins from {path}: the {kind} is writable by other "
+                f"users (mode {st.st_mode & 0o777:o}). Fix: chmod go-w '{path}'")
+    if st.st_uid not in (os.geteuid(), 0):
+        return (f"refusing converter plugins from {path}: the {kind} belongs to another user "
+                f"(uid {st.st_uid}). Fix: chown it to the user the service runs as, or root")
+    return ""
 
 
 def _safe_matches(converter: Converter, path: Path) -> bool:
