@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 BUILTIN_CONVERTERS: dict[str, str] = {
     AUTO_NAME: "pywats_client.converters.auto:AIConverter",
     "WATSStandardJsonConverter": "pywats_client.converters.wsjf:WATSStandardJsonConverter",
+    "SPEAConverter": "pywats_client.converters.spea:SPEAConverter",
+    "SeicaXMLConverter": "pywats_client.converters.seica:SeicaXMLConverter",
     "WATSStandardTextConverter": "pywats_client.converters.wstf:WATSStandardTextConverter",
     "WATSStandardXMLConverter": "pywats_client.converters.wsxf:WATSStandardXMLConverter",
 }
