@@ -99,7 +99,8 @@ def choose_converter(
 
 
 def convert_file(
-    path: Path, converter: Converter, context: ConverterContext, reason: str = ""
+    path: Path, converter: Converter, context: ConverterContext, reason: str = "",
+    max_bytes: int | None = None,
 ) -> Conversion:
     """Run `converter` on `path` and finalise every report (ids, defaults, validation).
 
@@ -108,6 +109,12 @@ def convert_file(
     it is being converted, IncompleteFileError asks the caller to try again later.
     """
     before = _fingerprint(path)
+    if max_bytes is not None and before[0] > max_bytes:
+        raise ConversionError(
+            f"{path.name} is {before[0] / 2**20:.1f} MB, over the {max_bytes / 2**20:.3g} MB "
+            "limit (converters.max_file_mb); it was not read. If it is a real report, raise "
+            "the limit with 'pywats-client config set converters.max_file_mb N'"
+        )
     digest = _sha256(path)
     raw = converter.convert(path, context)
     if _fingerprint(path) != before:
@@ -168,7 +175,11 @@ def convert_source(
     converter, reason = converter_for(settings, registry, path, folder, converter_name)
     arguments = folder.arguments if folder else {}
     context = make_context(settings, path, arguments, processes)
-    return convert_file(path, converter, context, reason)
+    return convert_file(path, converter, context, reason, max_file_bytes(settings))
+
+
+def max_file_bytes(settings: Settings) -> int:
+    return int(settings.converters.max_file_mb * 2**20)
 
 
 def queue_reports(queue: ReportQueue, conversion: Conversion) -> list[PutResult]:

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from pywats_client.pipeline import (
     convert_file,
     converter_for,
     make_context,
+    max_file_bytes,
     queue_reports,
 )
 from pywats_client.postaction import SeenFiles, apply_post_action, move_to_error
@@ -157,6 +159,11 @@ class Service:
         self._process_fetch: Future[object] | None = None
         self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
+        # What other threads (the control API) may read: a copy of the status, replaced, never
+        # mutated, each time it is published.
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: dict[str, Any] = self.status.to_dict()
+        self.restart_requested = False
 
     # -- control --------------------------------------------------------------------------
 
@@ -167,6 +174,17 @@ class Service:
         """First call: graceful stop. Second: stop now. Safe from a signal handler."""
         self._stop_requests += 1
         self._wake.set()
+
+    def request_restart(self) -> None:
+        """Stop gracefully; the caller of run() then starts the same command again in this
+        process (the CLI re-executes itself). Safe from any thread."""
+        self.restart_requested = True
+        self.request_stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status as last published, for other threads. Treat it as read-only."""
+        with self._snapshot_lock:
+            return self._snapshot
 
     @property
     def hard_stop(self) -> bool:
@@ -294,7 +312,8 @@ class Service:
             converter, reason = converter_for(self.settings, self.registry, path, source.folder)
             companions = companions_of(converter, path)
             context = make_context(self.settings, path, source.folder.arguments, self.processes)
-            conversion = convert_file(path, converter, context, reason)
+            conversion = convert_file(path, converter, context, reason,
+                                      max_file_bytes(self.settings))
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
             return _Converted(source, "incomplete", str(exc), companions=companions)
@@ -374,7 +393,7 @@ class Service:
                 self.watcher.done(source)
         elif done.outcome == "disk_full":
             status.disk_full = True
-            status.record_error(done.message, self.clock.time())
+            status.record_failure("disk_full", done.message, self.clock.time())
             log.error("%s", done.message)
             self.watcher.retry_later(source, DISK_FULL_RETRY)
         elif done.outcome == "gone":
@@ -386,7 +405,8 @@ class Service:
     def _count_conversion_error(self, done: _Converted) -> None:
         self.status.conversion_errors += 1
         self.summary.conversion_errors += 1
-        self.status.record_error(f"{done.source.path}: {done.message}", self.clock.time())
+        self.status.record_failure("conversion", done.message, self.clock.time(),
+                                   source=str(done.source.path))
 
     # -- configuration changes and status -------------------------------------------------
 
@@ -428,6 +448,12 @@ class Service:
             write_status(self.paths.state, self.status)
         except OSError as exc:
             log.debug("cannot write status: %s", exc)
+        self._publish_snapshot()
+
+    def _publish_snapshot(self) -> None:
+        snapshot = self.status.to_dict()
+        with self._snapshot_lock:
+            self._snapshot = snapshot
 
     def _refresh_processes(self, now: float) -> None:
         """Keep the server's process list fresh while it is reachable (once a day)."""
@@ -471,8 +497,15 @@ class Service:
 
     def _shutdown(self) -> None:
         graceful = self._stop_requests <= 1
-        self.notifier.stopping()
+        if self.restart_requested and graceful:
+            # The process stays and says READY=1 again after re-executing: to systemd this is
+            # a reload, not a stop (STOPPING=1 would make it wait for the process to exit).
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=restarting")
+        else:
+            self.notifier.stopping()
         self.status.state = "stopping"
+        self._publish_snapshot()
         self.watcher.stop()
         if graceful:
             self._converters.shutdown(wait=True, cancel_futures=True)

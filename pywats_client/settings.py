@@ -68,6 +68,7 @@ class ConverterSettings:
 
     enabled: tuple[str, ...] = ()  # empty: every built-in and plugin converter
     auto_detect: bool = True
+    max_file_mb: float = 200.0  # larger source files are refused unread
     defaults: Mapping[str, Any] = field(default_factory=dict)  # part_number, operator, ...
 
 

@@ -1,0 +1,46 @@
+"""From file to reports: limits on input, per-folder context, converter choice."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pywats_client.converters import ConversionError, ConverterRegistry
+from pywats_client.pipeline import convert_source, make_context
+from pywats_client.settings import ConverterSettings, Settings, WatchFolder
+from tests.station import wsjf_report
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(wsjf_report(1, report_id=str(uuid.uuid4()))) + " " * 20000)
+    settings = Settings(converters=ConverterSettings(max_file_mb=0.01))
+    with pytest.raises(ConversionError, match=r"big.json is 0.0 MB, over the 0.01 MB limit "
+                                              r"\(converters.max_file_mb\); it was not read"):
+        convert_source(settings, ConverterRegistry(), path, None)
+    small = Settings(converters=ConverterSettings(max_file_mb=1))
+    assert convert_source(small, ConverterRegistry(), path, None).reports
+
+
+def test_the_folder_arguments_set_encoding_time_zone_and_station(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text("{}")
+    context = make_context(Settings(station_name="global"), path,
+                           {"encoding": "cp1252", "timezone": "Europe/Oslo",
+                            "station_name": "line-2"})
+    assert context.encoding == "cp1252" and context.station_name == "line-2"
+    assert context.timezone is not None and str(context.timezone) == "Europe/Oslo"
+    with pytest.raises(ConversionError, match="'Mars/Olympus' is not a known time zone"):
+        make_context(Settings(), path, {"timezone": "Mars/Olympus"})
+
+
+def test_a_folder_bound_to_a_converter_uses_it_whatever_the_content(tmp_path: Path) -> None:
+    path = tmp_path / "r.txt"
+    path.write_text(json.dumps(wsjf_report(1, report_id=str(uuid.uuid4()))))
+    folder = WatchFolder(path=tmp_path, converter="WATSStandardJsonConverter")
+    conversion = convert_source(Settings(station_name="s"), ConverterRegistry(), path, folder)
+    assert conversion.converter == "WATSStandardJsonConverter"
+    assert conversion.reason == "WATSStandardJsonConverter: configured"
