@@ -1,22 +1,26 @@
-"""The WSJF rules every converter's output goes through before it is queued.
+"""The WSJF report model: the rules every converter's output goes through before it is queued.
 
-Owns report identity (deterministic ids), filling station defaults, the basic validation of
-formats.md §1.1/§1.2, lenient date parsing and the JSON bytes written to the queue. Depends only
-on `errors` and the stdlib (the converter context is imported for type checking only, so that
-converters may import this module without a cycle).
+Owns report identity (deterministic ids), filling station defaults, validation of the whole
+model (formats.md §1.1/§1.2 and Virinco's UUR manual), lenient date parsing, the JSON bytes
+written to the queue, and small helpers for converters that build reports (step numbering,
+status roll-up, status and group words). Depends only on `errors`, `limits` and the stdlib
+(the converter context is imported for type checking only, so that converters may import
+this module without a cycle).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pywats_client.errors import ReportValidationError
+from pywats_client.limits import LOG, STRING_OPERATORS, limits_used, parse_comp_op
 
 if TYPE_CHECKING:
     from pywats_client.converters.base import ConverterContext
@@ -29,7 +33,13 @@ REPORT_TYPES = ("T", "R")
 REPORT_RESULTS = "PFETD"  # D is not in Virinco's docs but the server exports it
 STEP_STATUSES = "PDSFET"
 MEASUREMENT_STATUSES = "PFS"
+STEP_GROUPS = "SMC"
 MEASUREMENT_ARRAYS = ("numericMeas", "stringMeas", "booleanMeas")
+# The payload kinds of a step; a step carries at most one (chart/attachment come on top).
+PAYLOAD_KINDS = ("seqCall", *MEASUREMENT_ARRAYS, "messagePopup", "callExe", "additionalResults")
+CHART_TYPES = ("Line", "LineLogX", "LineLogY", "LineLogXY")
+CHART_MAX_SERIES = 10
+CHART_MAX_POINTS = 10_000
 
 REQUIRED_FIELDS = (
     "type", "id", "pn", "sn", "rev", "processCode", "result",
@@ -49,16 +59,27 @@ SUB_UNIT_LIMITS = {"partType": 50, "pn": 100, "rev": 100, "sn": 100}
 STEP_NAME_LIMIT = 100
 ROOT_LISTS = ("miscInfos", "subUnits", "assets", "binaryData", "additionalData")
 INT16 = (-32768, 32767)
+INT32 = (-(2**31), 2**31 - 1)
 
 _MAX_PROBLEMS = 20
 
 _GUID_RE = re.compile(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
+# Matched against the stripped text: whitespace at both ends of a pattern with an optional
+# part between would make a failing match quadratic in the length of a run of blanks.
 _DATETIME_RE = re.compile(
-    r"""\s*(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})
+    r"""(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})
         (?::(\d{2})(?:[.,](\d*))?)?              # seconds, fraction of any length (even none)
-        \s*(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?\s*""",
+        \s*(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?""",
     re.VERBOSE,
 )
+# The usual date-time shapes; a string of this shape that `fromisoformat` accepts is valid.
+_QUICK_DATE_RE = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:\d\d)?")
+_OPERATORS: dict[str, tuple[str | None, bool, bool]] = {}
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# Chart data: numbers separated by ";" (invariant culture: "." decimals, no thousands).
+_NUMBER = r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
+_SERIES_DATA_RE = re.compile(rf"{_NUMBER}(?:;{_NUMBER})*|\s*")  # no points: blank
 
 
 class ReportDict(dict[str, Any]):
@@ -66,22 +87,45 @@ class ReportDict(dict[str, Any]):
     from, so a validation error can name the source line or element, not only the field.
 
     `locations` maps a field path as validation names it ("root", "root.steps[2]",
-    "root.steps[2].numericMeas[0]", "subUnits[1]") to a place in the source ("line 17",
-    "<Step Id=\"5\"> at line 40"). Converters fill it as they parse; it is never serialised.
+    "root.steps[2].numericMeas[0]", "subUnits[1]", "miscInfos[0]") to a place in the source
+    ("line 17", "<Step Id=\"5\"> at line 40"). The empty path "" is the place of the report
+    itself (e.g. "<Report> at line 3"), used when nothing nearer is known. Converters fill it
+    as they parse; it is never serialised.
+
+    A converter for which finding places costs real time may instead set `find_locations`:
+    a callable returning such a mapping, called at most once, only when a place is asked for
+    (i.e. when the report is invalid). It must not raise.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.locations: dict[str, str] = {}
+        self.find_locations: Callable[[], Mapping[str, str]] | None = None
 
     def locate(self, path: str) -> str:
-        """The source place of `path` or of its nearest recorded parent ("" if none)."""
+        """The source place of `path`, of its nearest recorded parent, or of the report
+        ("" if none is known)."""
+        finder, self.find_locations = self.find_locations, None
+        if finder is not None:
+            try:
+                found = finder()
+            except Exception:  # a place is a courtesy; never let it hide the real problem
+                found = {}
+            for key, place in found.items():
+                self.locations.setdefault(key, place)
         while path:
             if path in self.locations:
                 return self.locations[path]
             cut = max(path.rfind("."), path.rfind("["))
             path = path[:cut] if cut > 0 else ""
-        return ""
+        return self.locations.get("", "")
+
+    def copy(self) -> ReportDict:
+        """A shallow copy that keeps the recorded places."""
+        twin = ReportDict(self)
+        twin.locations = dict(self.locations)
+        twin.find_locations = self.find_locations
+        return twin
 
 
 def report_id_for(converter_name: str, content_sha256: str, index: int) -> str:
@@ -108,8 +152,9 @@ def finalize(
     Fills `id` (see `report_id_for`), `machineName`, `location`, `purpose` from the context,
     `start` from the source file's mtime and `startUTC` from `start`, each only when the file
     did not say; what the file says is never overwritten and key order is kept (new keys go
-    last). The copy is shallow: nested objects are shared with `report`.
-    Raises `ReportValidationError` (naming `source`) when the result is not a valid report.
+    last). The copy is shallow: nested objects are shared with `report`; a `ReportDict` stays
+    one, with its source places. Raises `ReportValidationError` (naming `source`) when the
+    result is not a valid report.
     """
     if not isinstance(report, dict):
         where = f"{source}: " if source else ""
@@ -117,7 +162,7 @@ def finalize(
             f"{where}converter {converter_name} returned {type(report).__name__}, expected a "
             "report (dict); fix the converter"
         )
-    out = dict(report)
+    out: dict[str, Any] = report.copy() if isinstance(report, ReportDict) else dict(report)
     if _blank(out.get("id")):
         out["id"] = report_id_for(converter_name, content_sha256, index)
     for key, value in (
@@ -146,26 +191,34 @@ def finalize(
 
 
 def validate(report: dict[str, Any], *, source: str = "") -> None:
-    """Raise `ReportValidationError` when `report` breaks the basic WSJF rules.
+    """Raise `ReportValidationError` when `report` breaks a WSJF rule.
 
-    Checks the root fields (presence, types, lengths, GUID id, dates, result letter), that a
-    test report has a root sequence and a repair report a `uur` header, and the step tree shape
-    (steps only under a sequence call, status letters, integer ids, measurement lists). The
-    message names every broken field, the report and `source` (the input file).
+    Checks the whole model: root fields, the `uut` or `uur` header, every step and payload
+    (measurements, operators and their limits, charts, attachments, loops), sub-units and
+    their failures (with the UUR index rules), misc infos, assets, binary data and additional
+    data. The message names the input file (`source`), the report, and for each problem (up
+    to 20) the field path, the step and, for a `ReportDict`, the place in the source file.
+
+    Where the documents leave a limit open the looser rule is applied: a report refused here
+    never reaches the server, while the server's own refusal only costs a round trip (and is
+    kept in failed/ with the server's reason). Unknown fields are ignored, as the server does.
+    A `compOp` must be an operator `limits.parse_comp_op` knows, in any case ("IgnoreCase");
+    converters map what they cannot read to LOG, as the WATS client does with WSJF files.
+    Statuses are not compared with limits: imported files keep theirs.
     """
     where = f"{source}: " if source else ""
     if not isinstance(report, dict):
         raise ReportValidationError(
             f"{where}a report must be a JSON object, got {type(report).__name__}"
         )
-    problems = list(_root_problems(report))
-    if report.get("type") == "T" and isinstance(report.get("root"), dict):
-        problems.extend(_step_problems(report["root"]))
-    if not problems:
+    checker = _Checker()
+    with contextlib.suppress(_Enough):  # enough problems listed: stop looking
+        checker.check_report(report)
+    if not checker.problems:
         return
-    shown = problems[:_MAX_PROBLEMS]
-    if len(problems) > _MAX_PROBLEMS:
-        shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more")
+    shown = [_describe(problem, report) for problem in checker.problems[:_MAX_PROBLEMS]]
+    if len(checker.problems) > _MAX_PROBLEMS:
+        shown.append(f"... and more (only the first {_MAX_PROBLEMS} problems are listed)")
     sn = report.get("sn")
     who = f"report sn {sn!r}" if isinstance(sn, str) and sn else "report"
     raise ReportValidationError(f"{where}{who} is not valid WSJF: " + "; ".join(shown))
@@ -200,9 +253,10 @@ def parse_datetime(text: str) -> datetime:
     of any length (beyond microseconds they are cut) and the odd "2020-01-01T08:00:00.Z"
     found in Virinco's examples. Raises ValueError saying what was expected.
     """
-    match = _DATETIME_RE.fullmatch(text) if isinstance(text, str) else None
+    match = _DATETIME_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"{text!r} is not an ISO-8601 date-time like 2026-05-01T10:00:00+02:00")
+        raise ValueError(
+            f"{_show(text)} is not an ISO-8601 date-time like 2026-05-01T10:00:00+02:00")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     micro = int((fraction or "").ljust(6, "0")[:6])
     zone: tzinfo | None = None
@@ -211,7 +265,7 @@ def parse_datetime(text: str) -> datetime:
     elif sign:
         offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
         if offset >= timedelta(hours=24):
-            raise ValueError(f"{text!r} has an impossible UTC offset")
+            raise ValueError(f"{_show(text)} has an impossible UTC offset")
         zone = timezone(-offset if sign == "-" else offset)
     try:
         return datetime(
@@ -219,7 +273,7 @@ def parse_datetime(text: str) -> datetime:
             tzinfo=zone,
         )
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid date-time: {exc}") from None
+        raise ValueError(f"{_show(text)} is not a valid date-time: {exc}") from None
 
 
 def format_datetime(moment: datetime) -> str:
@@ -233,6 +287,693 @@ def format_utc(moment: datetime) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+# -- helpers for converters that build reports ----------------------------------------------
+
+_STATUS_WORDS = {
+    "p": "P", "pass": "P", "passed": "P", "ok": "P",
+    "d": "D", "done": "D",
+    "s": "S", "skip": "S", "skipped": "S",
+    "f": "F", "fail": "F", "failed": "F",
+    "e": "E", "error": "E",
+    "t": "T", "terminate": "T", "terminated": "T", "aborted": "T",
+}
+_GROUP_WORDS = {"s": "S", "setup": "S", "m": "M", "main": "M", "c": "C", "cleanup": "C"}
+# How bad a status is, for roll-up: a terminated child outranks an error, an error a failure.
+_SEVERITY = {"F": 1, "E": 2, "T": 3}
+
+
+def status_letter(word: str, allowed: str = STEP_STATUSES) -> str:
+    """The WSJF letter for a status word ("Passed", "failed", "Done", "P", ...).
+
+    `allowed` restricts the answer: STEP_STATUSES (default), MEASUREMENT_STATUSES or
+    REPORT_RESULTS. Raises ValueError naming the word and what is accepted.
+    """
+    letter = _STATUS_WORDS.get(word.strip().lower()) if isinstance(word, str) else None
+    if letter is None or letter not in allowed:
+        names = {"P": "Passed", "D": "Done", "S": "Skipped", "F": "Failed", "E": "Error",
+                 "T": "Terminated"}
+        accepted = ", ".join(names[letter] for letter in allowed)
+        raise ValueError(f"status {word!r} is not one of {accepted}")
+    return letter
+
+
+def group_letter(word: str) -> str:
+    """The WSJF step group letter for "Setup", "Main", "Cleanup" (any case) or S/M/C."""
+    letter = _GROUP_WORDS.get(word.strip().lower()) if isinstance(word, str) else None
+    if letter is None:
+        raise ValueError(f"step group {word!r} is not one of Setup, Main, Cleanup")
+    return letter
+
+
+def result_for_status(status: str) -> str:
+    """The report `result` for a root step status: Done and Skipped count as Passed."""
+    return status if status in ("F", "E", "T") else "P"
+
+
+def iter_steps(root: dict[str, Any], path: str = "root") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every step of the tree under `root` (itself first), in tree order, with its field path
+    ("root", "root.steps[0]", ...). Iterative: any depth. Non-object entries are skipped."""
+    stack: list[tuple[str, Any]] = [(path, root)]
+    while stack:
+        where, step = stack.pop()
+        if not isinstance(step, dict):
+            continue
+        yield where, step
+        children = step.get("steps")
+        if isinstance(children, list):
+            stack.extend((f"{where}.steps[{n}]", children[n])
+                         for n in range(len(children) - 1, -1, -1))
+
+
+def number_steps(root: dict[str, Any], first: int = 0) -> int:
+    """Give every step under `root` an `id` in tree order, starting at `first` (the root).
+
+    Ids a converter set before are replaced: WSJF needs them unique within the report, and
+    numbering in tree order is what WATS itself exports. Returns the next free id.
+    """
+    next_id = first
+    for _, step in iter_steps(root):
+        step["id"] = next_id
+        next_id += 1
+    return next_id
+
+
+def roll_up_statuses(root: dict[str, Any]) -> str:
+    """Settle every step's status from its children and measurements; return the root's.
+
+    For converters that compute statuses ("Active" mode); files imported as they are keep
+    theirs. A failed measurement or child step fails its step, an error or termination
+    outranks a failure (T > E > F), and Passed/Done steps take the worst status below them.
+    A step without a status gets the worst status below it, else Passed when it has children
+    or measurements, else Done. Skipped steps keep their status.
+    """
+    order = [step for _, step in iter_steps(root)]
+    for step in reversed(order):  # children before their parent
+        worst: str = ""
+        children = step.get("steps")
+        below: list[Any] = list(children) if isinstance(children, list) else []
+        for key in MEASUREMENT_ARRAYS:
+            items = step.get(key)
+            if isinstance(items, list):
+                below.extend(items)
+        for item in below:
+            found = item.get("status") if isinstance(item, dict) else None
+            if isinstance(found, str) and _SEVERITY.get(found, 0) > _SEVERITY.get(worst, 0):
+                worst = found
+        own = step.get("status")
+        if own is None or own == "":
+            step["status"] = worst or ("P" if below or "seqCall" in step else "D")
+        elif worst and own in ("P", "D", "F", "E") and _SEVERITY[worst] > _SEVERITY.get(own, 0):
+            step["status"] = worst
+    result: str = root.get("status", "")
+    return result
+
+
+# -- validation --------------------------------------------------------------------------------
+
+# Field rules: key -> (quick test, kind, argument). Kinds: "str" (max length, 0 = none),
+# "int" (range), "num" (finite number), "bool", "guid", "date", "letter" (allowed letters),
+# "obj", "list", "op" (compOp), "base64", "data" (chart series), "chart" (chart type).
+# Null is accepted for every field that is not listed as required. The quick test accepts
+# the common, valid case with a type test and a comparison; anything it does not accept
+# gets the full check (`_Checker.check`), which names the problem.
+_Rule = tuple[Callable[[Any, Any], bool], str, Any]
+_QUICK: dict[str, Callable[[Any, Any], bool]] = {
+    "str": lambda value, limit: type(value) is str and (not limit or len(value) <= limit),
+    # x - x is 0 for every finite float, NaN for NaN and the infinities
+    "num": lambda value, _: type(value) is int or (type(value) is float and value - value == 0),
+    "letter": lambda value, letters: type(value) is str and len(value) == 1 and value in letters,
+    "int": lambda value, bounds: type(value) is int and bounds[0] <= value <= bounds[1],
+    "bool": lambda value, _: type(value) is bool,
+    "date": lambda value, _: type(value) is str and _quick_date(value),
+    "obj": lambda value, _: type(value) is dict,
+    "list": lambda value, _: type(value) is list,
+    "op": lambda value, _: type(value) is str and _operator(value)[0] is not None,
+}
+
+
+def _rule(kind: str, arg: Any = None) -> _Rule:
+    return (_QUICK.get(kind, lambda value, arg: False), kind, arg)
+
+
+_S = _rule("str", 0)
+_S100 = _rule("str", 100)
+_S5000 = _rule("str", 5000)
+_I16 = _rule("int", INT16)
+_I32 = _rule("int", INT32)
+_N = _rule("num")
+_B = _rule("bool")
+_G = _rule("guid")
+_D = _rule("date")
+_OBJ = _rule("obj")
+_LIST = _rule("list")
+
+_REPORT_RULES: dict[str, _Rule] = {
+    "id": _G, "pn": _S100, "sn": _S100, "rev": _S100, "processCode": _I16,
+    "processName": _S100, "processCodeFormat": _S, "result": _rule("letter", REPORT_RESULTS),
+    "machineName": _S100, "location": _S100, "purpose": _S100, "start": _D, "startUTC": _D,
+    "root": _OBJ, "uut": _OBJ, "uur": _OBJ, "miscInfos": _LIST, "subUnits": _LIST,
+    "assets": _LIST, "binaryData": _LIST, "additionalData": _LIST,
+}
+_UUT_RULES: dict[str, _Rule] = {
+    "user": _S100, "execTime": _N, "execTimeFormat": _S, "testSocketIndex": _I16,
+    "testSocketIndexFormat": _S, "batchSN": _S100, "comment": _S5000,
+    "errorCode": _I32, "errorCodeFormat": _S, "errorMessage": _S, "fixtureId": _S100,
+    "batchFailCount": _I32, "batchFailCountFormat": _S, "batchLoopIndex": _I32,
+    "batchLoopIndexFormat": _S, "stepIdCausedUUTFailure": _I32,
+}
+_UUR_RULES: dict[str, _Rule] = {
+    "processCode": _I16, "user": _S100, "execTime": _N, "processName": _S100, "refUUT": _G,
+    "confirmDate": _D, "finalizeDate": _D, "comment": _S5000, "parent": _G,
+    "children": _LIST, "active": _B,
+}
+_MISC_INFO_RULES: dict[str, _Rule] = {
+    "description": _S100, "typedef": _rule("str", 30), "text": _S100, "numeric": _I16,
+    "numericFormat": _S, "id": _G,
+}
+_SUB_UNIT_RULES: dict[str, _Rule] = {
+    "partType": _rule("str", 50), "pn": _S100, "rev": _S100, "sn": _S100, "idx": _I32,
+    "parentIdx": _I32, "position": _I32, "replacedIdx": _I32, "failures": _LIST,
+}
+_FAILURE_RULES: dict[str, _Rule] = {
+    "category": _rule("str", 200), "code": _rule("str", 200), "refStepId": _I32,
+    "refStepName": _S100, "comRef": _rule("str", 50), "funcBlock": _S100, "artNumber": _S100,
+    "artRev": _S100,
+    "artRevision": _S100, "artVendor": _S100, "artDescription": _S100,
+    "comment": _S5000, "attachments": _LIST,
+}
+_ASSET_RULES: dict[str, _Rule] = {"assetSN": _S, "usageCount": _I32, "usageCountFormat": _S}
+_BINARY_RULES: dict[str, _Rule] = {
+    "contentType": _S100, "name": _rule("str", 256), "data": _rule("base64"), "id": _G,
+}
+_ADDITIONAL_RULES: dict[str, _Rule] = {"name": _S, "props": _LIST}
+_PROP_RULES: dict[str, _Rule] = {
+    "name": _S, "type": _S, "flags": _I32, "numFormat": _S, "comment": _S, "props": _LIST,
+    "array": _OBJ,
+}
+_ARRAY_RULES: dict[str, _Rule] = {"dimension": _I32, "type": _S, "indexes": _LIST}
+_INDEX_RULES: dict[str, _Rule] = {"text": _S, "indexes": _LIST, "value": _OBJ}
+_STEP_RULES: dict[str, _Rule] = {
+    "id": _I32, "group": _rule("letter", STEP_GROUPS), "stepType": _S,
+    "name": _rule("str", STEP_NAME_LIMIT), "status": _rule("letter", STEP_STATUSES), "start": _D,
+    "totTime": _N, "totTimeFormat": _S, "errorCode": _I32, "errorCodeFormat": _S,
+    "errorMessage": _S, "tsGuid": _S, "causedUUTFailure": _B, "causedSeqFailure": _B,
+    "reportText": _S, "interactiveExeNum": _I32, "loop": _OBJ, "steps": _LIST,
+    "seqCall": _OBJ, "numericMeas": _LIST, "stringMeas": _LIST, "booleanMeas": _LIST,
+    "messagePopup": _OBJ, "callExe": _OBJ, "additionalResults": _LIST, "chart": _OBJ,
+    "attachment": _OBJ,
+}
+_SEQ_CALL_RULES: dict[str, _Rule] = {"path": _S, "name": _S, "version": _S}
+_NUMERIC_RULES: dict[str, _Rule] = {
+    "compOp": _rule("op"), "name": _S, "status": _rule("letter", MEASUREMENT_STATUSES),
+    "unit": _S, "value": _N, "valueFormat": _S, "lowLimit": _N, "lowLimitFormat": _S,
+    "highLimit": _N, "highLimitFormat": _S,
+}
+_STRING_RULES: dict[str, _Rule] = {
+    "compOp": _rule("op"), "name": _S, "status": _rule("letter", MEASUREMENT_STATUSES),
+    "value": _S, "limit": _S,
+}
+_BOOLEAN_RULES: dict[str, _Rule] = {"name": _S, "status": _rule("letter", MEASUREMENT_STATUSES)}
+_MEASUREMENT_RULES = {
+    "numericMeas": _NUMERIC_RULES, "stringMeas": _STRING_RULES, "booleanMeas": _BOOLEAN_RULES,
+}
+_POPUP_RULES: dict[str, _Rule] = {"response": _S, "button": _I16, "buttonFormat": _S}
+_CALL_EXE_RULES: dict[str, _Rule] = {"exitCode": _N, "exitCodeFormat": _S}
+_PAYLOAD_RULES = {
+    "seqCall": _SEQ_CALL_RULES, "messagePopup": _POPUP_RULES, "callExe": _CALL_EXE_RULES,
+}
+_PAYLOAD_SET = frozenset(PAYLOAD_KINDS)
+_CHART_RULES: dict[str, _Rule] = {
+    "chartType": _rule("chart"), "label": _S, "xLabel": _S, "xUnit": _S, "yLabel": _S,
+    "yUnit": _S, "series": _LIST,
+}
+_SERIES_RULES: dict[str, _Rule] = {
+    "dataType": _S, "name": _S, "xdata": _rule("data"), "ydata": _rule("data"),
+}
+_ATTACHMENT_RULES: dict[str, _Rule] = {
+    "name": _rule("str", 256), "contentType": _S100, "data": _rule("base64"),
+}
+_LOOP_RULES: dict[str, _Rule] = {
+    "idx": _I16, "num": _I16, "endingIndex": _I16, "passed": _I16, "failed": _I16,
+}
+_LETTER_NAMES = {
+    REPORT_RESULTS: "P, F, E, T, D", STEP_STATUSES: "P, D, S, F, E, T",
+    MEASUREMENT_STATUSES: "P, F, S", STEP_GROUPS: "S (setup), M (main), C (cleanup)",
+}
+_CHART_TYPES_BY_KEY = {name.lower(): name for name in CHART_TYPES}
+_OPERATOR_HINT = (
+    "use EQ, NE, GT, LT, GE, LE, GELE, GELT, GTLE, GTLT, LEGE, LEGT, LTGE, LTGT, LOG "
+    "(or CASESENSIT, IGNORECASE for strings)"
+)
+_REQUIRED_HINTS = {
+    "machineName": " (set station_name in the config)",
+    "start": " and the file's time is unknown (the converter must set the start time)",
+    "processCode": " (set process_code in the converter defaults or arguments)",
+}
+
+
+class _Enough(Exception):
+    """Enough problems found to write a useful message: stop looking."""
+
+
+class _Checker:
+    """Walks one report and collects (field path, problem, step name) triples."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str, str | None]] = []
+        self.step_name: str | None = None  # the step being checked, named in its problems
+
+    def add(self, path: str, text: str) -> None:
+        self.problems.append((path, text, self.step_name))
+        if len(self.problems) > _MAX_PROBLEMS:
+            raise _Enough
+
+    # -- generic field checks ------------------------------------------------------------
+
+    def fields(self, obj: dict[str, Any], base: str, rules: Mapping[str, _Rule]) -> None:
+        """Check the fields of `obj` that `rules` knows; null is always accepted here."""
+        for key, value in obj.items():  # the hot loop of validate()
+            rule = rules.get(key)
+            if rule is None or value is None:
+                continue  # unknown or output-only field (the server ignores it too), or null
+            quick, kind, arg = rule
+            if not quick(value, arg):
+                self.check(kind, arg, value, _join(base, key))
+
+    def check(self, kind: str, arg: Any, value: Any, path: str) -> None:
+        """The full check of one value against a field rule, naming what is wrong."""
+        if kind == "str":
+            if not isinstance(value, str):
+                self.add(path, f"must be a string, not {_type_name(value)}")
+            elif arg and len(value) > arg:
+                self.add(path, f"is {len(value)} characters long, the limit is {arg}")
+        elif kind == "int":
+            if not _is_int(value):
+                self.add(path, f"must be a whole number, not {_show(value)}")
+            elif not arg[0] <= value <= arg[1]:
+                self.add(path, f"{value} is out of range ({arg[0]}..{arg[1]})")
+        elif kind == "num":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                self.add(path, f"must be a number, not {_show(value)}")
+            elif not math.isfinite(value):
+                self.add(path, f"is {value}, which JSON cannot carry; leave it out")
+        elif kind == "letter":
+            if not isinstance(value, str) or len(value) != 1 or value not in arg:
+                self.add(path, f"is {_show(value)}, expected one of {_LETTER_NAMES[arg]}")
+        elif kind == "date":
+            if not isinstance(value, str):
+                self.add(path, f"must be a date-time string, not {_type_name(value)}")
+            else:
+                try:
+                    parse_datetime(value)
+                except ValueError as exc:
+                    self.add(path, f"is not valid: {exc}")
+        elif kind == "obj":
+            if not isinstance(value, dict):
+                self.add(path, f"must be an object, not {_type_name(value)}")
+        elif kind == "list":
+            if not isinstance(value, list):
+                self.add(path, f"must be a list, not {_type_name(value)}")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                self.add(path, f"must be true or false, not {_show(value)}")
+        elif kind == "guid":
+            if not isinstance(value, str) or not _GUID_RE.fullmatch(value):
+                self.add(path, f"{_show(value)} is not a GUID like "
+                         "8f14e45f-ceea-467f-a0b6-1e9b3f2a1c2d")
+        elif kind == "op":
+            if not isinstance(value, str):
+                self.add(path, f"must be an operator name, not {_show(value)}; "
+                         f"{_OPERATOR_HINT}")
+            elif _operator(value)[0] is None:
+                self.add(path, f"{value!r} is not a comparison operator; {_OPERATOR_HINT}")
+        elif kind == "base64":
+            if not isinstance(value, str):
+                self.add(path, f"must be a base64 string, not {_type_name(value)}")
+            elif not _is_base64(value):
+                self.add(path, "is not valid base64 (A-Z a-z 0-9 + / and = padding, length a "
+                         "multiple of 4)")
+        elif kind == "data":
+            if not isinstance(value, str):
+                self.add(path, "must be a string of numbers separated by ';', not "
+                         f"{_type_name(value)}")
+            elif not _SERIES_DATA_RE.fullmatch(value):
+                self.add(path, "must be numbers separated by ';' with '.' decimals (like "
+                         f"\"0;1.5;2\"), not {_show(value[:40])}")
+            elif _points(value) > CHART_MAX_POINTS:
+                self.add(path, f"has {_points(value)} points, the limit is {CHART_MAX_POINTS}")
+        elif kind == "chart" and (
+                not isinstance(value, str) or value.lower() not in _CHART_TYPES_BY_KEY):
+            self.add(path, f"is {_show(value)}, expected one of {', '.join(CHART_TYPES)}")
+
+    def required(self, obj: dict[str, Any], base: str, keys: tuple[str, ...],
+                 non_empty: tuple[str, ...] = ()) -> None:
+        for key in keys:
+            value = obj.get(key)
+            if value is None:
+                self.add(_join(base, key), "is missing" + (_REQUIRED_HINTS.get(key, "")
+                                                           if not base else ""))
+            elif key in non_empty and isinstance(value, str) and not value.strip():
+                self.add(_join(base, key), "is empty" + (_REQUIRED_HINTS.get(key, "")
+                                                         if not base else ""))
+
+    def objects(self, items: Any, base: str, rules: Mapping[str, _Rule],
+                required: tuple[str, ...] = (), non_empty: tuple[str, ...] = ()
+                ) -> list[tuple[str, dict[str, Any]]]:
+        """Check each object of the list `items`; return the (path, object) pairs."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        if not isinstance(items, list):
+            return found  # the type problem is named by the field rules
+        for n, item in enumerate(items):
+            where = f"{base}[{n}]"
+            if not isinstance(item, dict):
+                self.add(where, f"must be an object, not {_type_name(item)}")
+                continue
+            if required:
+                self.required(item, where, required, non_empty)
+            self.fields(item, where, rules)
+            found.append((where, item))
+        return found
+
+    # -- the report ------------------------------------------------------------------------
+
+    def check_report(self, report: dict[str, Any]) -> None:
+        self.required(report, "", REQUIRED_FIELDS, NON_EMPTY_FIELDS)
+        kind = report.get("type")
+        if kind is not None and kind != "" and kind not in REPORT_TYPES:
+            self.add("type", f"is {_show(kind)}, expected 'T' (test) or 'R' (repair)")
+        self.fields(report, "", _REPORT_RULES)
+        root, uut, uur = report.get("root"), report.get("uut"), report.get("uur")
+        if kind == "T":
+            if root is None:
+                self.add("root", "is missing: a test report (type 'T') needs a root sequence "
+                         "call step")
+            if uur is not None:
+                self.add("uur", "is only for repair reports (type 'R'); leave it out or null")
+            if isinstance(uut, dict):
+                self.fields(uut, "uut", _UUT_RULES)
+            if isinstance(root, dict):
+                if not isinstance(root.get("seqCall"), dict):
+                    self.add("root.seqCall", "is missing: the root step must be a sequence "
+                             "call (it holds the steps)")
+                self.steps(root)
+        elif kind == "R":
+            if root is not None:
+                self.add("root", "is only for test reports (type 'T'); a repair report has "
+                         "none")
+            if uut is not None:
+                self.add("uut", "is only for test reports (type 'T'); use 'uur'")
+            if uur is None:
+                self.add("uur", "is missing: a repair report (type 'R') needs a 'uur' header")
+            elif isinstance(uur, dict):
+                self.uur(uur)
+        self.step_name = None
+        self.misc_infos(report.get("miscInfos"), repair=kind == "R")
+        self.sub_units(report.get("subUnits"), repair=kind == "R")
+        self.objects(report.get("assets"), "assets", _ASSET_RULES, ("assetSN",))
+        self.binaries(report.get("binaryData"), "binaryData")
+        self.additional(report.get("additionalData"), "additionalData")
+
+    def uur(self, uur: dict[str, Any]) -> None:
+        self.required(uur, "uur", ("processCode", "user"), ("user",))
+        self.fields(uur, "uur", _UUR_RULES)
+        children = uur.get("children")
+        if isinstance(children, list):
+            for n, child in enumerate(children):
+                if not isinstance(child, str) or not _GUID_RE.fullmatch(child):
+                    self.add(f"uur.children[{n}]", f"{_show(child)} is not a report GUID")
+
+    def misc_infos(self, items: Any, *, repair: bool) -> None:
+        seen: dict[str, str] = {}
+        for where, item in self.objects(items, "miscInfos", _MISC_INFO_RULES,
+                                        ("description",), ("description",)):
+            description = item.get("description")
+            if repair and isinstance(description, str):
+                # Virinco's UUR manual: each misc description can be used once per report.
+                if description in seen:
+                    self.add(f"{where}.description", f"{description!r} is used twice (also "
+                             f"{seen[description]}); a repair report allows each once")
+                seen.setdefault(description, where)
+
+    def sub_units(self, items: Any, *, repair: bool) -> None:
+        units = self.objects(items, "subUnits", _SUB_UNIT_RULES, ("pn", "sn"))
+        for where, unit in units:
+            for failure_where, failure in self.objects(
+                    unit.get("failures"), f"{where}.failures", _FAILURE_RULES,
+                    ("category", "code"), ("category", "code")):
+                self.binaries(failure.get("attachments"), f"{failure_where}.attachments")
+        if not repair:
+            return
+        if items is None or items == []:
+            state = "is missing" if items is None else "is empty"
+            self.add("subUnits", f"{state}: a repair report needs the repaired unit as the "
+                     "sub-unit with idx 0")
+        if not units:
+            return
+        # UUR rules (Virinco's converter): idx unique, exactly one idx 0 (the repaired unit),
+        # parentIdx and replacedIdx point at an existing idx.
+        owners: dict[int, str] = {}
+        for where, unit in units:
+            idx = unit.get("idx")
+            if _is_int(idx):
+                if idx in owners:
+                    self.add(f"{where}.idx", f"{idx} is also the idx of {owners[idx]}; "
+                             "sub-unit idx must be unique")
+                owners.setdefault(idx, where)
+        if 0 not in owners:
+            self.add("subUnits", "has no sub-unit with idx 0; a repair report needs the "
+                     "repaired unit itself as idx 0")
+        for where, unit in units:
+            for key in ("parentIdx", "replacedIdx"):
+                ref = unit.get(key)
+                if _is_int(ref) and ref not in owners:
+                    self.add(f"{where}.{key}", f"{ref} is not the idx of any sub-unit")
+
+    def binaries(self, items: Any, base: str) -> None:
+        self.objects(items, base, _BINARY_RULES, ("contentType", "data", "name"))
+
+    def additional(self, items: Any, base: str) -> None:
+        # Props nest (props of props, array values): walk with a stack, not recursion.
+        stack: list[tuple[Any, str, Mapping[str, _Rule], tuple[str, ...]]] = [
+            (items, base, _ADDITIONAL_RULES, ("name",))]
+        while stack:
+            objects, where_list, rules, required = stack.pop()
+            for where, obj in self.objects(objects, where_list, rules, required):
+                if obj.get("props") is not None:
+                    stack.append((obj["props"], f"{where}.props", _PROP_RULES, ("name",)))
+                array = obj.get("array")
+                if isinstance(array, dict):
+                    self.fields(array, f"{where}.array", _ARRAY_RULES)
+                    for index_where, index in self.objects(
+                            array.get("indexes"), f"{where}.array.indexes", _INDEX_RULES):
+                        positions = index.get("indexes")
+                        if isinstance(positions, list) and not all(map(_is_int, positions)):
+                            self.add(f"{index_where}.indexes", "must be a list of whole "
+                                     "numbers")
+                        value = index.get("value")
+                        if isinstance(value, dict):
+                            stack.append(([value], f"{index_where}.value", _PROP_RULES, ()))
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def steps(self, root: dict[str, Any]) -> None:
+        # Iterative walk: a converted file may nest deeper than Python's recursion limit.
+        ids: dict[int, str] = {}
+        stack: list[tuple[Any, str, Any]] = [(root, "root", None)]
+        while stack:
+            step, where, before = stack.pop()
+            if not isinstance(step, dict):
+                self.step_name = None
+                self.add(where, f"must be a step object, not {_type_name(step)}")
+                continue
+            self.step(step, where, before, ids)
+            children = step.get("steps")
+            if isinstance(children, list):
+                for n in range(len(children) - 1, -1, -1):  # reversed: problems in file order
+                    stack.append((children[n], f"{where}.steps[{n}]",
+                                  children[n - 1] if n else None))
+
+    def step(self, step: dict[str, Any], where: str, before: Any, ids: dict[int, str]) -> None:
+        name = step.get("name")
+        self.step_name = name if isinstance(name, str) and name else None
+        if step.get("status") is None:
+            self.add(f"{where}.status", "is missing")
+        self.fields(step, where, _STEP_RULES)
+        step_id = step.get("id")
+        if type(step_id) is int:
+            if step_id in ids:
+                self.add(f"{where}.id", f"{step_id} is also the id of {ids[step_id]}; step "
+                         "ids must be unique in a report")
+            else:
+                ids[step_id] = where
+        kinds = _PAYLOAD_SET.intersection(step)
+        if len(kinds) > 1:
+            kinds = frozenset(kind for kind in kinds if step[kind] not in (None, []))
+            if len(kinds) > 1:
+                shown = " and ".join(kind for kind in PAYLOAD_KINDS if kind in kinds)
+                self.add(where, f"has {shown}; a step carries one kind of result (plus an "
+                         "optional chart or attachment)")
+        for kind in kinds:
+            payload = step[kind]
+            if kind in _MEASUREMENT_RULES:
+                self.measurements(payload, f"{where}.{kind}", kind)
+            elif isinstance(payload, dict):
+                self.fields(payload, f"{where}.{kind}", _PAYLOAD_RULES[kind])
+            elif kind == "additionalResults":
+                self.additional(payload, f"{where}.additionalResults")
+        if "steps" in step and step["steps"] and step.get("seqCall") is None:
+            self.add(f"{where}.steps", "are only allowed under a sequence call step (this "
+                     "step has no 'seqCall')")
+        chart = step.get("chart")  # rare fields from here on
+        attachment = step.get("attachment")
+        if chart is not None and attachment is not None:
+            self.add(where, "has both a chart and an attachment; a step may carry only one")
+        if isinstance(chart, dict):
+            self.chart(chart, f"{where}.chart")
+        if isinstance(attachment, dict):
+            self.required(attachment, f"{where}.attachment", ("data",))
+            self.fields(attachment, f"{where}.attachment", _ATTACHMENT_RULES)
+        loop = step.get("loop")
+        if isinstance(loop, dict):
+            self.loop(loop, where, step, before)
+
+    def measurements(self, items: Any, base: str, kind: str) -> None:
+        if not isinstance(items, list):
+            return  # the type problem is named by the field rules
+        rules = _MEASUREMENT_RULES[kind]
+        # Single (name null) and multiple (named) measurements must not be mixed, and the
+        # names of a multiple-measurement step tell its measurements apart.
+        names: dict[str, str] | None = {} if len(items) > 1 else None
+        for n, item in enumerate(items):
+            where = f"{base}[{n}]"
+            if type(item) is not dict and not isinstance(item, dict):
+                self.add(where, f"must be an object, not {_type_name(item)}")
+                continue
+            self.fields(item, where, rules)
+            if names is not None:
+                name = item.get("name")
+                if name is None:
+                    self.add(f"{where}.name", "is missing: a step with several measurements "
+                             "needs a unique name for each")
+                elif isinstance(name, str):
+                    if name in names:
+                        self.add(f"{where}.name", f"{_show(name)} is also the name of "
+                                 f"{names[name]}; names must be unique within the step")
+                    names.setdefault(name, where)
+            op = item.get("compOp") if kind == "numericMeas" else None
+            if type(op) is str:
+                self.limits(item, where, op)
+
+    def limits(self, item: dict[str, Any], where: str, op: str) -> None:
+        """A numeric operator must be one and have the limits it compares with."""
+        canonical, low, high = _operator(op)
+        if canonical in STRING_OPERATORS and canonical != LOG:
+            self.add(f"{where}.compOp", f"{op!r} compares strings; a numeric measurement uses "
+                     "EQ, NE, GT, LT, GE, LE, GELE, ... or LOG")
+            return
+        # Single-limit operators compare with lowLimit, even LE and LT (formats.md §1.2).
+        if low and item.get("lowLimit") is None:
+            self.add(f"{where}.lowLimit", f"is missing: compOp {canonical} compares with "
+                     "lowLimit")
+        if high and item.get("highLimit") is None:
+            self.add(f"{where}.highLimit", f"is missing: compOp {canonical} needs lowLimit "
+                     "and highLimit")
+
+    def chart(self, chart: dict[str, Any], base: str) -> None:
+        self.required(chart, base, ("chartType",))
+        self.fields(chart, base, _CHART_RULES)
+        series = self.objects(chart.get("series"), f"{base}.series", _SERIES_RULES)
+        if len(series) > CHART_MAX_SERIES:
+            self.add(f"{base}.series", f"has {len(series)} series, the limit is "
+                     f"{CHART_MAX_SERIES}")
+        for where, item in series:
+            xdata, ydata = item.get("xdata"), item.get("ydata")
+            if isinstance(xdata, str) and isinstance(ydata, str) and xdata.strip() and (
+                    _points(xdata) != _points(ydata)):
+                self.add(where, f"has {_points(xdata)} x values but {_points(ydata)} y "
+                         "values; each point needs both")
+
+    def loop(self, loop: dict[str, Any], where: str, step: dict[str, Any], before: Any) -> None:
+        self.fields(loop, f"{where}.loop", _LOOP_RULES)
+        idx = loop.get("idx")
+        summary = [key for key in ("num", "passed", "failed", "endingIndex")
+                   if loop.get(key) is not None]
+        if idx is None:
+            return
+        if summary:
+            self.add(f"{where}.loop", f"has idx and {', '.join(summary)}; a loop summary step "
+                     "has num/passed/failed/endingIndex, each iteration step only idx")
+        elif _is_int(idx) and idx < 0:
+            self.add(f"{where}.loop.idx", f"{idx} is negative")
+        # An iteration follows its loop's summary step (or the previous iteration), and has
+        # the same name.
+        previous = before.get("loop") if isinstance(before, dict) else None
+        if not isinstance(previous, dict) or before.get("name") != step.get("name"):
+            self.add(f"{where}.loop", f"is iteration idx {idx}, but the step before it is not "
+                     "the same loop (a summary step with loop num/passed/failed/endingIndex "
+                     "and the same name must come first)")
+
+
+def _quick_date(text: str) -> bool:
+    """True for a valid date-time in the usual ISO-8601 forms; False means "ask
+    parse_datetime", which also knows the lenient ones (and says what is wrong)."""
+    if _QUICK_DATE_RE.fullmatch(text) is None:
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _operator(text: str) -> tuple[str | None, bool, bool]:
+    """(canonical operator, None if unknown; uses lowLimit; uses highLimit) for a compOp.
+
+    Cached: a report repeats a handful of operator spellings thousands of times.
+    """
+    info = _OPERATORS.get(text)
+    if info is None:
+        canonical = parse_comp_op(text)
+        known = canonical != LOG or text.strip().upper() == LOG
+        low, high = limits_used(canonical)
+        info = (canonical if known else None, low, high)
+        if len(_OPERATORS) < 1024:  # bounded: the spellings come from files
+            _OPERATORS[text] = info
+    return info
+
+
+def _describe(problem: tuple[str, str, str | None], report: dict[str, Any]) -> str:
+    path, text, step_name = problem
+    details = []
+    if step_name:
+        short = step_name if len(step_name) <= 40 else step_name[:40] + "..."
+        details.append(f"step {short!r}")
+    if isinstance(report, ReportDict):
+        place = report.locate(path)
+        if place:
+            details.append(place)
+    if len(path) > 200:  # a step nested hundreds deep: its ends say enough
+        path = f"{path[:80]} ... {path[-100:]}"
+    message = f"'{path}' {text}" if path else text
+    return f"{message} ({', '.join(details)})" if details else message
+
+
+def _join(base: str, key: str) -> str:
+    return f"{base}.{key}" if base else key
+
+
+def _points(data: str) -> int:
+    return data.count(";") + 1 if data.strip() else 0
+
+
+def _is_base64(data: str) -> bool:
+    if len(data) % 4 == 0 and _BASE64_RE.fullmatch(data):
+        return True
+    # Line-wrapped base64 (MIME style) is accepted by the server: whitespace is ignored.
+    compact = "".join(data.split())
+    return len(compact) % 4 == 0 and _BASE64_RE.fullmatch(compact) is not None
+
+
 def _aware(moment: datetime, zone: tzinfo | None) -> datetime:
     """`moment` with a zone: naive times are taken as local to `zone` (None: system local)."""
     if moment.tzinfo is not None:
@@ -244,7 +985,7 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -253,148 +994,11 @@ def _type_name(value: Any) -> str:
             type(None): "null", int: "a number", float: "a number"}.get(type(value), "a value")
 
 
-def _root_problems(report: dict[str, Any]) -> Iterator[str]:
-    for key in REQUIRED_FIELDS:
-        if report.get(key) is None:
-            yield f"'{key}' is missing{_REQUIRED_HINTS.get(key, '')}"
-    kind = report.get("type")
-    if kind is not None and kind not in REPORT_TYPES:
-        yield f"'type' is {kind!r}, expected 'T' (test) or 'R' (repair)"
-    for key in REQUIRED_FIELDS:
-        value = report.get(key)
-        if value is None or key in ("type", "processCode"):
-            continue
-        if not isinstance(value, str):
-            yield f"'{key}' must be a string, not {_type_name(value)}"
-        elif key in NON_EMPTY_FIELDS and not value.strip():
-            yield f"'{key}' is empty{_REQUIRED_HINTS.get(key, '')}"
-    for key, limit in ROOT_STRING_LIMITS.items():
-        value = report.get(key)
-        if key == "processName" and value is not None and not isinstance(value, str):
-            yield f"'processName' must be a string, not {_type_name(value)}"
-        elif isinstance(value, str) and len(value) > limit:
-            yield f"'{key}' is {len(value)} characters long, the limit is {limit}"
-    code = report.get("processCode")
-    if code is not None:
-        if not _is_int(code):
-            yield f"'processCode' must be a whole number, not {code!r}"
-        elif not INT16[0] <= code <= INT16[1]:
-            yield f"'processCode' {code} is out of range ({INT16[0]}..{INT16[1]})"
-    result = report.get("result")
-    if isinstance(result, str) and result and (len(result) != 1 or result not in REPORT_RESULTS):
-        yield f"'result' is {result!r}, expected one of P, F, E, T, D"
-    report_id = report.get("id")
-    if isinstance(report_id, str) and report_id.strip() and not _GUID_RE.fullmatch(report_id):
-        yield f"'id' {report_id!r} is not a GUID like 8f14e45f-ceea-467f-a0b6-1e9b3f2a1c2d"
-    for key in ("start", "startUTC"):
-        value = report.get(key)
-        if isinstance(value, str) and value.strip():
-            try:
-                parse_datetime(value)
-            except ValueError as exc:
-                yield f"'{key}': {exc}"
-        elif key == "startUTC" and value is not None and not isinstance(value, str):
-            yield f"'startUTC' must be a string, not {_type_name(value)}"
-    if kind == "T":
-        root = report.get("root")
-        if not isinstance(root, dict):
-            yield "a test report (type 'T') needs a 'root' step with a 'seqCall'"
-        elif not isinstance(root.get("seqCall"), dict):
-            yield "'root' must be a sequence call step (it has no 'seqCall' object)"
-        if report.get("uut") is not None and not isinstance(report.get("uut"), dict):
-            yield f"'uut' must be an object, not {_type_name(report['uut'])}"
-    elif kind == "R" and not isinstance(report.get("uur"), dict):
-        yield "a repair report (type 'R') needs a 'uur' object"
-    for key in ROOT_LISTS:
-        value = report.get(key)
-        if value is not None and not isinstance(value, list):
-            yield f"'{key}' must be a list, not {_type_name(value)}"
-    yield from _limited_items(report.get("miscInfos"), "miscInfos", MISC_INFO_LIMITS)
-    yield from _limited_items(report.get("subUnits"), "subUnits", SUB_UNIT_LIMITS)
-
-
-def _limited_items(items: Any, where: str, limits: dict[str, int]) -> Iterator[str]:
-    if not isinstance(items, list):
-        return
-    for n, item in enumerate(items):
-        if not isinstance(item, dict):
-            yield f"'{where}[{n}]' must be an object, not {_type_name(item)}"
-            continue
-        for key, limit in limits.items():
-            value = item.get(key)
-            if value is not None and not isinstance(value, str):
-                yield f"'{where}[{n}].{key}' must be a string, not {_type_name(value)}"
-            elif isinstance(value, str) and len(value) > limit:
-                yield (
-                    f"'{where}[{n}].{key}' is {len(value)} characters long, the limit is {limit}"
-                )
-    if where == "miscInfos":
-        for n, item in enumerate(items):
-            if isinstance(item, dict) and item.get("description") is None:
-                yield f"'miscInfos[{n}].description' is missing"
-
-
-def _step_problems(root: dict[str, Any]) -> Iterator[str]:
-    # Iterative walk: a converted file may nest deeper than Python's recursion limit.
-    stack: list[tuple[Any, str]] = [(root, "root")]
-    while stack:
-        step, where = stack.pop()
-        if not isinstance(step, dict):
-            yield f"'{where}' must be a step object, not {_type_name(step)}"
-            continue
-        name = step.get("name")
-        label = f"'{where}'"
-        if isinstance(name, str) and name:
-            label += f" ({name[:40]!r}...)" if len(name) > 40 else f" ({name!r})"
-        step_id = step.get("id")
-        if step_id is not None and not _is_int(step_id):
-            yield f"{label}: 'id' must be a whole number, not {step_id!r}"
-        status = step.get("status")
-        if status is None:
-            yield f"{label}: 'status' is missing"
-        elif not isinstance(status, str) or len(status) != 1 or status not in STEP_STATUSES:
-            yield f"{label}: 'status' is {status!r}, expected one of P, D, S, F, E, T"
-        if name is not None and not isinstance(name, str):
-            yield f"{label}: 'name' must be a string, not {_type_name(name)}"
-        elif isinstance(name, str) and len(name) > STEP_NAME_LIMIT:
-            yield f"{label}: 'name' is {len(name)} characters long, the limit is {STEP_NAME_LIMIT}"
-        for key in MEASUREMENT_ARRAYS:
-            yield from _measurement_problems(step.get(key), f"{label}: '{key}'")
-        children = step.get("steps")
-        if children is None:
-            continue
-        if not isinstance(children, list):
-            yield f"{label}: 'steps' must be a list, not {_type_name(children)}"
-            continue
-        if children and step.get("seqCall") is None:
-            yield f"{label}: has child 'steps' but no 'seqCall'; only sequence calls hold steps"
-        # Reversed so problems are reported in file order.
-        for n in range(len(children) - 1, -1, -1):
-            stack.append((children[n], f"{where}.steps[{n}]"))
-
-
-def _measurement_problems(measurements: Any, label: str) -> Iterator[str]:
-    if measurements is None:
-        return
-    if not isinstance(measurements, list):
-        yield f"{label} must be a list, not {_type_name(measurements)}"
-        return
-    for n, item in enumerate(measurements):
-        if not isinstance(item, dict):
-            yield f"{label}[{n}] must be an object, not {_type_name(item)}"
-            continue
-        status = item.get("status")
-        if status is not None and (
-            not isinstance(status, str) or len(status) != 1 or status not in MEASUREMENT_STATUSES
-        ):
-            yield f"{label}[{n}].status is {status!r}, expected one of P, F, S"
-        value = item.get("value")
-        if isinstance(value, float) and not math.isfinite(value):
-            yield f"{label}[{n}].value is {value}, which JSON cannot carry"
-
-
-_REQUIRED_HINTS = {
-    "machineName": " (set station_name in the config)",
-    "start": " and the file's time is unknown (the converter must set the start time)",
-    "processCode": " (set process_code in the converter defaults or arguments)",
-}
+def _show(value: Any) -> str:
+    """A value as an operator would recognise it in the file: short, JSON-like for non-str."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:60] + "...")
+    if isinstance(value, (dict, list)):
+        return _type_name(value)
+    return json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(
+        value)

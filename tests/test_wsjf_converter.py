@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext, ConverterRegistry
-from pywats_client.converters.wsjf import WATSStandardJsonConverter
-from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report import finalize, to_json_bytes, validate
+from pywats_client.converters.wsjf import MAX_FILE_SIZE, WATSStandardJsonConverter
+from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
+from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
+from tests.test_report import PROPERTY_SETTINGS, valid_reports
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 WSJF_SAMPLES = sorted((SAMPLES / "wsjf").glob("*.json")) if (SAMPLES / "wsjf").is_dir() else []
@@ -110,12 +111,38 @@ def test_prefixes_of_a_pretty_printed_sample_are_incomplete(tmp_path: Path) -> N
             convert(path)
 
 
+def test_uur_sample_keeps_sub_units_failures_and_attachments() -> None:
+    needs_samples()
+    sample = SAMPLES / "wsjf" / "WATS - WSJF UUR Example file.json"
+    original = json.loads(sample.read_text(encoding="utf-8-sig"))
+    result = convert(sample)
+    assert result["type"] == "R" and result["uur"] == original["uur"]
+    assert result["subUnits"] == original["subUnits"]
+    attachment = result["subUnits"][0]["failures"][0]["attachments"][0]
+    assert attachment["data"] == original["subUnits"][0]["failures"][0]["attachments"][0]["data"]
+    assert result["startUTC"] == "2020-01-01T08:00:00.Z"  # the odd form, kept as written
+    validate(result)
+
+
 # -- shapes of input -----------------------------------------------------------------------------
 
 
 def test_single_object_is_returned_as_is(tmp_path: Path) -> None:
     result = convert(write(tmp_path, json.dumps(SMALL_REPORT).encode()))
     assert result == SMALL_REPORT and list(result) == list(SMALL_REPORT)
+    assert isinstance(result, ReportDict)
+
+
+def test_repair_report_is_returned_as_is(tmp_path: Path) -> None:
+    repair = {"type": "R", "id": "0b0d6c8e-3f7a-4d0e-9c55-2b7f1d7c9e11", "pn": "PN-1",
+              "sn": "SN-1", "rev": "A", "processCode": 500, "result": "P", "machineName": "M",
+              "location": "L", "purpose": "P", "start": "2026-05-01T10:00:00+02:00",
+              "uur": {"user": "fixer", "processCode": 10},
+              "subUnits": [{"pn": "PN-1", "sn": "SN-1", "rev": "A", "idx": 0, "failures": [
+                  {"category": "Solder", "code": "Bridge", "refStepId": 3}]}]}
+    result = convert(write(tmp_path, json.dumps(repair).encode()))
+    assert result == repair
+    validate(result)
 
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
@@ -178,6 +205,94 @@ def test_object_without_a_report_type_is_refused(
         convert(write(tmp_path, json.dumps(report).encode()))
 
 
+# -- operators ----------------------------------------------------------------------------------
+
+
+def test_unknown_operator_is_read_as_log_like_the_wats_client(tmp_path: Path) -> None:
+    report = json.loads(json.dumps(SMALL_REPORT))
+    report["root"]["steps"] = [
+        {"id": 1, "status": "P", "name": "N", "numericMeas": [
+            {"compOp": "BETWEEN", "name": "a", "status": "P", "value": 1},
+            {"compOp": "gele", "name": "b", "status": "P", "value": 1, "lowLimit": 0,
+             "highLimit": 2},
+            {"compOp": "", "name": "c", "status": "P", "value": 1}]},
+        {"id": 2, "status": "P", "name": "S", "stringMeas": [
+            {"compOp": "IgnoreCase", "name": None, "status": "P", "value": "a", "limit": "A"}]},
+        {"id": 3, "status": "P", "name": "T", "stringMeas": [
+            {"compOp": "Regex", "name": None, "status": "P", "value": "a", "limit": "a*"}]},
+    ]
+    result = convert(write(tmp_path, json.dumps(report).encode()))
+    ops = [m["compOp"] for s in result["root"]["steps"]
+           for m in s.get("numericMeas", []) + s.get("stringMeas", [])]
+    assert ops == ["LOG", "gele", "LOG", "IgnoreCase", "LOG"]  # known spellings are kept
+    validate(result)
+
+
+# -- where a problem is -------------------------------------------------------------------------
+
+
+def test_validation_names_line_and_column_of_a_bad_value(tmp_path: Path) -> None:
+    report = json.loads(json.dumps(SMALL_REPORT))
+    report["root"]["steps"] = [{"id": 1, "status": "P", "name": "Voltage", "numericMeas": [
+        {"compOp": "GELE", "name": None, "status": "P", "value": "high", "lowLimit": 1,
+         "highLimit": 2}]}]
+    path = write(tmp_path, json.dumps(report, indent=2).encode())
+    lines = path.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines) if '"compOp"' in text)  # 1-based: the "{"
+    column = lines[line - 1].index("{") + 1  # of the measurement is on the line before
+    with pytest.raises(ReportValidationError) as caught:
+        finalize(convert(path), context=CONTEXT, converter_name=CONVERTER.name,
+                 content_sha256="ab", index=0, source=str(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: report sn 'SN-Ø1' is not valid WSJF: ")
+    assert (f"'root.steps[0].numericMeas[0].value' must be a number, not 'high' "
+            f"(step 'Voltage', line {line}, column {column})") in message
+
+
+def test_places_name_the_item_of_a_list_file(tmp_path: Path) -> None:
+    second = dict(SMALL_REPORT, pn=None)
+    path = write(tmp_path, json.dumps([SMALL_REPORT, second]).encode())
+    result = convert(path)
+    validate(result[0])
+    with pytest.raises(ReportValidationError, match=r"'pn' is missing \(item 1 of the list, "
+                                                    r"line 1, column \d+\)"):
+        validate(result[1])
+
+
+def test_places_are_not_guessed_when_the_file_changed(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps(dict(SMALL_REPORT, pn=None)).encode())
+    result = convert(path)
+    path.write_bytes(b"[" + path.read_bytes() + b"]")
+    with pytest.raises(ReportValidationError) as caught:
+        validate(result)
+    assert str(caught.value).endswith("'pn' is missing")
+
+
+def test_a_valid_file_is_parsed_once(tmp_path: Path) -> None:
+    result = convert(write(tmp_path, json.dumps(SMALL_REPORT).encode()))
+    validate(result)
+    assert result.locations == {}  # places are looked for only when something is wrong
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+
+@PROPERTY_SETTINGS
+@given(report=valid_reports(), indent=st.sampled_from([None, 2]), bom=st.booleans())
+def test_random_valid_reports_round_trip_unchanged(
+    tmp_path_factory: pytest.TempPathFactory, report: dict[str, Any], indent: int | None,
+    bom: bool
+) -> None:
+    data = to_json_bytes(report) if indent is None else json.dumps(
+        report, indent=indent, ensure_ascii=False).encode()
+    path = tmp_path_factory.mktemp("roundtrip") / "report.json"
+    path.write_bytes(codecs.BOM_UTF8 + data if bom else data)
+    result = convert(path)
+    assert result == report
+    assert to_json_bytes(result) == to_json_bytes(report)  # same fields, values and order
+    validate(result)
+
+
 # -- broken input ----------------------------------------------------------------------------------
 
 
@@ -224,6 +339,16 @@ def test_deeply_nested_json_is_a_conversion_error(tmp_path: Path) -> None:
         convert(path)
 
 
+def test_oversized_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as fh:  # sparse: no disk space, no time
+        fh.truncate(MAX_FILE_SIZE + 1)
+    with pytest.raises(ConversionError, match=r"huge.json: the file is 200 MB; WSJF files "
+                                              r"above 200 MB are refused") as caught:
+        convert(path)
+    assert not isinstance(caught.value, IncompleteFileError)
+
+
 def test_unreadable_file_is_a_conversion_error(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="cannot read the file"):
         convert(tmp_path / "gone.json")
@@ -238,6 +363,8 @@ def test_unreadable_file_is_a_conversion_error(tmp_path: Path) -> None:
         (b'{"type":"T","pn":"1","sn":"2","root":{"steps":[', 0.98, 1.0),
         (b'\xef\xbb\xbf  [{"type": "R", "pn": "1", "sn": "2", "uur": {}}]', 0.98, 1.0),
         (b'{"type":"T","pn":"1","sn":"2"}', 0.95, 0.97),
+        (b'{"type":"R","pn":"1","sn":"2","rev":"A","subUnits":[{"idx":0', 0.98, 1.0),
+        (b'{"type":"R","pn":"1","sn":"2","root":{', 0.95, 0.97),  # a test body: less sure
         (b'{"type":"T","x":{"a":1},"pn":"1","sn":"2","root":{', 0.98, 1.0),
         (b'{"type":"T","id":"x"}', 0.3, 0.5),
         (b'{"name": "config", "values": [1, 2]}', 0.01, 0.1),

@@ -1,20 +1,35 @@
 """`WATSStandardJsonConverter`: WSJF files (formats.md §1), one report or a list of them.
 
 WSJF is already the report model, so conversion is parsing: every field the file has is kept
-unchanged and in order (a re-exported file must round-trip exactly). Depends on the converter
-base and `errors` only.
+unchanged and in order (a file exported by WATS round-trips exactly), UUT and UUR alike. The
+one change is the one the WATS client makes: a comparison operator it does not know is read
+as LOG (formats.md §1.2), so the server is not sent an operator it would refuse.
+
+Reports come back as `ReportDict`s whose source places ("line 17, column 5") are found only
+when a report turns out invalid: finding them needs a slower, position-tracking parse of the
+file, which valid files never pay for. Depends on the converter base, `report`, `limits` and
+`errors`.
 """
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import json
+import json.decoder
+import json.scanner
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pywats_client.converters.base import Converter, ConverterContext
 from pywats_client.errors import ConversionError, IncompleteFileError
+from pywats_client.limits import LOG, parse_comp_op
+from pywats_client.report import ReportDict, iter_steps
+
+# Parsed in memory (a Raspberry Pi has little of it); bigger files are refused, not tried.
+MAX_FILE_SIZE = 200_000_000
 
 _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"\s*")
@@ -43,10 +58,18 @@ class WATSStandardJsonConverter(Converter):
         self, path: Path, context: ConverterContext
     ) -> dict[str, Any] | list[dict[str, Any]]:
         try:
+            stat = path.stat()
+            if stat.st_size > MAX_FILE_SIZE:
+                raise ConversionError(
+                    f"{path}: the file is {stat.st_size // 1_000_000} MB; WSJF files above "
+                    f"{MAX_FILE_SIZE // 1_000_000} MB are refused (a report that size is "
+                    "mostly attachments): split it or leave large attachments out"
+                )
             data = path.read_bytes()
         except OSError as exc:
             raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
         text = _decode(data, path, context.encoding)
+        stamp = (stat.st_size, stat.st_mtime_ns)
         if not text.strip():
             raise IncompleteFileError(f"{path}: the file is empty; waiting for the writer")
         try:
@@ -70,16 +93,102 @@ class WATSStandardJsonConverter(Converter):
             raise ConversionError(f"{path}: the JSON is nested too deeply to be a report") from None
         if isinstance(value, dict):
             _check_report(value, path, "")
-            return value
+            return _report(value, _place_finder(path, context.encoding, stamp, None))
         if isinstance(value, list) and value:
             for n, item in enumerate(value):
                 _check_report(item, path, f"item {n} of the list: ")
-            return value
+            return [_report(item, _place_finder(path, context.encoding, stamp, n))
+                    for n, item in enumerate(value)]
         found = "an empty list" if isinstance(value, list) else f"a JSON {_kind(value)}"
         raise ConversionError(
             f"{path}: expected a WSJF report (a JSON object with \"type\", \"pn\", \"sn\", ...) "
             f"or a list of reports, but the file holds {found}"
         )
+
+
+def _report(value: dict[str, Any], find: Callable[[], dict[str, str]]) -> ReportDict:
+    report = ReportDict(value)
+    report.find_locations = find
+    root = report.get("root")
+    for _, step in iter_steps(root if isinstance(root, dict) else {}):
+        for key in ("numericMeas", "stringMeas"):
+            items = step.get(key)
+            for item in items if isinstance(items, list) else ():
+                op = item.get("compOp") if isinstance(item, dict) else None
+                # The WATS client reads an operator it does not know as LOG (log only); the
+                # server would refuse the report over it. Known ones keep their spelling.
+                if isinstance(op, str) and parse_comp_op(op) == LOG and op.strip().upper() != LOG:
+                    item["compOp"] = LOG
+    return report
+
+
+def _place_finder(
+    path: Path, encoding: str, stamp: tuple[int, int], index: int | None
+) -> Callable[[], dict[str, str]]:
+    """Finds the source places of report `index` of the file (None: the file is one report),
+    on demand: the file is read again, unless it changed since it was converted."""
+
+    def find() -> dict[str, str]:
+        try:
+            stat = path.stat()
+            if (stat.st_size, stat.st_mtime_ns) != stamp:
+                return {}
+            return _places(_decode(path.read_bytes(), path, encoding), index)
+        except (OSError, ValueError, RecursionError, ConversionError, LookupError):
+            return {}  # a place is a courtesy: without one the message still names the field
+
+    return find
+
+
+class _PositionDecoder(json.JSONDecoder):
+    """A JSON decoder that notes where each object starts (by the object's id).
+
+    Uses the pure-Python scanner, about ten times slower than the C one: only for finding
+    the places of problems in a report already known to be invalid.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(parse_constant=_reject_constant)
+        self.starts: dict[int, int] = {}
+
+        def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+            obj, end = json.decoder.JSONObject(s_and_end, *args)  # type: ignore[attr-defined]
+            self.starts[id(obj)] = s_and_end[1] - 1
+            return obj, end
+
+        self.parse_object = parse_object
+        self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
+
+
+def _places(text: str, index: int | None) -> dict[str, str]:
+    """Field path ("root.steps[2]", "subUnits[0]", "" for the report) -> "line L, column C"."""
+    decoder = _PositionDecoder()
+    value = decoder.decode(text)
+    if index is not None:
+        value = value[index]
+    newlines = [match.start() for match in re.finditer("\n", text)]
+
+    def place(pos: int) -> str:
+        line = bisect.bisect_left(newlines, pos)
+        column = pos - (newlines[line - 1] if line else -1)
+        return f"line {line + 1}, column {column}"
+
+    places: dict[str, str] = {}
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            if id(node) in decoder.starts:
+                places[where] = place(decoder.starts[id(node)])
+            stack.extend((f"{where}.{key}" if where else key, child)
+                         for key, child in node.items() if isinstance(child, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{n}]", child) for n, child in enumerate(node)
+                         if isinstance(child, (dict, list)))
+    if index is not None:
+        # Several reports in one file: say which one, whatever the line.
+        places = {key: f"item {index} of the list, {spot}" for key, spot in places.items()}
+    return places
 
 
 class _NonFiniteNumber(ValueError):
@@ -174,8 +283,10 @@ def _detect(head: bytes) -> tuple[float, str]:
     kind = keys.get("type")
     what = "JSON list whose first object has" if in_list else "JSON object with"
     if kind in ("T", "R") and "pn" in keys and "sn" in keys:
-        body = "root" if kind == "T" else "uur"
-        score = 0.98 if body in keys else 0.95
+        # formats.md §13: type, pn and sn are reliable; the body (root for a test report,
+        # uur or subUnits for a repair report) confirms it, when the head reaches that far.
+        bodies = ("root",) if kind == "T" else ("uur", "subUnits")
+        score = 0.98 if any(name in keys for name in bodies) else 0.95
         return score, f"{what} type '{kind}', pn and sn"
     if kind in ("T", "R"):
         return 0.4, f"{what} type '{kind}' (no pn/sn among the first fields)"
