@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,56 @@ def _mounts() -> Iterator[tuple[str, str]]:
             if len(parts) >= 3:
                 # /proc/mounts escapes blanks in mount points as octal (\040).
                 yield parts[1].encode().decode("unicode_escape"), parts[2]
+
+
+class FolderSyncer:
+    """Group commit of one folder's fsync: threads that renamed files into the folder at about
+    the same time share one fsync instead of queueing one each behind the journal.
+
+    A caller's own rename is complete before it calls `sync()`, so any fsync that *starts*
+    after the call covers it. One caller at a time (the leader) runs the fsync for every ticket
+    handed out before it started; the others wait for it. A failed fsync fails every caller it
+    was meant to cover — never retried, never silently taken as done.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._cond = threading.Condition()
+        self._issued = 0  # tickets handed out
+        self._synced = 0  # every ticket up to this one is durable
+        self._failed: tuple[int, int, OSError] | None = None  # (first, last ticket, error)
+        self._leader = False
+        self.fsyncs = 0  # how many fsyncs ran (for benchmarks)
+
+    def sync(self) -> None:
+        with self._cond:
+            self._issued += 1
+            ticket = self._issued
+            while self._synced < ticket:
+                failed = self._failed
+                if failed is not None and failed[0] <= ticket <= failed[1]:
+                    raise failed[2]
+                if not self._leader:
+                    self._leader = True
+                    break
+                self._cond.wait()
+            else:
+                return
+            start, target = self._synced + 1, self._issued
+        try:
+            fsync_dir(self.folder)
+            error: OSError | None = None
+        except OSError as exc:
+            error = exc
+        with self._cond:
+            self.fsyncs += 1
+            self._leader = False
+            if error is None:
+                self._synced = max(self._synced, target)
+            else:
+                self._failed = (start, target, error)
+                # the next caller leads a fresh attempt for its own, later ticket
+                self._synced = max(self._synced, target)
+            self._cond.notify_all()
+        if error is not None:
+            raise error

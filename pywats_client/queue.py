@@ -25,7 +25,7 @@ last error sit in the first line's header, read only for the items shown or retr
 
 Transitions (each is one code path, marked with its arrow)::
 
-    (new)      -> PENDING     put()            write tmp, fsync, rename, fsync(pending)
+    (new)      -> PENDING     put()            write tmp, fsync, rename, fsync(pending)*
     PENDING    -> PROCESSING  claim()          rename (not fsynced: losing it only re-uploads)
     PROCESSING -> COMPLETED   complete()       rename, fsync(completed)
     PROCESSING -> PENDING     release()        rename, untouched (offline / paused: no attempt)
@@ -34,6 +34,9 @@ Transitions (each is one code path, marked with its arrow)::
     FAILED     -> PENDING     retry_failed()   rewrite with a fresh lifetime
     any        -> CORRUPT     (verification)   rename
     COMPLETED/FAILED -> gone  prune()/clear_completed()
+
+    * Folder fsyncs are group-committed (`FolderSyncer`): workers renaming into the same
+      folder at once share one fsync; each still returns only once its own rename is durable.
 
 Depends on: errors, clock, fsutil, settings.
 """
@@ -58,6 +61,7 @@ from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.errors import QueueError, QueueFullError
 from pywats_client.fsutil import (
     NETWORK_OR_WEAK_FILESYSTEMS,
+    FolderSyncer,
     filesystem_type,
     fsync_dir,
     write_new_file,
@@ -200,6 +204,9 @@ class ReportQueue:
         self.clock = clock
         self._rng = rng or random.Random()
         self._dirs = {name: self.root / name for name in FOLDERS}
+        # Renames into these folders by concurrent workers share one folder fsync.
+        self._syncers = {state: FolderSyncer(self._dirs[state.value])
+                         for state in (State.PENDING, State.COMPLETED, State.FAILED)}
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -265,7 +272,7 @@ class ReportQueue:
             if not_before is not None:
                 os.utime(tmp, (not_before, not_before))
             os.rename(tmp, self._path(state, header.id))
-            fsync_dir(self._dirs[state.value])
+            self._syncers[state].sync()
         except (OSError, QueueFullError) as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -333,7 +340,7 @@ class ReportQueue:
         now = self.clock.time()
         with contextlib.suppress(OSError):
             os.utime(dst, (now, now))  # completion time, for pruning
-        fsync_dir(self._dirs[State.COMPLETED.value])
+        self._syncers[State.COMPLETED].sync()
         log.info("report %s uploaded (source %s)", item.id, item.header.source or "-")
 
     def release(self, item: Claimed) -> None:
