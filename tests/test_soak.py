@@ -88,9 +88,14 @@ def test_kill_9_soak_loses_nothing(tmp_path: Path) -> None:
               f"{receiver.request_count()} requests in all, "
               f"failed {len(station.queue_files('failed'))}, "
               f"corrupt {len(station.queue_files('corrupt'))}")
-        assert stored == set(expected.values()), "a report is missing or has a second id"
+        missing = set(expected.values()) - stored
+        extra = stored - set(expected.values())
+        assert not missing and not extra, (
+            f"missing {sorted(missing)[:5]}, extra ids {sorted(extra)[:5]}")
         assert len(set(expected.values())) == FILES
-        assert station.done_files() == sorted(expected), "a source was post-processed twice"
+        done = station.done_files()
+        assert done == sorted(expected), (
+            f"post-processed twice or not at all: {sorted(set(done) ^ set(expected))[:10]}")
         assert station.watch_files() == []
         assert not (station.watch / "error").exists()
         assert station.queue_files("failed") == station.queue_files("corrupt") == []
