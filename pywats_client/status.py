@@ -1,8 +1,9 @@
 """What the running service tells the world about itself: `state/status.json`.
 
 The service rewrites this small file (atomically, without fsync: it is a view, not data) when
-something changes; `pywats-client status` and, later, the control API read it. Queue counts are
-not stored here: they are always read from the queue folders themselves.
+something changes; `pywats-client status` reads it, and the control API serves the same data
+from a snapshot the service publishes with it. Queue counts are not stored here: they are always
+read from the queue folders themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "status.json"
+RECENT = 20  # uploads and failures remembered for the status page and /status
+MAX_REASON = 500  # characters of a failure reason kept (server messages can be long)
 
 
 @dataclass
@@ -44,9 +47,31 @@ class ServiceStatus:
     converted: int = 0
     conversion_errors: int = 0
     watching: int = 0  # files seen but not yet stable
+    api_url: str = ""  # where the control API listens (the real port when 0 was asked for)
+    # Newest first, at most RECENT each: {"at", "report_id", "source"} and
+    # {"at", "kind", "report_id", "source", "reason"} (kind: an upload outcome, "conversion"
+    # or "disk_full").
+    recent_uploads: list[dict[str, Any]] = field(default_factory=list)
+    recent_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def record_error(self, message: str, when: float) -> None:
         self.last_error, self.last_error_at = message, when
+
+    def record_upload(self, report_id: str, when: float, source: str = "") -> None:
+        """A report the server stored."""
+        self.last_upload_at, self.last_upload_id = when, report_id
+        self.recent_uploads.insert(0, {"at": when, "report_id": report_id, "source": source})
+        del self.recent_uploads[RECENT:]
+
+    def record_failure(self, kind: str, reason: str, when: float, *, report_id: str = "",
+                       source: str = "") -> None:
+        """Something that went wrong with one report or file: it becomes `last_error` and
+        heads the recent failures."""
+        subject = f"report {report_id}" if report_id else source
+        self.record_error(f"{subject}: {reason}" if subject else reason, when)
+        self.recent_failures.insert(0, {"at": when, "kind": kind, "report_id": report_id,
+                                        "source": source, "reason": reason[:MAX_REASON]})
+        del self.recent_failures[RECENT:]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
