@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 BUILTIN_CONVERTERS: dict[str, str] = {
     AUTO_NAME: "pywats_client.converters.auto:AIConverter",
     "WATSStandardJsonConverter": "pywats_client.converters.wsjf:WATSStandardJsonConverter",
+    "KlippelConverter": "pywats_client.converters.klippel:KlippelConverter",
+    "XJTAGConverter": "pywats_client.converters.xjtag:XJTAGConverter",
     "ATMLConverter": "pywats_client.converters.atml:ATMLConverter",
     "TeradyneICTConverter": "pywats_client.converters.teradyne_gr228x:TeradyneICTConverter",
     "TeradyneSpectrumICTConverter": "pywats_client.converters.teradyne_spectrum:TeradyneSpectrumICTConverter",  # noqa: E501
