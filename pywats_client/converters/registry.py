@@ -31,17 +31,20 @@ log = logging.getLogger(__name__)
 # name -> "module:Class". Strings, so that nothing is imported until the converter is chosen.
 BUILTIN_CONVERTERS: dict[str, str] = {
     AUTO_NAME: "pywats_client.converters.auto:AIConverter",
+    # The WATS standard formats first: with auto-detect off, the first converter whose file
+    # patterns match a name is taken, and these are what most stations write.
     "WATSStandardJsonConverter": "pywats_client.converters.wsjf:WATSStandardJsonConverter",
-    "KlippelConverter": "pywats_client.converters.klippel:KlippelConverter",
-    "XJTAGConverter": "pywats_client.converters.xjtag:XJTAGConverter",
+    "WATSStandardXMLConverter": "pywats_client.converters.wsxf:WATSStandardXMLConverter",
+    "WATSStandardTextConverter": "pywats_client.converters.wstf:WATSStandardTextConverter",
     "ATMLConverter": "pywats_client.converters.atml:ATMLConverter",
-    "TeradyneICTConverter": "pywats_client.converters.teradyne_gr228x:TeradyneICTConverter",
-    "TeradyneSpectrumICTConverter": "pywats_client.converters.teradyne_spectrum:TeradyneSpectrumICTConverter",  # noqa: E501
     "KeysightI3070Converter": "pywats_client.converters.i3070:KeysightI3070Converter",
+    "TeradyneICTConverter": "pywats_client.converters.teradyne_gr228x:TeradyneICTConverter",
+    "TeradyneSpectrumICTConverter":
+        "pywats_client.converters.teradyne_spectrum:TeradyneSpectrumICTConverter",
     "SPEAConverter": "pywats_client.converters.spea:SPEAConverter",
     "SeicaXMLConverter": "pywats_client.converters.seica:SeicaXMLConverter",
-    "WATSStandardTextConverter": "pywats_client.converters.wstf:WATSStandardTextConverter",
-    "WATSStandardXMLConverter": "pywats_client.converters.wsxf:WATSStandardXMLConverter",
+    "KlippelConverter": "pywats_client.converters.klippel:KlippelConverter",
+    "XJTAGConverter": "pywats_client.converters.xjtag:XJTAGConverter",
 }
 
 # Plugin modules get private names so that two files called `csv.py` in different instances,
