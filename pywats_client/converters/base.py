@@ -1,14 +1,21 @@
 """The converter contract: what a converter is, and what it may know besides the file.
 
 Owns `Converter` (alias `BaseConverter`), `ConverterInfo` and `ConverterContext`. A converter
-turns one file into one or more WSJF report dicts and is pure: no queue, network or clock; what
-it needs comes from its arguments and the context. Depends only on `errors` and the stdlib.
+turns one file into one or more WSJF reports and is pure: no queue, network or clock; what it
+needs comes from its arguments and the context. Depends only on `errors` and the stdlib.
+
+Three ways of writing one are accepted, because users copy them from the product documents:
+the full form (`detect(path, head)`, `convert(path, context)`), a `get_info()` classmethod with
+`convert(self, file_path)`, and class attributes with `can_convert(self, file_path) -> bool`
+and `convert(self, file_path)`. The short forms are adapted once, when the class is created,
+so every caller sees the full form.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
@@ -16,6 +23,9 @@ from typing import Any, ClassVar
 
 # How many bytes of a file `detect()` is shown; the service reads this much once per file.
 HEAD_SIZE = 64 * 1024
+# How sure a converter is said to be when its `can_convert()` accepts a file: sure enough to be
+# chosen, yet below a content check that recognises the format itself (0.8 and up).
+CAN_CONVERT_SCORE = 0.7
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,28 @@ class Converter:
     description: ClassVar[str] = ""
     version: ClassVar[str] = "1.0"
     file_patterns: ClassVar[tuple[str, ...]] = ("*",)
+    # True for a class whose file names are judged by its can_convert() (no file_patterns).
+    _names_by_can_convert: ClassVar[bool] = False
 
     def __init__(self, **arguments: Any) -> None:
         self.arguments: dict[str, Any] = dict(arguments)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        convert = own.get("convert")
+        if inspect.isfunction(convert) and _takes_only_the_path(convert):
+            cls.convert = _with_context_ignored(convert)  # type: ignore[method-assign]
+        can_convert = own.get("can_convert")
+        if callable(can_convert):
+            # `detect` and `detect_with_reason` still the base ones: can_convert() answers.
+            if cls.detect is Converter.detect and (
+                    cls.detect_with_reason is Converter.detect_with_reason):
+                cls.detect_with_reason = _detect_by_can_convert  # type: ignore[method-assign]
+                cls.detect = _score_by_can_convert  # type: ignore[method-assign]
+            own_info = getattr(cls.get_info, "__func__", None) is not _BASE_GET_INFO
+            if cls.file_patterns == Converter.file_patterns and not own_info:
+                cls._names_by_can_convert = True
 
     @classmethod
     def get_info(cls) -> ConverterInfo:
@@ -114,7 +143,10 @@ class Converter:
         return str(self.option(context, "encoding", context.encoding or "utf-8"))
 
     def matches(self, path: Path) -> bool:
-        """True when the file name matches one of the file patterns (case-insensitive)."""
+        """True when the file name matches one of the file patterns (case-insensitive), or,
+        for a converter that has a `can_convert()` instead of patterns, when that accepts it."""
+        if self._names_by_can_convert:
+            return bool(self.can_convert(path))  # type: ignore[attr-defined]
         file_name = path.name.lower()
         return any(
             fnmatch.fnmatchcase(file_name, pattern.lower())
@@ -124,13 +156,17 @@ class Converter:
     def detect(self, path: Path, head: bytes) -> float:
         """How sure (0.0..1.0) this converter is that it can read the file.
 
-        `head` is the first bytes of the file (up to 64 KiB). Must be cheap and never raise;
-        the default 0.0 means "no opinion" (the file patterns decide).
+        `head` is the first bytes of the file (up to 64 KiB). Must be cheap; the default 0.0
+        means "no opinion" (the file patterns decide). Override this, or `detect_with_reason`
+        when there is something to say about what was recognised; the other follows.
         """
+        if type(self).detect_with_reason is not Converter.detect_with_reason:
+            return self.detect_with_reason(path, head)[0]
         return 0.0
 
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        """`detect()` plus a few words on what was recognised, for logs and `choose()`."""
+        """`detect()` plus a few words on what was recognised, for logs and the auto-detect
+        explanation. The registry calls this and treats an exception as "not mine"."""
         return self.detect(path, head), ""
 
     def convert(
@@ -138,6 +174,8 @@ class Converter:
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Read `path` and return one WSJF report (a dict) or several (a list of dicts).
 
+        A report object with `to_wsjf()` (such as `UUTReport`) may stand in for a dict. A
+        subclass may define `convert(self, file_path)` without the context; it is adapted.
         Raise `ConversionError` with a message an operator understands, or
         `IncompleteFileError` when the file looks truncated (still being written).
         """
@@ -150,6 +188,42 @@ class Converter:
 
 
 BaseConverter = Converter
+_BASE_GET_INFO = Converter.get_info.__func__  # type: ignore[attr-defined]
+
+
+def _takes_only_the_path(function: Callable[..., Any]) -> bool:
+    """True for `convert(self, file_path)`: exactly one positional parameter after self and
+    no *args, so the context cannot be passed to it."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return False
+    positional = [p for p in parameters if p.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 1
+
+
+def _with_context_ignored(convert: Callable[[Any, Path], Any]) -> Callable[..., Any]:
+    def convert_with_context(self: Any, path: Path, context: ConverterContext | None = None
+                             ) -> Any:
+        return convert(self, path)
+
+    convert_with_context.__name__ = convert.__name__
+    convert_with_context.__qualname__ = convert.__qualname__
+    convert_with_context.__doc__ = convert.__doc__
+    return convert_with_context
+
+
+def _score_by_can_convert(self: Any, path: Path, head: bytes) -> float:
+    return CAN_CONVERT_SCORE if self.can_convert(path) else 0.0
+
+
+def _detect_by_can_convert(self: Any, path: Path, head: bytes) -> tuple[float, str]:
+    score = self.detect(path, head)
+    own_words = type(self).detect is _score_by_can_convert  # not a detect() of a subclass
+    return score, ("can_convert() accepts it" if score and own_words else "")
 
 
 def _as_patterns(patterns: str | Iterable[str]) -> tuple[str, ...]:
