@@ -33,6 +33,10 @@ REJECTED = 5  # a file could not be converted, or the server rejected a report
 NOT_RUNNING = 6  # status: the service is not running
 DEGRADED = 7  # status: running, but the disk is (nearly) full or a watch folder is unavailable
 
+API_PORT = 8765  # = control_api.DEFAULT_PORT, kept here so --help imports nothing
+# Set by a daemon that re-executes itself for a restart: the new program is already detached.
+RESTARTED_ENV = "PYWATS_CLIENT_RESTARTED"
+
 EXIT_CODES = f"""exit codes:
   {OK}  success
   {ERROR}  unexpected error (see the message and the log)
@@ -134,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detach and run in the background (pid file and log in the instance "
                    "folder); not needed under systemd")
     p.add_argument("--log-level", default="", help="override logging.level for this run")
+    _add_api_arguments(p)
 
     p = command("stop", cmd_stop, "stop the running service (SIGTERM), however it was started")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
@@ -144,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--force", action="store_true", help="SIGKILL it after the timeout")
     p.add_argument("--log-level", default="", help="override logging.level for this run")
+    _add_api_arguments(p)
+
+    p = command("api-token", cmd_api_token, "where the control API token is (created if "
+                "missing); POST /stop and /restart need it")
+    p.add_argument("--show", action="store_true", help="print the token itself, for scripts")
 
     inst = command("instances", _group_help("instances"), "instances: list")
     inst_sub = inst.add_subparsers(title="instances commands", metavar="ACTION")
@@ -177,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_converters_list)
 
     command("unlock", cmd_unlock, "remove this instance's lock file if its process is gone")
+
+    p = command("doctor", cmd_doctor, "check this station and say how to fix what is wrong: "
+                "Python, dependencies, config, server, folders, disk, clock, service, "
+                "permissions")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.epilog = ("exit codes:\n  0  nothing needs fixing (warnings are shown, but do not count)\n"
+                "  1  something needs fixing (each problem is shown with its fix)\n")
 
     p = command("receiver", cmd_receiver, "run a WATS-compatible test server on loopback "
                 "(for demos and trying converters offline)")
@@ -255,6 +272,22 @@ def _group_help(name: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
+def _add_api_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("control API (off unless --api)")
+    group.add_argument("--api", action="store_true",
+                       help="serve the HTTP control API and status page: GET / /status /queue "
+                       "/queue/pending /config /metrics; POST /stop /restart (need the token "
+                       "from 'pywats-client api-token')")
+    group.add_argument("--api-port", type=int, default=API_PORT, metavar="PORT",
+                       help="TCP port (default %(default)s; one per instance; 0 = any free port, "
+                       "written to state/status.json as api_url)")
+    group.add_argument("--api-host", default="127.0.0.1", metavar="ADDRESS",
+                       help="address to listen on (default %(default)s: this machine only)")
+    group.add_argument("--api-allow-remote", action="store_true",
+                       help="allow a non-loopback --api-host; the GET routes are then readable "
+                       "by anyone who can reach the port (secrets stay masked)")
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -299,6 +332,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
                         f"({holder.purpose}); 'pywats-client --instance {paths.name} status' "
                         "tells more")
+    if getattr(args, "api", False) and not 0 <= args.api_port <= 65535:
+        _err(f"--api-port {args.api_port}: give a TCP port from 1 to 65535 (or 0 for any)")
+        return USAGE
+    restarted = os.environ.pop(RESTARTED_ENV, "")  # only ever for this one program
     if not args.daemon:
         supervisor = "systemd" if os.environ.get("INVOCATION_ID") else "foreground"
         return _serve(args, paths, settings, supervisor)
@@ -307,22 +344,41 @@ def cmd_start(args: argparse.Namespace) -> int:
         return USAGE
     from pywats_client.daemon import remove_pid_file, start_detached
 
-    started = start_detached(paths)
-    if isinstance(started, int):
-        print(f"started pid {started} (instance {paths.name}); log: {paths.log_file}")
-        return OK
+    start_dir = _cwd()  # relative paths on the command line still mean this after a restart
+    started = None
+    if restarted == "daemon":  # re-executed by a restart: detached already, same pid
+        os.chdir("/")
+    else:
+        forked = start_detached(paths)
+        if isinstance(forked, int):
+            print(f"started pid {forked} (instance {paths.name}); log: {paths.log_file}")
+            return OK
+        started = forked
     try:  # from here on this is the daemon: no terminal, logs go to the instance log
-        return _serve(args, paths, settings, "daemon", ready=started.ready)
+        return _serve(args, paths, settings, "daemon",
+                      ready=started.ready if started else None, start_dir=start_dir)
     except Exception as exc:
-        started.failed(f"{exc} (see {paths.log_file})")
+        if started:
+            started.failed(f"{exc} (see {paths.log_file})")
         raise
     finally:
         remove_pid_file(paths)
 
 
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
 def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, supervisor: str,
-           ready: Callable[[], None] | None = None) -> int:
-    """Run the service in this process until it stops; the exit code of `start`."""
+           ready: Callable[[], None] | None = None, start_dir: str | None = None) -> int:
+    """Run the service in this process until it stops; the exit code of `start`.
+
+    After a restart request (POST /restart) the service has stopped gracefully and released
+    the instance; then this process executes its own command line again: same pid, so
+    foreground, daemon and systemd supervision all carry on."""
     from pywats_client import logsetup
     from pywats_client.config import load_settings
     from pywats_client.service import Service
@@ -335,11 +391,18 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
         reload_settings=lambda: load_settings(paths.config, key_path=paths.key),
     )
     service.status.supervisor = supervisor
+    api = _start_api(args, paths, settings, service)
     service.install_signal_handlers()
-    summary = service.run(once=args.once, on_ready=ready)
+    try:
+        summary = service.run(once=args.once, on_ready=ready)
+    finally:
+        if api is not None:
+            api.stop()
     if service.hard_stop:
         sys.stderr.flush()
         os._exit(ERROR)  # second signal: do not wait for stuck network calls
+    if service.restart_requested:
+        _restart_in_place(supervisor, start_dir)
     if args.once:
         remaining = ", ".join(f"{k} {v}" for k, v in summary.remaining.items() if v) or "none"
         print(f"converted {summary.converted}, conversion errors {summary.conversion_errors}, "
@@ -350,6 +413,67 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
             return SERVER
         if summary.conversion_errors or summary.rejected:
             return REJECTED
+    return OK
+
+
+def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Settings,
+               service: Any) -> Any:
+    """The control API serving `service`, started; None without --api. Binding happens here,
+    so a port in use stops the start with a message naming it."""
+    if not getattr(args, "api", False):
+        return None
+    from pywats_client.config import ConfigDocument
+    from pywats_client.control_api import ControlServer, load_or_create_token, token_path
+    from pywats_client.queue import ReportQueue
+
+    def config_view() -> dict[str, Any]:
+        display = ConfigDocument.load(paths.config, paths.key).to_display()  # secrets masked
+        overrides = _apply_environment(display)
+        view = {"config_path": str(paths.config), **display}
+        if overrides:
+            view["environment_overrides"] = overrides
+        return view
+
+    server = ControlServer(
+        service, ReportQueue(paths.queue, settings.queue),
+        load_or_create_token(token_path(paths.root)), host=args.api_host, port=args.api_port,
+        allow_remote=args.api_allow_remote, config_view=config_view, instance=paths.name,
+        station=settings.station_name,
+    )
+    service.status.api_url = server.url
+    return server.start()
+
+
+def _restart_in_place(supervisor: str, start_dir: str | None) -> None:
+    """Execute this program's own command line again, in this process (never returns)."""
+    import logging
+
+    logging.getLogger(__name__).info("restarting: pid %d runs its command line again",
+                                     os.getpid())
+    logging.shutdown()  # flush the log file: exec does not
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if supervisor == "daemon":
+        os.environ[RESTARTED_ENV] = "daemon"
+    if start_dir:
+        with contextlib.suppress(OSError):
+            os.chdir(start_dir)
+    os.execv(sys.executable, sys.orig_argv)
+
+
+def cmd_api_token(args: argparse.Namespace) -> int:
+    from pywats_client.control_api import load_or_create_token, token_path
+
+    paths = _paths(args)
+    paths.ensure()
+    path = token_path(paths.root)
+    token = load_or_create_token(path)
+    if args.show:
+        print(token)
+    else:
+        print(f"{path}  (mode 0600: only its owner can read it; --show prints the token)")
+        print(f"usage: curl -X POST -H \"Authorization: Bearer $(cat {path})\" "
+              f"http://127.0.0.1:{API_PORT}/stop")
     return OK
 
 
@@ -405,6 +529,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     info = gather_status(paths, _settings(paths), probe=not args.no_probe)
+    if info["running"]:
+        from pywats_client.status import read_status
+
+        api_url = (read_status(paths.state) or {}).get("api_url")
+        if api_url:
+            info["api_url"] = api_url
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -414,6 +544,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             running += f"; instance in use by pid {info['pid']} ({info['lock_holder']})"
         print(f"instance:     {info['instance']}  ({info['config']})")
         print(f"service:      {running}")
+        if info.get("api_url"):
+            print(f"control API:  {info['api_url']}  (status page: open it in a browser)")
         print(f"server:       {info['server_url'] or '(not configured)'}")
         if "server_reachable" in info:
             if not info["server_reachable"]:
@@ -756,6 +888,14 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
     print(unlock(_paths(args).lock))
     return OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pywats_client.doctor import diagnose
+
+    diagnosis = diagnose(_paths(args))
+    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else diagnosis.render())
+    return ERROR if diagnosis.needs_fixing else OK
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
