@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("receiver", cmd_receiver, "run a WATS-compatible test server on loopback "
                 "(for demos and trying converters offline)")
-    from pywats_client.receiver import add_arguments as add_receiver_arguments
+    from pywats_client.receiver_cli import add_arguments as add_receiver_arguments
 
     add_receiver_arguments(p)
     return parser
