@@ -24,6 +24,8 @@ from pywats_client.limits import LOG, STRING_OPERATORS, limits_used, parse_comp_
 
 if TYPE_CHECKING:
     from pywats_client.converters.base import ConverterContext
+    from pywats_client.report_builder import UURReport as UURReport
+    from pywats_client.report_builder import UUTReport as UUTReport
 
 # Fixed forever: changing it would give every re-converted file a new id, i.e. a duplicate
 # report on the server after an upgrade.
@@ -817,10 +819,10 @@ class _Checker:
             payload = step[kind]
             if kind in _MEASUREMENT_RULES:
                 self.measurements(payload, f"{where}.{kind}", kind)
-            elif isinstance(payload, dict):
-                self.fields(payload, f"{where}.{kind}", _PAYLOAD_RULES[kind])
             elif kind == "additionalResults":
                 self.additional(payload, f"{where}.additionalResults")
+            elif isinstance(payload, dict):
+                self.fields(payload, f"{where}.{kind}", _PAYLOAD_RULES[kind])
         if "steps" in step and step["steps"] and step.get("seqCall") is None:
             self.add(f"{where}.steps", "are only allowed under a sequence call step (this "
                      "step has no 'seqCall')")
@@ -1002,3 +1004,13 @@ def _show(value: Any) -> str:
         return _type_name(value)
     return json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(
         value)
+
+
+def __getattr__(name: str) -> Any:
+    # The report builders are importable from here, as the product documents show. They live
+    # in report_builder, which imports this module: loaded on first use to avoid the cycle.
+    if name in ("UUTReport", "UURReport"):
+        from pywats_client import report_builder
+
+        return getattr(report_builder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
