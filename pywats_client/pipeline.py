@@ -4,7 +4,7 @@ Shared by the service (one call per file, on a conversion thread) and by the `co
 `upload` commands, so a file is turned into the same reports, with the same ids, whichever way
 it arrives.
 
-Depends on: converters (base, registry), report, queue, settings, errors.
+Depends on: converters (base, registry), report, report_builder, queue, settings, errors.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pywats_client.converters.auto import AUTO_NAME
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.queue import PutResult, ReportQueue
 from pywats_client.report import finalize, to_json_bytes
+from pywats_client.report_builder import apply_context
 from pywats_client.settings import Settings, WatchFolder
 
 HEAD_BYTES = 64 * 1024
@@ -119,15 +120,10 @@ def convert_file(
     raw = converter.convert(path, context)
     if _fingerprint(path) != before:
         raise IncompleteFileError(f"{path.name} changed while it was being converted")
-    reports = raw if isinstance(raw, list) else [raw]
+    reports = [as_report_dict(report, context, path, converter.name)
+               for report in (raw if isinstance(raw, list) else [raw])]
     if not reports:
         raise ConversionError(f"{path.name}: the converter found no report in the file")
-    for report in reports:
-        if not isinstance(report, dict):
-            raise ConversionError(
-                f"{path.name}: converter {converter.name} returned {type(report).__name__}, "
-                "not a report"
-            )
     finished = [
         finalize(
             report,
@@ -140,6 +136,30 @@ def convert_file(
         for index, report in enumerate(reports)
     ]
     return Conversion(path, converter.name, reason, finished, companions_of(converter, path))
+
+
+def as_report_dict(report: object, context: ConverterContext, path: Path, converter: str
+                   ) -> dict[str, Any]:
+    """A converter's report as a WSJF dict: a dict as it is; a report object (anything with
+    `to_wsjf()` or `to_dict()`, such as `UUTReport`) serialised and completed from the
+    context (process code by name or default, part number, revision, operator defaults)."""
+    if isinstance(report, dict):
+        return report
+    serialise = getattr(report, "to_wsjf", None) or getattr(report, "to_dict", None)
+    if not callable(serialise):
+        raise ConversionError(
+            f"{path.name}: converter {converter} returned {type(report).__name__}, not a "
+            "report (return a WSJF dict, a UUTReport/UURReport, or a list of them)"
+        )
+    data = serialise()
+    if not isinstance(data, dict):
+        raise ConversionError(
+            f"{path.name}: converter {converter} returned a {type(report).__name__} whose "
+            f"{getattr(serialise, '__name__', 'to_wsjf')}() gave {type(data).__name__}, not a "
+            "WSJF dict"
+        )
+    apply_context(data, context)
+    return data
 
 
 def companions_of(converter: Converter, path: Path) -> tuple[Path, ...]:

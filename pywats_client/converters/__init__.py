@@ -1,10 +1,11 @@
 """Converters: turning test-equipment files into WATS reports (WSJF dicts).
 
 The public surface for people who write converters: subclass `Converter` (alias
-`BaseConverter`), read what you need from `ConverterContext`, raise `ConversionError` (or
-`IncompleteFileError` for a file still being written). `ConverterRegistry` finds converters by
-name, dotted path or plugin file. Kept light: importing this package imports no built-in
-converter, and nothing from the network or watcher side.
+`BaseConverter`), read what you need from `ConverterContext`, return WSJF dicts or build
+reports with `UUTReport`/`UURReport`, raise `ConversionError` (or `IncompleteFileError` for a
+file still being written). `ConverterRegistry` finds converters by name, dotted path or plugin
+file. Kept light: importing this package imports no built-in converter, and nothing from the
+network or watcher side.
 """
 
 from pywats_client.converters.base import (
@@ -21,6 +22,7 @@ from pywats_client.errors import (
     ReportValidationError,
 )
 from pywats_client.report import format_datetime, format_utc, parse_datetime
+from pywats_client.report_builder import UURReport, UUTReport
 
 __all__ = [
     "BUILTIN_CONVERTERS",
@@ -33,6 +35,8 @@ __all__ = [
     "IncompleteFileError",
     "PluginError",
     "ReportValidationError",
+    "UURReport",
+    "UUTReport",
     "format_datetime",
     "format_utc",
     "parse_datetime",

@@ -88,16 +88,16 @@ class Converter:
         convert = own.get("convert")
         if inspect.isfunction(convert) and _takes_only_the_path(convert):
             cls.convert = _with_context_ignored(convert)  # type: ignore[method-assign]
-        can_convert = own.get("can_convert")
-        if callable(can_convert):
-            # `detect` and `detect_with_reason` still the base ones: can_convert() answers.
-            if cls.detect is Converter.detect and (
-                    cls.detect_with_reason is Converter.detect_with_reason):
-                cls.detect_with_reason = _detect_by_can_convert  # type: ignore[method-assign]
-                cls.detect = _score_by_can_convert  # type: ignore[method-assign]
-            own_info = getattr(cls.get_info, "__func__", None) is not _BASE_GET_INFO
-            if cls.file_patterns == Converter.file_patterns and not own_info:
-                cls._names_by_can_convert = True
+        if not callable(getattr(cls, "can_convert", None)):
+            return
+        # `detect` and `detect_with_reason` still the base ones: can_convert() answers.
+        if cls.detect is Converter.detect and (
+                cls.detect_with_reason is Converter.detect_with_reason):
+            cls.detect_with_reason = _detect_by_can_convert  # type: ignore[method-assign]
+            cls.detect = _score_by_can_convert  # type: ignore[method-assign]
+        # Judged again for each class: a subclass may bring file patterns of its own.
+        own_info = getattr(cls.get_info, "__func__", None) is not _BASE_GET_INFO
+        cls._names_by_can_convert = cls.file_patterns == Converter.file_patterns and not own_info
 
     @classmethod
     def get_info(cls) -> ConverterInfo:

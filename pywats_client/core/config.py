@@ -1,0 +1,378 @@
+"""`ClientConfig`: an instance's config.json as a Python object, for the library API.
+
+A thin front over `config.ConfigDocument`, which owns the schema, the validation messages,
+the key order and the atomic, 0600, secrets-encrypted saves: nothing is checked twice or
+written differently from `pywats-client config set`. The folder holding config.json is the
+instance folder, so the queue, plugin converters, logs, state and lock of a `ClientConfig` are
+exactly where the service and the CLI find them.
+
+The older library shape of config.json (`instance_name`, `service_address`, `watch_paths`,
+`queue_path`, `converter_path`, `auto_submit`, `retry_failed`) is read too: those keys are kept
+in the file as written and mapped onto the service's keys when settings are built.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from pywats_client.config import SCHEMA, ConfigDocument
+from pywats_client.errors import ConfigError
+from pywats_client.paths import (
+    DEFAULT_INSTANCE,
+    InstancePaths,
+    default_data_dir,
+    validate_instance_name,
+)
+from pywats_client.settings import Settings
+
+# Keys of the older library config.json, kept as written and mapped when settings are built.
+LEGACY_KEYS = ("instance_name", "service_address", "converter_path", "queue_path",
+               "watch_paths", "auto_submit", "retry_failed")
+SECTIONS = ("queue", "converters", "logging")
+_SECRET_KEYS = tuple(option.key for option in SCHEMA if option.secret)
+_NOT_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class _Document(ConfigDocument):
+    """The document, plus a copy of the data as written (to save it elsewhere, and to map the
+    older keys without touching what is kept)."""
+
+    def raw(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+
+def instance_id(name: str) -> str:
+    """The instance folder name for `name`: the name itself when it is a valid instance name,
+    else the name with every run of other characters turned into "-" ("Production Station 1"
+    -> "Production-Station-1")."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("instance_name must be a non-empty text, such as 'station1'")
+    slug = _NOT_A_NAME.sub("-", name.strip()).strip("-._")[:64]
+    return validate_instance_name(slug or name)
+
+
+class ClientConfig:
+    """The configuration of one instance, loaded from or saved to its config.json.
+
+    Construct a new one with keyword arguments (`instance_name`, `service_address` or
+    `server_url`, `api_token`, `station_name`, ..., section dicts `queue`, `converters`,
+    `logging`), or read one with `load()`, `load_or_create()` or `for_instance()`. Every value
+    is checked when it is set (`ConfigError` names the key and the fix); secrets are shown
+    nowhere and encrypted when saved. `settings()` gives the validated `Settings` the service
+    runs with, environment overrides included.
+
+    Without `path`, the config belongs to instance `instance_name` under the data dir
+    (`data_dir`, else `$PYWATS_DATA_DIR` or the platform default), as `--instance` does.
+    """
+
+    def __init__(
+        self,
+        instance_name: str | None = None,
+        service_address: str | None = None,
+        api_token: str | None = None,
+        station_name: str | None = None,
+        *,
+        server_url: str | None = None,
+        station_location: str | None = None,
+        station_purpose: str | None = None,
+        watch_folders: Iterable[str | Path] = (),
+        path: str | Path | None = None,
+        data_dir: str | Path | None = None,
+        **options: Any,
+    ) -> None:
+        if server_url is not None and service_address is not None and (
+                server_url != service_address):
+            raise ConfigError("server_url and service_address are two names for the WATS "
+                              "server address; give one of them")
+        self._instance_name = instance_name
+        if path is not None:
+            config_path = Path(path)
+        else:
+            base = Path(data_dir) if data_dir is not None else default_data_dir()
+            config_path = InstancePaths.for_instance(
+                instance_id(instance_name or DEFAULT_INSTANCE), base).config
+        self._doc = _Document(config_path, config_path.parent / "secret.key")
+        url = server_url if server_url is not None else service_address
+        for key, value in (("server_url", url), ("api_token", api_token),
+                           ("station_name", station_name),
+                           ("station_location", station_location),
+                           ("station_purpose", station_purpose)):
+            if value is not None:
+                self.set(key, value)
+        for key, value in options.items():
+            if key in SECTIONS and isinstance(value, Mapping):
+                for name, inner in value.items():
+                    self.set(f"{key}.{name}", inner)
+            else:
+                self.set(key, value)
+        for folder in watch_folders:
+            self.add_watch_folder(folder)
+
+    # -- reading and writing files ---------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClientConfig:
+        """Read an existing config.json (or the config.json in the folder `path`)."""
+        config_path = _config_file(path)
+        if not config_path.is_file():
+            raise ConfigError(f"no config file at {config_path}. Fix: create it with "
+                              "ClientConfig.load_or_create(path), or 'pywats-client config "
+                              "init'")
+        # load() is a classmethod: it builds a _Document here.
+        doc = cast(_Document, _Document.load(config_path, config_path.parent / "secret.key"))
+        return cls._from_document(doc)
+
+    @classmethod
+    def load_or_create(cls, path: str | Path) -> ClientConfig:
+        """Read config.json at `path`; when there is none, create it (all defaults, mode
+        0600) and return that. Keys the file holds are all kept, known or not."""
+        config_path = _config_file(path)
+        if config_path.is_file():
+            return cls.load(config_path)
+        config = cls._from_document(_Document(config_path, config_path.parent / "secret.key"))
+        config.save()
+        return config
+
+    @classmethod
+    def for_instance(cls, name: str = DEFAULT_INSTANCE, data_dir: str | Path | None = None
+                     ) -> ClientConfig:
+        """The config of instance `name` under the data dir, as `--instance NAME` finds it;
+        an instance without a config.json gives an unsaved, empty one."""
+        base = Path(data_dir) if data_dir is not None else default_data_dir()
+        config_path = InstancePaths.for_instance(name, base).config
+        if config_path.is_file():
+            return cls.load(config_path)
+        return cls._from_document(_Document(config_path, config_path.parent / "secret.key"))
+
+    @classmethod
+    def _from_document(cls, doc: _Document) -> ClientConfig:
+        config = cls.__new__(cls)
+        config._doc = doc
+        config._instance_name = None
+        return config
+
+    def save(self, path: str | Path | None = None) -> None:
+        """Write config.json atomically (mode 0600, secrets encrypted, key order kept), to
+        `path` if given — the config then belongs to that folder's instance — else where it
+        was loaded from or is meant to be."""
+        if path is not None:
+            target = Path(os.path.abspath(_config_file(path)))
+            if target != self._doc.path:
+                data = self._doc.raw()
+                for key in _SECRET_KEYS:  # re-encrypted with the key file beside the target
+                    if _has(data, key):
+                        _put(data, key, self._doc.get(key))
+                self._doc = _Document(target, target.parent / "secret.key", data)
+        self._doc.save()
+
+    # -- values ----------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value of a dotted key ("queue.upload_interval") or a section, defaults filled
+        in; secrets decrypted."""
+        return self._doc.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a dotted key to a Python value (text, number, bool, list, dict or None),
+        checked by the schema; `ConfigError` names the key and the fix, and nothing changes."""
+        if isinstance(value, Path):
+            value = str(value)
+        text = value if isinstance(value, str) else _json_text(value)
+        self._doc.set(key, text)
+
+    def add_watch_folder(self, path: str | Path, *, converter: str | None = None,
+                         post_action: str | None = None) -> None:
+        """Watch one more folder (a relative path starts at the config's folder)."""
+        self._doc.add_watch_folder(str(path), converter=converter, post_action=post_action)
+
+    def settings(self, env: Mapping[str, str] | None = None) -> Settings:
+        """The validated settings with environment overrides (`os.environ` by default).
+
+        Raises `ConfigError` listing every problem, each naming the key, the file and the fix.
+        """
+        view = _Document(self._doc.path, self._doc.key_path, self._service_view())
+        return view.settings(env)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole effective config (defaults filled in), secrets masked: safe to print."""
+        return self._doc.to_display()
+
+    # -- the usual keys as attributes -------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The config.json this config is read from and saved to."""
+        return self._doc.path
+
+    @property
+    def paths(self) -> InstancePaths:
+        """The instance's folders: the folder holding config.json is the instance folder."""
+        return InstancePaths(name=self.path.parent.name, root=self.path.parent)
+
+    @property
+    def instance_name(self) -> str:
+        """The name given when creating the config, the file's `instance_name`, else the
+        instance folder's name."""
+        if self._instance_name is not None:
+            return self._instance_name
+        written = self._doc.raw().get("instance_name")
+        return written if isinstance(written, str) and written else self.path.parent.name
+
+    @property
+    def server_url(self) -> str:
+        value = self._doc.get("server_url")
+        if not value:
+            legacy = self._doc.raw().get("service_address")
+            return legacy if isinstance(legacy, str) else ""
+        return str(value)
+
+    @server_url.setter
+    def server_url(self, value: str) -> None:
+        self.set("server_url", value)
+
+    service_address = server_url
+
+    @property
+    def api_token(self) -> str:
+        return str(self._doc.get("api_token") or "")
+
+    @api_token.setter
+    def api_token(self, value: str) -> None:
+        self.set("api_token", value)
+
+    @property
+    def station_name(self) -> str:
+        return str(self._doc.get("station_name") or "")
+
+    @station_name.setter
+    def station_name(self, value: str) -> None:
+        self.set("station_name", value)
+
+    @property
+    def station_location(self) -> str:
+        return str(self._doc.get("station_location") or "")
+
+    @station_location.setter
+    def station_location(self, value: str) -> None:
+        self.set("station_location", value)
+
+    @property
+    def station_purpose(self) -> str:
+        return str(self._doc.get("station_purpose") or "")
+
+    @station_purpose.setter
+    def station_purpose(self, value: str) -> None:
+        self.set("station_purpose", value)
+
+    def __repr__(self) -> str:
+        return (f"ClientConfig(path={str(self.path)!r}, instance_name={self.instance_name!r}, "
+                f"server_url={self.server_url!r})")
+
+    # -- the older library keys --------------------------------------------------------------
+
+    def _service_view(self) -> dict[str, Any]:
+        """The data in the service's shape: the older keys taken out and mapped."""
+        data = self._doc.raw()
+        legacy = {key: data.pop(key) for key in LEGACY_KEYS if key in data}
+        if not legacy:
+            return data
+        problems: list[str] = []
+        where = str(self.path)
+        name = legacy.get("instance_name")
+        if name is not None and not isinstance(name, str):
+            problems.append(f"{where}: instance_name must be text, got {name!r}")
+        address = legacy.get("service_address")
+        if address is not None:
+            if "server_url" in data and data["server_url"] != address:
+                problems.append(f"{where}: server_url and service_address differ. Fix: keep "
+                                "one of them (server_url is the current name)")
+            data.setdefault("server_url", address)
+        paths = legacy.get("watch_paths")
+        if paths is not None:
+            if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+                problems.append(f"{where}: watch_paths must be a list of folder paths, got "
+                                f"{paths!r}")
+            elif isinstance(data.setdefault("queue", {}), dict):
+                folders = data["queue"].setdefault("watch_folders", [])
+                if isinstance(folders, list):
+                    folders.extend(p for p in paths if p not in folders)
+        for key, folder in (("queue_path", self.paths.queue),
+                            ("converter_path", self.paths.converters)):
+            value = legacy.get(key)
+            if value is None:
+                continue
+            given = Path(os.path.normpath(self.path.parent / Path(str(value)).expanduser()))
+            if not isinstance(value, str) or given != folder:
+                problems.append(
+                    f"{where}: {key} is {value!r}, but this client keeps it in {folder} (beside "
+                    f"config.json). Fix: remove {key}, or move config.json so that its folder "
+                    "holds the queue and converters")
+        for key in ("auto_submit", "retry_failed"):
+            if key in legacy and not isinstance(legacy[key], bool):
+                problems.append(f"{where}: {key} must be true or false, got {legacy[key]!r}")
+        if legacy.get("auto_submit") is False:
+            problems.append(f"{where}: auto_submit is false, but this client uploads every "
+                            "report it queues. Fix: remove auto_submit (to hold reports back, "
+                            "stop the service)")
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return data
+
+
+def _config_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "config.json" if path.is_dir() else path
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{value!r} cannot be stored in config.json (not a JSON value: use "
+                          "text, numbers, true/false, lists or objects)") from None
+
+
+def _has(data: dict[str, Any], key: str) -> bool:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def resolve_config(config: ClientConfig | str | Path | None,
+                   data_dir: str | Path | None = None) -> ClientConfig:
+    """A ClientConfig from what a caller gave: the config itself, a config file (or the
+    instance folder holding it), an instance name (under `data_dir`), or None for the default
+    instance."""
+    if isinstance(config, ClientConfig):
+        return config
+    if config is None:
+        return ClientConfig.for_instance(DEFAULT_INSTANCE, data_dir)
+    if isinstance(config, str) and not _looks_like_path(config):
+        return ClientConfig.for_instance(validate_instance_name(config), data_dir)
+    path = Path(config)
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"no config file at {file}. Fix: give the path of an instance's "
+                          "config.json, an instance name, or a ClientConfig")
+    return ClientConfig.load(file)
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.endswith(".json") or Path(text).exists()

@@ -1,0 +1,11 @@
+"""Background services for Python programs on a station, each on its own thread.
+
+`ConnectionService` checks the WATS server periodically and answers `is_connected()`;
+`QueueService` uploads the instance's queue (the service without the folder watching).
+Synchronous: `start()` and `stop()` return when done, nothing is awaited.
+"""
+
+from pywats_client.services.connection import ConnectionService
+from pywats_client.services.queue import QueueService
+
+__all__ = ["ConnectionService", "QueueService"]
