@@ -1,0 +1,96 @@
+"""A sick server costs time, never reports: errors, resets, 429s, timeouts after storing, a
+server that vanishes and comes back. And the client does not hammer it while it is sick."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pywats_client.queue import read_header
+from pywats_client.receiver import Faults, Receiver
+from tests.station import Station, wait_until, wsjf_report
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "dXNlcjpzZWNyZXQ="
+REPORTS = 300
+
+
+def stored_in(store: Path) -> set[str]:
+    """Report ids a receiver stored in `store`, before and after a restart."""
+    return {p.stem for p in store.glob("*.json")}
+
+
+def test_everything_arrives_through_a_misbehaving_server_without_a_hot_loop(
+        tmp_path: Path) -> None:
+    faults = Faults(latency_ms=5, error_rate=0.20, reset_rate=0.05, rate_limit_rate=0.05,
+                    retry_after=1, timeout_after_store_rate=0.02, hang_seconds=3)
+    receiver = Receiver(tmp_path / "store", token=TOKEN, faults=faults, seed=11).start()
+    port = int(receiver.url.rsplit(":", 1)[1])
+    station = Station(tmp_path / "station", receiver.url, TOKEN, retry_delay=1,
+                      retry_max_delay=4, probe_interval=0.5)
+    station.config["read_timeout"] = 1
+    station.write_config()
+    ids = [str(uuid.uuid4()) for _ in range(REPORTS)]
+    try:
+        station.start()
+        for n, rid in enumerate(ids[: REPORTS // 2]):
+            station.drop(f"a{n:04d}.json", wsjf_report(n, report_id=rid))
+        wait_until(lambda: len(receiver.stored_ids()) >= REPORTS // 4, 120, "some uploads")
+
+        # The server disappears (connection refused) while files keep coming.
+        receiver.stop()
+        gone = threading.Event()
+        for n, rid in enumerate(ids[REPORTS // 2:], start=REPORTS // 2):
+            station.drop(f"b{n:04d}.json", wsjf_report(n, report_id=rid))
+        wait_until(lambda: station.service_status().get("server") == "offline", 60,
+                   "the service to notice")
+        pending_while_gone = len(station.queue_files("pending"))
+        gone.wait(4)  # the outage lasts a while; the service must only probe meanwhile
+        assert len(station.queue_files("pending")) >= pending_while_gone
+        for name in station.queue_files("pending")[:20]:
+            assert read_header(station.queue / "pending" / name).attempts <= 8
+
+        # It comes back on the same address.
+        before = receiver.request_count()
+        receiver = Receiver(tmp_path / "store", token=TOKEN, faults=faults, seed=12,
+                            port=port).start()
+        wait_until(lambda: set(ids) <= stored_in(tmp_path / "store"), 180, "every report")
+        assert stored_in(tmp_path / "store") == set(ids)
+        # No hot loop: every report needs one POST, plus retries for the injected faults
+        # (about a third of the attempts fail) — far fewer than a loop would send.
+        total = before + receiver.request_count()
+        print(f"\nserver faults: {REPORTS} reports, {total} requests in all")
+        assert total < REPORTS * 3
+        assert station.queue_files("failed") == []
+        assert station.stop() == 0
+    finally:
+        station.kill()
+        receiver.stop()
+
+
+def test_a_server_answering_only_429_is_asked_again_only_after_retry_after(
+        tmp_path: Path) -> None:
+    faults = Faults(rate_limit_rate=1.0, retry_after=2)
+    with Receiver(tmp_path / "store", token=TOKEN, faults=faults) as receiver:
+        station = Station(tmp_path / "station", receiver.url, TOKEN, retry_delay=1,
+                          retry_max_delay=1)
+        try:
+            station.start()
+            for n in range(5):
+                station.drop(f"r{n}.json", wsjf_report(n, report_id=str(uuid.uuid4())))
+            wait_until(lambda: receiver.request_count("POST /api/Report/WSJF") >= 5, 30,
+                       "the first attempts")
+            window = threading.Event()
+            start = receiver.request_count("POST /api/Report/WSJF")
+            window.wait(4)  # two Retry-After periods
+            sent = receiver.request_count("POST /api/Report/WSJF") - start
+            # each of the 5 reports at most once per 2-second Retry-After, plus slack
+            assert sent <= 5 * 2 + 5, f"{sent} POSTs in 4 s despite Retry-After: 2"
+            receiver.faults.rate_limit_rate = 0.0
+            assert receiver.wait_for_reports(5, timeout=30)
+        finally:
+            station.kill()
