@@ -640,7 +640,7 @@ class ConfigDocument:
         file and the fix), or `SecretError` if the token cannot be decrypted.
         """
         env = os.environ if env is None else env
-        build = _Build(self.path, self._data)
+        build = _Build(self.path, legacy_mapped(self.path, self._data))
         values = build.values()
         folders = build.watch_folders(values.get("queue.watch_folders"))
         env_folders = build.env_overrides(values, env)
@@ -879,6 +879,61 @@ def _free_value(text: str) -> Any:
 
 
 # -- entry points ----------------------------------------------------------------------------
+
+
+# Keys of the older library config (package README): read and mapped, kept as written.
+LEGACY_KEYS = ("instance_name", "service_address", "converter_path", "queue_path",
+               "watch_paths", "auto_submit", "retry_failed")
+
+
+def legacy_mapped(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` in the service's shape: the older library keys (LEGACY_KEYS, from the package
+    README's config) taken out and mapped onto today's; `path` is the config.json."""
+    data = copy.deepcopy(raw)
+    legacy = {key: data.pop(key) for key in LEGACY_KEYS if key in data}
+    if not legacy:
+        return data
+    problems: list[str] = []
+    where = str(path)
+    name = legacy.get("instance_name")
+    if name is not None and not isinstance(name, str):
+        problems.append(f"{where}: instance_name must be text, got {name!r}")
+    address = legacy.get("service_address")
+    if address is not None:
+        if "server_url" in data and data["server_url"] != address:
+            problems.append(f"{where}: server_url and service_address differ. Fix: keep "
+                            "one of them (server_url is the current name)")
+        data.setdefault("server_url", address)
+    paths = legacy.get("watch_paths")
+    if paths is not None:
+        if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+            problems.append(f"{where}: watch_paths must be a list of folder paths, got "
+                            f"{paths!r}")
+        elif isinstance(data.setdefault("queue", {}), dict):
+            folders = data["queue"].setdefault("watch_folders", [])
+            if isinstance(folders, list):
+                folders.extend(p for p in paths if p not in folders)
+    for key, folder in (("queue_path", path.parent / "queue"),
+                        ("converter_path", path.parent / "converters")):
+        value = legacy.get(key)
+        if value is None:
+            continue
+        given = Path(os.path.normpath(path.parent / Path(str(value)).expanduser()))
+        if not isinstance(value, str) or given != folder:
+            problems.append(
+                f"{where}: {key} is {value!r}, but this client keeps it in {folder} (beside "
+                f"config.json). Fix: remove {key}, or move config.json so that its folder "
+                "holds the queue and converters")
+    for key in ("auto_submit", "retry_failed"):
+        if key in legacy and not isinstance(legacy[key], bool):
+            problems.append(f"{where}: {key} must be true or false, got {legacy[key]!r}")
+    if legacy.get("auto_submit") is False:
+        problems.append(f"{where}: auto_submit is false, but this client uploads every "
+                        "report it queues. Fix: remove auto_submit (to hold reports back, "
+                        "stop the service)")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return data
 
 
 def load_settings(path: Path, *, key_path: Path | None = None,

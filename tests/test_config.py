@@ -825,3 +825,25 @@ def test_schema_defaults_match_the_settings_defaults(tmp_path: Path) -> None:
     assert doc.get("queue.max_age") == defaults.queue.max_age
     assert doc.get("logging.backup_count") == defaults.logging.backup_count
     assert os.fspath(doc.path) == os.fspath(tmp_path / "config.json")
+
+
+def test_the_package_readme_config_shape_is_read_by_the_service_too(tmp_path: Path) -> None:
+    # The library README's example, verbatim apart from paths that must exist beside it.
+    path = write(tmp_path, {
+        "instance_name": "Production Station 1",
+        "service_address": "https://your-server.wats.com",
+        "api_token": "base64_encoded_token",
+        "converter_path": "./converters",
+        "queue_path": "./queue",
+        "watch_paths": ["./test_data"],
+        "auto_submit": True,
+        "retry_failed": True,
+    })
+    settings = load_settings(path, env={})
+    assert settings.server_url == "https://your-server.wats.com"
+    assert [f.path for f in settings.queue.watch_folders] == [tmp_path / "test_data"]
+    assert settings.api_token == "base64_encoded_token"
+    doc = load(path)
+    doc.set("station_name", "x")
+    doc.save()
+    assert json.loads(path.read_text())["instance_name"] == "Production Station 1"

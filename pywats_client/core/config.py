@@ -31,9 +31,6 @@ from pywats_client.paths import (
 )
 from pywats_client.settings import Settings
 
-# Keys of the older library config.json, kept as written and mapped when settings are built.
-LEGACY_KEYS = ("instance_name", "service_address", "converter_path", "queue_path",
-               "watch_paths", "auto_submit", "retry_failed")
 SECTIONS = ("queue", "converters", "logging")
 _SECRET_KEYS = tuple(option.key for option in SCHEMA if option.secret)
 _NOT_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -196,8 +193,7 @@ class ClientConfig:
 
         Raises `ConfigError` listing every problem, each naming the key, the file and the fix.
         """
-        view = _Document(self._doc.path, self._doc.key_path, self._service_view())
-        return view.settings(env)
+        return self._doc.settings(env)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole effective config (defaults filled in), secrets masked: safe to print."""
@@ -274,55 +270,6 @@ class ClientConfig:
         return (f"ClientConfig(path={str(self.path)!r}, instance_name={self.instance_name!r}, "
                 f"server_url={self.server_url!r})")
 
-    # -- the older library keys --------------------------------------------------------------
-
-    def _service_view(self) -> dict[str, Any]:
-        """The data in the service's shape: the older keys taken out and mapped."""
-        data = self._doc.raw()
-        legacy = {key: data.pop(key) for key in LEGACY_KEYS if key in data}
-        if not legacy:
-            return data
-        problems: list[str] = []
-        where = str(self.path)
-        name = legacy.get("instance_name")
-        if name is not None and not isinstance(name, str):
-            problems.append(f"{where}: instance_name must be text, got {name!r}")
-        address = legacy.get("service_address")
-        if address is not None:
-            if "server_url" in data and data["server_url"] != address:
-                problems.append(f"{where}: server_url and service_address differ. Fix: keep "
-                                "one of them (server_url is the current name)")
-            data.setdefault("server_url", address)
-        paths = legacy.get("watch_paths")
-        if paths is not None:
-            if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
-                problems.append(f"{where}: watch_paths must be a list of folder paths, got "
-                                f"{paths!r}")
-            elif isinstance(data.setdefault("queue", {}), dict):
-                folders = data["queue"].setdefault("watch_folders", [])
-                if isinstance(folders, list):
-                    folders.extend(p for p in paths if p not in folders)
-        for key, folder in (("queue_path", self.paths.queue),
-                            ("converter_path", self.paths.converters)):
-            value = legacy.get(key)
-            if value is None:
-                continue
-            given = Path(os.path.normpath(self.path.parent / Path(str(value)).expanduser()))
-            if not isinstance(value, str) or given != folder:
-                problems.append(
-                    f"{where}: {key} is {value!r}, but this client keeps it in {folder} (beside "
-                    f"config.json). Fix: remove {key}, or move config.json so that its folder "
-                    "holds the queue and converters")
-        for key in ("auto_submit", "retry_failed"):
-            if key in legacy and not isinstance(legacy[key], bool):
-                problems.append(f"{where}: {key} must be true or false, got {legacy[key]!r}")
-        if legacy.get("auto_submit") is False:
-            problems.append(f"{where}: auto_submit is false, but this client uploads every "
-                            "report it queues. Fix: remove auto_submit (to hold reports back, "
-                            "stop the service)")
-        if problems:
-            raise ConfigError("\n".join(problems))
-        return data
 
 
 def _config_file(path: str | Path) -> Path:
