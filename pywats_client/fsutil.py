@@ -168,6 +168,15 @@ def filesystem_type(path: Path) -> str | None:
         return None
 
 
+def mount_points() -> set[str]:
+    """Every mount point of this machine (from /proc/mounts; bind mounts included, which
+    `os.path.ismount` misses when they stay on one filesystem). Empty when unreadable."""
+    try:
+        return {point for point, _ in _mounts()}
+    except OSError:
+        return set()
+
+
 def _mounts() -> Iterator[tuple[str, str]]:
     with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
         for line in fh:

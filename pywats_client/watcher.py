@@ -25,6 +25,7 @@ from watchdog.observers.polling import PollingObserver
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.errors import ConfigError
+from pywats_client.fsutil import mount_points
 from pywats_client.postaction import SeenFiles, SourceFile
 from pywats_client.settings import WatchFolder
 
@@ -187,7 +188,9 @@ class FolderWatcher:
                           folder.key, exc.strerror or exc, self._rescan_interval)
             else:
                 log.info("created missing watch folder %s", folder.key)
-        self._mount_points = {key for key in self._folders if os.path.ismount(key)}
+        mounted = mount_points()
+        self._mount_points = {key for key in self._folders
+                              if os.path.realpath(key) in mounted or os.path.ismount(key)}
         native = [f for f in self._folders.values() if not f.settings.polling]
         polled = [f for f in self._folders.values() if f.settings.polling]
         if native:
@@ -338,8 +341,9 @@ class FolderWatcher:
         """Every acceptable name directly inside the watch folders (non-recursive)."""
         found: set[str] = set()
         scanned: set[str] = set()
+        mounted = mount_points() if self._mount_points else set()
         for key, folder in self._folders.items():
-            if key in self._mount_points and not os.path.ismount(key):
+            if key in self._mount_points and os.path.realpath(key) not in mounted:
                 # The share is gone and its empty mount point is left: that is not "no files".
                 if key not in self._scan_failing:
                     self._scan_failing.add(key)

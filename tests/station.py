@@ -161,11 +161,10 @@ class Station:
             return ""
 
     def drop(self, name: str, report: dict[str, Any] | bytes) -> Path:
-        """Write a file into the watch folder the way equipment does: elsewhere, then rename."""
+        """Write a file into the watch folder the way equipment does: under a hidden temporary
+        name (which the watcher ignores), then renamed."""
         data = report if isinstance(report, bytes) else json.dumps(report).encode()
-        staging = self.root / "staging"
-        staging.mkdir(exist_ok=True)
-        tmp = staging / f"{name}.{uuid.uuid4().hex}"
+        tmp = self.watch / f".{name}.{uuid.uuid4().hex}"
         tmp.write_bytes(data)
         target = self.watch / name
         os.replace(tmp, target)
