@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""Conversion speed and memory per converter, on the real sample files.
+"""Conversion speed and memory per converter, on the real sample files (and large ones).
 
     python scripts/bench_converters.py [--samples ../shared/samples] [--repeat 5]
+                                       [--synthetic] [--json FILE]
 
 For every built-in converter and the sample files it owns: reports/s and MB/s (median of
 `--repeat` runs of converting all its samples, finalisation and validation included, as the
-service does it), and the peak Python memory (tracemalloc) while converting its largest sample.
+service does it), and the peak Python memory (tracemalloc) while converting its largest
+sample. The input of a converter that reads a unit (a Klippel header and its data folder)
+counts the whole unit.
+
+`--synthetic` adds inputs of the shape a busy line produces, built from the samples in a
+temporary folder (nothing is written into the repository): a WSXF export of 200 reports, an
+ATML batch of 50 sockets, an i3070 panel of 200 boards, a Seica panel of 20 boards with
+1 000 tests each, an .xjlog of 200 runs, and a Klippel unit whose curves have 5 000 points.
 Prints a table; `--json FILE` also writes the figures.
 """
 
@@ -13,17 +21,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+import re
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pywats_client.converters import ConverterContext, ConverterRegistry  # noqa: E402
-from pywats_client.pipeline import convert_file  # noqa: E402
+from pywats_client.converters import Converter, ConverterContext, ConverterRegistry  # noqa: E402
+from pywats_client.pipeline import companions_of, convert_file  # noqa: E402
 from pywats_client.receiver import PROCESSES_LIST  # noqa: E402
 from tests.test_converter_contract import OWNERS  # noqa: E402
 
@@ -36,10 +50,21 @@ def context_for(path: Path) -> ConverterContext:
                             processes={p["name"]: p["code"] for p in PROCESSES_LIST})
 
 
-def measure(registry: ConverterRegistry, name: str, files: list[Path],
-            repeat: int) -> dict[str, float | int | str]:
+def input_size(converter: Converter, path: Path) -> int:
+    """Bytes read for one conversion: the file and the files of its unit (a data folder)."""
+    size = path.stat().st_size
+    for companion in companions_of(converter, path):
+        if companion.is_dir():
+            size += sum(f.stat().st_size for f in companion.rglob("*") if f.is_file())
+        elif companion.is_file():
+            size += companion.stat().st_size
+    return size
+
+
+def measure(registry: ConverterRegistry, name: str, files: list[Path], repeat: int,
+            label: str = "") -> dict[str, Any]:
     converter = registry.create(name)
-    size = sum(p.stat().st_size for p in files)
+    sizes = {path: input_size(converter, path) for path in files}
     reports = 0
     runs = []
     for _ in range(repeat):
@@ -47,15 +72,158 @@ def measure(registry: ConverterRegistry, name: str, files: list[Path],
         reports = sum(len(convert_file(p, converter, context_for(p)).reports) for p in files)
         runs.append(time.perf_counter() - started)
     seconds = statistics.median(runs)
-    largest = max(files, key=lambda p: p.stat().st_size)
+    largest = max(files, key=sizes.__getitem__)
     tracemalloc.start()
     convert_file(largest, converter, context_for(largest))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"converter": name, "files": len(files), "reports": reports, "bytes": size,
-            "seconds": seconds, "reports_per_s": reports / seconds,
-            "mb_per_s": size / 2**20 / seconds, "largest": largest.name,
-            "largest_bytes": largest.stat().st_size, "peak_mb": peak / 2**20}
+    size = sum(sizes.values())
+    return {"converter": name, "input": label or f"{len(files)} sample(s)",
+            "files": len(files), "reports": reports, "bytes": size, "seconds": seconds,
+            "reports_per_s": reports / seconds, "mb_per_s": size / 2**20 / seconds,
+            "largest": largest.name, "largest_bytes": sizes[largest], "peak_mb": peak / 2**20}
+
+
+# -- synthetic inputs ---------------------------------------------------------------------------
+
+
+def wsxf_reports(samples: Path, folder: Path, count: int = 200) -> Path | None:
+    """A WSXF export of `count` reports: the test report sample's `<Report>`, each with its
+    own id and serial number."""
+    template = samples / "wsxf" / "uut-wsxf.xml"
+    if not template.is_file():
+        return None
+    text = template.read_text("utf-8-sig")
+    start, end = text.index("<Report "), text.rindex("</Report>") + len("</Report>")
+    one = text[start:end]
+    copies = [re.sub(r' SN="([^"]*)"', rf' SN="\g<1>-{n:05d}"',
+                     re.sub(r' ID="[^"]*"', f' ID="00000000-0000-4000-8000-{n:012d}"', one,
+                            count=1), count=1)
+              for n in range(count)]
+    path = folder / "wsxf_reports.xml"
+    path.write_text(text[:start] + "\n".join(copies) + text[end:], "utf-8")
+    return path
+
+
+def atml_batch(samples: Path, folder: Path, sockets: int = 50) -> Path | None:
+    """An ATML batch file: the production sample's one TestResults repeated, each with its
+    own uuid (the shape of a big batch report)."""
+    template = (samples / "atml"
+                / "Report_LS2621-1002[Passed][9190300075][2019-03-11][15 06 37].xml")
+    if not template.is_file():
+        return None
+    text = template.read_text("latin-1")
+    start = text.index("<trc:TestResults ")
+    end = text.index("</trc:TestResults>") + len("</trc:TestResults>")
+    one = text[start:end]
+    copies = [re.sub(r'uuid="[^"]*"', f'uuid="00000000-0000-4000-8000-{n:012d}"', one, count=1)
+              for n in range(sockets)]
+    path = folder / "atml_batch.xml"
+    path.write_text(text[:start] + "\n".join(copies) + text[end:], "latin-1")
+    return path
+
+
+def i3070_panel(samples: Path, folder: Path, boards: int = 200) -> Path | None:
+    """An i3070 panel log: the largest sample's @BATCH header with its @BTEST repeated."""
+    found = sorted((samples / "i3070").glob("*"), key=lambda p: p.stat().st_size)
+    if not found:
+        return None
+    text = found[-1].read_text("latin-1")
+    header, rest = text.split("\n", 1)
+    board = rest.rstrip().removesuffix("}")  # the @BTEST and its records, without @BATCH's }
+    body = "".join(board.replace("{@BTEST|", f"{{@BTEST|B{n:05d}-", 1) + "\n"
+                   for n in range(boards))
+    path = folder / "i3070_panel.log"
+    path.write_text(f"{header}\n{body}}}\n", "latin-1")
+    return path
+
+
+def seica_panel(samples: Path, folder: Path, boards: int = 20, tests: int = 1000) -> Path:
+    """A Seica panel of `boards` boards with `tests` tests each (fixed seed): no public
+    sample of the format exists."""
+    rng = random.Random(4711)
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<R>\n',
+             '  <PrgC Prg="PCB4711_C" Ver="3.2"/>\n  <FidMrk X1="1" Y1="2"/>\n',
+             '  <ST NM="PCB4711_C" OP="bench" NMP="Synthetic panel"/>\n']
+    for board in range(boards):
+        parts.append(f'  <BI BC="PANEL-1" BCP="SN-{board:05d}" '
+                     f'SD="15-03-2024 13:{board // 60:02d}:{board % 60:02d}">\n')
+        for test in range(tests):
+            nominal = 10 ** rng.randint(0, 6)
+            value = nominal * rng.uniform(0.9, 1.1)
+            verdict = 0 if abs(value - nominal) <= 0.08 * nominal else 1
+            parts.append(
+                f'    <TEST F="Group {test // 50}" NM="R{test}" MR="{value:.6g}" '
+                f'ML="{nominal * 0.92:.6g}" MH="{nominal * 1.08:.6g}" MU="Ohm" '
+                f'TR="{verdict}" TT="{rng.randint(5, 120)}"/>\n')
+        parts.append("  </BI>\n")
+    parts.append('  <ET ED="15-03-2024 14:00:00" NF="1"/>\n</R>\n')
+    path = folder / "seica_panel.xml"
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def xjtag_runs(samples: Path, folder: Path, runs: int = 200) -> Path | None:
+    """An .xjlog of `runs` runs: the largest run of the samples, each with its own serial."""
+    archives = sorted((samples / "xjtag").glob("*.xjlog"), key=lambda p: p.stat().st_size)
+    if not archives:
+        return None
+    with zipfile.ZipFile(archives[-1]) as source:
+        name = max((n for n in source.namelist() if n.startswith("Run ") and n.endswith(".xml")),
+                   key=lambda n: source.getinfo(n).file_size)
+        run = source.read(name)
+    path = folder / "many_runs.xjlog"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for n in range(1, runs + 1):
+            out.writestr(f"Run {n}.xml", run.replace(b"<serial>", f"<serial>R{n:05d}-".encode()))
+            out.writestr(f"Run {n}.checksum", b"")
+        out.writestr("Info.xml", f"<LogFileInfo><Version>1</Version><TestRunCount>{runs}"
+                                 "</TestRunCount><ExportedFromOutput>false</ExportedFromOutput>"
+                                 "</LogFileInfo>")
+    return path
+
+
+def klippel_curves(samples: Path, folder: Path, points: int = 5000) -> Path | None:
+    """The Klippel sample unit with every curve resampled to `points` points."""
+    headers = sorted((samples / "klippel").rglob("DUT *.txt"))
+    headers = [h for h in headers if h.with_name(h.stem).is_dir()]
+    if not headers:
+        return None
+    template = headers[0]
+    header = folder / template.name
+    header.write_bytes(template.read_bytes())
+    data = folder / template.stem
+    data.mkdir()
+    for file in template.with_name(template.stem).iterdir():
+        lines = file.read_text("latin-1").splitlines()  # byte for byte, whatever the code page
+        if file.stem.endswith("-values"):
+            (data / file.name).write_text("\n".join(lines) + "\n", "latin-1")
+            continue
+        rows = [line for line in lines[1:] if line.strip()]
+        body = [f"{20 + n * 0.5:.2f}\t" + rows[n % len(rows)].split("\t", 1)[1]
+                for n in range(points)]
+        (data / file.name).write_text("\n".join([lines[0], *body]) + "\n", "latin-1")
+    return header
+
+
+SYNTHETIC: list[tuple[str, str, Callable[[Path, Path], Path | None]]] = [
+    ("WATSStandardXMLConverter", "synthetic: 200 WSXF reports", wsxf_reports),
+    ("ATMLConverter", "synthetic: batch of 50 sockets", atml_batch),
+    ("KeysightI3070Converter", "synthetic: panel of 200 boards", i3070_panel),
+    ("SeicaXMLConverter", "synthetic: 20 boards x 1000 tests", seica_panel),
+    ("XJTAGConverter", "synthetic: .xjlog of 200 runs", xjtag_runs),
+    ("KlippelConverter", "synthetic: curves of 5000 points", klippel_curves),
+]
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'converter':<29} {'input':<34} {'reports':>7} {'KiB':>8} {'reports/s':>10} "
+          f"{'MB/s':>7} {'peak MB (largest)':>18}")
+    for r in rows:
+        print(f"{r['converter']:<29} {r['input'][:34]:<34} {r['reports']:>7} "
+              f"{int(r['bytes']) / 1024:>8.0f} {r['reports_per_s']:>10.1f} "
+              f"{r['mb_per_s']:>7.2f} {r['peak_mb']:>7.1f} "
+              f"({int(r['largest_bytes']) / 1024:.0f} KiB)")
 
 
 def main() -> int:
@@ -63,6 +231,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "samples")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--synthetic", action="store_true",
+                        help="also measure large inputs built from the samples")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not args.samples.is_dir():
@@ -74,13 +244,18 @@ def main() -> int:
         files = sorted(p for g in globs for p in args.samples.glob(g) if p.is_file())
         if files and name in registry.names():
             rows.append(measure(registry, name, files, args.repeat))
-    print(f"{'converter':<30} {'files':>5} {'reports':>7} {'KiB':>8} {'reports/s':>10} "
-          f"{'MB/s':>7} {'peak MB (largest file)':>24}")
-    for r in rows:
-        print(f"{r['converter']:<30} {r['files']:>5} {r['reports']:>7} "
-              f"{int(r['bytes']) / 1024:>8.0f} {r['reports_per_s']:>10.1f} "
-              f"{r['mb_per_s']:>7.2f} {r['peak_mb']:>10.1f} "
-              f"({int(r['largest_bytes']) / 1024:.0f} KiB)")
+    if args.synthetic:
+        with tempfile.TemporaryDirectory() as folder:
+            for name, label, build in SYNTHETIC:
+                place = Path(folder) / name
+                place.mkdir()
+                path = build(args.samples, place)
+                if path is None:
+                    print(f"note: no sample to build {label!r} from", file=sys.stderr)
+                    continue
+                rows.append(measure(registry, name, [path], max(1, min(args.repeat, 3)),
+                                    label))
+    print_table(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

@@ -28,8 +28,9 @@ from pywats_client.report import ReportDict, iter_steps
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "atml"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 ATML_SAMPLES = sorted((SAMPLES / "atml").iterdir()) if (SAMPLES / "atml").is_dir() else []
+# ATML names no WATS process: the station's folder says which (here SW Debug, 10).
 CONTEXT = ConverterContext(station_name="ST-CONFIG", location="Lab", purpose="Test",
-                           file_mtime=1_700_000_000.0)
+                           file_mtime=1_700_000_000.0, defaults={"process_code": 10})
 CONVERTER = ATMLConverter()
 
 NS5 = ('xmlns:trc="urn:IEEE-1636.1:2011:01:TestResultsCollection" '
@@ -322,7 +323,7 @@ def test_deep_but_allowed_nesting_converts(tmp_path: Path) -> None:
 
 def test_too_large_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(atml_module, "MAX_FILE_SIZE", 100)
-    with pytest.raises(ConversionError, match="larger than"):
+    with pytest.raises(ConversionError, match="ATML files over 100 bytes are refused"):
         convert(write(tmp_path, minimal()))
 
 

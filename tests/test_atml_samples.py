@@ -33,8 +33,10 @@ MOTHERBOARD = {
 FAT = "TS2017_ATML2.02 - FATv1.XML"
 PRODUCTION = "Report_LS2621-1002[Passed][9190300075][2019-03-11][15 06 37].xml"
 OSLO = ZoneInfo("Europe/Oslo")
+# ATML names no WATS process: the station's folder says which (here SW Debug, 10).
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",
-                           timezone=OSLO, file_mtime=1_777_777_777.0)
+                           timezone=OSLO, file_mtime=1_777_777_777.0,
+                           defaults={"process_code": 10})
 CONVERTER = ATMLConverter()
 
 

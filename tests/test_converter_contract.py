@@ -117,7 +117,8 @@ def test_the_owner_converts_validly_and_deterministically(registry: ConverterReg
 def test_every_converter_refuses_files_it_does_not_own(registry: ConverterRegistry,
                                                        name: str) -> None:
     converter = registry.create(name)
-    context = ConverterContext(station_name="contract-station")
+    # A fully set-up station: a refusal must come from the format, not from a missing setting.
+    context = ConverterContext(station_name="contract-station", defaults={"process_code": 50})
     for path in _all_samples():
         if OWNER_OF.get(path) == name:
             continue

@@ -28,8 +28,10 @@ CONVERTER = KeysightI3070Converter()
 
 
 def context(path: Path) -> ConverterContext:
+    # i3070 logs name no WATS process: the station's folder says which (here SW Debug, 10).
     return ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",
-                            timezone=CEST, file_mtime=path.stat().st_mtime)
+                            timezone=CEST, file_mtime=path.stat().st_mtime,
+                            defaults={"process_code": 10})
 
 
 def sample(path: Path) -> Path:
@@ -272,7 +274,7 @@ def test_mutated_samples_only_raise_conversion_errors(tmp_path: Path, data: st.D
     path = tmp_path / "mutated.log"
     path.write_bytes(bytes(mutated))
     try:
-        result = CONVERTER.convert(path, ConverterContext())
+        result = CONVERTER.convert(path, ConverterContext(defaults={"process_code": 10}))
     except ConversionError:
         return
     assert result  # a report, or a list of them

@@ -385,7 +385,7 @@ def test_process_name_known_to_the_server_gives_the_code() -> None:
 
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("process_code", "", "set process_code"),
-    ("process_code", "fifty", "'fifty' in the config is not a whole number"),
+    ("process_code", "fifty", "process_code 'fifty' is not a whole number"),
     ("decimal_separator", ";", "decimal_separator ';'"),
 ])
 def test_missing_or_bad_options_say_what_to_set(option: str, value: str, message: str) -> None:
@@ -420,7 +420,7 @@ def test_long_curve_is_thinned_for_the_chart(tmp_path: Path) -> None:
 def test_huge_header_is_refused(tmp_path: Path) -> None:
     header = copy_unit(PASS_CP1252, tmp_path)
     header.write_bytes(b"//" + b"x" * (1024 * 1024) + b"\n" + header.read_bytes())
-    with pytest.raises(ConversionError, match="not a Klippel log"):
+    with pytest.raises(ConversionError, match="Klippel header files over 1 MB are refused"):
         convert(header)
 
 

@@ -35,8 +35,10 @@ needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/sampl
 
 def _context(path: Path | None = None, **arguments: Any) -> ConverterContext:
     mtime = path.stat().st_mtime if path is not None and path.exists() else None
+    # Seica files name no WATS process: the station's defaults say which (here SW Debug, 10).
     return ConverterContext(station_name="fp-01", location="Line 1", purpose="Flying probe",
-                            arguments=arguments, timezone=OSLO, file_mtime=mtime)
+                            arguments=arguments, timezone=OSLO, file_mtime=mtime,
+                            defaults={"process_code": 10})
 
 
 def _convert(path: Path, **arguments: Any) -> list[dict[str, Any]]:
@@ -244,7 +246,7 @@ def test_an_invalid_report_names_the_element(tmp_path: Path) -> None:
     (_file('BCP="S1"><TEST F="G" NM="R1" MR="1" TT="fast"/>'), "TT='fast' is not a number"),
     ('<R><ST NM="A"/><ET NF="0"/></R>', "no <BI> board element"),
     ('<?xml version="1.0"?>\n<Reports><R/></Reports>', "line 2: the root element is <Reports>"),
-    ('{"type": "T"}', "line 1, column 1: not well-formed XML"),
+    ('{"type": "T"}', "not well-formed XML at line 1, column 1"),
     ('<R><BI BCP="1"></R>', "mismatched tag"),
 ])
 def test_damaged_files_are_refused_naming_the_place(tmp_path: Path, text: str,
@@ -271,7 +273,7 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 def test_doctype_and_entities_are_refused_before_parsing(tmp_path: Path, codec: str) -> None:
     path = tmp_path / "laughs.xml"
     path.write_bytes(BILLION_LAUGHS.replace('"1.0"?', f'"1.0" encoding="{codec}"?').encode(codec))
-    with pytest.raises(ConversionError, match="line 2: the file declares a DOCTYPE or ENTITY"):
+    with pytest.raises(ConversionError, match=r"the file declares a DOCTYPE or ENTITY \(line 2\)"):
         SeicaXMLConverter().convert(path, _context())
 
 
@@ -304,7 +306,7 @@ def test_a_character_cut_in_half_at_the_end_is_incomplete(tmp_path: Path) -> Non
 def test_oversized_files_are_refused_before_reading(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(seica, "MAX_FILE_BYTES", 10)
-    with pytest.raises(ConversionError, match="Seica result files over 0 MB are refused"):
+    with pytest.raises(ConversionError, match="Seica files over 10 bytes are refused"):
         _convert(FIXTURES / "pass_single_board.xml")
 
 

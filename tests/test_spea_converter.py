@@ -35,8 +35,10 @@ needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason="../shared/sample
 
 def _context(path: Path | None = None, **arguments: Any) -> ConverterContext:
     mtime = path.stat().st_mtime if path is not None and path.exists() else None
+    # SPEA logs name no WATS process: the station's defaults say which (here SW Debug, 10).
     return ConverterContext(station_name="ict-01", location="Line 3", purpose="ICT",
-                            arguments=arguments, timezone=BERLIN, file_mtime=mtime)
+                            arguments=arguments, timezone=BERLIN, file_mtime=mtime,
+                            defaults={"process_code": 10})
 
 
 def _convert(path: Path, **arguments: Any) -> list[dict[str, Any]]:
@@ -344,7 +346,7 @@ def test_options_part_number_revision_process_and_station(tmp_path: Path) -> Non
     assert report["miscInfos"] == [{"description": "SPEA product", "text": "PB-220"}]
     assert (report["processCode"], report["processName"]) == (50, "ICT")
     assert report["machineName"] == "spea-2"
-    with pytest.raises(ConversionError, match="process_code setting 'ICT'"):
+    with pytest.raises(ConversionError, match="process_code 'ICT' is not a whole number"):
         _convert(FIXTURES / "aborted_none.csv", process_code="ICT")
 
 
@@ -438,7 +440,7 @@ def test_a_complete_last_end_without_line_end_is_complete(tmp_path: Path) -> Non
 def test_oversized_files_are_refused_before_reading(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spea, "MAX_FILE_BYTES", 100)
-    with pytest.raises(ConversionError, match="SPEA logs over 0 MB are refused"):
+    with pytest.raises(ConversionError, match="SPEA files over 100 bytes are refused"):
         _convert(_write(tmp_path, BOARD))
 
 

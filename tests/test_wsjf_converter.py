@@ -16,6 +16,7 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wsjf import MAX_FILE_SIZE, WATSStandardJsonConverter
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
 from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
+from tests.test_converter_helpers import finish_like_the_service
 from tests.test_report import PROPERTY_SETTINGS, valid_reports
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -159,8 +160,10 @@ def test_configured_legacy_encoding_is_honoured(tmp_path: Path) -> None:
     data = json.dumps(SMALL_REPORT, ensure_ascii=False).encode("latin-1")
     path = write(tmp_path, data)
     assert convert(path, ConverterContext(encoding="latin-1")) == SMALL_REPORT
-    with pytest.raises(ConversionError, match=r"not valid UTF-8 at byte \d+"):
-        convert(path)
+    # Not configured: a file that is not UTF-8 is read as cp1252, as every text format is.
+    assert convert(path) == SMALL_REPORT
+    with pytest.raises(ConversionError, match=r"line 1 is not valid utf-8 \(byte \d+\)"):
+        convert(path, ConverterContext(arguments={"encoding": "utf-8"}))
 
 
 def test_list_of_reports(tmp_path: Path) -> None:
@@ -344,7 +347,7 @@ def test_oversized_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     with open(path, "wb") as fh:  # sparse: no disk space, no time
         fh.truncate(MAX_FILE_SIZE + 1)
     with pytest.raises(ConversionError, match=r"huge.json: the file is 200 MB; WSJF files "
-                                              r"above 200 MB are refused") as caught:
+                                              r"over 200 MB are refused") as caught:
         convert(path)
     assert not isinstance(caught.value, IncompleteFileError)
 
@@ -428,12 +431,4 @@ def test_json_like_input_and_its_prefixes_raise_only_conversion_errors(
 
 def _finalize_all(result: Any) -> None:
     """What the service does next must also raise nothing but ConversionError."""
-    reports = result if isinstance(result, list) else [result]
-    for n, report in enumerate(reports):
-        try:
-            out = finalize(report, context=CONTEXT, converter_name=CONVERTER.name,
-                           content_sha256="ab", index=n)
-        except ConversionError:
-            continue
-        validate(out)
-        to_json_bytes(out)
+    finish_like_the_service(result, CONVERTER.name, CONTEXT)

@@ -18,6 +18,7 @@ from pywats_client.converters import wstf as wstf_module
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
+from tests.test_converter_helpers import finish_like_the_service
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wstf"
 CET = timezone(timedelta(hours=1))
@@ -617,9 +618,10 @@ def test_process_by_name_takes_the_code_from_the_defaults(tmp_path: Path) -> Non
     with pytest.raises(ConversionError) as caught:
         convert(path, ConverterContext())
     assert str(caught.value) == (
-        f"{path}: line 4: OperationTypeName 'ICT' gives no process code (not in the server's "
-        "process list): add an OperationTypeCode line (e.g. OperationTypeCode<tab>10) or set "
-        "process_code in the converter defaults")
+        f"{path}: line 4: no process code: the UUT has no OperationTypeCode line (e.g. "
+        "OperationTypeCode<tab>50); its process 'ICT' is not in the server's process list, "
+        "which is not known yet (it is fetched once the server is reachable); set process_code "
+        "(e.g. 50) in the watch folder's arguments or in converters.defaults")
     known = convert(path, ConverterContext(processes={"ICT": 50}))
     assert isinstance(known, dict) and known["processCode"] == 50
     with pytest.raises(ConversionError, match="the UUT has no OperationTypeCode"):
@@ -640,7 +642,7 @@ def test_header_values_are_checked(tmp_path: Path) -> None:
 def test_missing_serial_and_part_number(tmp_path: Path) -> None:
     fails_at(tmp_path, wstf(header=HEADER[1:]), 1, "the UUT has no SerialNumber")
     fails_at(tmp_path, wstf(header=(HEADER[0], *HEADER[2:])), 1, "no PartNumber",
-             "part_number in the converter defaults")
+             "part_number in the watch folder's arguments or in converters.defaults")
     defaults = ConverterContext(defaults={"part_number": "PN-D", "revision": "R9",
                                           "operator": "op", "sequence_name": "Seq"})
     report = convert_one(tmp_path, wstf(header=(HEADER[0], HEADER[3])), defaults)
@@ -803,8 +805,10 @@ def test_encodings(tmp_path: Path) -> None:
         report = convert(write(tmp_path, data), context)
         assert report["miscInfos"] == [{"description": "Prüfer", "text": "Jürgen"}]
     path = write(tmp_path, text.replace("Ω", "µ").encode("cp1252"))
-    with pytest.raises(ConversionError, match=r"line 7 is not valid UTF-8 .*encoding"):
-        convert(path)
+    # Not configured: a file that is not UTF-8 is read as cp1252.
+    assert convert(path)["miscInfos"] == [{"description": "Prüfer", "text": "Jürgen"}]
+    with pytest.raises(ConversionError, match=r"line 7 is not valid utf-8 .*encoding"):
+        convert(path, ConverterContext(arguments={"encoding": "utf-8"}))
     with pytest.raises(ConversionError, match="unknown encoding 'klingon'"):
         convert(path, ConverterContext(encoding="klingon"))
     with pytest.raises(IncompleteFileError, match="middle of a character"):
@@ -874,15 +878,7 @@ def test_registered_as_a_built_in(tmp_path: Path) -> None:
 
 def _finalize_all(result: Any) -> None:
     """What the service does next must also raise nothing but ConversionError."""
-    reports = result if isinstance(result, list) else [result]
-    for n, report in enumerate(reports):
-        try:
-            out = finalize(report, context=CONTEXT, converter_name=CONVERTER.name,
-                           content_sha256="ab", index=n)
-        except ConversionError:
-            continue
-        validate(out)
-        to_json_bytes(out)
+    finish_like_the_service(result, CONVERTER.name, CONTEXT)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

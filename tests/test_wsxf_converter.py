@@ -708,8 +708,20 @@ def test_configured_encoding_applies_to_files_without_declaration(tmp_path: Path
     context = ConverterContext(station_name="ST", encoding="cp1252")
     [report] = convert_text(tmp_path, text, context)
     assert report["miscInfos"][0]["text"] == "Tromsø"
+    # Without a configured encoding, an undeclared file that is not UTF-8 is cp1252, as the
+    # text formats are read.
+    [report] = convert_text(tmp_path, text)
+    assert report["miscInfos"][0]["text"] == "Tromsø"
+
+
+def test_configured_encoding_beats_the_declaration(tmp_path: Path) -> None:
+    text = ('<?xml version="1.0" encoding="utf-8"?>\n'
+            + uut("<MiscInfo Description=\"Ort\">Tromsø</MiscInfo>")).encode("cp1252")
     with pytest.raises(ConversionError, match="not well-formed"):
-        convert_text(tmp_path, text)  # as UTF-8 the byte 0xF8 is invalid
+        convert_text(tmp_path, text)  # declared UTF-8: the byte 0xF8 is invalid
+    context = ConverterContext(station_name="ST", arguments={"encoding": "cp1252"})
+    [report] = convert_text(tmp_path, text, context)
+    assert report["miscInfos"][0]["text"] == "Tromsø"
 
 
 # -- detection -------------------------------------------------------------------------------------

@@ -1,44 +1,46 @@
 """`ATMLConverter`: IEEE 1636.1 ATML test results as NI TestStand writes them (formats.md §4).
 
-Owns recognising the three dialects by the root element's namespace (ATML 2.02, 5.00, 6.01),
-reading the file safely (DOCTYPE/ENTITY refused, a size cap, a nesting cap, TestStand's
-report options skipped, one `TestResults` in memory at a time) and the report header: one WSJF
-report per `TestResults` (a batch file holds one per test socket) with serial and part number,
-station, operator, times, result and TestStand's socket index, batch serial number and
-critical failure. The step tree is built by `atml_steps.py` (results sorted by
+Owns recognising the three dialects by the root element's namespace (ATML 2.02, 5.00, 6.01)
+and the report header: one WSJF report per `TestResults` (a batch file holds one per test
+socket) with serial and part number, station, operator, times, result and TestStand's socket
+index, batch serial number and critical failure. The file is read by `xmlsafe` (DOCTYPE/ENTITY
+refused, a size cap, a nesting cap, TestStand's report options skipped, one `TestResults` in
+memory at a time). The step tree is built by `atml_steps.py` (results sorted by
 `atml_results.py`), values and limits are read by `atml_values.py`. Imports only those, the
-converter base, `report`, `errors` and the stdlib.
+converter base and its helpers (`options`, `textio`, `xmlsafe`), `report`, `errors` and the
+stdlib.
 
 Converter options (folder arguments, converter arguments, `converters.defaults`):
 part_number (when the file has none; default "NA", as the WATS client's ATML converter),
-revision (ATML has no revision; default ""), process_code (default 10), process_name,
-operator and station_name (when the file has none), sequence_name and sequence_version (the
-root sequence's, when the file has none), encoding (overrides the file's declaration:
-TestStand declares iso-8859-1 but writes the station's code page, e.g. cp1252).
+revision (ATML has no revision; default ""), process_code / process_name (ATML names no WATS
+process: the rule of every built-in converter, `ConversionOptions.process_code`), operator
+and station_name (when the file has none), sequence_name and sequence_version (the root
+sequence's, when the file has none), encoding (overrides the file's declaration: TestStand
+declares iso-8859-1 but writes the station's code page, e.g. cp1252).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
-from xml.parsers import expat
+from typing import Any
 
 from pywats_client.converters.atml_steps import StepBuilder
 from pywats_client.converters.atml_values import (
+    AtmlNode,
     Node,
-    aware,
     fail,
     moment,
     node_outcome,
     prop,
     whole,
 )
-from pywats_client.converters.base import HEAD_SIZE, Converter, ConverterContext
-from pywats_client.errors import ConversionError, IncompleteFileError
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions, local_time
+from pywats_client.converters.textio import MB, check_size
+from pywats_client.converters.xmlsafe import XmlFormat, XmlNode, parse_xml, sniff_root
+from pywats_client.errors import ConversionError
 from pywats_client.report import (
     INT16,
     ReportDict,
@@ -58,25 +60,19 @@ DIALECTS = {
     ("TestResults", "urn:IEEE-1636.1:2011:01:TestResults"): "ATML 5.00",
     ("TestResults", "urn:IEEE-1636.1:2013:TestResults"): "ATML 6.01",
 }
-MAX_FILE_SIZE = 200 * 1024 * 1024
+MAX_FILE_SIZE = 200 * MB
 # TestStand nests a few elements per sequence call; real files stay far below this, and the
 # cap keeps the step mapping (recursive per sequence level) clear of Python's stack limit.
 MAX_DEPTH = 200
 DEFAULT_PART_NUMBER = "NA"
-DEFAULT_PROCESS_CODE = 10
-# Report options and style sheet lists: large, and nothing a report needs.
-_SKIPPED = frozenset({"TestProgram"})
-_HOSTILE = tuple(
-    marker.encode(codec) for marker in ("<!DOCTYPE", "<!ENTITY")
-    for codec in ("utf-8", "utf-16-le", "utf-16-be")
-)
-_TRUNCATED = {expat.errors.codes[message] for message in (
-    expat.errors.XML_ERROR_NO_ELEMENTS, expat.errors.XML_ERROR_UNCLOSED_TOKEN,
-    expat.errors.XML_ERROR_PARTIAL_CHAR, expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
-)}
+# Report options and style sheet lists are large, and nothing a report needs: skipped. Each
+# TestResults is mapped as soon as it is read, then dropped.
+XML = XmlFormat("ATML", MAX_DEPTH, "this is not an ATML report, or the file is damaged",
+                node_type=AtmlNode, skip=frozenset({"TestProgram"}),
+                hand_over=frozenset({"testresults"}))
 
 
-class ATMLConverter(Converter):
+class ATMLConverter(BuiltinConverter):
     """Imports ATML 2.02 / 5.00 / 6.01 test results written by NI TestStand."""
 
     name = "ATMLConverter"
@@ -85,75 +81,52 @@ class ATMLConverter(Converter):
     version = "1.0"
     file_patterns = ("*.xml", "*.atml")
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(head)
 
-    def convert(self, path: Path, context: ConverterContext) -> list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> list[dict[str, Any]]:
         """One WSJF report per `TestResults` of the file, in file order."""
+        check_size(path, MAX_FILE_SIZE, "ATML", hint="have TestStand write one report per "
+                   "UUT, or leave large arrays out of the report")
+        reader = _Reader(path, options)
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_SIZE:
-                raise ConversionError(
-                    f"{path}: the file is {size // (1024 * 1024)} MB; ATML files larger than "
-                    f"{MAX_FILE_SIZE // (1024 * 1024)} MB are refused (have TestStand write one "
-                    "report per UUT, or leave large arrays out of the report)"
-                )
             with open(path, "rb") as fh:
-                return _Reader(self, path, context).read(fh)
+                parse_xml(str(path), fh, XML, encoding=options.encoding,
+                          on_root=reader.on_root, on_complete=reader.on_results)
         except OSError as exc:
             raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+        return reader.finish()
 
 
 # -- reading the file ---------------------------------------------------------------------------
 
 
 class _Reader:
-    """Parses one file and turns each `TestResults` into a report as soon as it is complete."""
+    """Turns each `TestResults` of one file into a report as soon as it is complete."""
 
-    def __init__(self, converter: ATMLConverter, path: Path, context: ConverterContext) -> None:
-        self.converter = converter
+    def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.reports: list[ReportDict] = []
-        self.problems: list[ConversionError] = []
         self.dialect = ""
-        self.collection: Node | None = None
+        self.collection: XmlNode | None = None
         self.ids: set[str] = set()
 
-    def read(self, fh: BinaryIO) -> list[dict[str, Any]]:
-        head = fh.read(HEAD_SIZE)
-        if not head.strip():
-            raise IncompleteFileError(f"{self.path}: the file is empty; waiting for the writer")
-        if any(marker in head for marker in _HOSTILE):
-            raise _refuse_dtd(self.path)
-        encoding = None
-        configured = self.converter.option(self.context, "encoding")
-        if configured and not head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-            encoding = str(configured)
-        _parse(self.path, head, fh, encoding, self.on_root, self.on_results)
-        if self.problems:
-            raise self.problems[0]
+    def finish(self) -> list[dict[str, Any]]:
         if not self.reports:
             raise ConversionError(f"{self.path}: the {self.dialect} file holds no TestResults")
         if self.collection is not None:
-            _apply_batch(self.collection, self.reports, self.context)
+            _apply_batch(self.collection, self.reports, self.options)
         # What neither the report nor its batch says comes from the converter options.
-        operator = self.converter.option(self.context, "operator")
-        station = self.converter.option(self.context, "station_name")
+        operator, station = self.options.operator, self.options.station_name
         for report in self.reports:
             if operator and "user" not in report["uut"]:
-                report["uut"]["user"] = str(operator)
+                report["uut"]["user"] = operator
             if station and "machineName" not in report:
-                report["machineName"] = str(station)
+                report["machineName"] = station
         return list(self.reports)
 
-    def on_root(self, root: Node) -> None:
+    def on_root(self, root: XmlNode) -> None:
         dialect = DIALECTS.get((root.tag, root.ns))
         if dialect is None:
             where = f" in namespace {root.ns}" if root.ns else " without a namespace"
@@ -168,118 +141,19 @@ class _Reader:
         if root.tag == "TestResultsCollection":
             self.collection = root
 
-    def on_results(self, node: Node) -> None:
-        # Only the first problem is kept; parsing goes on so that a file still being written
-        # is reported as incomplete (retried), not as broken.
-        if self.problems:
-            return
-        try:
-            self.reports.append(_ReportBuilder(self, node).report())
-        except ConversionError as exc:
-            self.problems.append(exc)
-        except RecursionError:
-            self.problems.append(ConversionError(
-                f"{self.path}: {node.place()}: sequence calls are nested too deeply to read"))
-
-
-def _parse(path: Path, head: bytes, fh: BinaryIO, encoding: str | None,
-           on_root: Callable[[Node], None], on_results: Callable[[Node], None]) -> None:
-    parser = expat.ParserCreate(encoding, namespace_separator="}")
-    parser.buffer_text = True
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    stack: list[Node] = []
-    skipping = 0  # depth inside a skipped element
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal skipping
-        if skipping:
-            skipping += 1
-            return
-        ns, _, tag = name.rpartition("}")
-        if tag in _SKIPPED and stack:
-            skipping = 1
-            return
-        line = parser.CurrentLineNumber
-        if len(stack) >= MAX_DEPTH:
-            raise ConversionError(
-                f"{path}: line {line}: elements are nested more than {MAX_DEPTH} deep; this is "
-                "not a TestStand ATML report"
-            )
-        node = Node(tag, ns, {k.rpartition("}")[2]: v for k, v in attrs.items()}, line)
-        if not stack:
-            on_root(node)
-        elif not (tag == "TestResults" and len(stack) == 1):
-            # TestResults of a collection are not kept in the tree: converted, then dropped.
-            stack[-1].children.append(node)
-        stack.append(node)
-
-    def end(name: str) -> None:
-        nonlocal skipping
-        if skipping:
-            skipping -= 1
-            return
-        node = stack.pop()
-        if node.tag == "TestResults" and len(stack) <= 1:
-            on_results(node)
-
-    def text(data: str) -> None:
-        # Indentation between elements is dropped; a value keeps its text exactly.
-        if stack and not skipping and (stack[-1].tag == "Value" or not data.isspace()):
-            stack[-1].parts.append(data)
-
-    def refuse(*_: object) -> int:
-        raise _refuse_dtd(path, parser.CurrentLineNumber)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.ExternalEntityRefHandler = refuse
-    try:
-        parser.Parse(head, False)
-        while chunk := fh.read(1 << 20):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except expat.ExpatError as exc:
-        if exc.code in _TRUNCATED:
-            raise IncompleteFileError(
-                f"{path}: the XML ends early at line {exc.lineno} (file still being written, "
-                "or cut off)"
-            ) from None
-        raise ConversionError(
-            f"{path}: not well-formed XML at line {exc.lineno}, column {exc.offset + 1}: "
-            f"{expat.errors.messages.get(exc.code, exc)}; this is not an ATML report, or the "
-            "file is damaged"
-        ) from None
-    except LookupError as exc:  # an encoding Python does not know
-        raise ConversionError(
-            f"{path}: unknown text encoding {encoding!r}: {exc}; fix the encoding option of "
-            "the watch folder (e.g. cp1252)"
-        ) from None
-
-
-def _refuse_dtd(path: Path, line: int | None = None) -> ConversionError:
-    where = f" (line {line})" if line else ""
-    return ConversionError(
-        f"{path}: the file declares a DOCTYPE or ENTITY{where}. TestStand never writes one, "
-        "and such declarations can make an XML reader expand entities without end or read "
-        "other files, so the file is refused"
-    )
+    def on_results(self, node: XmlNode) -> None:
+        self.reports.append(_ReportBuilder(self, node).report())
 
 
 # -- one report ---------------------------------------------------------------------------------
 
 
 class _ReportBuilder:
-    def __init__(self, reader: _Reader, node: Node) -> None:
+    def __init__(self, reader: _Reader, node: XmlNode) -> None:
         self.reader = reader
         self.path = reader.path
-        self.context = reader.context
+        self.options = reader.options
         self.node = node
-
-    def option(self, key: str, default: Any = None) -> Any:
-        return self.reader.converter.option(self.context, key, default)
 
     def report(self) -> ReportDict:
         node = self.node
@@ -301,13 +175,10 @@ class _ReportBuilder:
         if not sn:
             raise fail(self.path, uut or node, "the UUT has no serial number (UUT/SerialNumber "
                                                "is missing or empty); WATS needs one")
-        out["pn"] = _part_number(uut) or str(self.option("part_number", DEFAULT_PART_NUMBER))
-        out["sn"] = sn
-        out["rev"] = str(self.option("revision", ""))
-        out["processCode"] = self.process_code()
-        process_name = self.option("process_name")
-        if process_name:
-            out["processName"] = str(process_name)
+        options = self.options
+        options.fill_header(out, pn=_part_number(uut) or options.part_number
+                            or DEFAULT_PART_NUMBER, sn=sn, rev=options.revision,
+                            lacks="ATML test results name no WATS process")
         status = node_outcome(result_set)
         station = _text(node.path("TestStation", "SerialNumber"))
         if station:
@@ -315,9 +186,9 @@ class _ReportBuilder:
         start = self.moment(result_set, "startDateTime")
         if start is not None:
             out["start"] = format_datetime(start)
-        builder = StepBuilder(self.path, self.context.timezone)
-        root = builder.root(result_set, str(self.option("sequence_name", "MainSequence")),
-                            str(self.option("sequence_version", "")),
+        builder = StepBuilder(self.path, options.timezone)
+        root = builder.root(result_set, options.sequence_name or "MainSequence",
+                            options.sequence_version,
                             wrapped=self.reader.dialect == "ATML 2.02")
         out["result"] = result_for_status(status or root["status"])
         out["uut"] = self.uut(result_set, start)
@@ -330,15 +201,6 @@ class _ReportBuilder:
             if place is not None:
                 out.locations.setdefault(where, place)
         return out
-
-    def process_code(self) -> int:
-        configured = self.option("process_code", DEFAULT_PROCESS_CODE)
-        code = whole(str(configured))
-        if code is None or not INT16[0] <= code <= INT16[1]:
-            raise ConversionError(
-                f"{self.path}: process_code {configured!r} in the config is not a whole number "
-                "(e.g. 10); ATML files carry no process code, so it comes from the config")
-        return code
 
     def uut(self, result_set: Node, start: datetime | None) -> dict[str, Any]:
         node = self.node
@@ -376,13 +238,14 @@ class _ReportBuilder:
         if culprit is not None:
             out["uut"]["stepIdCausedUUTFailure"] = culprit["id"]
 
-    def moment(self, node: Node, attr: str) -> datetime | None:
-        return moment(self.path, node, attr, self.context.timezone)
+    def moment(self, node: XmlNode, attr: str) -> datetime | None:
+        return moment(self.path, node, attr, self.options.timezone)
 
 
-def _apply_batch(collection: Node, reports: list[ReportDict], context: ConverterContext) -> None:
+def _apply_batch(collection: XmlNode, reports: list[ReportDict],
+                 options: ConversionOptions) -> None:
     """A batch file's TSBatchTable fills what the reports of its sockets do not say."""
-    table = collection.find("TSBatchTable")
+    table = collection.descendant("TSBatchTable")
     if table is None:
         return
     batch = (prop(table, "batchSerialNumber") or "").strip()
@@ -392,7 +255,7 @@ def _apply_batch(collection: Node, reports: list[ReportDict], context: Converter
     start = None
     if start_text:
         try:
-            start = aware(parse_datetime(start_text), context.timezone)
+            start = local_time(parse_datetime(start_text), options.timezone)
             start.astimezone(timezone.utc)
         except (ValueError, OverflowError):
             start = None  # the batch time is a fallback; each socket has its own
@@ -408,13 +271,13 @@ def _apply_batch(collection: Node, reports: list[ReportDict], context: Converter
             report["start"] = format_datetime(start)
 
 
-def _text(node: Node | None) -> str:
+def _text(node: XmlNode | None) -> str:
     return node.text.strip() if node is not None else ""
 
 
-def _part_number(uut: Node | None) -> str:
+def _part_number(uut: XmlNode | None) -> str:
     """The UUT's part number: its IdentificationNumber of type Part, else the first one."""
-    numbers = uut.find("IdentificationNumbers") if uut is not None else None
+    numbers = uut.descendant("IdentificationNumbers") if uut is not None else None
     if numbers is None:
         return ""
     found = [n for n in numbers.all("IdentificationNumber") if (n.get("number") or "").strip()]
@@ -432,26 +295,14 @@ def _is_guid(text: str) -> bool:
 
 # -- detection ----------------------------------------------------------------------------------
 
-_PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
-_START_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)([^>]*)")
-_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
 
 def _detect(head: bytes) -> tuple[float, str]:
-    text = _decode_head(head)
-    pos = 0
-    while match := _PROLOG.match(text, pos):
-        pos = match.end()
-    rest = text[pos:].lstrip()
-    if rest.startswith("<!DOCTYPE"):
-        return 0.0, "XML with a DOCTYPE (refused: TestStand writes none)"
-    tag = _START_TAG.match(rest)
-    if tag is None:
+    root = sniff_root(head)
+    if root is None:
         return 0.0, ""
-    prefix, _, local = tag.group(1).rpartition(":")
-    attrs = {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
-             for m in _ATTR.finditer(tag.group(2))}
-    ns = attrs.get(f"xmlns:{prefix}" if prefix else "xmlns", "")
+    if root.doctype:
+        return 0.0, "XML with a DOCTYPE (refused: TestStand writes none)"
+    local, ns = root.local, root.ns
     dialect = DIALECTS.get((local, ns))
     if dialect is not None:
         return 0.98, f"{dialect}: root <{local}> in namespace {ns}"
@@ -459,15 +310,3 @@ def _detect(head: bytes) -> tuple[float, str]:
         return 0.3, f"root <{local}> in ATML namespace {ns}, not a known TestResults root"
     where = f" in namespace {ns}" if ns else ""
     return 0.0, f"XML root <{local}>{where}, not ATML test results"
-
-
-def _decode_head(head: bytes) -> str:
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        codec = "utf-16"
-    elif head.startswith(b"<\x00"):
-        codec = "utf-16-le"
-    elif head.startswith(b"\x00<"):
-        codec = "utf-16-be"
-    else:
-        return head.decode("latin-1").lstrip("\ufeff").removeprefix("\xef\xbb\xbf")
-    return head[: len(head) // 2 * 2].decode(codec, errors="replace").lstrip("\ufeff")

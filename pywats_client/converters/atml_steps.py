@@ -17,7 +17,6 @@ Where WSJF has no place for what the file says:
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from datetime import datetime, tzinfo
 from typing import Any
@@ -25,10 +24,10 @@ from typing import Any
 from pywats_client.converters.atml_results import Content, read_content
 from pywats_client.converters.atml_values import (
     Node,
+    finite,
     is_true,
     moment,
     node_outcome,
-    number,
     prop,
     properties,
     split_sequence,
@@ -227,13 +226,8 @@ def _crop(name: str) -> str:
 
 
 def _seconds(text: str | None) -> float | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        value = number(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
+    value = finite(text)
+    return value if value is not None and value >= 0 else None
 
 
 def _loop(props: Node | None) -> dict[str, int] | None:

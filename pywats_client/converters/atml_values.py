@@ -1,10 +1,11 @@
 """Reading ATML values for `ATMLConverter`: the element tree, datums, outcomes and limits.
 
-Owns `Node` (one parsed element), the reading of `c:Datum` values (numbers in decimal or hex,
-`inf`/`nan`, booleans, strings), the mapping of ATML outcomes to WSJF status letters, and the
-translation of `tr:TestLimits` (LimitPair, SingleLimit, Expected, TestStand's raw limits and
-threshold, "log only") into a WSJF comparison operator with its limits. Comparing a value with
-its limits is left to `limits.py`. Depends on `limits`, `report`, `errors` and the stdlib.
+Owns `AtmlNode` (one element, as `xmlsafe` reads it), the reading of `c:Datum` values (numbers
+in decimal or hex, `inf`/`nan`, booleans, strings), the mapping of ATML outcomes to WSJF
+status letters, and the translation of `tr:TestLimits` (LimitPair, SingleLimit, Expected,
+TestStand's raw limits and threshold, "log only") into a WSJF comparison operator with its
+limits. Comparing a value with its limits is left to `limits.py`. Depends on the converter
+helpers (`options`, `xmlsafe`), `limits`, `report`, `errors` and the stdlib.
 """
 
 from __future__ import annotations
@@ -15,69 +16,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 
+from pywats_client.converters.options import local_time
+from pywats_client.converters.xmlsafe import XmlNode
 from pywats_client.errors import ConversionError
 from pywats_client.limits import LOG, NUMERIC_OPERATORS, parse_comp_op
 from pywats_client.report import parse_datetime
 
-# Attributes that tell an operator which element is meant, in order of preference.
-_IDENTIFYING = ("name", "ID", "callerName", "value", "comparator", "uuid")
+
+class AtmlNode(XmlNode):
+    """An ATML element (see `XmlNode`); its place names it by the one attribute that tells an
+    operator which it is: '<Test name="Video Test"> at line 43'."""
+
+    __slots__ = ()
+    IDENTIFYING = ("name", "ID", "callerName", "value", "comparator", "uuid")
+    SHOWN = 1
+    CUT = 50
 
 
-class Node:
-    """One XML element: local name, attributes (local names), children, own text, line."""
-
-    __slots__ = ("attrs", "children", "line", "ns", "parts", "tag")
-
-    def __init__(self, tag: str, ns: str, attrs: dict[str, str], line: int) -> None:
-        self.tag = tag
-        self.ns = ns
-        self.attrs = attrs
-        self.line = line
-        self.children: list[Node] = []
-        self.parts: list[str] = []
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def get(self, name: str) -> str | None:
-        """The attribute `name`; TestStand versions differ in case, so case is a fallback."""
-        value = self.attrs.get(name)
-        if value is None:
-            lower = name.lower()
-            value = next((v for k, v in self.attrs.items() if k.lower() == lower), None)
-        return value
-
-    def child(self, tag: str) -> Node | None:
-        return next((c for c in self.children if c.tag == tag), None)
-
-    def all(self, tag: str) -> Iterator[Node]:
-        return (c for c in self.children if c.tag == tag)
-
-    def path(self, *tags: str) -> Node | None:
-        """The first element found by following `tags` down from here."""
-        node: Node | None = self
-        for tag in tags:
-            node = node.child(tag) if node is not None else None
-        return node
-
-    def find(self, tag: str) -> Node | None:
-        """The first element named `tag` below this one (document order, any depth)."""
-        stack = list(reversed(self.children))
-        while stack:
-            node = stack.pop()
-            if node.tag == tag:
-                return node
-            stack.extend(reversed(node.children))
-        return None
-
-    def place(self) -> str:
-        """'<Test name="Video Test"> at line 43': what an operator searches for in the file."""
-        ident = next(((a, self.attrs[a]) for a in _IDENTIFYING if a in self.attrs), None)
-        if ident is None:
-            return f"<{self.tag}> at line {self.line}"
-        value = ident[1] if len(ident[1]) <= 50 else ident[1][:50] + "..."
-        return f'<{self.tag} {ident[0]}="{value}"> at line {self.line}'
+# The element type the ATML modules read (an `AtmlNode` when `ATMLConverter` parsed it).
+Node = XmlNode
 
 
 def fail(path: object, node: Node, message: str) -> ConversionError:
@@ -105,7 +62,7 @@ def properties(node: Node | None) -> dict[str, str]:
     lower-case name: its attributes, then its child elements' `value` (or text)."""
     if node is None:
         return {}
-    found = {name.lower(): value for name, value in node.attrs.items()}
+    found = {name.lower(): value for name, value in node.attrib.items()}
     for element in node.children:
         value = element.get("value")
         found.setdefault(element.tag.lower(), value if value is not None else element.text.strip())
@@ -122,18 +79,12 @@ def moment(path: object, node: Node, attr: str, zone: tzinfo | None) -> datetime
     if text is None or not text.strip():
         return None
     try:
-        value = aware(parse_datetime(text), zone)
+        # ATML times are the local time of the station that wrote the file.
+        value = local_time(parse_datetime(text), zone)
         value.astimezone(timezone.utc)  # the UTC time is stored too: it must exist
     except (ValueError, OverflowError) as exc:
         raise fail(path, node, f"{attr}: {text!r} is not a usable date-time ({exc})") from None
     return value
-
-
-def aware(value: datetime, zone: tzinfo | None) -> datetime:
-    if value.tzinfo is not None:
-        return value
-    # ATML times are the local time of the station that wrote the file.
-    return value.replace(tzinfo=zone) if zone is not None else value.astimezone()
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -167,15 +118,21 @@ def number(text: str) -> float:
     return special
 
 
-def whole(text: str | None) -> int | None:
-    """A whole number from a property value ("3", "3.0", "0x3"); None when absent or not whole."""
+def finite(text: str | None) -> float | None:
+    """A finite number from a property value (see `number`); None when absent or not one."""
     if text is None or not text.strip():
         return None
     try:
         value = number(text)
     except ValueError:
         return None
-    return int(value) if math.isfinite(value) and value.is_integer() else None
+    return value if math.isfinite(value) else None
+
+
+def whole(text: str | None) -> int | None:
+    """A whole number from a property value ("3", "3.0", "0x3"); None when absent or not whole."""
+    value = finite(text)
+    return int(value) if value is not None and value.is_integer() else None
 
 
 # -- datums -------------------------------------------------------------------------------------

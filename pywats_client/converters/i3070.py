@@ -2,8 +2,8 @@
 WSJF test reports (formats.md §5, the "Log Record Format" of `{@BATCH|…}` records).
 
 Owns the meaning of the records; their syntax is `i3070_records`. Pure: depends on the
-converter base, `i3070_records`, `report` (ReportDict, dates, step numbering), `limits` and
-`errors`.
+converter base and its helpers (`options`, `textio`), `i3070_records`, `report` (ReportDict,
+dates, step numbering), `limits` and `errors`.
 
 How a log becomes reports (where the format leaves a choice, this module decides so):
 
@@ -11,8 +11,9 @@ How a log becomes reports (where the format leaves a choice, this module decides
   sits in: pn = UUT type, rev = UUT type revision, machineName = controller, operator, batch
   id and fixture id into `uut`; testplan, testhead, process step, panel and board number into
   misc infos. Empty fields fall back to the options part_number, revision, operator and
-  station_name; process_code (default 10), process_name, sequence_name and sequence_version
-  come from the options. Times (`YYMMDDHHMMSS`, local to the tester) come from `@BTEST` and
+  station_name; sequence_name and sequence_version come from the options, and the process
+  from process_code / process_name (the rule of every built-in converter: an i3070 log names
+  no WATS process). Times (`YYMMDDHHMMSS`, local to the tester) come from `@BTEST` and
   are read in the folder's time zone; without a start time the pipeline uses the file's time.
 * Result from the board's test status: 0 Passed, 80 Error (run-time error), 81 and 82
   Terminated (STOP, BREAK), anything else Failed; the code and its meaning go to
@@ -31,7 +32,8 @@ How a log becomes reports (where the format leaves a choice, this module decides
   (failed when any of its measurements failed), the root's is the board's result. A step that
   failed on a board that passed (the tester retried it) is marked causedSeqFailure false; on a
   failed board the first failed step is the one that caused the failure.
-* Text is UTF-8, or CP1252 when it is not valid UTF-8, unless the `encoding` option says.
+* Text is UTF-8, or CP1252 when it is not valid UTF-8, unless the `encoding` option says
+  (`textio.decode`, as every text format).
   The decimal_separator option does not apply: the tester always writes `±d.ddddddE±dd`.
 """
 
@@ -44,8 +46,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.base import Converter, ConverterContext
 from pywats_client.converters.i3070_records import Record, parse_records
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.limits import numeric_status
 from pywats_client.report import (
@@ -59,12 +62,10 @@ from pywats_client.report import (
 # An i3070 log is kilobytes to a few megabytes. Converting one takes about 25-35 times its size
 # in memory (the record tree, then the report dicts), so a much bigger file is refused before
 # it can exhaust a small station.
-MAX_FILE_BYTES = 16 * 1024 * 1024
-DEFAULT_PROCESS_CODE = 10
+MAX_FILE_BYTES = 16 * MB
 DEFAULT_SEQUENCE_NAME = "i3070 board test"
 STEP_NAME_LIMIT = 100
 MISC_TEXT_LIMIT = 100
-INT16 = (-32768, 32767)
 # The tester writes +9.999999E+99 (or its negative) for a limit that does not exist.
 NO_LIMIT = 9.999999e99
 
@@ -95,7 +96,7 @@ _BOARD_PREFIX = re.compile(r"(\d+)%(.+)")
 _START = re.compile(r"[\ufeff \t\r\n]*\{@")
 
 
-class KeysightI3070Converter(Converter):
+class KeysightI3070Converter(BuiltinConverter):
     """Converts Keysight/Agilent i3070 log record files (`{@BATCH|…}`), one report per board."""
 
     name = "KeysightI3070Converter"
@@ -106,20 +107,12 @@ class KeysightI3070Converter(Converter):
     # every file of a folder without a converter whenever auto-detection is off.
     file_patterns = ("*.log", "*.ict")
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(head)
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per `@BTEST`; a list when the log holds several."""
-        text = self._read_text(path, context)
+        text = _read_log(path, options)
         if text.strip(" \t\r\n\ufeff") == "{":
             raise IncompleteFileError(f"{path}: the file ends after its first byte; waiting "
                                       "for the tester")
@@ -129,45 +122,18 @@ class KeysightI3070Converter(Converter):
                 "{@BATCH|...}; bind the right converter to this folder"
             )
         records = parse_records(text, source=str(path))
-        reports = _Reader(self, path, context).read(records)
+        reports = _Reader(path, options).read(records)
         return reports[0] if len(reports) == 1 else list(reports)
 
-    def _read_text(self, path: Path, context: ConverterContext) -> str:
-        try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ConversionError(
-                    f"{path}: the file is {size // (1024 * 1024)} MB; i3070 logs over "
-                    f"{MAX_FILE_BYTES // (1024 * 1024)} MB are refused (a board's log is far "
-                    "smaller: check what writes into this folder)"
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-        if not data.strip():
-            raise IncompleteFileError(f"{path}: the file is empty; waiting for the tester")
-        configured = self.option(context, "encoding")
-        if configured is None and context.encoding.replace("-", "").lower() in ("utf8", ""):
-            # The tester writes ASCII, CP1252 beyond it; a UTF-8 file (edited, or converted
-            # on a share) is read as such.
-            try:
-                return data.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                return data.decode("cp1252", errors="replace")
-        codec = str(configured or context.encoding)
-        try:
-            return data.decode(codec).removeprefix("\ufeff")
-        except LookupError:
-            raise ConversionError(
-                f"{path}: unknown encoding {codec!r} in the watch folder's settings; use a "
-                "Python codec name such as cp1252 or utf-8"
-            ) from None
-        except UnicodeDecodeError as exc:
-            line = data[:exc.start].count(b"\n") + 1
-            raise ConversionError(
-                f"{path}: line {line} is not valid {codec} (byte {exc.start}); set the watch "
-                "folder's encoding to the one the tester writes (usually cp1252)"
-            ) from None
+
+def _read_log(path: Path, options: ConversionOptions) -> str:
+    # Its own function: the bytes are let go as soon as they are text (a big panel's log
+    # would otherwise be held twice while its records are parsed).
+    data = read_bytes(path, MAX_FILE_BYTES, "i3070", hint="a board's log is far smaller: "
+                      "check what writes into this folder")
+    if not data.strip():
+        raise IncompleteFileError(f"{path}: the file is empty; waiting for the tester")
+    return decode(data, path, options.encoding)
 
 
 def _detect(head: bytes) -> tuple[float, str]:
@@ -281,14 +247,10 @@ def _places(root: dict[str, Any],
 class _Reader:
     """Turns the records of one file into reports; one instance per conversion."""
 
-    def __init__(self, converter: Converter, path: Path, context: ConverterContext) -> None:
-        self.converter = converter
+    def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.places: dict[int, _Step] = {}  # id(step dict) -> its builder, for locations
-
-    def option(self, key: str) -> Any:
-        return self.converter.option(self.context, key)
 
     def read(self, records: list[Record]) -> list[ReportDict]:
         reports: list[ReportDict] = []
@@ -315,14 +277,10 @@ class _Reader:
         header = batch if batch is not None else Record("BATCH", btest.line)
         report = ReportDict()
         report.locations[""] = f"@BTEST at line {btest.line}"
-        report["type"] = "T"
-        report["pn"] = self.required(header, 0, "part_number", "UUT type (part number)")
-        report["sn"] = self.serial(btest)
-        report["rev"] = self.text_or_option(header, 1, "revision")
-        report["processCode"] = self.process_code()
-        process_name = self.option("process_name")
-        if process_name:
-            report["processName"] = str(process_name)
+        self.options.fill_header(
+            report, pn=self.required(header, 0, "part_number", "UUT type (part number)"),
+            sn=self.serial(btest), rev=self.text_or_option(header, 1, "revision"),
+            lacks="i3070 logs name no WATS process")
         code = self.integer(btest, 1, "test status")
         result = _result(code)
         report["result"] = result
@@ -407,8 +365,8 @@ class _Reader:
     def root(self, header: Record, btest: Record, result: str,
              board_number: str) -> dict[str, Any]:
         testplan = header.text(9)
-        name = str(self.option("sequence_name") or testplan or DEFAULT_SEQUENCE_NAME)
-        version = str(self.option("sequence_version") or header.text(10))
+        name = self.options.sequence_name or testplan or DEFAULT_SEQUENCE_NAME
+        version = self.options.sequence_version or header.text(10)
         root = _Step({
             "id": 0, "group": "M", "stepType": "SequenceCall", "name": name[:STEP_NAME_LIMIT],
             "status": result,
@@ -650,7 +608,8 @@ class _Reader:
     def designator(self, text: str, board_number: str) -> str:
         """A designator without the panel prefix of this board ("2%r698" on board 002)."""
         match = _BOARD_PREFIX.fullmatch(text)
-        if match and board_number.isdigit() and int(match.group(1)) == int(board_number):
+        # isdecimal, not isdigit: "²" is a digit that int() does not read.
+        if match and board_number.isdecimal() and int(match.group(1)) == int(board_number):
             return match.group(2)
         return text
 
@@ -666,24 +625,8 @@ class _Reader:
         return value
 
     def text_or_option(self, record: Record, index: int, option: str) -> str:
-        value = record.text(index) or str(self.option(option) or "")
-        return value[:100]
-
-    def process_code(self) -> int:
-        value = self.option("process_code")
-        if value is None:
-            return DEFAULT_PROCESS_CODE
-        try:
-            code = int(value) if not isinstance(value, (bool, float)) else None
-        except (TypeError, ValueError):
-            code = None
-        if code is None or not INT16[0] <= code <= INT16[1]:
-            raise ConversionError(
-                f"{self.path}: process_code {value!r} in the converter settings is not a WATS "
-                "process code (a whole number such as 10); fix the watch folder's arguments or "
-                "converters.defaults"
-            )
-        return code
+        value = record.text(index) or getattr(self.options, option)
+        return str(value)[:100]
 
     def integer(self, record: Record, index: int, what: str) -> int:
         text = record.text(index)
@@ -719,8 +662,7 @@ class _Reader:
         except ValueError:
             raise self.error(record, f"the {what} {text!r} of the @{record.name} record is not "
                              "a valid date and time") from None
-        zone = self.context.timezone
-        return naive.replace(tzinfo=zone) if zone is not None else naive.astimezone()
+        return self.options.local(naive)
 
     def error(self, record: Record, what: str) -> ConversionError:
         return ConversionError(f"{self.path}: line {record.line}: {what}")

@@ -5,12 +5,14 @@ lines, each after a `//comment`) and the folder of the same name beside it, whic
 tab-separated file per task and result: `<Task>-values.txt` (single values with limits) and
 curve files such as `Impedance-imp.txt` (frequency, value, max, min). The service is handed the
 header file; `companions()` and `unit_complete()` tell it which folder belongs to it and when
-both are written. Pure; depends on the converter base, `report`, `limits` and `errors`.
+both are written. Pure; depends on the converter base and its helpers (`options`, `textio`),
+`report`, `limits` and `errors`.
 
 How the unit becomes a report, where the format leaves a choice:
 
 * pn <- the `part_number` option, else the name of the Klippel database (`Cfg_DatabasePath`,
-  one per product setup); process <- `process_code` / `process_name` options.
+  one per product setup); the process follows the rule of every built-in converter
+  (`ConversionOptions.process_code`): a Klippel log names no WATS process.
 * result <- `Ctrl_OverallVerdict`: 1 pass -> P, 2 warning -> P (the warning is kept as a misc
   info), 0 fail -> F, 3 noise and 4 invalid -> E (the measurement, not the DUT, is in doubt),
   -1 void -> T (no result). The root step carries the same verdict.
@@ -26,8 +28,8 @@ How the unit becomes a report, where the format leaves a choice:
 * `-`, empty, `nan` and `inf` cells mean "no value". A row without a value has no
   measurement; unlisted, it is Skipped. Curves keep at most 10 000 points per series (WATS'
   limit), thinned evenly when longer; the count of points outside the limits uses them all.
-* Text is decoded with the folder's `encoding` option; without one, UTF-8 and then cp1252
-  (Klippel runs on Windows and writes the ANSI code page).
+* Text is decoded as every text format is (`textio.decode`): the folder's `encoding` option;
+  without one, UTF-8 and then cp1252 (Klippel runs on Windows and writes the ANSI code page).
 * The unit is incomplete (`IncompleteFileError`, retried later) while the header is empty,
   ends in the middle of a line or has no `Ctrl_OverallVerdict` yet, while the data folder is
   missing or holds no data file, and while a data file is empty or ends in the middle of a row.
@@ -42,7 +44,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.limits import LOG, numeric_passes, numeric_status
 from pywats_client.report import (
@@ -60,8 +63,8 @@ log = logging.getLogger(__name__)
 
 # A header is a couple of kilobytes and a data file some tens; far bigger ones are not Klippel
 # logs, and reading them would take a small station's memory.
-MAX_HEADER_BYTES = 1024 * 1024
-MAX_DATA_FILE_BYTES = 32 * 1024 * 1024
+MAX_HEADER_BYTES = 1 * MB
+MAX_DATA_FILE_BYTES = 32 * MB
 MAX_DATA_FILES = 500
 DEFAULT_SEQUENCE_NAME = "Klippel QC"
 VALUES = "values"  # the result part of the single-values file of a task
@@ -100,7 +103,7 @@ _FILE_NAME = re.compile(
 _LOGIN_PREFIX = re.compile(r"[A-Za-z]{1,16}:(?=.)")  # "win:m.liebig": the login provider
 
 
-class KlippelConverter(Converter):
+class KlippelConverter(BuiltinConverter):
     """Converts a Klippel QC header file together with the data folder of the same name."""
 
     name = "KlippelConverter"
@@ -125,35 +128,16 @@ class KlippelConverter(Converter):
             return False
         return True
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(path, head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(path, head)
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) for the DUT of this header file and its data folder."""
-        configured = self.option(context, "encoding")
-        encoding = str(configured) if configured else None
-        header = _read_header(path, encoding)
+        header = _read_header(path, options.encoding)
         folder = _data_folder(path)
-        tables = [_read_table(file, encoding, self._decimal(context))
+        tables = [_read_table(file, options.encoding, options.decimal())
                   for file in _data_files(path, folder, check_complete=False)]
-        return _Builder(self, path, context, header, folder).report(tables)
-
-    def _decimal(self, context: ConverterContext) -> str:
-        separator = str(self.option(context, "decimal_separator", "."))
-        if separator not in (".", ","):
-            raise ConversionError(
-                f"decimal_separator {separator!r} in the watch folder's converter arguments is "
-                "not '.' or ','"
-            )
-        return separator
+        return _Builder(path, options, header, folder).report(tables)
 
 
 # -- the unit on disk ---------------------------------------------------------------------------
@@ -169,46 +153,19 @@ def _detect(path: Path, head: bytes) -> tuple[float, str]:
             b"Ctrl_OverallVerdict=" in head or b"Cfg_SerialNumber=" in head):
         return 0.0, ""
     folder = _data_folder(path)
-    if not folder.is_dir():
+    try:
+        beside = folder.is_dir()
+    except OSError:  # a folder it may not look into is not its unit
+        beside = False
+    if not beside:
         return 0.9, "Klippel QC header (Cfg_DutStartTime, Ctrl_OverallVerdict) without its folder"
     named = _FILE_NAME.fullmatch(path.stem) is not None
     return (0.99 if named else 0.97), f"Klippel QC header with its data folder {folder.name!r}"
 
 
-def _decode(path: Path, data: bytes, encoding: str | None) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        encoding, data = "utf-8", data[3:]
-    candidates = [encoding] if encoding else ["utf-8", "cp1252"]
-    for codec in candidates:
-        try:
-            return data.decode(codec)
-        except LookupError:
-            raise ConversionError(
-                f"{path}: unknown encoding {codec!r} in the watch folder's settings; use a "
-                "Python codec name such as utf-8 or cp1252"
-            ) from None
-        except UnicodeDecodeError as exc:
-            error = exc
-    line = data[: error.start].count(b"\n") + 1
-    raise ConversionError(
-        f"{path}: line {line} is not valid {candidates[-1]} (byte {error.start}); set the "
-        "watch folder's encoding to the one the Klippel PC writes (e.g. cp1252)"
-    )
-
-
 def _read_bytes(path: Path, limit: int, what: str) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise ConversionError(
-                f"{path}: the {what} is {size // 1024} KiB; over {limit // 1024} KiB is not a "
-                "Klippel log (check what the equipment writes into this folder)"
-            )
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise IncompleteFileError(f"{path}: the {what} is not there (yet)") from None
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+    # A file of the unit that is not there yet belongs to a unit still being written.
+    return read_bytes(path, limit, "Klippel", what=what, missing_is_incomplete=True)
 
 
 @dataclass
@@ -236,7 +193,7 @@ def _read_header(path: Path, encoding: str | None) -> _Header:
         raise IncompleteFileError(
             f"{path}: the header file ends in the middle of a line (still being written?)")
     header = _Header(path)
-    for number, raw in enumerate(_decode(path, data, encoding).split("\n"), start=1):
+    for number, raw in enumerate(decode(data, path, encoding).split("\n"), start=1):
         line = raw.strip(" \t\r\x00")
         if not line or line.startswith("//"):
             continue
@@ -342,7 +299,7 @@ def _read_table(path: Path, encoding: str | None, decimal: str) -> _Table:
     task, _, result = path.stem.rpartition("-")
     titles: list[str] = []
     rows: list[tuple[int, list[str]]] = []
-    for number, raw in enumerate(_decode(path, data, encoding).split("\n"), start=1):
+    for number, raw in enumerate(decode(data, path, encoding).split("\n"), start=1):
         cells = raw.rstrip("\r").split("\t")
         if not any(cell.strip() for cell in cells):
             continue
@@ -375,48 +332,40 @@ def _read_table(path: Path, encoding: str | None, decimal: str) -> _Table:
 class _Builder:
     """Builds the report of one unit; one instance per conversion."""
 
-    def __init__(self, converter: Converter, path: Path, context: ConverterContext,
-                 header: _Header, folder: Path) -> None:
-        self.converter = converter
+    def __init__(self, path: Path, options: ConversionOptions, header: _Header,
+                 folder: Path) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.header = header
         self.folder = folder
         self.out = ReportDict()
         self.verdicts = self._verdicts()
         self.used: set[str] = set()
 
-    def option(self, key: str) -> str:
-        value = self.converter.option(self.context, key)
-        return "" if value is None else str(value).strip()
-
     def report(self, tables: list[_Table]) -> ReportDict:
         out, header = self.out, self.header
         out.locations[""] = self.path.name
-        out["type"] = "T"
         # A Klippel QC database holds the setup of one product, so its name is the best
         # part number the files offer when none is configured.
         database = PureWindowsPath(header.get("Cfg_DatabasePath")).stem
-        out["pn"] = (self.option("part_number") or database)[:100]
-        if not out["pn"]:
+        pn = (self.options.part_number or database)[:100]
+        if not pn:
             raise ConversionError(
                 f"{self.path}: the header names no Cfg_DatabasePath to take the part number "
                 "from; set part_number in the watch folder's converter arguments (or "
                 "converters.defaults)"
             )
-        out["sn"] = header.get(SERIAL_KEY) or self._name_part("sn")
-        if not out["sn"]:
+        sn = header.get(SERIAL_KEY) or self._name_part("sn")
+        if not sn:
             raise header.error(SERIAL_KEY, f"{SERIAL_KEY} is empty and the file name holds no "
                                            "serial number ('DUT <serial> <date> ...txt')")
         out.locations["sn"] = f"{self.path.name} line {header.line(SERIAL_KEY)}"
-        out["rev"] = self.option("revision")
-        out["processCode"] = self._process_code()
-        if self.option("process_name"):
-            out["processName"] = self.option("process_name")
+        self.options.fill_header(out, pn=pn, sn=sn, rev=self.options.revision,
+                                 lacks="a Klippel log names no WATS process")
         result, word = self._verdict()
         out["result"] = result
         out.locations["result"] = f"{self.path.name} line {header.line(VERDICT_KEY)}"
-        station = header.get("Cfg_PCName") or self.option("station_name")
+        station = header.get("Cfg_PCName") or self.options.station_name
         if station:
             out["machineName"] = station
         start = self._start()
@@ -432,22 +381,6 @@ class _Builder:
         return out
 
     # -- header fields -------------------------------------------------------------------------
-
-    def _process_code(self) -> int:
-        name = self.option("process_name")
-        code = self.converter.process_code(self.context, name or None)
-        if code is None:
-            text = self.option("process_code")
-            if text:
-                raise ConversionError(
-                    f"{self.path}: process_code {text!r} in the config is not a whole number")
-            raise ConversionError(
-                f"{self.path}: a Klippel log names no process; set process_code in the watch "
-                "folder's converter arguments (or converters.defaults), e.g. 50"
-            )
-        if not -32768 <= code <= 32767:
-            raise ConversionError(f"{self.path}: process_code {code} is out of range")
-        return code
 
     def _verdict(self) -> tuple[str, str]:
         code = self.header.get(VERDICT_KEY)
@@ -492,7 +425,7 @@ class _Builder:
     def _uut(self) -> dict[str, Any]:
         uut: dict[str, Any] = {}
         user = _LOGIN_PREFIX.sub("", self.header.get("Cfg_UserName"), count=1).strip()
-        user = user or self.option("operator")
+        user = user or self.options.operator
         if user:
             uut["user"] = user[:100]
         error = self.header.get("Ctrl_ErrorGeneral")
@@ -533,13 +466,13 @@ class _Builder:
 
     def _root(self, tables: list[_Table], result: str) -> dict[str, Any]:
         database = self.header.get("Cfg_DatabasePath")
-        name = self.option("sequence_name") or (
+        name = self.options.sequence_name or (
             PureWindowsPath(database).stem if database else "") or DEFAULT_SEQUENCE_NAME
         name = name[:STEP_NAME_LIMIT]
         root: dict[str, Any] = {
             "id": 0, "group": "M", "stepType": "SequenceCall", "name": name, "status": result,
             "seqCall": {"path": database or self.folder.name, "name": name,
-                        "version": self.option("sequence_version")},
+                        "version": self.options.sequence_version},
             "steps": [],
         }
         self.out.locations["root"] = self.path.name

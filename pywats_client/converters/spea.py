@@ -2,8 +2,8 @@
 
 Owns the SPEA log reader: one WSJF test report per board, i.e. per `START` … `END` block of
 the file (a file holds several), with one sequence per run of test records of the same task
-and one step per `ANL`/`FUNC` record. Pure; imports only the converter base, `report`,
-`errors` and the stdlib.
+and one step per `ANL`/`FUNC` record. Pure; imports only the converter base and its helpers
+(`options`, `textio`), `report`, `errors` and the stdlib.
 
 Where the format leaves a choice, this reader decides so:
 
@@ -25,11 +25,13 @@ Where the format leaves a choice, this reader decides so:
 * Header: the part number and revision configured for the folder (`part_number`,
   `revision`) win over the file, as the product field of `START` is often the test program's
   name; without them pn is the product field and rev is empty. Operator: the `START` field,
-  else the `operator` option. Process code: the `process_code` option, else 10 (as the
-  WATS Client's converters default). Dates follow the block's `FORMAT` (`mmdd`, the default,
+  else the `operator` option. Process: the rule of every built-in converter
+  (`ConversionOptions.process_code`; SPEA logs name no WATS process), applied once the whole
+  file is read. Dates follow the block's `FORMAT` (`mmdd`, the default,
   or `ddmm`); naive times are in the folder's time zone.
-* Encoding: the folder's `encoding` when one is configured; otherwise UTF-8, and a file that
-  is not valid UTF-8 is read as cp1252 (SPEA testers run Windows with German text).
+* Encoding: as every text format (`textio.decode`): the folder's `encoding` when one is
+  configured; otherwise UTF-8, and a file that is not valid UTF-8 is read as cp1252 (SPEA
+  testers run Windows with German text).
 * Truncation (`IncompleteFileError`): an empty file, a last line without line end that is not
   a complete `END` record, or a board without `END` at the end of the file. A board without
   `END` before the next `FORMAT`/`START` is a `ConversionError`: the log is damaged.
@@ -37,9 +39,7 @@ Where the format leaves a choice, this reader decides so:
 
 from __future__ import annotations
 
-import codecs
 import logging
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +47,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, read_text, reading
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report import STEP_NAME_LIMIT, ReportDict, format_datetime, number_steps
 
@@ -55,8 +56,7 @@ log = logging.getLogger(__name__)
 
 # 1.4 MB holds ten boards of a 1 300-test program; a file this big is not a SPEA log, and
 # reading it would take a small station's memory.
-MAX_FILE_BYTES = 64 * 1024 * 1024
-DEFAULT_PROCESS_CODE = 10
+MAX_FILE_BYTES = 64 * MB
 DEFAULT_SEQUENCE_NAME = "SPEA ICT"
 
 TEST_RECORDS = ("ANL", "FUNC")
@@ -70,16 +70,12 @@ MIN_TEST_FIELDS = HIGH + 1  # a record without its limits is not a test record
 
 _VERDICT = {"PASS": "P", "FAIL": "F", "NONE": "E"}
 _SEVERITY = {"P": 0, "F": 1, "E": 2}
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
-# How C runtimes print what is not a number: nan, -NAN, inf, 1.#INF, -1.#IND, 1.#QNAN ...
-_NOT_FINITE = re.compile(r"[+-]?(?:nan|inf(?:inity)?|1\.#(?:inf|ind|qnan|snan)0*)",
-                         re.IGNORECASE)
 _DATE = re.compile(r"(\d{1,4})[/.-](\d{1,2})[/.-](\d{1,4})")
 _TIME = re.compile(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,6}))?)?")
 _DATE_ORDERS = ("mmdd", "ddmm")
 
 
-class SPEAConverter(Converter):
+class SPEAConverter(BuiltinConverter):
     """Converts SPEA ICT semicolon logs (several boards per file) into WSJF test reports."""
 
     name = "SPEAConverter"
@@ -87,102 +83,21 @@ class SPEAConverter(Converter):
     version = "1.0"
     file_patterns = ("*.csv", "*.txt")
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(head)
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per board in the file, in file order."""
-        configured = self.option(context, "encoding")
-        if configured is None and context.encoding.lower().replace("_", "-") not in (
-                "utf-8", "utf8", ""):
-            configured = context.encoding
-        text = _read_text(path, str(configured) if configured else None)
-        reader = _Reader(path, _Options.from_context(self, context))
-        return list(reader.read(text))
-
-
-@dataclass(frozen=True)
-class _Options:
-    """The folder's settings this converter uses, looked up once per file."""
-
-    part_number: str
-    revision: str
-    process_code: int
-    process_name: str
-    operator: str
-    station_name: str
-    sequence_name: str
-    sequence_version: str
-    zone: Any  # tzinfo | None
-
-    @classmethod
-    def from_context(cls, converter: Converter, context: ConverterContext) -> _Options:
-        def text(key: str) -> str:
-            return str(converter.option(context, key, "") or "").strip()
-
-        raw_code = converter.option(context, "process_code", DEFAULT_PROCESS_CODE)
-        try:
-            code = int(str(raw_code).strip())
-        except ValueError:
-            raise ConversionError(
-                f"the process_code setting {raw_code!r} is not a whole number; fix it in the "
-                "watch folder's converter arguments or in converters.defaults"
-            ) from None
-        return cls(text("part_number"), text("revision"), code, text("process_name"),
-                   text("operator"), text("station_name"), text("sequence_name"),
-                   text("sequence_version"), context.timezone)
-
-
-# -- reading the file ------------------------------------------------------------------------
-
-
-def _read_text(path: Path, configured: str | None) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConversionError(
-                f"{path}: the file is {size // (1024 * 1024)} MB; SPEA logs over "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MB are refused (check that the tester "
-                "writes the right file into this folder, or have it start a new log per lot)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-    if data.startswith(codecs.BOM_UTF8):
-        configured, data = "utf-8", data[len(codecs.BOM_UTF8):]
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        configured = "utf-16"
-    if configured is None:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.reason == "unexpected end of data" and exc.end >= len(data):
-                raise IncompleteFileError(
-                    f"{path}: the file ends in the middle of a character (still being written?)"
-                ) from None
-            # Not UTF-8: SPEA's Windows testers write the ANSI code page.
-            return data.decode("cp1252", errors="replace")
-    try:
-        return data.decode(configured).removeprefix("\ufeff")
-    except LookupError:
-        raise ConversionError(
-            f"{path}: unknown encoding {configured!r} in the watch folder's settings; use a "
-            "Python codec name such as utf-8 or cp1252"
-        ) from None
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ConversionError(
-            f"{path}: line {line} is not valid {configured} (byte {exc.start}); set the watch "
-            "folder's encoding to the one the tester writes (e.g. cp1252)"
-        ) from None
+        text = read_text(path, MAX_FILE_BYTES, "SPEA", options.encoding,
+                         hint="check that the tester writes the right file into this folder, "
+                              "or have it start a new log per lot")
+        reports = _Reader(path, options).read(text)
+        # Only once the whole file is read: a missing setting is never taken for a file
+        # still being written.
+        code = options.process_code(lacks="SPEA logs name no WATS process")
+        for report in reports:
+            report["processCode"] = code
+        return list(reports)
 
 
 def _detect(head: bytes) -> tuple[float, str]:
@@ -223,7 +138,7 @@ class _Board:
 class _Reader:
     """Reads one file; one instance per conversion (converters are shared between threads)."""
 
-    def __init__(self, path: Path, options: _Options) -> None:
+    def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
         self.options = options
         self.reports: list[ReportDict] = []
@@ -363,8 +278,9 @@ class _Builder:
                 f"number ({where}); WATS needs one per board"
             )
         result = self.result()
+        # processCode is set once the whole file is read (see convert()).
         report.update({"type": "T", "pn": pn, "sn": board.serial, "rev": options.revision,
-                       "processCode": options.process_code})
+                       "processCode": None})
         report.locations.update({"pn": f"line {board.line}", "sn": f"line {board.serial_line}",
                                  "result": f"line {self.end_line}"})
         if options.process_name:
@@ -438,10 +354,8 @@ class _Builder:
         hour, minute = int(time_match.group(1)), int(time_match.group(2))
         second = int(time_match.group(3) or 0)
         micro = int((time_match.group(4) or "").ljust(6, "0"))
-        zone = self.options.zone
         try:
-            moment = datetime(year, month, day, hour, minute, second, micro)
-            return moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()
+            return self.options.local(datetime(year, month, day, hour, minute, second, micro))
         except (ValueError, OverflowError, OSError) as exc:
             raise self.reader.error(
                 line, f"date {date_text!r} {time_text!r} (FORMAT {self.board.date_order}): "
@@ -517,7 +431,7 @@ class _Builder:
         high = self.limit(number, fields, HIGH, "high limit")
         unit = fields[UNIT].strip() if len(fields) > UNIT else ""
         measured = fields[MEASURED].strip()
-        kind, value = _reading(measured)
+        kind, value = reading(measured)
         no_limits = low == 0 and high == 0 and not unit
         ranged = low is not None and high is not None and low <= high and not no_limits
         if not measured or (keyword == "FUNC" and not ranged and kind == "number"):
@@ -551,7 +465,7 @@ class _Builder:
 
     def limit(self, number: int, fields: list[str], index: int, what: str) -> float | None:
         text = fields[index].strip() if len(fields) > index else ""
-        kind, value = _reading(text)
+        kind, value = reading(text)
         if kind == "text" and text:
             raise self.reader.error(
                 number, f"{fields[0].strip()} {what} {text[:40]!r} is not a number"
@@ -571,17 +485,3 @@ def _status_letter(word: str) -> str | None:
     if word.startswith("SKIP"):
         return "S"
     return None
-
-
-def _reading(text: str) -> tuple[str, float | None]:
-    """("number", value) for a finite number ("." or "," decimals), ("not finite", None) for
-    NaN, infinities and overflowing numbers, ("text", None) for anything else."""
-    text = text.strip()
-    if "," in text and "." not in text:
-        text = text.replace(",", ".", 1)
-    if _NUMBER.fullmatch(text):
-        value = float(text)
-        return ("number", value) if math.isfinite(value) else ("not finite", None)
-    if _NOT_FINITE.fullmatch(text):
-        return "not finite", None
-    return "text", None

@@ -3,7 +3,8 @@
 Owns the GR228x log reader (formats.md §6): a line-by-line state machine that turns every UUT
 of a log (`@<date> SN <serial>` ... end-of-UUT line) into one WSJF test report, its
 measurement lines into numeric or pass/fail steps and its fixture/opens/shorts blocks into
-failed steps. Pure; imports only the converter base, `report` and `errors`.
+failed steps. Pure; imports only the converter base and its helpers (`options`, `textio`),
+`report` and `errors`.
 
 Choices where the format leaves one open:
 
@@ -22,7 +23,10 @@ Choices where the format leaves one open:
 * Header values: a `WATS_<key>=` line inside the UUT wins, then one between UUTs (it holds
   for the UUTs after it), then the watch folder's converter arguments, then what the file
   implies (part number = program name up to the first `_`, sequence = program name), then
-  `converters.defaults`. The process code always comes from the configuration.
+  `converters.defaults`. The process follows the rule of every built-in converter
+  (`ConversionOptions.process_code`): GR228x logs do not name the WATS operation.
+* Text is decoded as every text format is (`textio.decode`): the configured encoding, else
+  UTF-8, else cp1252.
 * A UUT with no steps that was aborted is skipped. A UUT still open at the end of the file
   means the log is being written (`IncompleteFileError`); a UUT without an end line before
   the next `@` line is converted as Terminated, with a warning.
@@ -32,17 +36,17 @@ Choices where the format leaves one open:
 
 from __future__ import annotations
 
-import codecs
 import logging
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime
 from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, read_text
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report import (
     ReportDict,
@@ -56,7 +60,7 @@ log = logging.getLogger(__name__)
 
 # A log of a whole shift is a few megabytes; anything this big is not a GR228x log, and
 # reading it would take a small station's memory.
-MAX_FILE_BYTES = 100 * 1024 * 1024
+MAX_FILE_BYTES = 100 * MB
 STEP_NAME_LIMIT = 100
 
 _DATE = r"(\d{1,2})-([A-Za-z]{3})-(\d{2}|\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})"
@@ -103,7 +107,7 @@ _OVERRIDE_KEYS = {key.lower(): key for key in (
     "partNumber", "partRevision", "sequenceName", "sequenceVersion", "operator", "stationName")}
 
 
-class TeradyneICTConverter(Converter):
+class TeradyneICTConverter(BuiltinConverter):
     """Converts Teradyne GR228x ICT logs: one report per UUT in the file."""
 
     name = "TeradyneICTConverter"
@@ -111,15 +115,9 @@ class TeradyneICTConverter(Converter):
     version = "1.0"
     file_patterns = ("*.log",)
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            program = _DETECT_PROGRAM_RE.search(head) is not None
-            uut = _DETECT_UUT_RE.search(head) is not None
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        program = _DETECT_PROGRAM_RE.search(head) is not None
+        uut = _DETECT_UUT_RE.search(head) is not None
         if program and uut:
             return 0.95, "GR228x program line (<program>.obc[date) and UUT lines (@date SN)"
         if uut:
@@ -128,46 +126,14 @@ class TeradyneICTConverter(Converter):
             return 0.6, "GR228x program line (<program>.obc[date), no UUT yet"
         return 0.0, ""
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per UUT; a list when the log holds several."""
-        text = _read_text(path, self.encoding(context))
-        reports = _Reader(self, path, context).read(text)
+        text = read_text(path, MAX_FILE_BYTES, "GR228x", options.encoding)
+        reports = _Reader(path, options).read(text)
         return reports[0] if len(reports) == 1 else reports
 
 
 # -- reading the file --------------------------------------------------------------------------
-
-
-def _read_text(path: Path, encoding: str) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConversionError(
-                f"{path}: the file is {size // (1024 * 1024)} MB; GR228x logs over "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MB are refused (check that the tester "
-                "writes the right file into this folder)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise ConversionError(
-            f"{path}: unknown encoding {encoding!r} in the watch folder's settings; use a "
-            "Python codec name such as utf-8 or cp1252"
-        ) from None
-    try:
-        return data.decode("utf-8-sig" if codec == "utf-8" else codec)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConversionError(
-            f"{path}: line {line} is not valid {encoding} (byte 0x{data[exc.start]:02x}); set "
-            "the watch folder's converter argument encoding (GR228x testers often write "
-            "cp1252)"
-        ) from None
 
 
 @dataclass
@@ -191,11 +157,9 @@ class _Uut:
 class _Reader:
     """Reads one file; keeps the state of the line machine."""
 
-    def __init__(self, converter: TeradyneICTConverter, path: Path,
-                 context: ConverterContext) -> None:
-        self.converter = converter
+    def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.program_path = ""
         self.program = ""  # program name: the .obc file name without extension
         self.overrides: dict[str, str] = {}  # WATS_ lines outside a UUT, for what follows
@@ -476,32 +440,25 @@ class _Reader:
         def header(key: str) -> str | None:
             return uut.overrides.get(key.lower()) or None
 
-        conv, context = self.converter, self.context
-        part = (header("partNumber") or _configured(conv, context, "part_number")
+        options = self.options
+        part = (header("partNumber") or options.argument("part_number")
                 or (uut.program.split("_")[0] if uut.program else None)
-                or conv.option(context, "part_number"))
+                or options.part_number)
         if not part:
             raise self.error(uut.line, f"no part number for UUT {uut.serial!r}: the log has "
                              "no program line (<program>.obc[date) and no WATS_partNumber= "
                              "line; set part_number in the watch folder's converter arguments")
-        sequence = (header("sequenceName") or _configured(conv, context, "sequence_name")
-                    or uut.program or conv.option(context, "sequence_name")
-                    or "MainSequence")
+        sequence = (header("sequenceName") or options.argument("sequence_name")
+                    or uut.program or options.sequence_name or "MainSequence")
         report = ReportDict()
-        report["type"] = "T"
-        report["pn"] = str(part)
-        report["sn"] = uut.serial
-        report["rev"] = str(header("partRevision") or conv.option(context, "revision", ""))
-        report["processCode"] = _process_code(conv, context, self.path)
-        process_name = conv.option(context, "process_name")
-        if process_name:
-            report["processName"] = str(process_name)
+        options.fill_header(report, pn=str(part), sn=uut.serial,
+                            rev=header("partRevision") or options.revision,
+                            lacks="GR228x logs do not name the WATS operation")
         root: dict[str, Any] = {
             "id": 0, "group": "M", "stepType": "SequenceCall", "name": _step_name(sequence),
             "seqCall": {
                 "path": uut.program_path, "name": str(sequence),
-                "version": str(header("sequenceVersion")
-                               or conv.option(context, "sequence_version", "")),
+                "version": header("sequenceVersion") or options.sequence_version,
             },
             "steps": uut.steps,
         }
@@ -510,16 +467,16 @@ class _Reader:
         if _SEVERITY.get(verdict, 0) > _SEVERITY.get(status, 0):
             root["status"] = verdict  # the tester's verdict: aborted, error, failed
         report["result"] = verdict
-        station = header("stationName") or conv.option(context, "station_name")
+        station = header("stationName") or options.station_name
         if station:
-            report["machineName"] = str(station)
-        report["start"] = format_datetime(_aware(uut.start, context.timezone))
+            report["machineName"] = station
+        report["start"] = format_datetime(options.local(uut.start))
         report["root"] = root
         number_steps(root)
         details: dict[str, Any] = {}
-        operator = header("operator") or conv.option(context, "operator")
+        operator = header("operator") or options.operator
         if operator:
-            details["user"] = str(operator)
+            details["user"] = operator
         if end is not None and end >= uut.start:
             details["execTime"] = (end - uut.start).total_seconds()
         report["uut"] = details
@@ -558,34 +515,3 @@ def _base(quantity: tuple[Decimal, int]) -> Decimal:
 def _step_name(name: str) -> str:
     # The server refuses longer names; a cut name still finds the component.
     return name[:STEP_NAME_LIMIT]
-
-
-def _configured(converter: Converter, context: ConverterContext, key: str) -> Any:
-    """A value set for this folder or converter (not `converters.defaults`), or None."""
-    for source in (context.arguments, converter.arguments):
-        value = source.get(key)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _process_code(converter: Converter, context: ConverterContext, path: Path) -> int:
-    code = converter.option(context, "process_code")
-    if code is None:
-        raise ConversionError(
-            f"{path}: no process code: GR228x logs do not name the WATS operation; set "
-            "process_code (e.g. 50 for PCBA test) in the watch folder's converter arguments or "
-            "in converters.defaults"
-        )
-    try:
-        return int(code)
-    except (TypeError, ValueError):
-        raise ConversionError(
-            f"{path}: process_code {code!r} in the config is not a whole number; fix it in the "
-            "watch folder's converter arguments or converters.defaults"
-        ) from None
-
-
-def _aware(moment: datetime, zone: tzinfo | None) -> datetime:
-    """A naive time from the file in the folder's zone (None: the system's local zone)."""
-    return moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()

@@ -3,7 +3,8 @@
 Owns the reader of the CTRD "machine readable ASCII" format (formats.md §7): an iterative
 s-expression parser (`(KEY: value ...)`, no recursion, nesting capped) and the mapping of its
 program / sections / steps / pages / analog and interconnect results onto a WSJF test report.
-Pure; imports only the converter base, `report`, `limits` and `errors`.
+Pure; imports only the converter base and its helpers (`options`, `textio`), `report`,
+`limits` and `errors`.
 
 Mapping and the choices where the format leaves one open:
 
@@ -12,7 +13,8 @@ Mapping and the choices where the format leaves one open:
   `converters.defaults` is the last resort), sn = `(USER: Serialnumber: ...)`, operator =
   `(USER: Operator: ...)`, result = `(USER: STATUS: BOARD PASSED|FAILED)`, root sequence
   version = `(USER: version: ...)`; other `USER` lines become misc infos. Without a STATUS
-  line the result is the roll-up of the steps.
+  line the result is the roll-up of the steps. The process follows the rule of every
+  built-in converter (`ConversionOptions.process_code`): CTRD names no WATS operation.
 * start = the TIME of the first step (MM/DD/YYYY, as the CTRD spec writes it), else the USER
   Date and StartTime; execution time = USER EndTime - start.
 * Each SECTION_NAME opens a sequence (empty ones are left out; a second SUBPROGRAM_NAME adds a
@@ -34,18 +36,18 @@ Mapping and the choices where the format leaves one open:
 from __future__ import annotations
 
 import bisect
-import codecs
 import logging
 import math
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, read_text
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.limits import numeric_status
 from pywats_client.report import (
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 
 # A board's export is a few hundred kilobytes; anything this big is not one, and reading it
 # would take a small station's memory.
-MAX_FILE_BYTES = 100 * 1024 * 1024
+MAX_FILE_BYTES = 100 * MB
 MAX_DEPTH = 64  # real files nest about 6 deep; deeper input is refused, not recursed into
 STEP_NAME_LIMIT = 100
 MISC_INFO_LIMIT = 100
@@ -101,7 +103,7 @@ _IGNORED = frozenset({"MEAS", "STIM", "GUARD", "FROM", "TO", "LOWR_FROM_NODES",
                       "LOWR_TO_NODES", "NOMVAL"})
 
 
-class TeradyneSpectrumICTConverter(Converter):
+class TeradyneSpectrumICTConverter(BuiltinConverter):
     """Converts Teradyne Spectrum ICT CTRD exports: one report per board."""
 
     name = "TeradyneSpectrumICTConverter"
@@ -109,15 +111,9 @@ class TeradyneSpectrumICTConverter(Converter):
     version = "1.0"
     file_patterns = ("*.txt", "*.ctrd", "*.dat")
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            starts = _HEAD_RE.match(head) is not None
-            body = b"(STEP:" in head or b"(SECTION_NAME:" in head
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        starts = _HEAD_RE.match(head) is not None
+        body = b"(STEP:" in head or b"(SECTION_NAME:" in head
         if starts and body:
             return 0.95, "CTRD export: starts with (PROGRAM_NAME: \"...\"), has sections/steps"
         if starts:
@@ -126,13 +122,11 @@ class TeradyneSpectrumICTConverter(Converter):
             return 0.5, "CTRD steps ((STEP: (SNAME: ... (PAGE: ...) without a program name"
         return 0.0, ""
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per board; a list when the file holds several."""
-        text = _read_text(path, self.encoding(context))
+        text = read_text(path, MAX_FILE_BYTES, "CTRD", options.encoding)
         nodes = parse(text, str(path), _IGNORED)
-        reports = _Mapper(self, path, context).reports(nodes)
+        reports = _Mapper(path, options).reports(nodes)
         return reports[0] if len(reports) == 1 else reports
 
 
@@ -280,38 +274,6 @@ def parse(text: str, source: str = "", ignore: frozenset[str] = frozenset()) -> 
     return top
 
 
-# -- reading the file --------------------------------------------------------------------------
-
-
-def _read_text(path: Path, encoding: str) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConversionError(
-                f"{path}: the file is {size // (1024 * 1024)} MB; CTRD exports over "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MB are refused (check that the tester "
-                "writes the right file into this folder)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise ConversionError(
-            f"{path}: unknown encoding {encoding!r} in the watch folder's settings; use a "
-            "Python codec name such as utf-8 or cp1252"
-        ) from None
-    try:
-        return data.decode("utf-8-sig" if codec == "utf-8" else codec)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConversionError(
-            f"{path}: line {line} is not valid {encoding} (byte 0x{data[exc.start]:02x}); set "
-            "the watch folder's converter argument encoding (e.g. cp1252)"
-        ) from None
-
-
 # -- from entries to reports -------------------------------------------------------------------
 
 
@@ -339,11 +301,9 @@ _USER_KEYS = ("serialnumber", "operator", "date", "starttime", "endtime", "statu
 class _Mapper:
     """Turns the parsed entries of one file into reports."""
 
-    def __init__(self, converter: TeradyneSpectrumICTConverter, path: Path,
-                 context: ConverterContext) -> None:
-        self.converter = converter
+    def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
-        self.context = context
+        self.options = options
 
     def error(self, line: int, text: str) -> ConversionError:
         return ConversionError(f"{self.path}: line {line}: {text}")
@@ -424,7 +384,7 @@ class _Mapper:
             step = self.test("ET_PFT", name, own or "D", "booleanMeas",
                              [{"status": _measurement_status(own or "D")}], [description])
         if start is not None:
-            step["start"] = format_datetime(_aware(start, self.context.timezone))
+            step["start"] = format_datetime(self.options.local(start))
         board.lines[id(step)] = f"(STEP: {name!r}) at line {node.line}"
         (board.current if board.current is not None else board.loose).append(step)
 
@@ -604,53 +564,44 @@ class _Mapper:
         return step
 
     def report(self, board: _Board) -> ReportDict:
-        conv, context = self.converter, self.context
+        options = self.options
         serial = board.user.get("serialnumber")
         if serial is None or not serial[0]:
             raise ConversionError(
                 f"{self.path}: the board at line {board.line} has no serial number: the test "
                 "program must write (USER: Serialnumber: <serial>) into the CTRD export"
             )
-        part = (_configured(conv, context, "part_number") or board.program
-                or conv.option(context, "part_number"))
+        part = options.argument("part_number") or board.program or options.part_number
         if not part:
             raise self.error(board.line, "no part number: the board has no (PROGRAM_NAME: "
                              "...) entry; set part_number in the watch folder's converter "
                              "arguments")
-        sequence = (_configured(conv, context, "sequence_name") or board.program
-                    or conv.option(context, "sequence_name") or "MainSequence")
-        version = board.user.get("version", ("", 0))[0] or conv.option(
-            context, "sequence_version", "")
+        sequence = (options.argument("sequence_name") or board.program
+                    or options.sequence_name or "MainSequence")
+        version = board.user.get("version", ("", 0))[0] or options.sequence_version
         root: dict[str, Any] = self.sequence(str(sequence), board.program)
         root["seqCall"]["version"] = str(version)
         root["steps"] = board.loose + self.grouped(board)
 
         report = ReportDict()
-        report["type"] = "T"
-        report["pn"] = str(part)
-        report["sn"] = serial[0]
-        report["rev"] = str(conv.option(context, "revision", ""))
-        report["processCode"] = _process_code(conv, context, self.path)
-        process_name = conv.option(context, "process_name")
-        if process_name:
-            report["processName"] = str(process_name)
+        options.fill_header(report, pn=str(part), sn=serial[0], rev=options.revision,
+                            lacks="CTRD exports do not name the WATS operation")
         status = roll_up_statuses(root)
         verdict = self.verdict(board, status)
         if _SEVERITY.get(verdict, 0) > _SEVERITY.get(status, 0):
             root["status"] = verdict
         report["result"] = verdict
-        station = conv.option(context, "station_name")
-        if station:
-            report["machineName"] = str(station)
+        if options.station_name:
+            report["machineName"] = options.station_name
         start = board.first_time or self.user_start(board)
         if start is not None:
-            report["start"] = format_datetime(_aware(start, context.timezone))
+            report["start"] = format_datetime(options.local(start))
         report["root"] = root
         number_steps(root)
         details: dict[str, Any] = {}
-        operator = board.user.get("operator", ("", 0))[0] or conv.option(context, "operator")
+        operator = board.user.get("operator", ("", 0))[0] or options.operator
         if operator:
-            details["user"] = str(operator)
+            details["user"] = operator
         exec_time = self.exec_time(board, start)
         if exec_time is not None:
             details["execTime"] = exec_time
@@ -753,34 +704,3 @@ def _add_text(step: dict[str, Any], texts: list[str | None]) -> None:
 def _step_name(name: str) -> str:
     # The server refuses longer names; a cut name still finds the component.
     return name[:STEP_NAME_LIMIT]
-
-
-def _configured(converter: Converter, context: ConverterContext, key: str) -> Any:
-    """A value set for this folder or converter (not `converters.defaults`), or None."""
-    for source in (context.arguments, converter.arguments):
-        value = source.get(key)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _process_code(converter: Converter, context: ConverterContext, path: Path) -> int:
-    code = converter.option(context, "process_code")
-    if code is None:
-        raise ConversionError(
-            f"{path}: no process code: CTRD exports do not name the WATS operation; set "
-            "process_code (e.g. 50 for PCBA test) in the watch folder's converter arguments or "
-            "in converters.defaults"
-        )
-    try:
-        return int(code)
-    except (TypeError, ValueError):
-        raise ConversionError(
-            f"{path}: process_code {code!r} in the config is not a whole number; fix it in the "
-            "watch folder's converter arguments or converters.defaults"
-        ) from None
-
-
-def _aware(moment: datetime, zone: tzinfo | None) -> datetime:
-    """A naive time from the file in the folder's zone (None: the system's local zone)."""
-    return moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()

@@ -5,7 +5,7 @@ ParentStepID>`), with each step's payload as a sibling element that names the st
 and stores charts and attachments as `<Chart>` rows with binary data. `rebuild_tree()` nests the
 steps, moves every payload into its step and turns the chart rows into WSXF `<Chart>`/`<Series>`
 or `<Attachment>` elements, so `wsxf.py` maps both dialects to the same WSJF. Imports only
-`wsxf`, `errors` and the stdlib.
+`wsxf` (its nesting cap), `xmlsafe`, `errors` and the stdlib.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import math
 import struct
 from pathlib import Path
 
-from pywats_client.converters.wsxf import MAX_DEPTH, XmlNode
+from pywats_client.converters.wsxf import MAX_DEPTH
+from pywats_client.converters.xmlsafe import XmlNode
 from pywats_client.errors import ConversionError
 
 # Step payload elements that WRML writes beside the steps, pointing at them by StepID.

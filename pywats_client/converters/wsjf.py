@@ -7,14 +7,15 @@ as LOG (formats.md §1.2), so the server is not sent an operator it would refuse
 
 Reports come back as `ReportDict`s whose source places ("line 17, column 5") are found only
 when a report turns out invalid: finding them needs a slower, position-tracking parse of the
-file, which valid files never pay for. Depends on the converter base, `report`, `limits` and
-`errors`.
+file, which valid files never pay for. A test report without a processCode gets one by the
+rule of every built-in converter (`options.py`) when the server's process list or the
+settings give one. Depends on the converter base and its
+helpers (`options`, `textio`), `report`, `limits` and `errors`.
 """
 
 from __future__ import annotations
 
 import bisect
-import codecs
 import json
 import json.decoder
 import json.scanner
@@ -23,13 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.limits import LOG, parse_comp_op
 from pywats_client.report import ReportDict, iter_steps
 
 # Parsed in memory (a Raspberry Pi has little of it); bigger files are refused, not tried.
-MAX_FILE_SIZE = 200_000_000
+MAX_FILE_SIZE = 200 * MB
 
 _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"\s*")
@@ -37,7 +39,7 @@ _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
 _NUMBER_TAIL = re.compile(r"[0-9.eE+-]{1,40}")
 
 
-class WATSStandardJsonConverter(Converter):
+class WATSStandardJsonConverter(BuiltinConverter):
     """Imports WATS Standard JSON Format files as they are (the WATS Client "WSJF importer")."""
 
     name = "WATSStandardJsonConverter"
@@ -45,30 +47,18 @@ class WATSStandardJsonConverter(Converter):
     version = "1.0"
     file_patterns = ("*.json",)
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(head)
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         try:
-            stat = path.stat()
-            if stat.st_size > MAX_FILE_SIZE:
-                raise ConversionError(
-                    f"{path}: the file is {stat.st_size // 1_000_000} MB; WSJF files above "
-                    f"{MAX_FILE_SIZE // 1_000_000} MB are refused (a report that size is "
-                    "mostly attachments): split it or leave large attachments out"
-                )
-            data = path.read_bytes()
+            stat = path.stat()  # first: the places of problems are found again in this version
         except OSError as exc:
             raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-        text = _decode(data, path, context.encoding)
+        # The bytes are not kept once they are text: a big file would be held twice.
+        text = _decode(read_bytes(path, MAX_FILE_SIZE, "WSJF", hint="a report that size is "
+                                  "mostly attachments: split it or leave large attachments "
+                                  "out"), path, options.encoding)
         stamp = (stat.st_size, stat.st_mtime_ns)
         if not text.strip():
             raise IncompleteFileError(f"{path}: the file is empty; waiting for the writer")
@@ -93,17 +83,36 @@ class WATSStandardJsonConverter(Converter):
             raise ConversionError(f"{path}: the JSON is nested too deeply to be a report") from None
         if isinstance(value, dict):
             _check_report(value, path, "")
-            return _report(value, _place_finder(path, context.encoding, stamp, None))
+            _fill_process(value, options, f"{path}")
+            return _report(value, _place_finder(path, options.encoding, stamp, None))
         if isinstance(value, list) and value:
             for n, item in enumerate(value):
                 _check_report(item, path, f"item {n} of the list: ")
-            return [_report(item, _place_finder(path, context.encoding, stamp, n))
+                _fill_process(item, options, f"{path}: item {n} of the list")
+            return [_report(item, _place_finder(path, options.encoding, stamp, n))
                     for n, item in enumerate(value)]
         found = "an empty list" if isinstance(value, list) else f"a JSON {_kind(value)}"
         raise ConversionError(
             f"{path}: expected a WSJF report (a JSON object with \"type\", \"pn\", \"sn\", ...) "
             f"or a list of reports, but the file holds {found}"
         )
+
+
+def _fill_process(report: dict[str, Any], options: ConversionOptions, where: str) -> None:
+    """A test report without processCode gets one by the rule of every converter (its
+    processName looked up in the server's list, else the configured process). When nothing
+    gives one the report stays as the file has it, and validation names the missing field.
+    A repair report's process is never taken from a test process setting."""
+    if report.get("type") != "T" or report.get("processCode") is not None:
+        return
+    name = report.get("processName")
+    name = name if isinstance(name, str) and name else None
+    code = options.find_process_code(where, name=name)
+    if code is None:
+        return
+    report["processCode"] = code
+    if name is None and options.process_name:
+        report["processName"] = options.process_name
 
 
 def _report(value: dict[str, Any], find: Callable[[], dict[str, str]]) -> ReportDict:
@@ -123,7 +132,7 @@ def _report(value: dict[str, Any], find: Callable[[], dict[str, str]]) -> Report
 
 
 def _place_finder(
-    path: Path, encoding: str, stamp: tuple[int, int], index: int | None
+    path: Path, encoding: str | None, stamp: tuple[int, int], index: int | None
 ) -> Callable[[], dict[str, str]]:
     """Finds the source places of report `index` of the file (None: the file is one report),
     on demand: the file is read again, unless it changed since it was converted."""
@@ -199,35 +208,12 @@ def _reject_constant(literal: str) -> Any:
     raise _NonFiniteNumber(literal)
 
 
-def _decode(data: bytes, path: Path, encoding: str) -> str:
-    # JSON is UTF-8 by RFC 8259 (UTF-16/32 are recognised by their BOM or byte pattern, and a
-    # UTF-8 BOM is allowed). A configured non-UTF encoding is honoured for stations that write
-    # a legacy code page without a BOM.
+def _decode(data: bytes, path: Path, encoding: str | None) -> str:
+    # JSON is UTF-8 by RFC 8259, but UTF-16/32 are recognised by their byte pattern even
+    # without a byte order mark; otherwise the rule of every text format applies.
     detected = json.detect_encoding(data)
-    chosen: str = detected
-    if detected == "utf-8" and _known(encoding):
-        configured = codecs.lookup(encoding).name
-        if not configured.startswith("utf"):
-            chosen = configured
-    try:
-        return data.decode(chosen)
-    except UnicodeDecodeError as exc:
-        if exc.reason in ("unexpected end of data", "truncated data"):
-            raise IncompleteFileError(
-                f"{path}: the file ends in the middle of a character (still being written?)"
-            ) from None
-        raise ConversionError(
-            f"{path}: not valid {chosen.upper()} at byte {exc.start}; save the file as UTF-8 "
-            "or set the folder's encoding"
-        ) from None
-
-
-def _known(encoding: str) -> bool:
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        return False
-    return True
+    return decode(data, path, detected if detected.startswith("utf-16") or detected.startswith(
+        "utf-32") else encoding)
 
 
 def _truncated(exc: json.JSONDecodeError) -> bool:

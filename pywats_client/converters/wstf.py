@@ -2,8 +2,9 @@
 
 Owns the WSTF reader: a line state machine (outside → header → step data → footer) that builds
 one WSJF test report per `--Header-Start--` … `--UUT-End--` block, with its step tree,
-measurements, charts and statuses. Pure; depends on the converter base, `report` (ReportDict,
-dates), `limits` (every pass/fail decision) and `errors`.
+measurements, charts and statuses. Pure; depends on the converter base and its helpers
+(`options`, `textio`), `report` (ReportDict, dates, status words), `limits` (every pass/fail
+decision) and `errors`.
 
 Where the format leaves a choice, this reader decides so:
 
@@ -49,7 +50,8 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, read_text
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
 from pywats_client.limits import (
     LOG,
@@ -59,13 +61,20 @@ from pywats_client.limits import (
     parse_comp_op,
     string_status,
 )
-from pywats_client.report import ReportDict, format_datetime, format_utc, parse_datetime
+from pywats_client.report import (
+    STEP_STATUSES,
+    ReportDict,
+    format_datetime,
+    format_utc,
+    parse_datetime,
+    status_letter,
+)
 
 log = logging.getLogger(__name__)
 
 # A test report is kilobytes to a few megabytes; anything this big is not one, and reading it
 # would take a small station's memory.
-MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_FILE_BYTES = 200 * MB
 MAX_SERIES = 10  # per chart, as the WATS client's WSTF converter allows
 MAX_POINTS = 10_000  # per series
 DEFAULT_SEQUENCE_NAME = "MainSequence Callback"
@@ -93,14 +102,7 @@ Y_UNIT, Y_LABEL, X_UNIT, X_LABEL = VALUE, LOW_LIMIT, HIGH_LIMIT, COMP_OPERATOR
 # A Series line: StepName = series name, MeasureName = data type, then the data.
 Y_DATA, X_DATA = VALUE, LOW_LIMIT
 
-_STATUS_LETTER = {
-    "passed": "P", "failed": "F", "done": "D", "skipped": "S", "error": "E", "terminated": "T",
-    "p": "P", "f": "F", "d": "D", "s": "S", "e": "E", "t": "T",
-}
-_RESULT_LETTER = {
-    "passed": "P", "failed": "F", "error": "E", "terminated": "T",
-    "p": "P", "f": "F", "e": "E", "t": "T",
-}
+_RESULTS = "PFET"  # a UUT's result: Done and Skipped are step statuses only
 # Roll-up order: the worst status of a sequence's children wins; the rest do not fail it.
 _SEVERITY = {"T": 3, "E": 2, "F": 1}
 _BOOLEAN = {"true": True, "false": False, "1": True, "0": False}
@@ -146,12 +148,13 @@ STEP_TYPES = (
 )
 
 
-class WATSStandardTextConverter(Converter):
+class WATSStandardTextConverter(BuiltinConverter):
     """Converts WATS Standard Text Format files (tab-separated; one or more UUTs per file).
 
-    Takes no arguments; `process_code` (arguments, else defaults) gives the code of a UUT that
-    names its process only by OperationTypeName, and the `part_number`, `revision`, `operator`
-    and `sequence_name` defaults fill header lines the file does not have.
+    Takes no arguments of its own. The process of a UUT without OperationTypeCode follows the
+    rule of every built-in converter (`ConversionOptions.process_code`), and the
+    `part_number`, `revision`, `operator` and `sequence_name` options fill header lines the
+    file does not have.
     """
 
     name = "WATSStandardTextConverter"
@@ -159,66 +162,19 @@ class WATSStandardTextConverter(Converter):
     version = "1.0"
     file_patterns = ("*.txt",)
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(head)
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per UUT in the file; a list when there are several."""
-        reports = _Reader(path, context).read(_read_text(path, context.encoding))
+        text = read_text(path, MAX_FILE_BYTES, "WSTF", options.encoding,
+                         hint="a test report is far smaller: check that the equipment writes "
+                              "the right file into this folder")
+        reports = _Reader(path, options).read(text)
         return reports[0] if len(reports) == 1 else list(reports)
 
 
 # -- reading the file ------------------------------------------------------------------------
-
-
-def _read_text(path: Path, encoding: str) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConversionError(
-                f"{path}: the file is {size // (1024 * 1024)} MB; WSTF files over "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MB are refused (a test report is far "
-                "smaller: check that the equipment writes the right file into this folder)"
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-    codec = _codec_for(data, encoding)
-    try:
-        text = data.decode(codec)
-    except LookupError:
-        raise ConversionError(
-            f"{path}: unknown encoding {encoding!r} in the watch folder's settings; use a "
-            "Python codec name such as utf-8 or cp1252"
-        ) from None
-    except UnicodeDecodeError as exc:
-        if exc.reason in ("unexpected end of data", "truncated data"):
-            raise IncompleteFileError(
-                f"{path}: the file ends in the middle of a character (still being written?)"
-            ) from None
-        line = data[:exc.start].decode(codec, errors="replace").count("\n") + 1
-        raise ConversionError(
-            f"{path}: line {line} is not valid {codec.upper()} (byte {exc.start}); save the "
-            "file as UTF-8 or set the watch folder's encoding (e.g. cp1252)"
-        ) from None
-    return text.removeprefix("\ufeff")
-
-
-def _codec_for(data: bytes, configured: str) -> str:
-    # A byte order mark is the file's own word and beats the configuration.
-    if data.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    return configured or "utf-8"
 
 
 def _detect(head: bytes) -> tuple[float, str]:
@@ -304,9 +260,9 @@ class _Uut:
 class _Reader:
     """Reads one file; one instance per conversion (converters are shared between threads)."""
 
-    def __init__(self, path: Path, context: ConverterContext) -> None:
+    def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.uut: _Uut | None = None
         self.reports: list[ReportDict] = []
         self.last_end = 0  # line of the last --UUT-End--
@@ -484,7 +440,7 @@ class _Reader:
     def _root(self, uut: _Uut) -> _Node:
         if uut.root is None:
             software = uut.value("SoftwareName")
-            name = software or str(self.context.defaults.get("sequence_name") or "") or (
+            name = software or self.options.sequence_name or (
                 DEFAULT_SEQUENCE_NAME
             )
             step: dict[str, Any] = {
@@ -825,7 +781,7 @@ class _Reader:
         report["type"] = "T"
         self._required(uut, report, "pn", "PartNumber", "part_number")
         self._required(uut, report, "sn", "SerialNumber", None)
-        report["rev"] = uut.value("Revision") or str(self.context.defaults.get("revision") or "")
+        report["rev"] = uut.value("Revision") or self.options.revision
         self.locate_field(uut, report, "rev", "Revision")
         self._process(uut, report)
         self._finish_root(uut, root)
@@ -856,14 +812,13 @@ class _Reader:
         if uut.active:
             self._finish_sequence(uut, root)
             return
-        result = uut.value("UUTStatus")
-        letter = _RESULT_LETTER.get(result.lower())
+        letter = _letter(uut.value("UUTStatus"), _RESULTS)
         root.step["status"] = letter or _worst(c["status"] for c in root.step["steps"]) or "P"
 
     def _result(self, uut: _Uut, root: _Node) -> str:
         text = uut.value("UUTStatus")
         if text:
-            letter = _RESULT_LETTER.get(text.lower())
+            letter = _letter(text, _RESULTS)
             if letter is None:
                 raise self._error(
                     uut.line_of("UUTStatus"),
@@ -881,11 +836,11 @@ class _Reader:
 
     def _required(self, uut: _Uut, report: ReportDict, target: str, key: str,
                   default: str | None) -> None:
-        """Set `report[target]` from header `key`, else from the converter default."""
-        value = uut.value(key) or (str(self.context.defaults.get(default) or "") if default
-                                   else "")
+        """Set `report[target]` from header `key`, else from the option `default`."""
+        value = uut.value(key) or (getattr(self.options, default) if default else "")
         if not value:
-            also = f", or set {default} in the converter defaults" if default else ""
+            also = (f", or set {default} in the watch folder's arguments or in "
+                    "converters.defaults") if default else ""
             raise self._error(
                 uut.start_line, f"the UUT has no {key} (or it is empty); add a {key} line to "
                 f"its header{also}"
@@ -895,43 +850,25 @@ class _Reader:
 
     def _process(self, uut: _Uut, report: ReportDict) -> None:
         code_text, name = uut.value("OperationTypeCode"), uut.value("OperationTypeName")
+        code = None
         if code_text:
             code = self._integer(uut.line_of("OperationTypeCode"), code_text,
                                  "OperationTypeCode", INT16)
-            self.locate_field(uut, report, "processCode", "OperationTypeCode")
-        else:
-            default = self.context.processes.get(name) if name else None
-            if default is None:
-                default = self.context.arguments.get("process_code")
-            if default is None:
-                default = self.context.defaults.get("process_code")
-            key = "OperationTypeName" if name else "OperationTypeCode"
-            if default is None:
-                given = f"OperationTypeName {name!r} gives no process code" if name else (
-                    "the UUT has no OperationTypeCode")
-                raise self._error(
-                    uut.line_of(key), f"{given} (not in the server's process list): add an "
-                    "OperationTypeCode line (e.g. OperationTypeCode<tab>10) or set "
-                    "process_code in the converter defaults"
-                )
-            try:
-                code = int(default)
-            except (TypeError, ValueError):
-                raise ConversionError(
-                    f"{self.path}: the process_code default {default!r} is not a whole number; "
-                    "fix it in the converter defaults"
-                ) from None
-            self.locate_field(uut, report, "processCode", key)
-        report["processCode"] = code
-        if name:
-            report["processName"] = name
+        key = "OperationTypeCode" if code_text or not name else "OperationTypeName"
+        report["processCode"] = self.options.process_code(
+            f"{self.path}: line {uut.line_of(key)}", code=code, name=name or None,
+            lacks="the UUT has no OperationTypeCode line (e.g. OperationTypeCode<tab>50)")
+        self.locate_field(uut, report, "processCode", key)
+        process_name = self.options.process_name_for(name)
+        if process_name:
+            report["processName"] = process_name
             self.locate_field(uut, report, "processName", "OperationTypeName")
 
     def _start(self, uut: _Uut, report: ReportDict) -> None:
         local_text, utc_text = uut.value("StartDateTime"), uut.value("UTCStartDateTime")
         if not (local_text or utc_text):
             return  # finalize() falls back to the file's time
-        zone = self.context.timezone
+        zone = self.options.timezone
         # StartDateTime is the station's local time; UTCStartDateTime is UTC unless it says.
         utc = self._moment(uut, "UTCStartDateTime", timezone.utc) if utc_text else None
         local = self._moment(uut, "StartDateTime", zone) if local_text else None
@@ -965,7 +902,7 @@ class _Reader:
         for key, target, kind in _UUT_FIELDS:
             text = uut.value(key)
             if key == "OperatorName" and not text:
-                text = str(self.context.defaults.get("operator") or "")
+                text = self.options.operator
             if not text:
                 continue  # an empty "ErrorCode<tab>" (flying-probe exports) means none
             if kind == "number":
@@ -1029,7 +966,7 @@ class _Row:
         text = self.text(STEP_STATUS)
         if not text:
             return None
-        letter = _STATUS_LETTER.get(text.lower())
+        letter = _letter(text, STEP_STATUSES)
         if letter is None:
             raise self.error(
                 f"StepStatus {text!r}; expected Passed, Failed, Done, Skipped, Error or "
@@ -1128,6 +1065,14 @@ class _Row:
         for key, value in values.items():
             if override or key not in step:
                 step[key] = value
+
+
+def _letter(word: str, allowed: str) -> str | None:
+    """The status letter of a status word (Passed, failed, P, ...), None for another word."""
+    try:
+        return status_letter(word, allowed)
+    except ValueError:
+        return None
 
 
 def _worst(statuses: Any) -> str | None:

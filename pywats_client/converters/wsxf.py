@@ -1,10 +1,11 @@
 """`WATSStandardXMLConverter`: WATS Standard XML Format (WSXF) and legacy WRML (formats.md §2).
 
-Owns reading these files safely (DTDs and entities refused, a size cap, a nesting cap, a line
-number on every element, one `<Report>` in memory at a time) and mapping each `<Report>` to a
-WSJF report as a server export of the same report would hold it. The flat legacy WRML layout is
-first rebuilt into the WSXF tree by `wrml.py`. Imports only the converter base, `wrml`,
-`report`, `limits`, `errors` and the stdlib.
+Owns mapping each `<Report>` of these files to a WSJF report as a server export of the same
+report would hold it. The file is read by `xmlsafe` (DTDs and entities refused, a size cap, a
+nesting cap, a line number on every element, one `<Report>` in memory at a time); the flat
+legacy WRML layout is first rebuilt into the WSXF tree by `wrml.py`. Imports only the
+converter base and its helpers (`options`, `textio`, `xmlsafe`, `wrml`), `report`, `limits`,
+`errors` and the stdlib.
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
-from xml.parsers import expat
+from typing import Any
 
-from pywats_client.converters.base import HEAD_SIZE, Converter, ConverterContext
-from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, check_size
+from pywats_client.converters.xmlsafe import XmlFormat, XmlNode, parse_xml, sniff_root
+from pywats_client.errors import ConversionError, ReportValidationError
 from pywats_client.limits import limits_used, numeric_status, parse_comp_op, string_status
 from pywats_client.report import ReportDict, format_datetime, parse_datetime
 
 WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
 WRML_NS = "http://wats.virinco.com/schemas/WATS/Report"
-MAX_FILE_SIZE = 200 * 1024 * 1024
+MAX_FILE_SIZE = 200 * MB
 # Real reports nest a few dozen levels; the cap keeps the recursive mapping far from Python's
 # recursion limit whatever a hostile file holds.
 MAX_DEPTH = 120
+XML = XmlFormat("WSXF", MAX_DEPTH, "fix the file or the program that writes it",
+                hand_over=frozenset({"report"}))
 
 _STEP_STATUS = {"passed": "P", "failed": "F", "done": "D", "skipped": "S", "error": "E",
                 "terminated": "T",
@@ -40,20 +44,10 @@ _TRUE, _FALSE = ("true", "1"), ("false", "0")
 _NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?\s*")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _WHITESPACE = re.compile(r"\s+")
-_HOSTILE = tuple(
-    marker.encode(codec) for marker in ("<!DOCTYPE", "<!ENTITY")
-    for codec in ("utf-8", "utf-16-le", "utf-16-be")
-)
-_ROOT_START = re.compile(rb"<[A-Za-z_]")
-_TRUNCATED = {expat.errors.codes[message] for message in (
-    expat.errors.XML_ERROR_NO_ELEMENTS, expat.errors.XML_ERROR_UNCLOSED_TOKEN,
-    expat.errors.XML_ERROR_PARTIAL_CHAR, expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
-)}
-_IDENTIFYING = ("Id", "StepID", "ID", "Name", "Description", "Idx", "idx", "SN", "AssetSN", "key")
 _PAYLOADS = ("seqCall", "numericMeas", "stringMeas", "booleanMeas", "messagePopup", "callExe")
 
 
-class WATSStandardXMLConverter(Converter):
+class WATSStandardXMLConverter(BuiltinConverter):
     """Imports WSXF files (and legacy WRML) as the WATS Client's WSXF importer does."""
 
     name = "WATSStandardXMLConverter"
@@ -61,191 +55,36 @@ class WATSStandardXMLConverter(Converter):
     version = "1.0"
     file_patterns = ("*.xml",)
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(head)
 
-    def convert(self, path: Path, context: ConverterContext) -> list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> list[dict[str, Any]]:
         """Every `<Report>` of the file as a WSJF report, in file order."""
-        try:
-            size = path.stat().st_size
-            if size > MAX_FILE_SIZE:
-                raise ConversionError(
-                    f"{path}: the file is {size // (1024 * 1024)} MB; WSXF files larger than "
-                    f"{MAX_FILE_SIZE // (1024 * 1024)} MB are refused (split the export)"
-                )
-            with open(path, "rb") as fh:
-                return _convert_stream(path, fh, context)
-        except OSError as exc:
-            raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+        check_size(path, MAX_FILE_SIZE, "WSXF", hint="split the export")
+        reports: list[dict[str, Any]] = []
+        dialect = ""
 
+        def on_root(root: XmlNode) -> None:
+            nonlocal dialect
+            dialect = _dialect(path, root)
 
-# -- reading XML safely ----------------------------------------------------------------------
-
-
-class XmlNode:
-    """One element: local tag name, namespace, attributes, own text, children, start line."""
-
-    __slots__ = ("_folded", "_formats", "attrib", "children", "key", "line", "ns", "parts",
-                 "tag")
-
-    def __init__(self, tag: str, ns: str, attrib: dict[str, str], line: int,
-                 key: str | None = None) -> None:
-        self.tag = tag
-        self.key = key if key is not None else tag.lower()
-        self.ns = ns
-        self.attrib = attrib
-        self.line = line
-        self.children: list[XmlNode] = []
-        self.parts: list[str] = []
-        self._folded: dict[str, str] | None = None
-        self._formats: bool | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def get(self, name: str) -> str | None:
-        """The attribute `name`; exporters differ in case ("Idx"/"idx"), so case is a fallback."""
-        value = self.attrib.get(name)
-        if value is None:
-            if self._folded is None:
-                self._folded = {key.lower(): found for key, found in self.attrib.items()}
-            value = self._folded.get(name.lower())
-        return value
-
-    def format_of(self, name: str) -> str | None:
-        """The `…Format` sibling of attribute `name` (a display format such as "%.3f")."""
-        if self._formats is None:  # most elements have none: skip the lookups then
-            self._formats = any(key.endswith("Format") for key in self.attrib)
-        return self.get(name + "Format") if self._formats else None
-
-    def find(self, key: str) -> XmlNode | None:
-        return next((child for child in self.children if child.key == key), None)
-
-    def place(self) -> str:
-        """'<Step Id="5" Name="R12"> at line 40': what an operator searches for in the file."""
-        shown = [f'{name}="{_short(self.attrib[name])}"' for name in _IDENTIFYING
-                 if name in self.attrib][:2]
-        return f"<{' '.join([self.tag, *shown])}> at line {self.line}"
-
-
-def _short(value: str) -> str:
-    return value if len(value) <= 40 else value[:40] + "..."
-
-
-def _convert_stream(path: Path, fh: BinaryIO, context: ConverterContext) -> list[dict[str, Any]]:
-    reports: list[dict[str, Any]] = []
-    problems: list[ConversionError] = []
-
-    def on_report(node: XmlNode, dialect: str) -> None:
-        # Only the first problem is kept; parsing goes on so that a file still being written
-        # is reported as incomplete (retried), not as broken.
-        if problems:
-            return
-        try:
+        def on_report(node: XmlNode) -> None:
             if dialect == "WRML":
-                # Imported here: wrml builds on this module's XmlNode.
+                # Imported here: wrml builds on the same nodes and is rarely needed.
                 from pywats_client.converters.wrml import rebuild_tree
 
                 node = rebuild_tree(path, node)
-            reports.append(_ReportMapper(path, context, dialect).report(node))
-        except ConversionError as exc:
-            problems.append(exc)
-        except RecursionError:
-            problems.append(ConversionError(f"{path}: {node.place()} is nested too deeply"))
+            reports.append(_ReportMapper(path, options, dialect).report(node))
 
-    head = fh.read(HEAD_SIZE)
-    if not head.strip():
-        raise IncompleteFileError(f"{path}: the file is empty; waiting for the writer")
-    # Checked before parsing (and again by the parser for declarations further on): the
-    # markers count only before the root element, where a DOCTYPE can stand.
-    root = _ROOT_START.search(head)
-    if any(marker in head[:root.start() if root else len(head)] for marker in _HOSTILE):
-        raise _refuse_dtd(path)
-    _parse(path, head, fh, _encoding_override(head, context.encoding), on_report)
-    if problems:
-        raise problems[0]
-    if not reports:
-        raise ConversionError(f"{path}: the file holds no <Report> element")
-    return reports
-
-
-def _parse(path: Path, head: bytes, fh: BinaryIO, encoding: str | None,
-           on_report: Callable[[XmlNode, str], None]) -> None:
-    parser = expat.ParserCreate(encoding, namespace_separator="}")
-    parser.buffer_text = True
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    stack: list[XmlNode] = []
-    dialect = ""
-    names: dict[str, tuple[str, str, str]] = {}  # one string per tag name, not per element
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal dialect
-        split = names.get(name)
-        if split is None:
-            ns, _, tag = name.rpartition("}")
-            split = names[name] = (ns, tag, tag.lower())
-        line = parser.CurrentLineNumber
-        if len(stack) >= MAX_DEPTH:
-            raise ConversionError(
-                f"{path}: line {line}: elements are nested more than {MAX_DEPTH} deep; "
-                "this is not a WSXF report"
-            )
-        node = XmlNode(split[1], split[0], {k.rpartition("}")[2]: v for k, v in attrs.items()},
-                       line, split[2])
-        if stack:
-            parent = stack[-1]
-            if parent.parts and not parent.children and parent.text.isspace():
-                parent.parts.clear()  # indentation before the first child element
-            parent.children.append(node)
-        else:
-            dialect = _dialect(path, node)
-        stack.append(node)
-
-    def end(name: str) -> None:
-        node = stack.pop()
-        if node.key == "report" and len(stack) <= 1:
-            if stack:
-                stack[-1].children.pop()  # converted now; keeps one report in memory at a time
-            on_report(node, dialect)
-
-    def text(data: str) -> None:
-        # Whitespace between child elements is layout, not content; on a report with 100 000
-        # steps keeping it would cost megabytes.
-        if stack and not (stack[-1].children and data.isspace()):
-            stack[-1].parts.append(data)
-
-    def refuse(*_: object) -> int:
-        raise _refuse_dtd(path, parser.CurrentLineNumber)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.ExternalEntityRefHandler = refuse
-    try:
-        parser.Parse(head, False)
-        while chunk := fh.read(1 << 20):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except expat.ExpatError as exc:
-        if exc.code in _TRUNCATED:
-            raise IncompleteFileError(
-                f"{path}: the XML ends early at line {exc.lineno} (file still being written, "
-                "or cut off)"
-            ) from None
-        raise ConversionError(
-            f"{path}: not well-formed XML at line {exc.lineno}, column {exc.offset + 1}: "
-            f"{expat.errors.messages.get(exc.code, exc)}; fix the file or the program that "
-            "writes it"
-        ) from None
+        try:
+            with open(path, "rb") as fh:
+                parse_xml(str(path), fh, XML, encoding=options.encoding, on_root=on_root,
+                          on_complete=on_report)
+        except OSError as exc:
+            raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+        if not reports:
+            raise ConversionError(f"{path}: the file holds no <Report> element")
+        return reports
 
 
 def _dialect(path: Path, root: XmlNode) -> str:
@@ -263,32 +102,15 @@ def _dialect(path: Path, root: XmlNode) -> str:
     )
 
 
-def _refuse_dtd(path: Path, line: int | None = None) -> ConversionError:
-    where = f" (line {line})" if line else ""
-    return ConversionError(
-        f"{path}: the file declares a DOCTYPE or ENTITY{where}. WSXF files never do, and such "
-        "declarations can make an XML reader expand entities without end or read other "
-        "files, so the file is refused"
-    )
-
-
-def _encoding_override(head: bytes, configured: str) -> str | None:
-    """The folder's configured encoding, only for a file that does not declare its own."""
-    if head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) or head.startswith(b"<?xml"):
-        return None
-    name = configured.lower().replace("_", "-")
-    return None if name in ("utf-8", "utf8", "") else configured
-
-
 # -- mapping one <Report> ----------------------------------------------------------------------
 
 
 class _ReportMapper:
     """Turns one WSXF `<Report>` node into a `ReportDict`, recording where each part came from."""
 
-    def __init__(self, path: Path, context: ConverterContext, dialect: str) -> None:
+    def __init__(self, path: Path, options: ConversionOptions, dialect: str) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.dialect = dialect
         self.out = ReportDict()
         self.step_ids: dict[int, str] = {}  # id -> place of the step that has it
@@ -379,16 +201,15 @@ class _ReportMapper:
         out["type"] = kind
         if node.get("ID"):
             out["id"] = node.get("ID")
-        defaults = self.context.defaults
-        out["pn"] = node.get("PN") or str(defaults.get("part_number") or "")
+        options = self.options
+        out["pn"] = node.get("PN") or options.part_number
         if not out["pn"]:
-            raise self.fail(node, "PN (part number) is missing and no part_number default is "
+            raise self.fail(node, "PN (part number) is missing and no part_number is "
                                   "configured")
         out["sn"] = node.get("SN") or ""
         if not out["sn"].strip():
             raise self.fail(node, "SN (serial number) is missing")
-        out["rev"] = node.get("Rev") if node.get("Rev") is not None else str(
-            defaults.get("revision") or "")
+        out["rev"] = node.get("Rev") if node.get("Rev") is not None else options.revision
         self.process(node, out)
         if kind == "T":
             out["result"] = self.letter(node, "Result", _RESULT, "PFETD")
@@ -405,8 +226,8 @@ class _ReportMapper:
         if kind == "T":
             header = groups.get("uut", [None])[0]
             uut = self.uut(header) if header is not None else {}
-            if "user" not in uut and defaults.get("operator"):
-                uut["user"] = str(defaults["operator"])
+            if "user" not in uut and options.operator:
+                uut["user"] = options.operator
             if uut:
                 out["uut"] = uut
             if header is not None:
@@ -451,27 +272,16 @@ class _ReportMapper:
     def process(self, node: XmlNode, out: dict[str, Any]) -> None:
         process = node.find("process")
         code = self.integer(process, "Code") if process is not None else None
-        if code is None:
-            # WSXF may name the process without its code; converters cannot ask the server,
-            # so the configured process code is used (the server checks the name against it).
-            configured = self.context.arguments.get(
-                "process_code", self.context.defaults.get("process_code"))
-            try:
-                code = int(configured) if configured is not None else None
-            except (TypeError, ValueError):
-                raise ConversionError(
-                    f"{self.path}: process_code {configured!r} in the config is not a number"
-                ) from None
-        if code is None:
-            where = process if process is not None else node
-            raise self.fail(where, "no process code: give <Process Code=\"...\"> in the file or "
-                                   "set process_code in the converter defaults or arguments")
-        out["processCode"] = code
-        if process is not None:
-            if process.format_of("Code") is not None:
-                out["processCodeFormat"] = process.format_of("Code")
-            if process.get("Name"):
-                out["processName"] = process.get("Name")
+        name = process.get("Name") if process is not None else None
+        where = process if process is not None else node
+        out["processCode"] = self.options.process_code(
+            f"{self.path}: {where.place()}", code=code, name=name,
+            lacks="the report has no <Process Code=\"...\">")
+        if process is not None and process.format_of("Code") is not None:
+            out["processCodeFormat"] = process.format_of("Code")
+        process_name = self.options.process_name_for(name)
+        if process_name:
+            out["processName"] = process_name
 
     def start(self, node: XmlNode, out: dict[str, Any]) -> None:
         start = self.date(node, "Start")
@@ -479,9 +289,7 @@ class _ReportMapper:
         if start is not None:
             moment = parse_datetime(start)
             if moment.tzinfo is None:  # local time of the station that wrote the file
-                zone = self.context.timezone
-                moment = moment.replace(tzinfo=zone) if zone else moment.astimezone()
-                start = format_datetime(moment)
+                start = format_datetime(self.options.local(moment))
             out["start"] = start
         elif start_utc is not None:
             out["start"] = start_utc  # a UTC time is a valid start with an offset
@@ -511,9 +319,9 @@ class _ReportMapper:
         comment = _comment(node)
         if comment is not None:
             out["comment"] = comment
-        user = node.get("UserLoginName") or self.context.defaults.get("operator")
+        user = node.get("UserLoginName") or self.options.operator
         if user:
-            out["user"] = str(user)
+            out["user"] = user
         process = node.find("process")
         code = self.integer(process, "Code") if process is not None else None
         if code is None:
@@ -924,27 +732,14 @@ def _array_index(node: XmlNode, element_type: str | None) -> dict[str, Any]:
 
 # -- detection ---------------------------------------------------------------------------------
 
-_PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
-_START_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)([^>]*)")
-_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
 
 def _detect(head: bytes) -> tuple[float, str]:
-    text = _decode_head(head)
-    pos = 0
-    while match := _PROLOG.match(text, pos):
-        pos = match.end()
-    rest = text[pos:].lstrip()
-    if rest.startswith("<!DOCTYPE"):
-        return 0.0, "XML with a DOCTYPE (refused: WSXF has none)"
-    tag = _START_TAG.match(rest)
-    if tag is None:
+    root = sniff_root(head)
+    if root is None:
         return 0.0, ""
-    name = tag.group(1)
-    prefix, _, local = name.rpartition(":")
-    attrs = {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
-             for m in _ATTR.finditer(tag.group(2))}
-    ns = attrs.get(f"xmlns:{prefix}" if prefix else "xmlns", "")
+    if root.doctype:
+        return 0.0, "XML with a DOCTYPE (refused: WSXF has none)"
+    local, ns = root.local, root.ns
     key = ns.rstrip("/").lower()
     if local in ("Reports", "Report"):
         if key == WSXF_NS.lower():
@@ -957,15 +752,3 @@ def _detect(head: bytes) -> tuple[float, str]:
         return 0.0, f"ATML test results (root <{local}>), not WSXF"
     where = f" in namespace {ns}" if ns else ""
     return 0.0, f"XML root <{local}>{where}, not WSXF"
-
-
-def _decode_head(head: bytes) -> str:
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        codec = "utf-16"
-    elif head.startswith(b"<\x00"):
-        codec = "utf-16-le"
-    elif head.startswith(b"\x00<"):
-        codec = "utf-16-be"
-    else:
-        return head.decode("utf-8", errors="replace").lstrip("\ufeff")
-    return head[: len(head) // 2 * 2].decode(codec, errors="replace").lstrip("\ufeff")

@@ -4,17 +4,19 @@ Owns reading the archive safely and mapping each run. A `.xjlog` is a ZIP holdin
 (project path, run count), `Run N.xml` per run, `Run N.checksum` and connection-test data
 blobs. Members are read in memory, never extracted: entry names that are absolute or climb
 with `..` are refused, and the entry count, each member and the total read are capped. XML is
-parsed with DOCTYPE and ENTITY declarations refused and a nesting cap. A bare `Run N.xml`
-(`<testrun>` root) is read the same way. Pure; depends on the converter base, `report` and
-`errors`.
+read by `xmlsafe` (DOCTYPE and ENTITY declarations refused, a nesting cap). A bare `Run N.xml`
+(`<testrun>` root) is read the same way. Pure; depends on the converter base and its helpers
+(`options`, `textio`, `xmlsafe`), `report` and `errors`.
 
 Mapping (after Virinco's converter): serial -> sn, user -> operator, `testrun@datetime` (UTC)
 -> start, project description (and a user comment) -> comment, XJLink name -> station (the
 `station_name` option when empty), run time -> execTime, run result -> result and root
 status. Each test group is a sequence, each test function a pass/fail step with its time and
 its output as report text (text outputs, inline device names, connection-test fault headings,
-error messages). Revision and process come from the options; the part number too, else the
-project description (else the project file's name). Where the files leave a choice:
+error messages). Revision comes from the options, the process by the rule of every built-in
+converter (`ConversionOptions.process_code`: an XJTAG log names no WATS process); the part
+number from the options too, else the project description (else the project file's name).
+Where the files leave a choice:
 
 * Checksum files hold a 20-byte digest in an undocumented form (not a plain SHA-1 of the
   run), so they cannot be checked; missing or empty ones (some versions write 0 bytes) are
@@ -32,12 +34,13 @@ import logging
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
-from xml.parsers import expat
 
-from pywats_client.converters.base import Converter, ConverterContext
+from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.textio import MB, check_size
+from pywats_client.converters.xmlsafe import CData, XmlFormat, XmlNode, parse_xml, sniff_root
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report import (
     MISC_INFO_LIMITS,
@@ -55,10 +58,10 @@ log = logging.getLogger(__name__)
 
 # A run is tens of kilobytes and a connection-test blob about as much; these caps are far
 # above any real log and far below what would hurt a small station.
-MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_FILE_BYTES = 256 * MB
 MAX_ENTRIES = 4096
-MAX_MEMBER_BYTES = 64 * 1024 * 1024
-MAX_TOTAL_BYTES = 256 * 1024 * 1024
+MAX_MEMBER_BYTES = 64 * MB
+MAX_TOTAL_BYTES = 256 * MB
 MAX_DEPTH = 64
 MAX_REPORT_TEXT = 10_000  # characters of output kept per step
 DEFAULT_SEQUENCE_NAME = "XJTAG"
@@ -66,18 +69,10 @@ DEFAULT_SEQUENCE_NAME = "XJTAG"
 _RUN_NAME = re.compile(r"Run (\d{1,6})\.xml", re.IGNORECASE)
 _RUN_RESULTS = {"passed": "P", "pass": "P", "failed": "F", "fail": "F", "error": "E",
                 "aborted": "T", "stopped": "T", "terminated": "T", "cancelled": "T"}
-_HOSTILE = tuple(marker.encode(codec) for marker in ("<!DOCTYPE", "<!ENTITY")
-                 for codec in ("utf-8", "utf-16-le", "utf-16-be"))
-_TRUNCATED = {expat.errors.codes[message] for message in (
-    expat.errors.XML_ERROR_NO_ELEMENTS, expat.errors.XML_ERROR_UNCLOSED_TOKEN,
-    expat.errors.XML_ERROR_PARTIAL_CHAR, expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
-)}
 _TAG = re.compile(r"<[^>]*>")
-_BARE_RUN = re.compile(rb"\s*(?:<\?xml[^>]{0,200}\?>\s*)?(?:<!--.{0,2000}?-->\s*)*<testrun[\s>]",
-                       re.DOTALL)
 
 
-class XJTAGConverter(Converter):
+class XJTAGConverter(BuiltinConverter):
     """Converts XJTAG `.xjlog` archives (and bare `Run N.xml` files): one report per run."""
 
     name = "XJTAGConverter"
@@ -85,36 +80,22 @@ class XJTAGConverter(Converter):
     version = "1.0"
     file_patterns = ("*.xjlog",)
 
-    def detect(self, path: Path, head: bytes) -> float:
-        return self.detect_with_reason(path, head)[0]
-
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        try:
-            return _detect(path, head)
-        except Exception:  # detect() must never raise; a surprise means "not mine"
-            return 0.0, ""
+        return _detect(path, head)
 
-    def convert(
-        self, path: Path, context: ConverterContext
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per run, in run order; a list when there are several."""
+        check_size(path, MAX_FILE_BYTES, "XJTAG")
         try:
-            size = path.stat().st_size
             with open(path, "rb") as fh:
                 head = fh.read(4096)
         except OSError as exc:
             raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-        if size > MAX_FILE_BYTES:
-            raise ConversionError(
-                f"{path}: the file is {size // (1024 * 1024)} MB; XJTAG logs over "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MB are refused (check what is written "
-                "into this folder)"
-            )
         if not head.strip() or (len(head) < 4 and b"PK\x03\x04".startswith(head)):
             raise IncompleteFileError(f"{path}: the file is empty; waiting for the writer")
         if head.startswith(b"PK"):
             info, runs = _read_archive(path)
-        elif _BARE_RUN.match(head.lstrip(b"\xef\xbb\xbf")) or b"<testrun" in head:
+        elif _is_bare_run(head) or b"<testrun" in head:
             info, runs = _Info(), [_RunFile(1, path.name, _read_plain(path), archived=False)]
         elif _unfinished_prolog(head):
             raise IncompleteFileError(
@@ -124,8 +105,7 @@ class XJTAGConverter(Converter):
                 f"{path}: neither a ZIP archive (.xjlog) nor an XJTAG run XML (<testrun>); "
                 "choose the converter for this kind of file instead"
             )
-        reports = [_RunMapper(self, path, context, info, run, len(runs)).report()
-                   for run in runs]
+        reports = [_RunMapper(path, options, info, run, len(runs)).report() for run in runs]
         return reports[0] if len(reports) == 1 else list(reports)
 
 
@@ -162,11 +142,15 @@ def _detect(path: Path, head: bytes) -> tuple[float, str]:
         if "info.xml" in names and any(_RUN_NAME.fullmatch(name) for name in names):
             return (0.99 if xjlog else 0.95), "ZIP holding Info.xml and Run N.xml (XJTAG log)"
         return 0.0, ""
-    body = head.lstrip(b"\xef\xbb\xbf")
-    if _BARE_RUN.match(body):
-        sure = b"<testgroup" in body or b"<testruninfo" in body
+    if _is_bare_run(head):
+        sure = b"<testgroup" in head or b"<testruninfo" in head
         return (0.95 if sure else 0.9), "XML with a <testrun> root (an XJTAG run)"
     return 0.0, ""
+
+
+def _is_bare_run(head: bytes) -> bool:
+    root = sniff_root(head)
+    return root is not None and root.local == "testrun"
 
 
 def _zip_names(path: Path) -> set[str]:
@@ -350,112 +334,36 @@ class _MemberReader:
 # -- XML ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Element:
-    """An element the mapper asked for: tag, attributes, start line, text and kept children."""
+class _Element(XmlNode):
+    """An XJTAG element; its text keeps CDATA as written and drops the layout whitespace of
+    pretty-printed files around it."""
 
-    tag: str
-    attrib: dict[str, str]
-    line: int
-    parts: list[tuple[str, bool]] = field(default_factory=list)  # (text, inside CDATA)
-    children: list[_Element] = field(default_factory=list)
+    __slots__ = ()
+    IDENTIFYING = ("name",)
+    SHOWN = 1
 
     @property
     def text(self) -> str:
-        """The text: CDATA as written; around it, the layout whitespace of pretty-printed
-        files is dropped."""
-        if any(cdata for _, cdata in self.parts):
-            return "".join(text for text, cdata in self.parts if cdata or text.strip())
-        return "".join(text for text, _ in self.parts).strip()
-
-    def find(self, tag: str) -> _Element | None:
-        return next((child for child in self.children if child.tag == tag), None)
-
-    def findtext(self, tag: str) -> str:
-        child = self.find(tag)
-        return child.text.strip() if child is not None else ""
-
-    def place(self, run: str) -> str:
-        name = self.attrib.get("name")
-        shown = f' name="{name[:40]}"' if name is not None else ""
-        return f"{run} <{self.tag}{shown}> at line {self.line}"
+        if any(isinstance(part, CData) for part in self.parts):
+            return "".join(part for part in self.parts if isinstance(part, CData) or part.strip())
+        return "".join(self.parts).strip()
 
 
 # Subtrees that are HTML renderings of what the mapper reads elsewhere: skipped, not kept.
-_SKIPPED = frozenset({"snippets", "summary", "header", "plain-text", "circuit-refs"})
+XML = XmlFormat("XJTAG", MAX_DEPTH, "save the log again from XJRunner", node_type=_Element,
+                namespaces=False, cdata=True,
+                skip=frozenset({"snippets", "summary", "header", "plain-text", "circuit-refs"}))
 
 
-def _parse_xml(where: str, data: bytes, *, archived: bool) -> _Element:
-    """The element tree of `data`, without the skipped subtrees; DTDs and entities refused."""
-    if any(marker in data for marker in _HOSTILE):
-        raise _refuse(where)
-    parser = expat.ParserCreate()
-    parser.buffer_text = True
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    stack: list[_Element] = []
-    roots: list[_Element] = []
-    skipping = 0  # depth inside a skipped subtree
-    in_cdata = False
-
-    def start(tag: str, attrs: dict[str, str]) -> None:
-        nonlocal skipping
-        if skipping or tag in _SKIPPED:
-            skipping += 1
-            return
-        if len(stack) >= MAX_DEPTH:
-            raise ConversionError(f"{where}: line {parser.CurrentLineNumber}: elements nest "
-                                  f"more than {MAX_DEPTH} deep; not an XJTAG run")
-        element = _Element(tag, attrs, parser.CurrentLineNumber)
-        (stack[-1].children if stack else roots).append(element)
-        stack.append(element)
-
-    def end(tag: str) -> None:
-        nonlocal skipping
-        if skipping:
-            skipping -= 1
-        else:
-            stack.pop()
-
-    def text(data: str) -> None:
-        if stack and not skipping:
-            stack[-1].parts.append((data, in_cdata))
-
-    def cdata(opening: bool) -> None:
-        nonlocal in_cdata
-        in_cdata = opening
-
-    def refuse(*_: object) -> int:
-        raise _refuse(where)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    parser.StartCdataSectionHandler = lambda: cdata(True)
-    parser.EndCdataSectionHandler = lambda: cdata(False)
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.ExternalEntityRefHandler = refuse
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
-        if exc.code in _TRUNCATED and not archived:
-            raise IncompleteFileError(f"{where}: the XML ends early at line {exc.lineno} "
-                                      "(still being written, or cut off)") from None
-        raise ConversionError(
-            f"{where}: not well-formed XML at line {exc.lineno}, column {exc.offset + 1}: "
-            f"{expat.errors.messages.get(exc.code, exc)}"
-        ) from None
-    except (LookupError, ValueError, UnicodeError) as exc:
-        # The XML declaration names an encoding Python does not know or expat cannot use.
-        raise ConversionError(f"{where}: the XML cannot be decoded: {exc}") from None
-    return roots[0]
+def _parse_xml(where: str, data: bytes, *, archived: bool) -> XmlNode:
+    """The element tree of `data`, without the skipped subtrees. An archived member is
+    complete: an early end in it is damage, not a file still being written."""
+    return parse_xml(where, data, XML, whole=archived)
 
 
-def _refuse(where: str) -> ConversionError:
-    return ConversionError(
-        f"{where}: the XML declares a DOCTYPE or ENTITY; XJTAG never writes one, and such "
-        "declarations can make a reader expand entities without end, so the file is refused"
-    )
+def _place(element: XmlNode, run: str) -> str:
+    """'Run 1.xml <testfunction name="SPI"> at line 40'."""
+    return f"{run} {element.place()}"
 
 
 def _parse_info(path: Path, data: bytes) -> _Info:
@@ -463,11 +371,11 @@ def _parse_info(path: Path, data: bytes) -> _Info:
     if root.tag != "LogFileInfo":
         raise ConversionError(f"{path}: Info.xml has the root <{root.tag}>, expected "
                               "<LogFileInfo>; not an XJTAG log")
-    count = root.findtext("TestRunCount")
+    count = root.findtext("testruncount")
     return _Info(
-        project_path=root.findtext("ProjectPath"),
-        run_count=int(count) if count.isdigit() and len(count) < 7 else None,
-        exported_from_output=root.findtext("ExportedFromOutput").lower() == "true",
+        project_path=root.findtext("projectpath"),
+        run_count=int(count) if count.isdecimal() and len(count) < 7 else None,
+        exported_from_output=root.findtext("exportedfromoutput").lower() == "true",
     )
 
 
@@ -477,22 +385,17 @@ def _parse_info(path: Path, data: bytes) -> _Info:
 class _RunMapper:
     """Maps one `<testrun>` to a `ReportDict`; one instance per run."""
 
-    def __init__(self, converter: Converter, path: Path, context: ConverterContext, info: _Info,
-                 run: _RunFile, run_total: int) -> None:
-        self.converter = converter
+    def __init__(self, path: Path, options: ConversionOptions, info: _Info, run: _RunFile,
+                 run_total: int) -> None:
         self.path = path
-        self.context = context
+        self.options = options
         self.info = info
         self.run = run
         self.run_total = run_total
         self.where = f"{path}: {run.name}" if run.archived else str(path)
         self.out = ReportDict()
 
-    def option(self, key: str) -> str:
-        value = self.converter.option(self.context, key)
-        return "" if value is None else str(value).strip()
-
-    def fail(self, element: _Element | None, message: str) -> ConversionError:
+    def fail(self, element: XmlNode | None, message: str) -> ConversionError:
         line = f": line {element.line}" if element is not None else ""
         return ConversionError(f"{self.where}{line}: {message}")
 
@@ -505,31 +408,28 @@ class _RunMapper:
         if info is None:
             raise self.fail(root, "the run has no <testruninfo> (serial, user, result)")
         out = self.out
-        out.locations[""] = root.place(self.run.name)
-        out["type"] = "T"
+        out.locations[""] = _place(root, self.run.name)
         # An XJTAG project describes one board design: without a configured part number,
         # its description (else the project file's name) is the product.
         project = PureWindowsPath(self.info.project_path).stem if self.info.project_path else ""
-        out["pn"] = (self.option("part_number") or info.findtext("project-description")
-                     or project)[:100]
-        if not out["pn"]:
+        options = self.options
+        pn = (options.part_number or info.findtext("project-description") or project)[:100]
+        if not pn:
             raise ConversionError(
                 f"{self.where}: the run has no project description to take the part number "
                 "from; set part_number in the watch folder's converter arguments (or "
                 "converters.defaults)"
             )
-        out["sn"] = info.findtext("serial")
-        if not out["sn"]:
+        sn = info.findtext("serial")
+        if not sn:
             raise self.fail(info, "<serial> is empty: the run has no serial number (let "
                                   "XJRunner ask for one)")
-        out["rev"] = self.option("revision")
-        out["processCode"] = self._process_code()
-        if self.option("process_name"):
-            out["processName"] = self.option("process_name")
+        options.fill_header(out, pn=pn, sn=sn, rev=options.revision, where=self.where,
+                            lacks="an XJTAG log names no WATS process")
         steps = self._steps(root)
         result = self._result(info, steps)
         out["result"] = result
-        station = info.findtext("xjlink-name") or self.option("station_name")
+        station = info.findtext("xjlink-name") or options.station_name
         if station:
             out["machineName"] = station
         self._start(root)
@@ -538,23 +438,7 @@ class _RunMapper:
         out["root"] = self._root(root, info, steps, result)
         return out
 
-    def _process_code(self) -> int:
-        name = self.option("process_name")
-        code = self.converter.process_code(self.context, name or None)
-        if code is None:
-            text = self.option("process_code")
-            if text:
-                raise ConversionError(
-                    f"{self.where}: process_code {text!r} in the config is not a whole number")
-            raise ConversionError(
-                f"{self.where}: an XJTAG log names no process; set process_code in the watch "
-                "folder's converter arguments (or converters.defaults), e.g. 50"
-            )
-        if not -32768 <= code <= 32767:
-            raise ConversionError(f"{self.where}: process_code {code} is out of range")
-        return code
-
-    def _result(self, info: _Element, steps: list[dict[str, Any]]) -> str:
+    def _result(self, info: XmlNode, steps: list[dict[str, Any]]) -> str:
         word = info.findtext("result")
         if not word:
             # No verdict of the run's own: the worst of its functions.
@@ -569,24 +453,23 @@ class _RunMapper:
             raise self.fail(info.find("result"), f"run result {word!r} is not Passed or Failed")
         return letter
 
-    def _start(self, root: _Element) -> None:
+    def _start(self, root: XmlNode) -> None:
         text = root.attrib.get("datetime", "").strip()
         if not text:
             return  # finalize() falls back to the file's time
         try:
-            moment = parse_datetime(text)
-            zone = self.context.timezone
-            if moment.tzinfo is None:  # never seen: XJTAG writes UTC with "Z"
-                moment = moment.replace(tzinfo=zone) if zone else moment.astimezone()
+            # A time without zone (never seen: XJTAG writes UTC with "Z") is the station's.
+            moment = self.options.local(parse_datetime(text))
+            zone = self.options.timezone
             local = moment.astimezone(zone) if zone else moment.astimezone()
             self.out["start"], self.out["startUTC"] = format_datetime(local), format_utc(moment)
         except (ValueError, OverflowError, OSError) as exc:
             raise self.fail(root, f"testrun datetime {text!r}: {exc}") from None
-        self.out.locations["start"] = root.place(self.run.name)
+        self.out.locations["start"] = _place(root, self.run.name)
 
-    def _uut(self, root: _Element, info: _Element) -> dict[str, Any]:
+    def _uut(self, root: XmlNode, info: XmlNode) -> dict[str, Any]:
         uut: dict[str, Any] = {}
-        user = info.findtext("user") or self.option("operator")
+        user = info.findtext("user") or self.options.operator
         if user:
             uut["user"] = user[:100]
         comment = "\n".join(text for text in (
@@ -598,7 +481,7 @@ class _RunMapper:
             uut["execTime"] = millis / 1000
         return uut
 
-    def _misc(self, info: _Element) -> list[dict[str, Any]]:
+    def _misc(self, info: XmlNode) -> list[dict[str, Any]]:
         project = self.info.project_path
         pairs = [
             ("XJLink serial", info.findtext("xjlink-serial")),
@@ -612,16 +495,16 @@ class _RunMapper:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _root(self, root: _Element, info: _Element, steps: list[dict[str, Any]],
+    def _root(self, root: XmlNode, info: XmlNode, steps: list[dict[str, Any]],
               result: str) -> dict[str, Any]:
         project = self.info.project_path
-        name = self.option("sequence_name") or info.findtext("project-description") or (
+        name = self.options.sequence_name or info.findtext("project-description") or (
             PureWindowsPath(project).stem if project else "") or DEFAULT_SEQUENCE_NAME
         name = name[:STEP_NAME_LIMIT]
         step: dict[str, Any] = {
             "id": 0, "group": "M", "stepType": "SequenceCall", "name": name, "status": result,
             "seqCall": {"path": project or None, "name": name,
-                        "version": self.option("sequence_version")},
+                        "version": self.options.sequence_version},
         }
         millis = _milliseconds(info.findtext("time-taken"))
         if millis is not None:
@@ -630,21 +513,21 @@ class _RunMapper:
         if notes:
             step["reportText"] = notes
         step["steps"] = steps
-        self.out.locations["root"] = root.place(self.run.name)
+        self.out.locations["root"] = _place(root, self.run.name)
         roll_up_statuses(step)
         step["status"] = result  # the run's verdict, whatever the steps say
         number_steps(step)
         return step
 
-    def _steps(self, root: _Element) -> list[dict[str, Any]]:
+    def _steps(self, root: XmlNode) -> list[dict[str, Any]]:
         groups: list[dict[str, Any]] = []
         for group in (child for child in root.children if child.tag == "testgroup"):
             where = f"root.steps[{len(groups)}]"
-            self.out.locations[where] = group.place(self.run.name)
+            self.out.locations[where] = _place(group, self.run.name)
             functions = [child for child in group.children if child.tag == "testfunction"]
             children = []
             for n, function in enumerate(functions):
-                self.out.locations[f"{where}.steps[{n}]"] = function.place(self.run.name)
+                self.out.locations[f"{where}.steps[{n}]"] = _place(function, self.run.name)
                 children.append(self._function(function))
             name = (group.attrib.get("name") or "").strip() or f"Group {len(groups) + 1}"
             sequence: dict[str, Any] = {
@@ -661,7 +544,7 @@ class _RunMapper:
             groups.append(sequence)
         return groups
 
-    def _function(self, function: _Element) -> dict[str, Any]:
+    def _function(self, function: XmlNode) -> dict[str, Any]:
         name = (function.attrib.get("name") or "").strip() or "(unnamed function)"
         result = function.find("result")
         word = result.attrib.get("value", "").strip() if result is not None else ""
@@ -688,7 +571,7 @@ class _RunMapper:
         return step
 
 
-def _output_pieces(element: _Element) -> list[tuple[str, bool]]:
+def _output_pieces(element: XmlNode) -> list[tuple[str, bool]]:
     """The readable output directly under `element`, as (text, starts a line) pieces."""
     pieces: list[tuple[str, bool]] = []
     for child in element.children:
@@ -723,7 +606,7 @@ def _headings(source: str) -> Iterator[str]:
         start = lowered.find("<h2", end)
 
 
-def _texts(element: _Element) -> Iterator[str]:
+def _texts(element: XmlNode) -> Iterator[str]:
     """The non-empty texts of `element` and everything below it (iteratively)."""
     stack = [element]
     while stack:
