@@ -133,10 +133,11 @@ class Converter:
         if name and name in context.processes:
             return int(context.processes[name])
         default = self.option(context, "process_code")
-        try:
-            return None if default is None else int(default)
-        except (TypeError, ValueError):
+        if isinstance(default, bool) or default is None:
             return None
+        text = str(default).strip()
+        # A whole number only: int() would quietly turn 1.5 into 1.
+        return int(text) if text.lstrip("+-").isdigit() else None
 
     def encoding(self, context: ConverterContext) -> str:
         """The text encoding of input files (option `encoding`, e.g. cp1252; default UTF-8)."""
