@@ -89,10 +89,13 @@ def numeric_status(op: str, value: float, low: float | None = None,
 
 
 def string_passes(op: str, value: str, limit: str | None) -> bool:
-    """CASESENSIT and IGNORECASE compare for equality; LOG (and anything else) passes."""
+    """CASESENSIT (and EQ, as string steps write it) compare for exact equality, NE for
+    inequality, IGNORECASE for equality without case; LOG (and anything else) passes."""
     op = parse_comp_op(op)
-    if op == "CASESENSIT":
+    if op in ("CASESENSIT", "EQ"):
         return value == (limit or "")
+    if op == "NE":
+        return value != (limit or "")
     if op == "IGNORECASE":
         return value.casefold() == (limit or "").casefold()
     return True

@@ -77,6 +77,9 @@ def test_a_missing_limit_is_a_validation_error(op: str, low: float | None,
     ("CASESENSIT", "ABC", "ABC", "P"), ("CASESENSIT", "abc", "ABC", "F"),
     ("IGNORECASE", "abc", "ABC", "P"), ("IGNORECASE", "abd", "ABC", "F"),
     ("IgnoreCase", "Straße", "STRASSE", "P"),
+    # EQ/NE on a string step: exact comparison (Virinco's WSTF example fails a case mismatch)
+    ("EQ", "The quick", "the quick", "F"), ("EQ", "abc", "abc", "P"),
+    ("NE", "abc", "abd", "P"), ("NE", "abc", "abc", "F"),
     ("LOG", "anything", "else", "P"), ("bogus", "a", "b", "P"),
 ])
 def test_string_operator(op: str, value: str, limit: str, status: str) -> None:
