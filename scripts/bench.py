@@ -1,26 +1,45 @@
 #!/usr/bin/env python3
-"""Measure the pipeline: drop-to-upload latency, throughput, idle cost.
+"""Measure what the client costs a station: the whole performance budget in one command.
 
-    python scripts/bench.py [--quick] [--json bench-results/bench.json]
+    python scripts/bench.py                  # the full run: a few minutes on 2 cores
+    python scripts/bench.py --quick          # a smoke run: smaller sizes, shorter windows
+    python scripts/bench.py --sections throughput,disk --json out.json
 
-Each measurement runs the real service (`python -m pywats_client start`) as a subprocess
-against the bundled receiver on loopback, exactly as a station runs it:
+Every measurement runs the real service (`python -m pywats_client start`) or the real command
+line as a subprocess, against the bundled receiver on loopback, as a station runs them. Each
+figure is the median of `--repeat` runs.
 
-* latency     one file at a time on an idle service: drop -> stored by the receiver, p50/p99,
-              with the configured settle time subtracted
-* throughput  N WSJF files dropped at once, receiver latency L in {0, 20} ms: reports/s from
-              the first drop to the last acknowledgement, and the ratio to the concurrency
-              limit 5 / L (5 upload workers)
-* idle        RSS, CPU and thread count of an idle service with two watch folders
+* throughput  N files dropped at once into a watch folder with no converter bound (so each
+              file is auto-detected), for WSJF, WSXF, WSTF and i3070 files and a mix of all
+              four, the receiver answering after L in {0, 20} ms: reports/s from the first
+              drop to the last acknowledgement, the ratio to the concurrency limit 5 / L, and
+              how busy the service's CPU was (at L = 0 the limit should be CPU, not waiting)
+* latency     one fresh file at a time on an idle service: drop -> stored, p50 and p99, minus
+              the configured settle time
+* idle        RSS, CPU and threads of `start` with an empty queue and two watch folders
+* startup     wall time of `--help`, `--version`, `status` and `start --once` (empty queue)
+              against `python -c pass`, and how many modules each imports (-X importtime)
+* scale       100,000 items in pending/: wall time of `queue status` and `queue list --limit
+              20`; the service's peak RSS while it scans and drains them, against 1,000 queued
+* conversion  scripts/bench_converters.py on the samples: reports/s and MB/s per converter
+* disk        fsync calls and bytes written per report from source file to completed/, by
+              file or folder (strace -f -y when it can attach, else a counting sitecustomize)
 
-Prints a table and writes the figures as JSON.
+Inputs are made from the real samples under ../shared/samples (the serial number and id made
+unique per file) or, without them, from small built-in files of the same formats. Prints a
+table and writes every figure as JSON (`--json`, default bench-results/bench.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import os
+import platform
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -29,178 +48,915 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pywats_client.queue import ItemHeader, encode_item  # noqa: E402
 from pywats_client.receiver import Receiver  # noqa: E402
 from tests.station import wsjf_report  # noqa: E402
 
-TOKEN = "YmVuY2g6YmVuY2g="  # base64("bench:bench")
-SETTLE = 0.25
+TOKEN = base64.b64encode(b"bench:bench").decode("ascii")
+SETTLE = 0.25  # the watch folders' settle time, seconds
+UPLOAD_WORKERS = 5  # the service's upload pool: the concurrency limit is 5 / L
+LATENCIES_MS = (0.0, 20.0)
+MIXES = ("wsjf", "wsxf", "wstf", "i3070", "mixed")
+SECTIONS = ("throughput", "latency", "idle", "startup", "scale", "conversion", "disk")
+DEFAULT_SAMPLES = REPO.parent / "shared" / "samples"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _wait(predicate: Any, timeout: float) -> bool:
+# -- waiting and measuring other processes -----------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `predicate` (another process brings it about) until truthy; raise on timeout."""
     deadline = time.monotonic() + timeout
     tick = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
         tick.wait(0.005)
-    return False
 
 
-@contextmanager
-def service(root: Path, server_url: str, folders: int = 1) -> Iterator[tuple[Any, list[Path]]]:
-    """A configured instance with its service running; yields (process, watch folders)."""
-    data = root / "data"
-    instance = data / "default"
-    instance.mkdir(parents=True)
-    watches = [root / f"watch{n}" for n in range(folders)]
-    for w in watches:
-        w.mkdir()
-    config = {
-        "server_url": server_url, "api_token": TOKEN, "station_name": "bench",
-        "queue": {"watch_folders": [str(w) for w in watches], "settle_time": SETTLE},
-        "logging": {"level": "WARNING"},
-    }
-    (instance / "config.json").write_text(json.dumps(config))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pywats_client", "--data-dir", str(data), "start"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    status = instance / "state" / "status.json"
-    if not _wait(lambda: status.exists() and b'"running"' in status.read_bytes(), 30):
-        proc.kill()
-        raise RuntimeError("service did not start")
+@dataclass(frozen=True)
+class ProcSample:
+    """What /proc says about a process at one moment."""
+
+    rss_kb: int
+    hwm_kb: int  # peak RSS so far
+    cpu_s: float  # user + system
+    threads: int
+
+
+def proc_sample(pid: int) -> ProcSample:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return ProcSample(int(fields["VmRSS"][0]), int(fields["VmHWM"][0]),
+                      (int(stat[11]) + int(stat[12])) / CLK_TCK, int(fields["Threads"][0]))
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    """/proc/PID/io: wchar = bytes given to write(); write_bytes = bytes sent to storage."""
+    out = {}
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key.strip()] = int(value)
+    return out
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the receiver runs in it)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# -- input files -------------------------------------------------------------------------------
+
+_WSXF_FALLBACK = """<?xml version="1.0" encoding="utf-8"?>
+<Reports xmlns="http://wats.virinco.com/schemas/WATS/Report/wsxf">
+  <Report type="UUT" ID="{id}" Start="2026-05-01T10:00:00+02:00" Result="Passed" \
+SN="{sn}" PN="PN-100" Rev="A" MachineName="bench" Location="lab" Purpose="bench">
+    <UUT UserLoginName="bench" ExecutionTime="1.5" />
+    <Process Code="10" Name="SW Debug" />
+    <Step Id="1" Group="Main" Name="MainSequence Callback" StepType="SequenceCall" \
+Status="Passed" StepIndex="0">
+      <SequenceCall Name="Main" Version="1.0" Filename="main.seq" Filepath="main.seq" />
+      <Step Id="2" Group="Main" Name="Voltage" StepType="ET_NLT" Status="Passed" StepIndex="1">
+        <NumericLimit Name="Voltage" CompOperator="GELE" NumericValue="3.3" LowLimit="3.0" \
+HighLimit="3.6" Units="V" Status="Passed" />
+      </Step>
+    </Step>
+  </Report>
+</Reports>
+"""
+_WSTF_FALLBACK = "\n".join([
+    "--Header-Start--", "SerialNumber\t{sn}", "PartNumber\tPN-100", "Revision\tA",
+    "OperationTypeName\tSW Debug", "UUTStatus\tPassed", "UTCStartDateTime\t2026-05-01T08:00:00",
+    "StationName\tbench", "--Step-Data-Start--",
+    "StepType\tStepName\tMeasureName\tValue\tLowLimit\tHighLimit\tCompOperator\tUnit\t"
+    "StepStatus\tStepExecutionTime\tStepReportText\tStepErrorCode\tStepErrorMessage\t"
+    "CausedSequenceFailure",
+    "NumericLimitTest\tVoltage\t\t3.3\t3.0\t3.6\tGELE\tV\tPassed\t1\t\t\t\t",
+    "PassFailTest\tPower good\t\tTRUE\t\t\t\t\tPassed\t1\t\t\t\t",
+    "--Step-Data-End--", "UUTStatus\tPassed", "-- UUT-End--", ""])
+_I3070_FALLBACK = "\n".join([
+    "{{@BATCH|PN-100|01|1237|1||btest|260501100000||bench|lab|RevA|PN-100|Rev_001|",
+    "{{@BTEST|{sn}|00|260501100010|000057|0|analog||n|n|260501100100||002|",
+    "{{@BLOCK|r698|00",
+    "{{@A-RES|0|+1.198020E+05{{@LIM3|+1.200000E+05|+1.296000E+05|+1.104000E+05}}}}", "}}",
+    "{{@BLOCK|d506|00",
+    "{{@A-DIO|0|+3.186357E-01{{@LIM2|+5.500000E-01|+1.000000E-01}}}}", "}}",
+    "}}}}", ""])
+
+
+@dataclass(frozen=True)
+class Template:
+    """One kind of input file: a text with `{sn}` (and `{id}`) holes, one report per file."""
+
+    kind: str
+    suffix: str
+    text: str
+    origin: str  # the sample file it came from, or "built-in"
+
+    def render(self, n: int) -> bytes:
+        return self.text.format(sn=f"BENCH{n:08d}", id=str(uuid.uuid4()).upper()).encode()
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _from_sample(path: Path, kind: str, suffix: str, holes: list[tuple[str, str]]
+                 ) -> Template | None:
+    """A sample turned into a template by replacing its serial number (and id) with holes;
+    None when the sample is missing or no longer has the text to replace."""
     try:
-        yield proc, watches
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    text = _escape(text)
+    for old, new in holes:
+        old = _escape(old)
+        if old not in text:
+            return None
+        hole = _escape(new).replace("{{sn}}", "{sn}").replace("{{id}}", "{id}")
+        text = text.replace(old, hole, 1)
+    return Template(kind, suffix, text, str(path))
 
 
-def _stage(root: Path, n: int) -> list[Path]:
-    staging = root / "staging"
-    staging.mkdir(exist_ok=True)
+def load_templates(samples: Path) -> dict[str, Template]:
+    """The WSXF, WSTF and i3070 inputs from the samples (or built-in ones), and WSJF."""
+    found = {
+        "wsxf": _from_sample(samples / "wsxf" / "uut-wsxf.xml", "wsxf", ".xml", [
+            ('ID="D26DDF31-FD90-47A5-AF13-180404CDE8BE"', 'ID="{id}"'),
+            ('SN="FATTest-422"', 'SN="{sn}"')]),
+        "wstf": _from_sample(samples / "wstf" / "WatsStandardTextFormat.txt", "wstf", ".txt",
+                             [("SerialNumber\t423664753", "SerialNumber\t{sn}")]),
+        "i3070": _from_sample(samples / "i3070" / "FelixSnz_2-210805125029095MCALLEN241.log",
+                              "i3070", ".log",
+                              [("{@BTEST|38258378-007-12151210|", "{@BTEST|{sn}|")]),
+    }
+    fallback = {
+        "wsxf": Template("wsxf", ".xml", _WSXF_FALLBACK, "built-in"),
+        "wstf": Template("wstf", ".txt", _WSTF_FALLBACK, "built-in"),
+        "i3070": Template("i3070", ".log", _I3070_FALLBACK, "built-in"),
+    }
+    templates = {kind: found[kind] or fallback[kind] for kind in fallback}
+    # WSJF: the small report the end-to-end tests use, with its id given (as WATS exports do).
+    wsjf = json.dumps(wsjf_report(0, report_id="ID-HOLE", sn="SN-HOLE"))
+    wsjf = _escape(wsjf)
+    wsjf = wsjf.replace('"ID-HOLE"', '"{id}"').replace('"SN-HOLE"', '"{sn}"')
+    templates["wsjf"] = Template("wsjf", ".json", wsjf, "built-in (tests/station.py)")
+    return templates
+
+
+class Inputs:
+    """Unique input files of each kind; every file rendered is a new report."""
+
+    def __init__(self, templates: dict[str, Template]) -> None:
+        self.templates = templates
+        self._serial = 0
+
+    def files(self, mix: str, n: int) -> list[tuple[str, bytes]]:
+        kinds = ["wsjf", "wsxf", "wstf", "i3070"] if mix == "mixed" else [mix]
+        out = []
+        for i in range(n):
+            template = self.templates[kinds[i % len(kinds)]]
+            self._serial += 1
+            name = f"{template.kind}-{self._serial:08d}{template.suffix}"
+            out.append((name, template.render(self._serial)))
+        return out
+
+
+def stage(folder: Path, files: list[tuple[str, bytes]], *, settled: bool = True) -> list[Path]:
+    """Write files beside the watch folder (same filesystem), so a drop is one rename.
+
+    `settled`: an old mtime, as for files that are complete before the service looks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3600
     paths = []
-    for i in range(n):
-        path = staging / f"r{i:06d}.json"
-        path.write_text(json.dumps(wsjf_report(i, report_id=str(uuid.uuid4()))))
-        # Equipment writes files that are already settled by the time we look at them again.
-        old = time.time() - 10
-        os.utime(path, (old, old))
+    for name, data in files:
+        path = folder / name
+        path.write_bytes(data)
+        if settled:
+            os.utime(path, (old, old))
         paths.append(path)
     return paths
 
 
-def measure_latency(samples: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        with Receiver(root / "store", token=TOKEN) as rx, service(root, rx.url) as (_, [watch]):
-            staged = _stage(root, samples)
-            times = []
-            for n, path in enumerate(staged):
-                fresh = root / "staging" / f"fresh{n}.json"
-                fresh.write_bytes(path.read_bytes())  # a new file, mtime now: it must settle
-                start = time.monotonic()
-                os.replace(fresh, watch / path.name)
-                if not rx.wait_for_reports(n + 1, timeout=30):
-                    raise RuntimeError("report did not arrive")
-                times.append(time.monotonic() - start)
-    times.sort()
-    return {
-        "samples": samples,
-        "settle_s": SETTLE,
-        "p50_s": statistics.median(times),
-        "p99_s": times[min(len(times) - 1, int(len(times) * 0.99))],
-        "p50_minus_settle_s": statistics.median(times) - SETTLE,
+# -- a station: instance folder, config, the service as a subprocess -------------------------
+
+
+@dataclass
+class Station:
+    """An instance folder with its config; `service()` runs `start` on it."""
+
+    root: Path
+    server_url: str
+    folders: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = self.root / "data"
+        self.instance = self.data / "default"
+        self.instance.mkdir(parents=True, exist_ok=True)
+        self.watches = [self.root / f"watch{n}" for n in range(self.folders)]
+        for watch in self.watches:
+            watch.mkdir(exist_ok=True)
+        # As the README sets up a station: formats that name no process (i3070) get the
+        # station's default one.
+        config = {
+            "server_url": self.server_url, "api_token": TOKEN, "station_name": "bench",
+            "queue": {"watch_folders": [str(w) for w in self.watches], "settle_time": SETTLE},
+            "converters": {"defaults": {"process_code": 50}},
+        }
+        (self.instance / "config.json").write_text(json.dumps(config))
+
+    @property
+    def queue(self) -> Path:
+        return self.instance / "queue"
+
+    def count(self, state: str) -> int:
+        try:
+            return sum(1 for _ in os.scandir(self.queue / state))
+        except FileNotFoundError:
+            return 0
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pywats_client", "--data-dir", str(self.data), *args]
+
+    def process_env(self) -> dict[str, str]:
+        path = os.pathsep.join(p for p in (self.env.get("PYTHONPATH"), str(REPO)) if p)
+        return {**os.environ, **self.env, "PYTHONPATH": path}
+
+    @contextmanager
+    def service(self) -> Iterator[subprocess.Popen[bytes]]:
+        status = self.instance / "state" / "status.json"
+        with contextlib.suppress(FileNotFoundError):
+            status.unlink()
+        # Started from the station's own folder, as a service manager does: `python -m` puts
+        # the working directory first on sys.path, and the repository must not be it.
+        proc = subprocess.Popen(self.command("start"), env=self.process_env(), cwd=self.root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: proc.poll() is not None
+                     or (status.exists() and b'"running"' in status.read_bytes()),
+                     60, "the service to start")
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {proc.returncode}; see "
+                                   f"{self.instance / 'logs'}")
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def receiver(root: Path, latency_ms: float = 0.0) -> Iterator[Receiver]:
+    """The bundled receiver on loopback, storing in memory (tmpfs) when it can: a WATS server
+    is another machine, and its writes must not queue behind the station's fsyncs in the
+    same filesystem journal (they did: uploads slowed down by half while files converted)."""
+    shm = Path("/dev/shm")
+    store_root = Path(tempfile.mkdtemp(prefix="bench-store-", dir=shm)) if (
+        shm.is_dir() and os.access(shm, os.W_OK)) else root
+    rx = Receiver(store_root / "store", token=TOKEN).start()
+    rx.faults.latency_ms = latency_ms
+    try:
+        yield rx
+    finally:
+        rx.stop()
+        if store_root != root:
+            shutil.rmtree(store_root, ignore_errors=True)
+
+
+def drop_and_wait(rx: Receiver, station: Station, staged: list[Path], watch: Path,
+                  expected: int, timeout: float = 600) -> float:
+    """Move staged files into `watch`; seconds until the receiver holds `expected` reports.
+    Then wait until the service has filed them all in completed/ (not part of the time)."""
+    start = time.monotonic()
+    for path in staged:
+        os.replace(path, watch / path.name)
+    deadline = start + timeout
+    while not rx.wait_for_reports(expected, timeout=0.5):
+        notes = sorted((watch / "error").glob("*.error.txt"))
+        if notes:
+            raise RuntimeError(f"a bench input could not be converted: {notes[0].read_text()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(rx.stored_ids())} of {expected} reports arrived; "
+                               f"see {station.instance / 'logs'}")
+    elapsed = time.monotonic() - start
+    wait_for(lambda: station.count("completed") >= expected, 60, "completed/ to fill")
+    return elapsed
+
+
+# -- 1. throughput -----------------------------------------------------------------------------
+
+
+def measure_throughput(inputs: Inputs, mixes: list[str], files: int, repeat: int
+                       ) -> list[dict[str, Any]]:
+    results = []
+    for mix in mixes:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            root = Path(tmp)
+            with receiver(root) as rx:
+                station = Station(root, rx.url)
+                with station.service() as proc:
+                    # One small batch first: imports, the process list and the detectors warm.
+                    warm = stage(root / "staging", inputs.files(mix, 10))
+                    drop_and_wait(rx, station, warm, station.watches[0], 10)
+                    total = 10
+                    for latency in LATENCIES_MS:
+                        rx.faults.latency_ms = latency
+                        runs = []
+                        for _ in range(repeat):
+                            staged = stage(root / "staging", inputs.files(mix, files))
+                            before, mine = proc_sample(proc.pid), own_cpu()
+                            total += files
+                            seconds = drop_and_wait(rx, station, staged, station.watches[0],
+                                                    total)
+                            after = proc_sample(proc.pid)
+                            runs.append({
+                                "seconds": seconds, "reports_per_s": files / seconds,
+                                "service_cpu_percent": 100 * (after.cpu_s - before.cpu_s)
+                                / seconds,
+                                "receiver_cpu_percent": 100 * (own_cpu() - mine) / seconds,
+                            })
+                        results.append(_throughput_row(mix, latency, files, runs))
+                        _progress(f"throughput {mix} L={latency:.0f} ms: "
+                                  f"{results[-1]['reports_per_s']:.0f}/s")
+    return results
+
+
+def _throughput_row(mix: str, latency: float, files: int, runs: list[dict[str, float]]
+                    ) -> dict[str, Any]:
+    rate = median([r["reports_per_s"] for r in runs])
+    row: dict[str, Any] = {
+        "mix": mix, "latency_ms": latency, "files": files, "runs": runs,
+        "reports_per_s": rate,
+        "service_cpu_percent": median([r["service_cpu_percent"] for r in runs]),
+        "receiver_cpu_percent": median([r["receiver_cpu_percent"] for r in runs]),
     }
+    if latency > 0:
+        row["limit_per_s"] = UPLOAD_WORKERS / (latency / 1000)
+        row["ratio_to_limit"] = rate / row["limit_per_s"]
+    return row
 
 
-def measure_throughput(files: int, latency_ms: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
+# -- 2. latency --------------------------------------------------------------------------------
+
+
+def measure_latency(inputs: Inputs, samples: int) -> dict[str, Any]:
+    times = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = Path(tmp)
-        with Receiver(root / "store", token=TOKEN) as rx, service(root, rx.url) as (_, [watch]):
-            rx.faults.latency_ms = latency_ms
-            staged = _stage(root, files)
-            start = time.monotonic()
-            for path in staged:
-                os.replace(path, watch / path.name)
-            if not rx.wait_for_reports(files, timeout=600):
-                raise RuntimeError(f"only {len(rx.stored_ids())} of {files} arrived")
-            elapsed = time.monotonic() - start
-    rate = files / elapsed
-    result = {"files": files, "latency_ms": latency_ms, "seconds": elapsed, "reports_per_s": rate}
-    if latency_ms > 0:
-        limit = 5 / (latency_ms / 1000)
-        result["limit_per_s"] = limit
-        result["ratio_to_limit"] = rate / limit
+        with receiver(root) as rx:
+            station = Station(root, rx.url)
+            with station.service():
+                for n, (name, data) in enumerate(inputs.files("wsjf", samples + 1)):
+                    fresh = root / "staging" / name
+                    # A new file, mtime now: the service must see it settle.
+                    stage(fresh.parent, [(name, data)], settled=False)
+                    start = time.monotonic()
+                    os.replace(fresh, station.watches[0] / name)
+                    if not rx.wait_for_reports(n + 1, timeout=30):
+                        raise RuntimeError("a report did not arrive within 30 s")
+                    if n:  # the first one pays for lazy imports
+                        times.append(time.monotonic() - start)
+    times.sort()
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    return {"samples": len(times), "settle_s": SETTLE, "p50_s": median(times), "p99_s": p99,
+            "p50_minus_settle_s": median(times) - SETTLE, "p99_minus_settle_s": p99 - SETTLE}
+
+
+# -- 3. idle -----------------------------------------------------------------------------------
+
+
+def measure_idle(seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = Path(tmp)
+        with receiver(root) as rx:
+            station = Station(root, rx.url, folders=2)
+            with station.service() as proc:
+                # Let start-up work (the process list, the first status) finish first.
+                threading.Event().wait(min(2.0, seconds))
+                before = proc_sample(proc.pid)
+                t0 = time.monotonic()
+                threading.Event().wait(seconds)
+                after = proc_sample(proc.pid)
+                wall = time.monotonic() - t0
+                wakeups = _context_switches(proc.pid)
+    return {"seconds": wall, "rss_mb": after.rss_kb / 1024, "peak_rss_mb": after.hwm_kb / 1024,
+            "cpu_percent": 100 * (after.cpu_s - before.cpu_s) / wall,
+            "threads": after.threads, "context_switches": wakeups}
+
+
+def _context_switches(pid: int) -> int:
+    """Voluntary context switches of every thread: a busy-polling loop shows thousands."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches"):
+                    total += int(line.split()[1])
+    return total
+
+
+# -- 4. start-up -------------------------------------------------------------------------------
+
+
+def _entry_point() -> list[str]:
+    """The console script beside this interpreter (what users run), else `-m`."""
+    script = Path(sys.executable).parent / "pywats-client"
+    if script.is_file():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-m", "pywats_client"]
+
+
+def _time_command(argv: list[str], env: dict[str, str], cwd: Path, runs: int
+                  ) -> tuple[float, int]:
+    """Median wall time of `argv` over `runs` runs (after one warm-up), and the number of
+    modules it imports (-X importtime lines)."""
+    quiet: dict[str, Any] = {"env": env, "cwd": cwd, "stdout": subprocess.DEVNULL,
+                             "stderr": subprocess.DEVNULL}
+    subprocess.run(argv, **quiet)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, **quiet)
+        times.append(time.perf_counter() - start)
+    traced = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=env, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    modules = sum(1 for line in traced.stderr.splitlines()
+                  if line.startswith("import time:") and "self [us]" not in line)
+    return median(times), modules
+
+
+def measure_startup(runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = Path(tmp)
+        with receiver(root) as rx:
+            station = Station(root, rx.url)
+            env = station.process_env()
+            base = ["--data-dir", str(station.data)]
+            baseline, baseline_modules = _time_command([sys.executable, "-c", "pass"], env,
+                                                       root, runs)
+            commands = {
+                "--help": ["--help"],
+                "--version": ["--version"],
+                "status": [*base, "status"],
+                "start --once": [*base, "start", "--once"],
+            }
+            rows = []
+            for label, args in commands.items():
+                seconds, modules = _time_command([*_entry_point(), *args], env, root, runs)
+                rows.append({"command": f"pywats-client {label}", "seconds": seconds,
+                             "ratio": seconds / baseline, "modules": modules,
+                             "modules_beyond_python": modules - baseline_modules})
+    return {"runs": runs, "python_c_pass_s": baseline, "python_modules": baseline_modules,
+            "commands": rows}
+
+
+# -- 5. scale ----------------------------------------------------------------------------------
+
+
+def fill_pending(queue: Path, n: int) -> float:
+    """`n` items straight into pending/, in the queue's own format (no fsync: setup only)."""
+    start = time.monotonic()
+    pending = queue / "pending"
+    for name in ("tmp", "pending", "processing", "completed", "failed", "corrupt"):
+        (queue / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = time.time()
+    for i in range(n):
+        report_id = str(uuid.uuid4())
+        body = json.dumps(wsjf_report(i, report_id=report_id),
+                          separators=(",", ":")).encode()
+        header = ItemHeader(id=report_id, source=f"/bench/scale/{i}.json",
+                            converter="WATSStandardJsonConverter", queued_at=now)
+        fd = os.open(pending / f"{report_id}.wsq", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, encode_item(header, body))
+        finally:
+            os.close(fd)
+    return time.monotonic() - start
+
+
+def _drain(station: Station, rx: Receiver, target: int) -> dict[str, Any]:
+    """Run the service until `target` reports are stored; RSS sampled all along."""
+    samples: list[int] = []
+    start = time.monotonic()
+    with station.service() as proc:
+        ready = time.monotonic() - start
+        first: float | None = None
+        while len(rx.stored_ids()) < target:
+            if proc.poll() is not None:
+                raise RuntimeError("the service stopped while draining")
+            samples.append(proc_sample(proc.pid).rss_kb)
+            if first is None and rx.stored_ids():
+                first = time.monotonic() - start
+            rx.wait_for_reports(target, timeout=0.05)
+        drained = time.monotonic() - start
+        final = proc_sample(proc.pid)
+    return {"drained": target, "startup_s": ready, "first_upload_s": first,
+            "seconds": drained, "reports_per_s": target / max(drained - ready, 1e-9),
+            "peak_rss_mb": final.hwm_kb / 1024,
+            "median_rss_mb": median(samples or [final.rss_kb]) / 1024,
+            "final_rss_mb": final.rss_kb / 1024}
+
+
+def measure_scale(items: int, small: int, drain_large: int, runs: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"items": items}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = Path(tmp)
+        with receiver(root / "large") as rx:
+            station = Station(root / "large", rx.url)
+            result["setup_s"] = fill_pending(station.queue, items)
+            env = station.process_env()
+            for label, args in (("queue_status_s", ["queue", "status"]),
+                                ("queue_list_s", ["queue", "list", "--limit", "20"])):
+                times = []
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    done = subprocess.run(station.command(*args), env=env, cwd=station.root,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    times.append(time.perf_counter() - start)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"queue {args[1]} failed: {done.stderr.decode()}")
+                result[label] = median(times)
+            _progress(f"scale: queue status {result['queue_status_s']:.2f} s on {items} items")
+            result["large"] = {"queued": items, **_drain(station, rx, drain_large)}
+        with receiver(root / "small") as rx:
+            station = Station(root / "small", rx.url)
+            fill_pending(station.queue, small)
+            result["small"] = {"queued": small, **_drain(station, rx, small)}
+    result["rss_growth_mb"] = result["large"]["peak_rss_mb"] - result["small"]["peak_rss_mb"]
     return result
 
 
-def _proc_stat(pid: int) -> tuple[int, float, int]:
-    """RSS (kB), CPU seconds, threads of a process, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
-    threads = int(next(line.split()[1] for line in status.splitlines()
-                       if line.startswith("Threads")))
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    return rss, cpu, threads
+# -- 6. conversion -----------------------------------------------------------------------------
 
 
-def measure_idle(seconds: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
+def measure_conversion(samples: Path, repeat: int) -> dict[str, Any]:
+    """scripts/bench_converters.py, as it is, on the samples."""
+    if not samples.is_dir():
+        return {"skipped": f"no samples at {samples}", "rows": []}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = Path(tmp) / "converters.json"
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "bench_converters.py"), "--samples",
+             str(samples), "--repeat", str(repeat), "--json", str(out)],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+        if done.returncode != 0 or not out.exists():
+            return {"skipped": f"bench_converters.py exited with {done.returncode}: "
+                    f"{done.stderr.strip()[-500:]}", "rows": []}
+        rows = json.loads(out.read_text())
+    rows = rows if isinstance(rows, list) else [rows]
+    if not rows:
+        return {"skipped": f"no samples the converters own under {samples}", "rows": []}
+    return {"repeat": repeat, "rows": rows}
+
+
+# -- 7. disk cost ------------------------------------------------------------------------------
+
+# Counts fsync/fdatasync by the path of the descriptor, inside the service, when strace cannot
+# attach: PYTHONPATH puts this file first as `sitecustomize`; SIGUSR1 writes the counts out.
+_SHIM = '''
+import json, os, signal
+_counts = {}
+_out = os.environ["BENCH_FSYNC_COUNTS"]
+def _wrap(name, real):
+    def counted(fd):
+        try:
+            path = os.readlink("/proc/self/fd/%d" % fd)
+        except OSError:
+            path = "?"
+        key = name + " " + path
+        _counts[key] = _counts.get(key, 0) + 1
+        return real(fd)
+    return counted
+os.fsync = _wrap("fsync", os.fsync)
+os.fdatasync = _wrap("fdatasync", os.fdatasync)
+def _dump(signum, frame):
+    with open(_out + ".tmp", "w") as fh:
+        json.dump(_counts, fh)
+    os.replace(_out + ".tmp", _out)
+signal.signal(signal.SIGUSR1, _dump)
+'''
+
+_STRACE_LINE = re.compile(r"^(\d+)\s+(.*)$")
+_CALL = re.compile(r"^(fsync|fdatasync|write)\((\d+)<([^>]*)>")
+_RESULT = re.compile(r"=\s+(-?\d+)")
+
+
+def classify(path: str, station: Station) -> str:
+    """A short name for what a descriptor points at."""
+    queue = str(station.queue)
+    if path.startswith(queue + "/tmp/"):
+        return "queue item file (tmp/)"
+    if path.startswith(queue + "/"):
+        rest = path[len(queue) + 1:]
+        return f"{rest}/ folder" if "/" not in rest else f"queue {rest.split('/')[0]}/ file"
+    if path == queue:
+        return "queue folder"
+    if path.startswith(str(station.instance / "logs")):
+        return "log file"
+    if path.startswith(str(station.instance / "state")):
+        return "state/ (status, seen files)"
+    if any(path.startswith(str(w)) for w in station.watches):
+        return "watch folder"
+    if path.startswith(("socket:", "pipe:", "anon_inode:", "/dev/")):
+        return "socket/pipe/dev"
+    return "other"
+
+
+def parse_strace(text: str, station: Station) -> tuple[dict[str, int], dict[str, int]]:
+    """Calls and written bytes by (syscall, what) from `strace -f -y` output."""
+    calls: dict[str, int] = {}
+    written: dict[str, int] = {}
+    unfinished: dict[str, tuple[str, str]] = {}
+    for raw in text.splitlines():
+        match = _STRACE_LINE.match(raw)
+        pid, line = (match.group(1), match.group(2)) if match else ("", raw)
+        if line.startswith("<..."):
+            if pid not in unfinished:
+                continue
+            name, what = unfinished.pop(pid)
+        else:
+            call = _CALL.match(line)
+            if call is None:
+                continue
+            name, what = call.group(1), classify(call.group(3), station)
+            calls[f"{name} {what}"] = calls.get(f"{name} {what}", 0) + 1
+            if line.endswith("<unfinished ...>"):
+                unfinished[pid] = (name, what)
+                continue
+        if name == "write":
+            result = _RESULT.search(line)
+            if result and int(result.group(1)) > 0:
+                written[what] = written.get(what, 0) + int(result.group(1))
+    return calls, written
+
+
+def measure_disk(inputs: Inputs, files: int, method: str) -> dict[str, Any]:
+    if method == "auto":
+        method = "strace" if _strace_works() else "shim"
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = Path(tmp)
-        with Receiver(root / "store", token=TOKEN) as rx, \
-                service(root, rx.url, folders=2) as (proc, _):
-            threading.Event().wait(2)  # let start-up work finish before measuring
-            _, cpu0, _ = _proc_stat(proc.pid)
-            t0 = time.monotonic()
-            threading.Event().wait(seconds)
-            rss, cpu1, threads = _proc_stat(proc.pid)
-            wall = time.monotonic() - t0
-    return {"seconds": wall, "rss_mb": rss / 1024, "cpu_percent": 100 * (cpu1 - cpu0) / wall,
-            "threads": threads}
+        with receiver(root) as rx:
+            env: dict[str, str] = {}
+            if method == "shim":
+                shim = root / "shim"
+                shim.mkdir()
+                (shim / "sitecustomize.py").write_text(_SHIM)
+                env = {"PYTHONPATH": str(shim), "BENCH_FSYNC_COUNTS": str(root / "counts.json")}
+            station = Station(root, rx.url, env=env)
+            with station.service() as proc:
+                warm = stage(root / "staging", inputs.files("wsjf", 5))
+                drop_and_wait(rx, station, warm, station.watches[0], 5)
+                staged = stage(root / "staging", inputs.files("wsjf", files))
+                source_bytes = sum(p.stat().st_size for p in staged)
+                if method == "strace":
+                    calls, written, io = _disk_strace(proc.pid, rx, station, staged, files + 5)
+                else:
+                    calls, written, io = _disk_shim(proc.pid, rx, station, staged, files + 5,
+                                                    root / "counts.json")
+                item_bytes = median([p.stat().st_size
+                                     for p in list((station.queue / "completed").iterdir())[:50]])
+    fsyncs = sum(n for key, n in calls.items() if key.startswith(("fsync", "fdatasync")))
+    per_report = {key: n / files for key, n in sorted(calls.items())}
+    return {
+        "method": method, "reports": files,
+        "fsyncs_per_report": fsyncs / files,
+        "calls_per_report": per_report,
+        "write_bytes_per_report": {k: v / files for k, v in sorted(written.items())},
+        "storage_bytes_per_report": io["write_bytes"] / files,  # /proc/PID/io
+        "write_call_bytes_per_report": io["wchar"] / files,
+        "source_bytes_per_report": source_bytes / files,
+        "queue_item_bytes": item_bytes,
+    }
 
 
-def main() -> int:
+def _strace_works() -> bool:
+    if shutil.which("strace") is None:
+        return False
+    try:
+        done = subprocess.run(["strace", "-f", "-e", "trace=fsync", "-o", os.devnull, "true"],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _disk_strace(pid: int, rx: Receiver, station: Station, staged: list[Path], expected: int
+                 ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    out = station.root / "strace.txt"
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-y", "-s", "0", "-e", "trace=fsync,fdatasync,write", "-o", str(out),
+         "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert tracer.stderr is not None
+        # "Process N attached with M threads", once every thread is traced.
+        line = tracer.stderr.readline()
+        if "attached" not in line:
+            raise RuntimeError(f"strace could not attach: {line.strip()}")
+        before = proc_io(pid)
+        drop_and_wait(rx, station, staged, station.watches[0], expected)
+        after = proc_io(pid)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=60)
+    calls, written = parse_strace(out.read_text(errors="replace"), station)
+    return calls, written, {k: after[k] - before[k] for k in after}
+
+
+def _disk_shim(pid: int, rx: Receiver, station: Station, staged: list[Path], expected: int,
+               counts: Path) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    def dump() -> dict[str, int]:
+        with contextlib.suppress(FileNotFoundError):
+            counts.unlink()
+        os.kill(pid, signal.SIGUSR1)
+        wait_for(counts.exists, 30, "the fsync counts")
+        raw: dict[str, int] = json.loads(counts.read_text())
+        out: dict[str, int] = {}
+        for key, n in raw.items():
+            name, _, path = key.partition(" ")
+            label = f"{name} {classify(path, station)}"
+            out[label] = out.get(label, 0) + n
+        return out
+
+    first, before = dump(), proc_io(pid)
+    drop_and_wait(rx, station, staged, station.watches[0], expected)
+    after, second = proc_io(pid), dump()
+    calls = {k: second.get(k, 0) - first.get(k, 0) for k in second}
+    return ({k: v for k, v in calls.items() if v}, {},
+            {k: after[k] - before[k] for k in after})
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def _progress(text: str) -> None:
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows: list[tuple[str, str, str]] = []
+
+    def row(measure: str, value: str, budget: str = "") -> None:
+        rows.append((measure, value, budget))
+
+    for t in results.get("throughput", []):
+        label = f"throughput {t['mix']}, {t['files']} files, L={t['latency_ms']:.0f} ms"
+        value = f"{t['reports_per_s']:.0f} reports/s"
+        if "ratio_to_limit" in t:
+            value += f" ({t['ratio_to_limit']:.0%} of {t['limit_per_s']:.0f})"
+            budget = ">= 80 % of the limit"
+        else:
+            value += f", service CPU {t['service_cpu_percent']:.0f} %"
+            budget = "CPU-bound"
+        row(label, value, budget)
+    lat = results.get("latency")
+    if lat:
+        row(f"latency p50 - settle ({SETTLE:g} s)", f"{lat['p50_minus_settle_s'] * 1000:.0f} ms",
+            "<= 300 ms")
+        row("latency p99 - settle", f"{lat['p99_minus_settle_s'] * 1000:.0f} ms")
+    idle = results.get("idle")
+    if idle:
+        row(f"idle RSS ({idle['seconds']:.0f} s, 2 folders)", f"{idle['rss_mb']:.1f} MB",
+            "<= 45 MB")
+        row("idle CPU", f"{idle['cpu_percent']:.2f} % of a core", "<= 0.5 %")
+        row("idle threads / wake-ups", f"{idle['threads']} / {idle['context_switches']}")
+    start = results.get("startup")
+    if start:
+        row("python -c pass", f"{start['python_c_pass_s'] * 1000:.0f} ms, "
+            f"{start['python_modules']} modules")
+        for c in start["commands"]:
+            budget = "<= 2.5 x" if c["command"].endswith(("--help", "--version")) else ""
+            row(c["command"], f"{c['seconds'] * 1000:.0f} ms = {c['ratio']:.1f} x, "
+                f"+{c['modules_beyond_python']} modules", budget)
+    scale = results.get("scale")
+    if scale:
+        n = scale["items"]
+        row(f"queue status, {n} pending", f"{scale['queue_status_s']:.2f} s", "<= 1.5 s")
+        row(f"queue list --limit 20, {n} pending", f"{scale['queue_list_s']:.2f} s")
+        for key in ("small", "large"):
+            s = scale[key]
+            row(f"service peak RSS, {s['queued']} queued",
+                f"{s['peak_rss_mb']:.1f} MB ({s['drained']} drained at "
+                f"{s['reports_per_s']:.0f}/s)", "flat" if key == "large" else "")
+    conv = results.get("conversion")
+    if conv:
+        if conv.get("skipped"):
+            row("conversion", f"skipped: {conv['skipped'][:60]}")
+        for r in conv.get("rows", []):
+            row(f"convert {r.get('converter')}",
+                f"{r.get('reports_per_s', 0):.0f} reports/s, {r.get('mb_per_s', 0):.2f} MB/s")
+    disk = results.get("disk")
+    if disk:
+        row(f"fsyncs per report ({disk['method']})", f"{disk['fsyncs_per_report']:.2f}",
+            "<= 3 + contract")
+        for key, n in disk["calls_per_report"].items():
+            if key.startswith(("fsync", "fdatasync")):
+                row(f"  {key}", f"{n:.2f}")
+        row("bytes to storage per report", f"{disk['storage_bytes_per_report'] / 1024:.1f} KiB "
+            f"(item {disk['queue_item_bytes'] / 1024:.1f} KiB)")
+    width = max(len(r[0]) for r in rows) + 2
+    vwidth = max(len(r[1]) for r in rows) + 2
+    print(f"{'measure':<{width}}{'value':<{vwidth}}budget")
+    for measure, value, budget in rows:
+        print(f"{measure:<{width}}{value:<{vwidth}}{budget}")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer files, shorter idle window")
-    parser.add_argument("--json", type=Path, default=REPO / "bench-results" / "bench.json")
-    args = parser.parse_args()
-    files = 300 if args.quick else 1000
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: smaller sizes, one run each, short windows")
+    parser.add_argument("--json", type=Path, default=REPO / "bench-results" / "bench.json",
+                        help="where to write the figures (default: %(default)s)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="comma-separated subset of %(default)s")
+    parser.add_argument("--mixes", default=",".join(MIXES),
+                        help="throughput inputs, comma-separated subset of %(default)s")
+    parser.add_argument("--files", type=int, help="files per throughput run (1000; quick 200)")
+    parser.add_argument("--repeat", type=int, help="runs per figure, median taken (3; quick 1)")
+    parser.add_argument("--latency-samples", type=int, help="single drops (40; quick 15)")
+    parser.add_argument("--startup-runs", type=int, help="runs per command (11; quick 3)")
+    parser.add_argument("--scale", type=int,
+                        help="items queued for the scale test (100000; quick 5000)")
+    parser.add_argument("--idle-seconds", type=float, help="idle window (60; quick 5)")
+    parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES,
+                        help="sample files (default: %(default)s; built-in inputs without)")
+    parser.add_argument("--disk-method", choices=("auto", "strace", "shim"), default="auto",
+                        help="how fsyncs are counted (auto: strace if it can attach)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+
+    def pick(value: Any, full: Any, short: Any) -> Any:
+        return value if value is not None else (short if quick else full)
+
+    files = pick(args.files, 1000, 200)
+    repeat = pick(args.repeat, 3, 1)
+    scale = pick(args.scale, 100_000, 5000)
+    small = min(1000, max(1, scale // 10))  # the "1,000 queued" of the scale comparison
+    sections = [s for s in args.sections.split(",") if s]
+    mixes = [m for m in args.mixes.split(",") if m]
+    unknown = (set(sections) - set(SECTIONS)) | (set(mixes) - set(MIXES))
+    if unknown:
+        parser.error(f"unknown section or mix: {', '.join(sorted(unknown))}")
+    templates = load_templates(args.samples)
+    inputs = Inputs(templates)
     results: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "latency": measure_latency(10 if args.quick else 30),
-        "throughput": [measure_throughput(files, 0), measure_throughput(files, 20)],
-        "idle": measure_idle(10 if args.quick else 60),
+        "meta": {
+            "python": sys.version.split()[0], "cpus": os.cpu_count(),
+            "machine": platform.machine(), "kernel": platform.release(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": quick,
+            "command": " ".join(["python", "scripts/bench.py",
+                                 *(sys.argv[1:] if argv is None else argv)]),
+            "inputs": {k: {"origin": t.origin, "bytes": len(t.render(0))}
+                       for k, t in templates.items()},
+            "settle_s": SETTLE, "repeat": repeat,
+        },
     }
-    lat, idle = results["latency"], results["idle"]
-    print(f"{'measure':<34} {'value':>12}")
-    print(f"{'drop-to-upload p50 (settle ' + str(SETTLE) + ' s)':<34} {lat['p50_s']:>10.3f} s")
-    print(f"{'drop-to-upload p99':<34} {lat['p99_s']:>10.3f} s")
-    print(f"{'p50 minus settle time':<34} {lat['p50_minus_settle_s']:>10.3f} s")
-    for t in results["throughput"]:
-        label = f"throughput {t['files']} files, L={t['latency_ms']:.0f} ms"
-        extra = f"  ({t['ratio_to_limit']:.0%} of {t['limit_per_s']:.0f}/s)" \
-            if "ratio_to_limit" in t else ""
-        print(f"{label:<34} {t['reports_per_s']:>8.1f} /s{extra}")
-    print(f"{'idle RSS':<34} {idle['rss_mb']:>9.1f} MB")
-    print(f"{'idle CPU':<34} {idle['cpu_percent']:>10.2f} %")
-    print(f"{'idle threads':<34} {idle['threads']:>12}")
+    started = time.monotonic()
+    steps: dict[str, Callable[[], Any]] = {
+        "throughput": lambda: measure_throughput(inputs, mixes, files, repeat),
+        "latency": lambda: measure_latency(inputs, pick(args.latency_samples, 40, 15)),
+        "idle": lambda: measure_idle(pick(args.idle_seconds, 60.0, 5.0)),
+        "startup": lambda: measure_startup(pick(args.startup_runs, 11, 3)),
+        "scale": lambda: measure_scale(scale, small, min(scale, 3 * small), repeat),
+        "conversion": lambda: measure_conversion(args.samples, repeat),
+        "disk": lambda: measure_disk(inputs, min(files, 500), args.disk_method),
+    }
+    for name in SECTIONS:
+        if name in sections:
+            _progress(f"{name} ...")
+            results[name] = steps[name]()
+    results["meta"]["seconds"] = time.monotonic() - started
+    print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {args.json}")
+    args.json.write_text(json.dumps(results, indent=2, allow_nan=False))
+    print(f"\nwritten to {args.json} in {results['meta']['seconds']:.0f} s")
     return 0
 
 
