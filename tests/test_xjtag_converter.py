@@ -470,3 +470,14 @@ def test_mutated_run_xml_in_a_valid_archive_raises_only_conversion_errors(
     path = tmp_path / "mutated.xjlog"
     path.write_bytes(buffer.getvalue())
     convert_raw(path)
+
+
+def test_an_entry_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "linked.xjlog"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("Run 1.xml", STOPPED_RUN.read_bytes())
+        link = zipfile.ZipInfo("Info.xml")
+        link.external_attr = (0o120777 << 16)  # a symlink, as `zip --symlinks` stores it
+        zf.writestr(link, "/etc/passwd")
+    with pytest.raises(ConversionError, match="as a symbolic link"):
+        convert(path)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import stat
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -240,6 +241,12 @@ def _read_archive(path: Path) -> tuple[_Info, list[_RunFile]]:
         for entry in infos:
             name = entry.filename
             _check_name(path, name)
+            if stat.S_ISLNK(entry.external_attr >> 16):
+                # Members are only ever read into memory, so a link could not escape; but
+                # XJTAG never writes one, and an archive that carries one was made by hand.
+                raise ConversionError(
+                    f"{path}: the archive holds {name!r} as a symbolic link; XJTAG never "
+                    "writes links, so the file is refused")
             match = _RUN_NAME.fullmatch(name)
             if match:
                 number = int(match.group(1))
