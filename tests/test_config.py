@@ -28,51 +28,7 @@ from pywats_client.settings import Settings, WatchFolder
 
 TOKEN = "c3RhdGlvbjpzM2NyZXQtdG9rZW4tdmFsdWU="  # base64("station:s3cret-token-value")
 
-# The example config.json of the client service guide, verbatim.
-GUIDE_EXAMPLE = r"""{
-  "server_url": "https://wats.yourcompany.com",
-  "api_token": "...",
-  "station_name": "ICT-STATION-01",
-  "station_location": "Production Line A",
-  
-  "queue": {
-    "watch_folders": ["C:\\TestReports"],
-    "upload_interval": 10,
-    "retry_attempts": 3,
-    "retry_delay": 60
-  },
-  
-  "converters": {
-    "enabled": ["WATSStandardXMLConverter", "TeradyneICTConverter"],
-    "auto_detect": true
-  },
-  
-  "logging": {
-    "level": "INFO",
-    "max_size_mb": 10,
-    "backup_count": 5
-  }
-}
-"""  # noqa: W293 - the blank lines of the guide carry two spaces; kept verbatim
-
-# The converter configuration of the client architecture document, verbatim.
-ARCHITECTURE_EXAMPLE = r"""{
-  "converters": [{
-    "name": "CSV Converter",
-    "module_path": "converters.csv_converter.CSVConverter",
-    "watch_folder": "C:\\TestData\\Incoming",
-    "done_folder": "C:\\TestData\\Done",
-    "error_folder": "C:\\TestData\\Error",
-    "file_patterns": ["*.csv"],
-    "post_action": "move",
-    "enabled": true,
-    "arguments": {
-      "delimiter": ",",
-      "encoding": "utf-8"
-    }
-  }]
-}
-"""
+from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE  # noqa: E402
 
 
 def write(tmp_path: Path, doc: dict[str, Any] | str) -> Path:

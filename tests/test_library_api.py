@@ -24,53 +24,8 @@ from pywats_client.report import UUTReport
 from pywats_client.services import ConnectionService, QueueService
 from pywats_client.settings import WatchFolder
 from tests.conftest import TOKEN
+from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE
 from tests.station import wait_until, wsjf_report
-
-# The config.json of the client service guide, verbatim.
-GUIDE_EXAMPLE = r"""{
-  "server_url": "https://wats.yourcompany.com",
-  "api_token": "...",
-  "station_name": "ICT-STATION-01",
-  "station_location": "Production Line A",
-  
-  "queue": {
-    "watch_folders": ["C:\\TestReports"],
-    "upload_interval": 10,
-    "retry_attempts": 3,
-    "retry_delay": 60
-  },
-  
-  "converters": {
-    "enabled": ["WATSStandardXMLConverter", "TeradyneICTConverter"],
-    "auto_detect": true
-  },
-  
-  "logging": {
-    "level": "INFO",
-    "max_size_mb": 10,
-    "backup_count": 5
-  }
-}
-"""  # noqa: W293 - the guide's blank lines carry two spaces; kept verbatim
-
-# The converter configuration of the client architecture document, verbatim.
-ARCHITECTURE_EXAMPLE = r"""{
-  "converters": [{
-    "name": "CSV Converter",
-    "module_path": "converters.csv_converter.CSVConverter",
-    "watch_folder": "C:\\TestData\\Incoming",
-    "done_folder": "C:\\TestData\\Done",
-    "error_folder": "C:\\TestData\\Error",
-    "file_patterns": ["*.csv"],
-    "post_action": "move",
-    "enabled": true,
-    "arguments": {
-      "delimiter": ",",
-      "encoding": "utf-8"
-    }
-  }]
-}
-"""
 
 # The configuration of the client service package README, verbatim.
 PACKAGE_EXAMPLE = r"""{
