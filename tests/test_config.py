@@ -25,10 +25,9 @@ from pywats_client.config import (
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.paths import InstancePaths
 from pywats_client.settings import Settings, WatchFolder
+from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE
 
 TOKEN = "c3RhdGlvbjpzM2NyZXQtdG9rZW4tdmFsdWU="  # base64("station:s3cret-token-value")
-
-from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE  # noqa: E402
 
 
 def write(tmp_path: Path, doc: dict[str, Any] | str) -> Path:
