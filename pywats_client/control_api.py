@@ -9,32 +9,28 @@ folders, so a request never touches state another thread is changing. POST route
 
 The server runs on its own threads and is stopped (every thread joined) when the service ends.
 
-Depends on: errors, queue, metrics, status_page. It never imports the service: the CLI hands
-it an object with `snapshot()`, `request_stop()` and `request_restart()`.
+Depends on: errors, httpbase, queue, metrics, status_page. It never imports the service: the
+CLI hands it an object with `snapshot()`, `request_stop()` and `request_restart()`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import ipaddress
 import json
 import logging
 import os
 import secrets
-import selectors
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from pywats_client import __version__, metrics, status_page
 from pywats_client.errors import PyWATSClientError
+from pywats_client.httpbase import KeepAliveHandler, StoppableHTTPServer
 from pywats_client.queue import ReportQueue, State
 
 log = logging.getLogger(__name__)
@@ -158,15 +154,12 @@ class ControlServer:
         self._token = token.encode("utf-8")
         self._control_lock = threading.Lock()
         self._control_sent = ""  # "stop" or "restart" once asked; later asks change nothing
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         try:
             self._server = _Server(self, host, port)
         except OSError as exc:
             raise ControlApiError(_bind_problem(host, port, exc)) from None
         self.port = int(self._server.server_address[1])
         self.url = _url(host, self.port)
-        self._wake_r, self._wake_w = socket.socketpair()
         if not self.loopback_only:
             log.warning("the control API listens on %s (not loopback): anyone who can reach "
                         "port %d can read the status, queue and config (secrets masked); "
@@ -176,42 +169,22 @@ class ControlServer:
         return f"ControlServer(url={self.url!r}, instance={self.instance!r})"
 
     def start(self) -> ControlServer:
-        if self._thread is not None:
+        if self._server.started:
             raise RuntimeError(f"control API at {self.url} is already started")
-        self._thread = threading.Thread(target=self._serve, name=f"control-api-{self.port}")
-        self._thread.start()
+        self._server.start(f"control-api-{self.port}", daemon=False)
         log.info("control API on %s (stop/restart need the token in %s)", self.url,
                  TOKEN_FILE)
         return self
 
     def stop(self) -> None:
         """Stop accepting, cut idle connections, and join every thread."""
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-        if self._thread is not None:
-            self._thread.join()
-        self._server.close_connections()
-        self._server.server_close()  # joins the handler threads
-        self._wake_r.close()
-        self._wake_w.close()
+        self._server.stop()
 
     def __enter__(self) -> ControlServer:
-        return self.start() if self._thread is None else self
+        return self if self._server.started else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _serve(self) -> None:
-        # An accept loop woken by a byte on a socket pair: serve_forever() polls, which would
-        # make every stop wait up to its poll interval.
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._server, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._server and not self._stopping.is_set():
-                        self._server.handle_request()
 
     # -- used by the handler --------------------------------------------------------------
 
@@ -259,44 +232,15 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
     return f"cannot serve the control API on {where}: {exc.strerror or exc}"
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its ControlServer and can cut every open connection."""
+class _Server(StoppableHTTPServer):
+    """The HTTP server, knowing the ControlServer its handlers answer for."""
 
-    daemon_threads = False  # so server_close() joins the handler threads: nothing leaks
-    block_on_close = True
-    timeout = 0  # handle_request() is only called when a connection is waiting
+    log = logging.getLogger(__name__)
+    role = "control API"
 
     def __init__(self, control: ControlServer, host: str, port: int) -> None:
         self.control = control
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((host.strip("[]"), port), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:  # tracked before the thread starts: stop() cannot miss it
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            log.debug("control API connection from %s ended: %s", client_address, exc)
-        else:
-            log.exception("control API failed on a request from %s", client_address)
-
-    def close_connections(self) -> None:
-        """Wake handlers blocked on idle keep-alive connections (browsers keep them open)."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        super().__init__(host.strip("[]"), port, _Handler)
 
 
 _GET_ROUTES = ("/", "/status", "/queue", "/config", "/metrics")
@@ -305,32 +249,18 @@ _STATES = tuple(s.value for s in State)
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     """One connection (HTTP/1.1, keep-alive): route, check, answer."""
 
-    protocol_version = "HTTP/1.1"
     server: _Server
     timeout = 30  # an idle client cannot pin a thread for long
-    disable_nagle_algorithm = True
     server_version = f"pywats-client/{__version__}"
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    log = logging.getLogger(__name__)
+    request_log_format = "control API: %s %s"
+    default_headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
     def do_HEAD(self) -> None:
         self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("control API: %s %s", self.address_string(), format % args)
 
     # -- routing --------------------------------------------------------------------------
 
@@ -436,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
         html = status_page.render(control.service.snapshot(), control.counts(),
                                   instance=control.instance, station=control.station,
                                   now=time.time())
-        self._send(200, html.encode("utf-8"), "text/html; charset=utf-8", extra={
+        self._send(200, html.encode("utf-8"), "text/html; charset=utf-8", {
             # No script may run on this page, whatever text ends up in it.
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                        "frame-ancestors 'none'; base-uri 'none'; "
@@ -447,10 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answers --------------------------------------------------------------------------
 
     def _discard_body(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
+        length = self._content_length()
         if length > 65536:
             self.close_connection = True  # not worth reading; nothing here takes a body
             return
@@ -460,17 +387,4 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Mapping[str, Any],
               headers: Mapping[str, str] | None = None) -> None:
         body = json.dumps(payload, indent=2, default=str).encode("utf-8") + b"\n"
-        self._send(status, body, "application/json; charset=utf-8", extra=headers)
-
-    def _send(self, status: int, body: bytes, content_type: str,
-              extra: Mapping[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self._send(status, body, "application/json; charset=utf-8", headers)

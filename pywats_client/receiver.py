@@ -3,7 +3,8 @@
 Owns: the loopback HTTP server that accepts `POST /api/Report/WSJF` (and WSXF), checks the WSJF
 basics, stores each report as `<store>/<id>.json`, and can misbehave on purpose (latency, 5xx,
 resets, 429 + Retry-After, auth failures, hangs after storing) through `Faults`. Standard library
-only; it imports nothing from the package but its version, so tools can use it on its own.
+only; from the package it imports just its version, its command-line options and the HTTP
+plumbing in httpbase (itself standard library only), so tools can use it on its own.
 
 The control routes `GET /_receiver/stats`, `GET|POST /_receiver/faults` are deliberately outside
 the authentication check: the receiver is a loopback testing tool and a test harness in another
@@ -24,7 +25,6 @@ import os
 import random
 import re
 import select
-import selectors
 import signal
 import socket
 import ssl
@@ -36,13 +36,13 @@ import uuid
 import xml.parsers.expat
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from pywats_client import __version__
+from pywats_client.httpbase import KeepAliveHandler, StoppableHTTPServer
 from pywats_client.receiver_cli import add_arguments
 
 log = logging.getLogger(__name__)
@@ -132,35 +132,19 @@ def find_wsjf_problem(report: object) -> str | None:
 
 
 def _field_problem(report: dict[str, Any]) -> str | None:
-    kind = report.get("type")
-    if kind not in ("T", "R"):
-        if kind is None:
-            return "field 'type' is required ('T' for a test, 'R' for a repair)"
-        return f"field 'type' must be 'T' (test) or 'R' (repair), got {kind!r:.40}"
-    for name in ("pn", "sn", "rev"):
-        problem = _string_problem(report, name, allow_empty=False)
-        if problem:
-            return problem
-    code = report.get("processCode")
-    if code is None:
-        return "field 'processCode' is required (an integer operation code, e.g. 10)"
-    if isinstance(code, bool) or not isinstance(code, int) or not -32768 <= code <= 32767:
-        return f"field 'processCode' must be an integer (Int16), got {code!r:.40}"
-    result = report.get("result")
-    if result not in _RESULTS:
-        if result is None:
-            return "field 'result' is required (P, F, E or T)"
-        return f"field 'result' must be one of P, F, E, T, got {result!r:.40}"
-    for name in ("machineName", "location", "purpose"):
-        problem = _string_problem(report, name, allow_empty=True)
-        if problem:
-            return problem
-    start = report.get("start")
-    if start is None:
-        return "field 'start' is required (an ISO-8601 date-time such as 2024-05-01T08:30:00+02:00)"
-    if not isinstance(start, str) or not _is_datetime(start):
-        return f"field 'start' must be an ISO-8601 date-time, got {start!r:.60}"
-    if kind == "T":
+    # In the order a reader of the report meets the fields; the first problem is the answer.
+    problem = (
+        _choice_problem(report, "type", ("T", "R"), "('T' for a test, 'R' for a repair)",
+                        "'T' (test) or 'R' (repair)")
+        or _strings_problem(report, ("pn", "sn", "rev"), allow_empty=False)
+        or _process_code_problem(report.get("processCode"))
+        or _choice_problem(report, "result", _RESULTS, "(P, F, E or T)", "one of P, F, E, T")
+        or _strings_problem(report, ("machineName", "location", "purpose"), allow_empty=True)
+        or _start_problem(report.get("start"))
+    )
+    if problem:
+        return problem
+    if report["type"] == "T":
         root = report.get("root")
         if not isinstance(root, dict):
             return "field 'root' is required for a test report (type T) and must be an object"
@@ -171,16 +155,44 @@ def _field_problem(report: dict[str, Any]) -> str | None:
     return None
 
 
-def _string_problem(report: dict[str, Any], name: str, *, allow_empty: bool) -> str | None:
+def _choice_problem(report: dict[str, Any], name: str, allowed: tuple[str, ...],
+                    hint: str, choices: str) -> str | None:
     value = report.get(name)
+    if value in allowed:
+        return None
     if value is None:
-        return f"field '{name}' is required"
-    if not isinstance(value, str):
-        return f"field '{name}' must be a string, got {_kind(value)}"
-    if not allow_empty and not value.strip():
-        return f"field '{name}' must not be empty"
-    if len(value) > 100:
-        return f"field '{name}' is {len(value)} characters long, the limit is 100"
+        return f"field '{name}' is required {hint}"
+    return f"field '{name}' must be {choices}, got {value!r:.40}"
+
+
+def _strings_problem(report: dict[str, Any], names: tuple[str, ...], *,
+                     allow_empty: bool) -> str | None:
+    for name in names:
+        value = report.get(name)
+        if value is None:
+            return f"field '{name}' is required"
+        if not isinstance(value, str):
+            return f"field '{name}' must be a string, got {_kind(value)}"
+        if not allow_empty and not value.strip():
+            return f"field '{name}' must not be empty"
+        if len(value) > 100:
+            return f"field '{name}' is {len(value)} characters long, the limit is 100"
+    return None
+
+
+def _process_code_problem(code: object) -> str | None:
+    if code is None:
+        return "field 'processCode' is required (an integer operation code, e.g. 10)"
+    if isinstance(code, bool) or not isinstance(code, int) or not -32768 <= code <= 32767:
+        return f"field 'processCode' must be an integer (Int16), got {code!r:.40}"
+    return None
+
+
+def _start_problem(start: object) -> str | None:
+    if start is None:
+        return "field 'start' is required (an ISO-8601 date-time such as 2024-05-01T08:30:00+02:00)"
+    if not isinstance(start, str) or not _is_datetime(start):
+        return f"field 'start' must be an ISO-8601 date-time, got {start!r:.60}"
     return None
 
 
@@ -248,10 +260,8 @@ class Receiver:
         self._stored = 0
         self._duplicates = 0
         self._connections = 0
-        self._thread: threading.Thread | None = None
         # Bound now, so `url` carries the real port even when port=0 asked for any free one.
         self._server = _Server(self, host, port, tls)
-        self._wake_r, self._wake_w = socket.socketpair()  # wakes the accept loop on stop()
         bound_port = self._server.server_address[1]
         shown_host = f"[{host}]" if ":" in host else host
         scheme = "https" if tls is not None else "http"
@@ -264,39 +274,18 @@ class Receiver:
 
     def start(self) -> Receiver:
         """Serve on a daemon thread; returns self so `Receiver(...).start()` reads well."""
-        if self._thread is not None:
+        if self._server.started:
             raise RuntimeError(f"receiver at {self.url} is already started")
-        self._thread = threading.Thread(target=self._serve,
-                                        name=f"receiver-{self._server.server_address[1]}",
-                                        daemon=True)
-        self._thread.start()
+        self._server.start(f"receiver-{self._server.server_address[1]}", daemon=True)
         return self
 
     def stop(self) -> None:
         """Stop serving, release handlers waiting on latency or hangs, close connections, join."""
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-        if self._thread is not None:
-            self._thread.join()
-        self._server.close_connections()
-        self._server.server_close()  # joins the handler threads
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def _serve(self) -> None:
-        # Our own accept loop instead of serve_forever(): that one polls, so stopping it costs
-        # up to a poll interval, while a byte on the wake socket ends this one at once.
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._server, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._server and not self._stopping.is_set():
-                        self._server.handle_request()  # ready, so it does not block
+        self._stopping.set()  # first: handlers waiting on it end before the joins below
+        self._server.stop()
 
     def __enter__(self) -> Receiver:
-        return self.start() if self._thread is None else self
+        return self if self._server.started else self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -405,22 +394,19 @@ class Receiver:
         return number
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its receiver and can cut every open connection."""
+class _Server(StoppableHTTPServer):
+    """The HTTP server, knowing its receiver; adds TLS and resets on purpose."""
 
-    daemon_threads = False  # so server_close() joins the handler threads: nothing leaks
-    block_on_close = True
-    timeout = 0  # handle_request() is only called when a connection is waiting
+    log = logging.getLogger(__name__)
+    role = "receiver"
 
     def __init__(self, receiver: Receiver, host: str, port: int,
                  tls: ssl.SSLContext | None = None) -> None:
         self.receiver = receiver
         self._tls = tls
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._open: set[socket.socket] = set()
         self._to_reset: set[int] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((host, port), _Handler)
+        self._reset_lock = threading.Lock()
+        super().__init__(host, port, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         request, address = super().get_request()
@@ -443,9 +429,6 @@ class _Server(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Tracked before the handler thread starts, so stop() cannot miss a connection.
-        with self._open_lock:
-            self._open.add(request)
         self.receiver._count_connection()
         super().process_request(request, client_address)
 
@@ -453,61 +436,28 @@ class _Server(ThreadingHTTPServer):
         """Make the close of `request` a TCP reset (RST) instead of an orderly FIN."""
         with contextlib.suppress(OSError):
             request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        with self._open_lock:
+        with self._reset_lock:
             self._to_reset.add(id(request))
 
     def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
+        with self._reset_lock:
             reset = id(request) in self._to_reset
             self._to_reset.discard(id(request))
         if reset:
+            self._forget(request)
             self.close_request(request)  # no shutdown(SHUT_WR): that would send a FIN first
         else:
             super().shutdown_request(request)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up or was reset on purpose is normal here, not worth a traceback.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            log.debug("connection from %s ended: %s", client_address, exc)
-        else:
-            log.exception("receiver failed while handling a request from %s", client_address)
 
-    def close_connections(self) -> None:
-        """Wake handlers blocked reading an idle keep-alive connection, so they can end."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     """One connection; HTTP/1.1 with keep-alive, so every answer carries Content-Length."""
 
-    protocol_version = "HTTP/1.1"
     server: _Server
     timeout = 120  # an idle client cannot pin a thread forever
-    # Headers and body go out in two writes; with Nagle on, the body would wait for the
-    # client's delayed ACK (40 ms on Linux) on every request.
-    disable_nagle_algorithm = True
     server_version = f"pywats-client-receiver/{__version__}"
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+    log = logging.getLogger(__name__)
+    request_log_level = logging.INFO
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -651,12 +601,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- HTTP plumbing --------------------------------------------------------------------------
 
-    def _content_length(self) -> int:
-        try:
-            return int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return -1
-
     def _read_body(self, rx: Receiver, route: str | None) -> bytes | None:
         """The request body, or None after answering 411/413 (route None: do not count)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -676,30 +620,13 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _discard(self, length: int) -> None:
-        with contextlib.suppress(OSError):
-            while length > 0:
-                chunk = self.rfile.read(min(length, 2**16))
-                if not chunk:
-                    return
-                length -= len(chunk)
-
     def _answer(self, route: str | None, status: int, body: str | bytes, *,
                 content_type: str = "text/plain; charset=utf-8",
                 headers: dict[str, str] | None = None, close: bool = False) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
         if route is not None:
             self.server.receiver._record(route, status)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(status, data, content_type, headers, close=close)
 
     def _answer_json(self, route: str | None, status: int, payload: object) -> None:
         self._answer(route, status, json.dumps(payload), content_type="application/json")
