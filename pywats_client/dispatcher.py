@@ -2,10 +2,24 @@
 
 The main thread calls `pump()` whenever it wakes. `pump()` collects finished uploads, decides
 whether the server may be sent anything (online, offline, paused for credentials, holding off
-after 429s or a run of server errors), probes it while it is not, and claims due reports while
-a worker is free. A worker uploads one claimed report and makes its queue transition itself —
-each report is owned by exactly one worker, and doing the fsyncs there keeps them off the main
-thread; the outcome comes back to the main thread, which alone updates the shared state.
+after 429s or a run of server errors), probes it while it is not, and hands due report ids to
+the workers while one is free. A worker claims its report, uploads it and makes its queue
+transition itself — each report is owned by exactly one thread at a time, and doing the file
+work there keeps it off the main thread; the outcome comes back to the main thread, which
+alone updates the shared state.
+
+While the server keeps storing them, a worker goes on with the next due report itself (for up
+to CHAIN_SECONDS) instead of returning for the main thread to hand it one: with conversions
+busy on the other threads, that round trip cost a tenth of each upload slot's time.
+
+A report the server stored is moved to completed/ by the finishing thread, not by its upload
+worker: that move ends in a folder fsync, which waits behind every other fsync in the
+filesystem's journal (during a burst of conversions, as long as the request itself), and the
+upload slot is free the moment the server has answered. The outcome is known then; the move
+only records it, and a report whose move is lost is simply sent again with the same id. One
+thread makes all these moves, and fsyncs the folder only when no other move waits behind the
+one it made, so a burst of stored reports shares one fsync; more threads here only competed
+with the uploads for the interpreter lock.
 
 Depends on: queue, uploader, status, settings, clock.
 """
@@ -17,7 +31,8 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.errors import QueueFullError
@@ -29,6 +44,9 @@ from pywats_client.uploader import Outcome, UploadResult, WatsClient
 log = logging.getLogger(__name__)
 
 UPLOAD_WORKERS = 5
+FINISHING_PER_WORKER = 2  # stored reports waiting for their move to completed/, per worker
+LAGGING_BACKLOG_PER_WORKER = 2  # reports waiting for a slot, per worker, when uploads lag
+CHAIN_SECONDS = 0.5  # how long a worker goes on with next reports before it reports back
 SCAN_BATCH = 1000  # due ids held in memory at once, whatever the queue size
 HOLD_AFTER_TRANSIENT = 5  # consecutive server errors before all uploads hold off
 
@@ -39,8 +57,11 @@ class Finished:
 
     report_id: str
     result: UploadResult
-    state: State | None  # where the report went (None: the transition itself failed)
+    # Where the report went; None: the transition failed, or it is still being made by
+    # `finishing` (the move to completed/ of a stored report).
+    state: State | None
     source: str = ""  # the file the report was converted from, for the status page
+    finishing: Future[State | None] | None = field(default=None, compare=False, repr=False)
 
 
 class UploadDispatcher:
@@ -65,8 +86,14 @@ class UploadDispatcher:
         self.wake = wake
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="upload")
-        self._in_flight: dict[Future[Finished], str] = {}
-        self._started: dict[Future[Finished], float] = {}  # monotonic time of submission
+        # The thread appears only when first needed, so an idle service does not have it.
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="finish")
+        self._in_flight: dict[Future[list[Finished]], str] = {}
+        self._started: dict[Future[list[Finished]], float] = {}  # monotonic time of submission
+        self._finishing: set[Future[State | None]] = set()
+        self._finishing_limit = FINISHING_PER_WORKER * workers
+        self._finishing_count = 0  # moves submitted and not done yet, counted by the workers
+        self._finishing_lock = threading.Lock()
         self._probe: Future[UploadResult] | None = None
         self._fresh: collections.deque[str] = collections.deque()
         self._fresh_lock = threading.Lock()
@@ -90,11 +117,24 @@ class UploadDispatcher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        """Uploads running, plus stored reports still being moved to completed/."""
+        return len(self._in_flight) + len(self._finishing)
+
+    @property
+    def moves_waiting(self) -> int:
+        """Stored reports not yet moved to completed/ (the finishing thread's line)."""
+        return self._finishing_count
 
     @property
     def can_send(self) -> bool:
         return self.status.server not in ("offline", "paused")
+
+    def uploads_lag(self) -> bool:
+        """True while uploads flow but more reports wait for a slot than the workers can take
+        (the service then converts fewer files at a time; see CONVERSIONS_WHILE_UPLOADS_LAG)."""
+        if not self.can_send or self.clock.monotonic() < self._hold_until:
+            return False
+        return len(self._fresh) + len(self._candidates) > LAGGING_BACKLOG_PER_WORKER * self.workers
 
     def background(self, task: Callable[[], object]) -> Future[object]:
         """Run a small server call (such as fetching the process list) on an upload thread;
@@ -119,7 +159,7 @@ class UploadDispatcher:
 
     def has_due_work(self) -> bool:
         """True if something is in flight or a due report may be waiting (scans if needed)."""
-        if self._in_flight or self._fresh or self._candidates:
+        if self._in_flight or self._finishing or self._fresh or self._candidates:
             return True
         self._scan(self.clock.monotonic())
         return bool(self._candidates)
@@ -136,20 +176,23 @@ class UploadDispatcher:
             return max(0.0, self._next_probe - now) if self._probe is None else 60.0
         if now < self._hold_until:
             return self._hold_until - now
-        while self.accepting and len(self._in_flight) < self.workers:
+        while self.accepting and self._has_room():
             report_id = self._next_id(now)
             if report_id is None:
                 break
-            claimed = self.queue.claim(report_id)
-            if claimed is None:
-                continue  # already taken, pruned or quarantined
-            future = self._pool.submit(self.upload_one, claimed)
+            future = self._pool.submit(self._send, report_id)
             self._in_flight[future] = report_id
             self._started[future] = now
             future.add_done_callback(lambda _f: self.wake())
         if self._fresh or self._candidates:
-            return 0.0 if len(self._in_flight) < self.workers else 60.0
+            return 0.0 if self._has_room() else 60.0  # a finishing upload wakes us
         return max(0.0, self._next_scan - now)
+
+    def _has_room(self) -> bool:
+        # Stored reports whose move to completed/ lags behind (a slow disk) hold back new
+        # uploads, so what is held in memory stays bounded.
+        return (len(self._in_flight) < self.workers
+                and self._finishing_count < self._finishing_limit)
 
     def _next_id(self, now: float) -> str | None:
         with self._fresh_lock:
@@ -175,11 +218,20 @@ class UploadDispatcher:
             report_id = self._in_flight.pop(future)
             self._started.pop(future, None)
             try:
-                finished = future.result()
+                results = future.result()
             except Exception:  # a bug, not an outcome: the report is swept back at start-up
                 log.exception("upload of report %s crashed", report_id)
                 continue
-            self._account(finished)
+            for finished in results:
+                if finished.finishing is not None:
+                    self._finishing.add(finished.finishing)
+                self._account(finished)
+        for moved in [f for f in self._finishing if f.done()]:
+            self._finishing.discard(moved)
+            try:
+                moved.result()  # the outcome was accounted already; failures are logged
+            except Exception:  # a bug: the report stays in processing/ until the next start
+                log.exception("moving an uploaded report to completed/ crashed")
 
     def _account(self, finished: Finished) -> None:
         result, status, now = finished.result, self.status, self.clock.monotonic()
@@ -253,18 +305,82 @@ class UploadDispatcher:
         return self.client.probe()
 
     def upload_one(self, item: Claimed) -> Finished:
-        """Upload one claimed report and make its queue transition (worker thread)."""
-        try:
-            result = self.client.upload(item.body, item.id)
-        except Exception as exc:  # the uploader classifies; anything else is unexpected
-            log.exception("unexpected error uploading report %s", item.id)
-            result = UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
+        """Upload one claimed report and make its queue transition, all before returning
+        (for one-shot commands; the service's workers run `_send`)."""
+        result = self._post(item)
         return Finished(item.id, result, self._transition(item, result), item.header.source)
 
-    def _transition(self, item: Claimed, result: UploadResult) -> State | None:
+    def _send(self, report_id: str) -> list[Finished]:
+        """Upload worker: send `report_id`, then, while the server stores them, the next due
+        reports (see CHAIN_SECONDS). Reports gone by the time they are claimed are skipped."""
+        sent: list[Finished] = []
+        deadline = self.clock.monotonic() + CHAIN_SECONDS
+        next_id: str | None = report_id
+        while next_id is not None:
+            finished = self._send_one(next_id)
+            if finished is not None:
+                sent.append(finished)
+                if finished.result.outcome is not Outcome.STORED:
+                    break  # the main thread decides what happens next
+            next_id = self._take_next() if self._may_go_on(deadline) else None
+        return sent
+
+    def _send_one(self, report_id: str) -> Finished | None:
+        """PENDING -> PROCESSING, upload, record the outcome; None if the report is gone by
+        now (taken, pruned, or quarantined as damaged)."""
+        item = self.queue.claim(report_id)
+        if item is None:
+            return None
+        result = self._post(item)
+        if result.outcome is Outcome.STORED:
+            with self._finishing_lock:
+                self._finishing_count += 1
+            finishing = self._finisher.submit(self._finish_stored, item, result)
+            finishing.add_done_callback(self._finished_moving)
+            return Finished(item.id, result, None, item.header.source, finishing)
+        return Finished(item.id, result, self._transition(item, result), item.header.source)
+
+    def _finish_stored(self, item: Claimed, result: UploadResult) -> State | None:
+        """Finishing thread: PROCESSING -> COMPLETED. The folder is fsynced by the last move
+        of a burst (none queued behind it; the count includes this move until it returns),
+        which makes every move before it durable too."""
+        return self._transition(item, result, sync=self._finishing_count <= 1)
+
+    def _finished_moving(self, _future: Future[State | None]) -> None:
+        with self._finishing_lock:
+            self._finishing_count -= 1
+        self.wake()
+
+    def _may_go_on(self, deadline: float) -> bool:
+        # Read without locks from a worker: at worst one more report is sent before a stop
+        # request or a hold set by the main thread is seen.
+        now = self.clock.monotonic()
+        return (self.accepting and self.can_send and now >= self._hold_until
+                and now < deadline and self._finishing_count < self._finishing_limit)
+
+    def _take_next(self) -> str | None:
+        """The next due id, for a worker (deque.popleft is atomic; scans stay on the main
+        thread)."""
+        with self._fresh_lock:
+            if self._fresh:
+                return self._fresh.popleft()
+        try:
+            return self._candidates.popleft()
+        except IndexError:
+            return None
+
+    def _post(self, item: Claimed) -> UploadResult:
+        try:
+            return self.client.upload(item.body, item.id)
+        except Exception as exc:  # the uploader classifies; anything else is unexpected
+            log.exception("unexpected error uploading report %s", item.id)
+            return UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
+
+    def _transition(self, item: Claimed, result: UploadResult, *, sync: bool = True
+                    ) -> State | None:
         try:
             if result.outcome is Outcome.STORED:
-                self.queue.complete(item)  # PROCESSING -> COMPLETED
+                self.queue.complete(item, sync=sync)  # PROCESSING -> COMPLETED
                 return State.COMPLETED
             if result.outcome is Outcome.REJECTED:
                 self.queue.fail(item, f"rejected by the server: {result.message}")
@@ -286,15 +402,17 @@ class UploadDispatcher:
     # -- stopping -------------------------------------------------------------------------
 
     def drain(self, timeout: float) -> bool:
-        """Claim nothing new; wait up to `timeout` for in-flight uploads. True if all ended."""
+        """Claim nothing new; wait up to `timeout` for in-flight uploads and the moves of
+        stored reports to completed/. True if all ended."""
         self.accepting = False
         deadline = self.clock.monotonic() + timeout
         done = threading.Event()
-        while self._in_flight:
+        while self._in_flight or self._finishing:
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 return False
-            future = next(iter(self._in_flight))
+            future: Future[Any] = (next(iter(self._in_flight)) if self._in_flight
+                                   else next(iter(self._finishing)))
             future.add_done_callback(lambda _f: done.set())
             done.wait(min(remaining, 1.0))
             done.clear()
@@ -305,5 +423,6 @@ class UploadDispatcher:
         """Stop the pool without waiting for stuck requests (their reports are in processing/
         and go back to pending at the next start)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._finisher.shutdown(wait=False, cancel_futures=True)
         for client in [*self._retired_clients, self.client]:
             client.close()

@@ -28,6 +28,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def read_file(path: Path | str) -> bytes:
+    """The whole of `path` in four system calls (open, fstat, read, close) when nothing is
+    appended meanwhile. Path.read_bytes() takes seven: the buffered reader checks for a
+    terminal, seeks and reads again to find the end. Every upload reads its queue item, and
+    under load every system call means waiting to take the interpreter lock back."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = [os.read(fd, size + 1)]  # one more than expected: a short read is the end
+        while len(chunks[-1]) > (size if len(chunks) == 1 else 0):
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_new_file(path: Path, data: bytes, mode: int = 0o600, *, sync: bool = True) -> None:
     """Create `path` (it must not exist), write `data` and fsync it.
 
@@ -93,19 +109,24 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
     `os.link` + `unlink` refuses to replace an existing file, which closes the race between
     choosing a free name and using it; across filesystems the file is copied first.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     already = _linked_copy(src, folder)
     if already is not None:
         # A crash between link() and unlink() left the file under both names: finish the move
         # instead of moving it a second time under a new name.
         os.unlink(src)
         return already
+    dest = folder / src.name  # usually free: tried before anything is looked up
     while True:
-        dest = free_name(folder, src.name)
         try:
             os.link(src, dest)
         except FileExistsError:
-            continue  # somebody took the name between free_name() and link(): choose again
+            dest = free_name(folder, src.name)
+            continue  # (or somebody took the name between free_name() and link())
+        except FileNotFoundError:
+            if folder.is_dir():
+                raise  # the source is gone
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                 raise

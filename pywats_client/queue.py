@@ -64,6 +64,7 @@ from pywats_client.fsutil import (
     FolderSyncer,
     filesystem_type,
     fsync_dir,
+    read_file,
     write_new_file,
 )
 from pywats_client.settings import QueueSettings
@@ -233,8 +234,11 @@ class ReportQueue:
 
     def find(self, report_id: str) -> State | None:
         """The state holding `report_id`, or None (a few stats, no listing)."""
+        name = f"{report_id}{SUFFIX}"
         for state in (State.PENDING, State.PROCESSING, State.COMPLETED, State.FAILED):
-            if self._path(state, report_id).exists():
+            # os.path on strings: this runs for every report queued, and Path objects would
+            # cost more than the four stats themselves.
+            if os.path.exists(os.path.join(self._dirs[state.value], name)):
                 return state
         return None
 
@@ -259,7 +263,10 @@ class ReportQueue:
         if existing is State.FAILED:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(State.FAILED, report_id))
-        log.info("queued report %s from %s", report_id, source or "(api)")
+        # The one line a new report costs until it is uploaded: it says which file and which
+        # converter it came from, so the service does not log the conversion again.
+        log.info("queued report %s from %s%s", report_id, source or "(api)",
+                 f" ({converter})" if converter else "")
         return PutResult(report_id, True, State.PENDING)
 
     def _write(
@@ -325,7 +332,7 @@ class ReportQueue:
         except FileNotFoundError:
             return None
         try:
-            header, body = decode_item(dst.read_bytes(), name=dst.name)
+            header, body = decode_item(read_file(dst), name=dst.name)
             if header.id != report_id:
                 raise CorruptItemError(f"{dst.name}: holds report {header.id}")
         except CorruptItemError as exc:
@@ -333,14 +340,18 @@ class ReportQueue:
             return None
         return Claimed(header, body)
 
-    def complete(self, item: Claimed) -> None:
-        """PROCESSING -> COMPLETED: the server stored it."""
+    def complete(self, item: Claimed, *, sync: bool = True) -> None:
+        """PROCESSING -> COMPLETED: the server stored it.
+
+        `sync=False` leaves the folder's fsync to a later `complete()` (the caller's promise:
+        one follows soon, and covers this move too)."""
         dst = self._path(State.COMPLETED, item.id)
         os.rename(self._path(State.PROCESSING, item.id), dst)
         now = self.clock.time()
         with contextlib.suppress(OSError):
             os.utime(dst, (now, now))  # completion time, for pruning
-        self._syncers[State.COMPLETED].sync()
+        if sync:
+            self._syncers[State.COMPLETED].sync()
         log.info("report %s uploaded (source %s)", item.id, item.header.source or "-")
 
     def release(self, item: Claimed) -> None:

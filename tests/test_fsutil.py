@@ -70,3 +70,36 @@ def test_names_never_collide(tmp_path: Path) -> None:
         move_no_clobber(src, done)
     assert sorted(os.listdir(done)) == ["r.1.json", "r.2.json", "r.json"]
     assert (done / "r.json").read_text() == "0" and (done / "r.2.json").read_text() == "2"
+
+
+def test_a_move_creates_the_folder_and_a_vanished_source_is_named(tmp_path: Path) -> None:
+    src = tmp_path / "r.json"
+    src.write_text("x")
+    done = tmp_path / "a" / "done"
+    assert move_no_clobber(src, done) == done / "r.json"
+    with pytest.raises(FileNotFoundError):
+        move_no_clobber(src, done)  # gone now: no folder is made up, no loop
+    assert sorted(os.listdir(done)) == ["r.json"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 2**20 + 5])
+def test_read_file_returns_every_byte(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert fsutil.read_file(tmp_path / "f") == data
+
+
+def test_read_file_reads_to_the_end_of_a_file_that_grew_after_it_was_sized(
+        tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 100)
+    real_fstat = os.fstat
+
+    def fstat_then_append(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        with open(path, "ab") as more:  # a writer appends between the size and the read
+            more.write(b"b" * 70000)
+        return st
+
+    monkeypatch.setattr(fsutil.os, "fstat", fstat_then_append)
+    assert fsutil.read_file(path) == b"a" * 100 + b"b" * 70000
