@@ -87,7 +87,7 @@ def choose_converter(
     line), else the best match by content. Raises ConversionError when nothing fits."""
     if name and name != AUTO_NAME:
         return registry.create(name, arguments), f"{name}: configured"
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:  # unbuffered: fewer system calls per file
         head = fh.read(HEAD_BYTES)
     choice = registry.choose(path, head, auto_detect=auto_detect or name == AUTO_NAME)
     if choice is None:
@@ -221,8 +221,8 @@ def queue_reports(queue: ReportQueue, conversion: Conversion) -> list[PutResult]
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+    with open(path, "rb", buffering=0) as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):  # small reads stay off mmap()
             digest.update(block)
     return digest.hexdigest()
 

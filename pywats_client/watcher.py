@@ -9,6 +9,7 @@ Imports `clock`, `errors`, `postaction` and `settings` from the package, plus wa
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import logging
 import os
 import re
@@ -18,7 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -36,6 +44,13 @@ log = logging.getLogger(__name__)
 # Names equipment, editors and browsers use while a file is still being written, plus our own
 # error notes. Compared case-insensitively: Windows tools write ".TMP" as often as ".tmp".
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".error.txt")
+MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait for the next
+
+# The only events that can mean "a file appeared or changed" (inotify is told to send no
+# others). Opens and closes by readers — the service itself reads every file several times —
+# and deletions were most of the observer's work in a burst of files, and watchdog's move
+# pairing scans its whole pending-event queue for each event it is given.
+_HINT_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent]
 
 
 def is_ignored_name(name: str) -> bool:
@@ -160,6 +175,7 @@ class FolderWatcher:
         # Main thread only:
         self._candidates: dict[str, _Candidate] = {}
         self._next_scan: float | None = None  # None: scan at the next poll()
+        self._next_due: float | None = None  # when poll() has work again; None: at once
         self._scan_failing: set[str] = set()
         self._mount_points: set[str] = set()  # folders that were mount points at start
         self._observers: list[BaseObserver] = []
@@ -198,6 +214,7 @@ class FolderWatcher:
         if polled:
             self._start_observer(lambda: PollingObserver(timeout=self._polling_interval), polled)
         self._next_scan = None
+        self._next_due = None
 
     def _start_observer(
         self, factory: Callable[[], BaseObserver], folders: list[_Folder]
@@ -216,7 +233,7 @@ class FolderWatcher:
         handler = _HintHandler(self.hint)
         for folder in folders:
             try:
-                observer.schedule(handler, folder.key, recursive=False)
+                _schedule(observer, handler, folder.key)
             except OSError as exc:
                 log.error("cannot watch %s for new files (%s); it is still rescanned every "
                           "%.0f s. If the inotify watch limit is reached, raise "
@@ -309,6 +326,11 @@ class FolderWatcher:
         """
         now = self._clock.monotonic()
         with self._lock:
+            if (not self._hints and not self._retries and self._next_due is not None
+                    and now < self._next_due):
+                # Nothing was hinted and nothing is due: the service calls this on every wake
+                # (each finished upload or conversion), so this must cost next to nothing.
+                return [], self._next_due - now
             hints, self._hints = self._hints, set()
             retries, self._retries = self._retries, {}
         self._candidates.update(retries)
@@ -320,6 +342,14 @@ class FolderWatcher:
         to_check.update(
             key for key, c in self._candidates.items() if c.due(self._settle_time) <= now
         )
+        later: set[str] = set()
+        if len(to_check) > MAX_CHECKS_PER_POLL:
+            # A burst of new files: look at some now and the rest at the next call, so the main
+            # thread returns quickly to the uploads it feeds.
+            later = set(itertools.islice(to_check, len(to_check) - MAX_CHECKS_PER_POLL))
+            to_check -= later
+            with self._lock:
+                self._hints |= later
 
         ready = [s for s in (self._check(key, now) for key in to_check) if s is not None]
         ready.sort(key=lambda s: (s.mtime_ns, str(s.path)))  # oldest first
@@ -335,7 +365,10 @@ class FolderWatcher:
         next_time = self._next_scan
         for candidate in self._candidates.values():
             next_time = min(next_time, candidate.due(self._settle_time))
-        return ready, max(0.0, next_time - now)
+        with self._lock:
+            self._next_due = None if later else next_time
+        # New hints need no early return: each one wakes the service itself.
+        return ready, 0.0 if later else max(0.0, next_time - now)
 
     def _scan(self) -> set[str]:
         """Every acceptable name directly inside the watch folders (non-recursive)."""
@@ -411,8 +444,7 @@ class FolderWatcher:
             return None
         try:
             # Some writers (SMB clients, Windows tools) hold files locked until they finish.
-            with open(key, "rb"):
-                pass
+            os.close(os.open(key, os.O_RDONLY))
         except OSError as exc:
             candidate.since = now
             if not candidate.warned_unreadable:
@@ -423,6 +455,13 @@ class FolderWatcher:
         del self._candidates[key]
         log.debug("taking %s (%d bytes)", key, st.st_size)
         return SourceFile(folder.settings, Path(key), st.st_size, st.st_mtime_ns)
+
+
+def _schedule(observer: BaseObserver, handler: FileSystemEventHandler, path: str) -> None:
+    try:
+        observer.schedule(handler, path, recursive=False, event_filter=_HINT_EVENTS)
+    except TypeError:  # watchdog < 4 has no event filter: every event, as before
+        observer.schedule(handler, path, recursive=False)
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:
