@@ -67,3 +67,20 @@ def test_a_terminal_gets_timestamps_and_the_level_is_respected(
     assert "not shown" not in err
     assert err.rstrip().endswith("WARNING pywats_client.watcher: shown")
     assert err[:4].isdigit()  # starts with the date
+
+
+def test_lines_appended_by_another_process_count_towards_rotation(tmp_path: Path) -> None:
+    # The CLI may log to the same file while the service runs; the handler counts its own
+    # lines and reads the real size back regularly, so rotation still happens.
+    log_file = tmp_path / "logs" / "pywats_client.log"
+    logsetup.configure(LoggingSettings(level="INFO", max_size_mb=0.01, backup_count=1),
+                       log_file, stderr=False, env={})
+    log = logging.getLogger("pywats_client.queue")
+    log.info("first line")
+    with open(log_file, "a", encoding="utf-8") as other:
+        other.write("x" * int(0.01 * 2**20) + "\n")
+    for n in range(logsetup.SizedFileHandler.RESYNC_LINES):
+        log.info("line %d", n)
+    assert (tmp_path / "logs" / "pywats_client.log.1").exists()
+    assert "first line" in (tmp_path / "logs" / "pywats_client.log.1").read_text()
+    assert log_file.stat().st_size < 0.01 * 2**20
