@@ -18,21 +18,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds.
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "condition", *,
+               tick: float = 0.05) -> Any:
+    """Poll `predicate` every `tick` s until it returns something truthy; fail after `timeout`
+    seconds.
 
-    For conditions another process brings about (no event can cross the process boundary);
-    each look waits on an Event, so nothing here is a blind sleep.
+    For conditions another process or thread brings about with no event to wait on; each look
+    waits on an Event, so nothing here is a blind sleep.
     """
     deadline = time.monotonic() + timeout
-    tick = threading.Event()
+    pause = threading.Event()
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        tick.wait(0.05)
+        pause.wait(tick)
 
 
 def wsjf_report(n: int, *, report_id: str | None = None, sn: str | None = None) -> dict[str, Any]:
