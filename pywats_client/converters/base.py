@@ -148,11 +148,16 @@ class Converter:
         for a converter that has a `can_convert()` instead of patterns, when that accepts it."""
         if self._names_by_can_convert:
             return bool(self.can_convert(path))  # type: ignore[attr-defined]
+        patterns: tuple[str, ...] | None = getattr(self, "_lower_patterns", None)
+        if patterns is None:
+            # Asked for every file of an auto-detecting folder, of every converter, while
+            # get_info() builds a new answer on each call; the patterns are fixed.
+            patterns = tuple(p.lower() for p in self.get_info().file_patterns)
+            self._lower_patterns = patterns
+        if "*" in patterns:
+            return True
         file_name = path.name.lower()
-        return any(
-            fnmatch.fnmatchcase(file_name, pattern.lower())
-            for pattern in self.get_info().file_patterns
-        )
+        return any(fnmatch.fnmatchcase(file_name, pattern) for pattern in patterns)
 
     def detect(self, path: Path, head: bytes) -> float:
         """How sure (0.0..1.0) this converter is that it can read the file.
