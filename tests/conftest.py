@@ -1,12 +1,20 @@
-"""Fixtures shared by the whole suite: a real loopback WATS receiver and its token."""
+"""Fixtures shared by the whole suite: a real loopback WATS receiver and its token, over plain
+HTTP or over HTTPS with a self-signed certificate."""
 
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from pywats_client.receiver import Receiver
 
@@ -24,3 +32,39 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
         yield rx
     finally:
         rx.stop()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 that no one vouches for, and its key, written
+    to folder/server.pem and folder/server.key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "server.pem", folder / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def https_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
+    """A receiver like `receiver`, but over HTTPS with a self-signed certificate; yields the
+    receiver and the certificate's file (what a station's ca_bundle names to trust it)."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with Receiver(tmp_path / "store", token=TOKEN, tls=context) as receiver:
+        yield receiver, cert

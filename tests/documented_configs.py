@@ -46,3 +46,16 @@ ARCHITECTURE_EXAMPLE = r"""{
   }]
 }
 """
+
+# The configuration of the client service package README, verbatim.
+PACKAGE_EXAMPLE = r"""{
+    "instance_name": "Production Station 1",
+    "service_address": "https://your-server.wats.com",
+    "api_token": "base64_encoded_token",
+    "converter_path": "./converters",
+    "queue_path": "./queue",
+    "watch_paths": ["./test_data"],
+    "auto_submit": true,
+    "retry_failed": true
+}
+"""

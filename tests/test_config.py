@@ -25,7 +25,7 @@ from pywats_client.config import (
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.paths import InstancePaths
 from pywats_client.settings import Settings, WatchFolder
-from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE
+from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE, PACKAGE_EXAMPLE
 
 TOKEN = "c3RhdGlvbjpzM2NyZXQtdG9rZW4tdmFsdWU="  # base64("station:s3cret-token-value")
 
@@ -783,17 +783,7 @@ def test_schema_defaults_match_the_settings_defaults(tmp_path: Path) -> None:
 
 
 def test_the_package_readme_config_shape_is_read_by_the_service_too(tmp_path: Path) -> None:
-    # The library README's example, verbatim apart from paths that must exist beside it.
-    path = write(tmp_path, {
-        "instance_name": "Production Station 1",
-        "service_address": "https://your-server.wats.com",
-        "api_token": "base64_encoded_token",
-        "converter_path": "./converters",
-        "queue_path": "./queue",
-        "watch_paths": ["./test_data"],
-        "auto_submit": True,
-        "retry_failed": True,
-    })
+    path = write(tmp_path, PACKAGE_EXAMPLE)
     settings = load_settings(path, env={})
     assert settings.server_url == "https://your-server.wats.com"
     assert [f.path for f in settings.queue.watch_folders] == [tmp_path / "test_data"]

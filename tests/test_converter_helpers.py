@@ -1,12 +1,10 @@
 """What every built-in converter shares: the process-code rule and the options
 (`converters/options.py`), reading text (`converters/textio.py`) and safe XML
-(`converters/xmlsafe.py`), checked once here and across the converters that use them; and
-`convert_like_the_service()`, the check the converters' fuzz tests share."""
+(`converters/xmlsafe.py`), checked once here and across the converters that use them."""
 
 from __future__ import annotations
 
 import codecs
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +15,9 @@ from hypothesis import strategies as st
 from pywats_client.converters import (
     BUILTIN_CONVERTERS,
     ConversionError,
-    Converter,
     ConverterContext,
     ConverterRegistry,
     IncompleteFileError,
-    ReportValidationError,
 )
 from pywats_client.converters.options import PROCESS_CODE_FIX, ConversionOptions
 from pywats_client.converters.textio import check_size, decode, reading
@@ -34,7 +30,6 @@ from pywats_client.converters.xmlsafe import (
     sniff_root,
     xml_encoding,
 )
-from pywats_client.report import finalize, to_json_bytes
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REGISTRY = ConverterRegistry()
@@ -50,36 +45,6 @@ NO_PROCESS_IN_FILE = {
                          / "DUT A-17 2021-03-02 08-15-00-2 UTC+0100.txt"),
     "XJTAGConverter": FIXTURES / "xjtag" / "stopped_run.xml",
 }
-
-
-def finish_like_the_service(result: Any, converter: str, context: ConverterContext, *,
-                            steps_trusted: bool = False) -> list[dict[str, Any]]:
-    """What the service does with what a converter returned — finalise (validate) each report
-    and write it as JSON — raises nothing but a ConversionError. With `steps_trusted`, a
-    report may be refused for a header value (a 300-character serial number), never for the
-    step tree the converter built. Returns the finished reports."""
-    finished = []
-    for n, report in enumerate(result if isinstance(result, list) else [result]):
-        try:
-            out = finalize(report, context=context, converter_name=converter,
-                           content_sha256="ab", index=n)
-        except ReportValidationError as exc:
-            assert not (steps_trusted and re.search(r"\broot[.\[]|'root'", str(exc))), exc
-            continue
-        to_json_bytes(out)
-        finished.append(out)
-    return finished
-
-
-def convert_like_the_service(converter: Converter, path: Path, context: ConverterContext, *,
-                             steps_trusted: bool = False) -> list[dict[str, Any]]:
-    """Convert `path` and finish the reports as the service does (`finish_like_the_service`);
-    a file the converter refuses must be refused with a ConversionError ([] then)."""
-    try:
-        result = converter.convert(path, context)
-    except ConversionError:
-        return []
-    return finish_like_the_service(result, converter.name, context, steps_trusted=steps_trusted)
 
 
 def codes(name: str, context: ConverterContext) -> set[Any]:

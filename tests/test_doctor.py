@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from pywats_client.status import ServiceStatus, write_status
 from pywats_client.uploader import client_for
 from tests.conftest import TOKEN
 from tests.fakes import FakeClock
-from tests.test_tls import self_signed
 
 
 @pytest.fixture(autouse=True)
@@ -249,15 +246,6 @@ def test_a_wrong_path_prefix_fails_the_server(tmp_path: Path, receiver: Receiver
     server = check(diagnose(paths), "server")
     assert server.status is Status.FAIL
     assert "404" in server.found and "path prefix" in server.fix
-
-
-@pytest.fixture
-def https_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
-    cert, key = self_signed(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    with Receiver(tmp_path / "store", token=TOKEN, tls=context) as receiver:
-        yield receiver, cert
 
 
 def test_an_untrusted_certificate_fails_with_the_ca_bundle_fix(

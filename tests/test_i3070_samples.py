@@ -18,6 +18,7 @@ from pywats_client.converters.base import HEAD_SIZE
 from pywats_client.converters.i3070 import KeysightI3070Converter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.pipeline import convert_file
+from tests.converting import sample_files
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 I3070 = SAMPLES / "i3070"
@@ -172,12 +173,6 @@ def _i3070_samples() -> list[Path]:
     return sorted(I3070.iterdir()) if I3070.is_dir() else []
 
 
-def _other_samples() -> list[Path]:
-    if not SAMPLES.is_dir():
-        return []
-    return sorted(p for p in SAMPLES.rglob("*") if p.is_file() and I3070 not in p.parents)
-
-
 @pytest.mark.parametrize("path", _i3070_samples() or [None],
                          ids=lambda p: p.name if p else "none")
 def test_sample_is_detected_and_chosen_by_content(path: Path | None, tmp_path: Path) -> None:
@@ -203,7 +198,7 @@ def test_sample_converts_the_same_twice(path: Path | None) -> None:
 
 
 def test_other_formats_are_not_claimed() -> None:
-    others = _other_samples()
+    others = sample_files(besides="i3070")
     if not others:
         pytest.skip("../shared/samples is absent")
     for path in others:

@@ -24,21 +24,8 @@ from pywats_client.report import UUTReport
 from pywats_client.services import ConnectionService, QueueService
 from pywats_client.settings import WatchFolder
 from tests.conftest import TOKEN
-from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE
+from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE, PACKAGE_EXAMPLE
 from tests.station import wait_until, wsjf_report
-
-# The configuration of the client service package README, verbatim.
-PACKAGE_EXAMPLE = r"""{
-    "instance_name": "Production Station 1",
-    "service_address": "https://your-server.wats.com",
-    "api_token": "base64_encoded_token",
-    "converter_path": "./converters",
-    "queue_path": "./queue",
-    "watch_paths": ["./test_data"],
-    "auto_submit": true,
-    "retry_failed": true
-}
-"""
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import pytest
 from pywats_client.errors import QueueError, QueueFullError
 from pywats_client.queue import (
     SUFFIX,
+    Claimed,
     CorruptItemError,
     ItemHeader,
     ReportQueue,
@@ -49,6 +50,14 @@ def files(q: ReportQueue, state: State) -> list[str]:
     return sorted(os.listdir(q.folder(state)))
 
 
+def put_and_claim(q: ReportQueue, rid: str) -> Claimed:
+    """Queue a report as `rid` and claim it, as the uploader does before it sends one."""
+    q.put(body(), report_id=rid)
+    claimed = q.claim(rid)
+    assert claimed is not None
+    return claimed
+
+
 def test_layout_has_every_state_folder(queue: ReportQueue) -> None:
     assert sorted(os.listdir(queue.root)) == sorted(
         ["tmp", "pending", "processing", "completed", "failed", "corrupt"]
@@ -83,9 +92,7 @@ def test_put_of_an_id_already_queued_or_uploaded_writes_nothing(queue: ReportQue
 
 def test_put_of_a_failed_id_queues_it_afresh(queue: ReportQueue) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    claimed = queue.claim(rid)
-    assert claimed is not None
+    claimed = put_and_claim(queue, rid)
     queue.fail(claimed, "400 bad sn")
     result = queue.put(body(), report_id=rid)
     assert result.created and result.state is State.PENDING
@@ -124,9 +131,7 @@ def test_retry_counts_the_attempt_and_sets_the_next_attempt_time(
     queue: ReportQueue, clock: FakeClock
 ) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    claimed = queue.claim(rid)
-    assert claimed is not None
+    claimed = put_and_claim(queue, rid)
     assert queue.retry(claimed, "HTTP 503") is State.PENDING
     path = queue.folder(State.PENDING) / f"{rid}{SUFFIX}"
     header = read_header(path)
@@ -144,9 +149,7 @@ def test_retry_after_is_honoured_when_longer_than_the_backoff(
     queue: ReportQueue, clock: FakeClock
 ) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    claimed = queue.claim(rid)
-    assert claimed is not None
+    claimed = put_and_claim(queue, rid)
     queue.retry(claimed, "HTTP 429", retry_after=600)
     mtime = (queue.folder(State.PENDING) / f"{rid}{SUFFIX}").stat().st_mtime
     assert mtime - clock.time() == pytest.approx(600, abs=1)
@@ -194,9 +197,7 @@ def test_retry_attempts_from_older_configs_caps_server_errors(
 
 def test_fail_keeps_the_server_message(queue: ReportQueue) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    claimed = queue.claim(rid)
-    assert claimed is not None
+    claimed = put_and_claim(queue, rid)
     queue.fail(claimed, "HTTP 400: field 'sn' is required")
     [info] = queue.list(State.FAILED)
     assert info.id == rid and info.header is not None
@@ -208,10 +209,7 @@ def test_retry_failed_moves_everything_back_with_fresh_attempts(
 ) -> None:
     ids = [new_id() for _ in range(3)]
     for rid in ids:
-        queue.put(body(), report_id=rid)
-        claimed = queue.claim(rid)
-        assert claimed is not None
-        queue.fail(claimed, "rejected")
+        queue.fail(put_and_claim(queue, rid), "rejected")
     clock.advance(5)
     assert queue.retry_failed() == 3
     assert sorted(queue.due(10)[0]) == sorted(ids)
@@ -247,8 +245,7 @@ def test_counts_and_list(queue: ReportQueue) -> None:
 
 def test_sweep_clears_tmp_and_requeues_processing(queue: ReportQueue) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    assert queue.claim(rid) is not None  # the process "dies" while uploading
+    put_and_claim(queue, rid)  # the process "dies" while uploading
     (queue.root / "tmp" / "debris.tmp").write_bytes(b"half a rep")
     counts = queue.sweep()
     assert counts["requeued"] == 1 and counts["tmp_removed"] == 1
@@ -258,9 +255,7 @@ def test_sweep_clears_tmp_and_requeues_processing(queue: ReportQueue) -> None:
 
 def test_sweep_drops_a_processing_copy_whose_rewrite_already_landed(queue: ReportQueue) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    claimed = queue.claim(rid)
-    assert claimed is not None
+    claimed = put_and_claim(queue, rid)
     stale = (queue.folder(State.PROCESSING) / f"{rid}{SUFFIX}").read_bytes()
     queue.retry(claimed, "HTTP 500")
     # crash between the rename of the rewritten copy and the unlink of the old one
@@ -294,8 +289,7 @@ def test_damaged_files_go_to_corrupt_and_do_not_block(queue: ReportQueue, damage
 
 def test_sweep_quarantines_a_torn_processing_file(queue: ReportQueue) -> None:
     rid = new_id()
-    queue.put(body(), report_id=rid)
-    assert queue.claim(rid) is not None
+    put_and_claim(queue, rid)
     path = queue.folder(State.PROCESSING) / f"{rid}{SUFFIX}"
     path.write_bytes(path.read_bytes()[:10])
     assert queue.sweep()["corrupt"] == 1
@@ -313,10 +307,7 @@ def test_decode_detects_every_kind_of_damage() -> None:
 def test_prune_and_clear_completed(queue: ReportQueue, clock: FakeClock) -> None:
     old, new = new_id(), new_id()
     for rid in (old, new):
-        queue.put(body(), report_id=rid)
-        claimed = queue.claim(rid)
-        assert claimed is not None
-        queue.complete(claimed)
+        queue.complete(put_and_claim(queue, rid))
     os.utime(queue.folder(State.COMPLETED) / f"{old}{SUFFIX}", (clock.time() - 8 * 86400,) * 2)
     assert queue.prune()[State.COMPLETED] == 1
     assert files(queue, State.COMPLETED) == [f"{new}{SUFFIX}"]
@@ -356,10 +347,7 @@ def test_retention_of_zero_days_keeps_everything(tmp_path: Path, clock: FakeCloc
                     clock=clock)
     q.ensure_layout()
     for fail in (False, True):
-        rid = new_id()
-        q.put(body(), report_id=rid)
-        claimed = q.claim(rid)
-        assert claimed is not None
+        claimed = put_and_claim(q, new_id())
         q.fail(claimed, "no") if fail else q.complete(claimed)
     clock.advance(365 * 86400)
     assert q.prune() == {State.COMPLETED: 0, State.FAILED: 0}
@@ -371,9 +359,7 @@ def test_failed_items_are_pruned_after_their_own_retention(tmp_path: Path,
     q = ReportQueue(tmp_path, QueueSettings(failed_retention_days=30), clock=clock)
     q.ensure_layout()
     rid = new_id()
-    q.put(body(), report_id=rid)
-    claimed = q.claim(rid)
-    assert claimed is not None
+    claimed = put_and_claim(q, rid)
     q.fail(claimed, "no")
     os.utime(q.folder(State.FAILED) / f"{rid}{SUFFIX}", (clock.time(),) * 2)
     clock.advance(29 * 86400)

@@ -15,7 +15,7 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.teradyne_gr228x import TeradyneICTConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.pipeline import convert_file
-from tests.test_converter_helpers import convert_like_the_service
+from tests.converting import convert_like_the_service, sample_files, spliced
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "teradyne_gr228x" / "43420_BIO2.LOG"
@@ -182,14 +182,7 @@ def test_sample_is_detected_from_its_head_and_chosen_by_content() -> None:
     assert chosen is not None and chosen[1].startswith("TeradyneICTConverter: detect 0.95")
 
 
-def _other_samples() -> list[Path]:
-    if not SAMPLES.is_dir():
-        return []
-    return sorted(p for p in SAMPLES.rglob("*")
-                  if p.is_file() and "teradyne_gr228x" not in p.parts)
-
-
-@pytest.mark.parametrize("other", _other_samples() or [None],
+@pytest.mark.parametrize("other", sample_files(besides="teradyne_gr228x") or [None],
                          ids=lambda p: p.relative_to(SAMPLES).as_posix() if p else "none")
 def test_other_formats_are_not_detected(other: Path | None) -> None:
     if other is None:
@@ -428,7 +421,4 @@ def test_shuffled_log_lines_only_raise_conversion_errors(tmp_path: Path,
 def test_mutated_sample_only_raises_conversion_errors(tmp_path: Path, cut: int, start: int,
                                                       junk: bytes) -> None:
     needs_sample()
-    data = SAMPLE.read_bytes()
-    start %= len(data)
-    end = min(len(data), start + cut % 64)
-    _convert_bytes(tmp_path, data[:start] + junk + data[end:])
+    _convert_bytes(tmp_path, spliced(SAMPLE.read_bytes(), start, junk, width=cut % 64))

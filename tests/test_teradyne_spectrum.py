@@ -21,7 +21,7 @@ from pywats_client.converters.teradyne_spectrum import (
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.pipeline import convert_file
 from pywats_client.report import ReportDict, iter_steps
-from tests.test_converter_helpers import convert_like_the_service
+from tests.converting import convert_like_the_service, sample_files, spliced
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "teradyne_spectrum" / "sample_ict_data.txt"
@@ -192,14 +192,7 @@ def test_sample_is_detected_and_chosen_by_content() -> None:
     assert chosen[1].startswith("TeradyneSpectrumICTConverter: detect 0.95")
 
 
-def _other_samples() -> list[Path]:
-    if not SAMPLES.is_dir():
-        return []
-    return sorted(p for p in SAMPLES.rglob("*")
-                  if p.is_file() and "teradyne_spectrum" not in p.parts)
-
-
-@pytest.mark.parametrize("other", _other_samples() or [None],
+@pytest.mark.parametrize("other", sample_files(besides="teradyne_spectrum") or [None],
                          ids=lambda p: p.relative_to(SAMPLES).as_posix() if p else "none")
 def test_other_formats_are_not_detected(other: Path | None) -> None:
     if other is None:
@@ -485,7 +478,4 @@ def sample_excerpt() -> bytes:
        junk=st.binary(max_size=40))
 def test_mutated_sample_only_raises_conversion_errors(
         tmp_path: Path, sample_excerpt: bytes, cut: int, start: int, junk: bytes) -> None:
-    data = sample_excerpt
-    start %= len(data)
-    end = min(len(data), start + cut % 64)
-    _convert_bytes(tmp_path, data[:start] + junk + data[end:])
+    _convert_bytes(tmp_path, spliced(sample_excerpt, start, junk, width=cut % 64))

@@ -17,30 +17,13 @@ from pywats_client.errors import ConfigError
 from pywats_client.postaction import SeenFiles, apply_post_action
 from pywats_client.settings import WatchFolder
 from pywats_client.watcher import FolderWatcher, SourceFile
+from tests.fakes import FakeClock
 
 MakeWatcher = Callable[..., FolderWatcher]
 
 SETTLE = 1.0
 RESCAN = 3600.0  # long: a test that wants a rescan advances the clock past it
 EVENT_TIMEOUT = 10.0  # generous upper bound for an observer to report; normally milliseconds
-
-
-class FakeClock(Clock):
-    """Wall time starts at the real time, so files written now are young, not old."""
-
-    def __init__(self) -> None:
-        self.wall = time.time()
-        self.mono = 1000.0
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.wall += seconds
-        self.mono += seconds
 
 
 def write(path: Path, data: bytes = b"data", *, age: float | None = None) -> Path:
@@ -60,7 +43,7 @@ def append(path: Path, data: bytes) -> None:
 
 def stamp(path: Path, clock: FakeClock) -> None:
     """Give `path` the fake wall time as mtime: written "now" after the clock was advanced."""
-    os.utime(path, (clock.wall, clock.wall))
+    os.utime(path, (clock.now, clock.now))
 
 
 def names(sources: list[SourceFile]) -> list[str]:
@@ -101,7 +84,8 @@ def make_watcher(
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    # Wall time starts at the real time, so files written now are young, not old.
+    return FakeClock(start=time.time())
 
 
 @pytest.fixture

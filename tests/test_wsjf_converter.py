@@ -16,7 +16,7 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wsjf import MAX_FILE_SIZE, WATSStandardJsonConverter
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
 from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
-from tests.test_converter_helpers import finish_like_the_service
+from tests.converting import convert_like_the_service, finish_like_the_service
 from tests.test_report import PROPERTY_SETTINGS, valid_reports
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -392,11 +392,7 @@ def test_arbitrary_bytes_raise_only_conversion_errors(
     path = tmp_path_factory.mktemp("fuzz") / "fuzz.json"
     path.write_bytes(data)
     assert 0.0 <= CONVERTER.detect(path, data) <= 1.0
-    try:
-        result = convert(path)
-    except ConversionError:
-        return
-    _finalize_all(result)
+    convert_like_the_service(CONVERTER, path, CONTEXT)
 
 
 json_text = st.recursive(

@@ -18,7 +18,7 @@ from pywats_client.converters import wstf as wstf_module
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
-from tests.test_converter_helpers import finish_like_the_service
+from tests.converting import convert_like_the_service
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wstf"
 CET = timezone(timedelta(hours=1))
@@ -876,11 +876,6 @@ def test_registered_as_a_built_in(tmp_path: Path) -> None:
 # -- fuzzing: no input may crash the service ----------------------------------------------------
 
 
-def _finalize_all(result: Any) -> None:
-    """What the service does next must also raise nothing but ConversionError."""
-    finish_like_the_service(result, CONVERTER.name, CONTEXT)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=400))
 def test_arbitrary_bytes_raise_only_conversion_errors(
@@ -888,11 +883,7 @@ def test_arbitrary_bytes_raise_only_conversion_errors(
     path = tmp_path_factory.mktemp("fuzz") / "fuzz.txt"
     path.write_bytes(data)
     assert 0.0 <= CONVERTER.detect(path, data) <= 1.0
-    try:
-        result = convert(path)
-    except ConversionError:
-        return
-    _finalize_all(result)
+    convert_like_the_service(CONVERTER, path, CONTEXT)
 
 
 _CELLS = st.sampled_from([
@@ -927,8 +918,4 @@ def test_wstf_like_input_raises_only_conversion_errors(
     text = newline.join(["--Header-Start--", "SerialNumber\tS", "PartNumber\tP", *lines]) + newline
     for content in (text, text[:cut]):
         path.write_bytes(content.encode("utf-8"))
-        try:
-            result = convert(path)
-        except ConversionError:
-            continue
-        _finalize_all(result)
+        convert_like_the_service(CONVERTER, path, CONTEXT)

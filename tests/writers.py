@@ -120,6 +120,15 @@ class _Xml:
         # A CR would become LF when read (XML end-of-line handling), so it is a reference.
         self.raw(f"<{tag}{self.attrs(attrs)}>{escape(text, {chr(13): '&#13;'})}</{tag}>")
 
+    def commented(self, tag: str, attrs: Sequence[tuple[str, Any]], comment: str | None) -> None:
+        """An element whose only possible child is a Comment: empty when there is none."""
+        if comment is None:
+            self.empty(tag, attrs)
+            return
+        self.open(tag, attrs)
+        self.text("Comment", [], comment)
+        self.close(tag)
+
     def text_of_file(self) -> str:
         return "\n".join(self.lines) + "\n"
 
@@ -191,12 +200,7 @@ def _wsxf_uut(out: _Xml, uut: Mapping[str, Any]) -> None:
         attrs += [(attr, uut.get(key)), (attr + "Format", uut.get(key + "Format"))]
     attrs += [("FixtureId", uut.get("fixtureId")), ("ErrorMessage", uut.get("errorMessage")),
               ("StepIdCausedUUTFailure", uut.get("stepIdCausedUUTFailure"))]
-    if uut.get("comment") is None:
-        out.empty("UUT", attrs)
-        return
-    out.open("UUT", attrs)
-    out.text("Comment", [], uut["comment"])
-    out.close("UUT")
+    out.commented("UUT", attrs, uut.get("comment"))
 
 
 def _wsxf_uur(out: _Xml, uur: Mapping[str, Any]) -> None:
@@ -223,12 +227,7 @@ def _wsxf_failure(out: _Xml, failure: Mapping[str, Any], idx: int, part_idx: int
              ("ArticleRevision", failure.get("artRev")),
              ("ArticleVendor", failure.get("artVendor")),
              ("ArticleDescription", failure.get("artDescription"))]
-    if failure.get("comment") is None:
-        out.empty("Failures", attrs)
-        return
-    out.open("Failures", attrs)
-    out.text("Comment", [], failure["comment"])
-    out.close("Failures")
+    out.commented("Failures", attrs, failure.get("comment"))
 
 
 def _wsxf_additional(out: _Xml, tag: str, data: Mapping[str, Any]) -> None:

@@ -1,0 +1,80 @@
+"""What the converter tests share: finishing reports as the service does, the checks their
+fuzz tests make, the damage those tests do to a good file, and the real samples a converter
+must not claim as its own."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+from pywats_client.converters import (
+    ConversionError,
+    Converter,
+    ConverterContext,
+    ReportValidationError,
+)
+from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
+from tests.conftest import SAMPLES
+
+
+def finish_like_the_service(result: Any, converter: str, context: ConverterContext, *,
+                            steps_trusted: bool = False) -> list[dict[str, Any]]:
+    """What the service does with what a converter returned — finalise (validate) each report
+    and write it as JSON — raises nothing but a ConversionError. With `steps_trusted`, a
+    report may be refused for a header value (a 300-character serial number), never for the
+    step tree the converter built. Returns the finished reports."""
+    finished = []
+    for n, report in enumerate(result if isinstance(result, list) else [result]):
+        try:
+            out = finalize(report, context=context, converter_name=converter,
+                           content_sha256="ab", index=n)
+        except ReportValidationError as exc:
+            assert not (steps_trusted and re.search(r"\broot[.\[]|'root'", str(exc))), exc
+            continue
+        to_json_bytes(out)
+        finished.append(out)
+    return finished
+
+
+def convert_like_the_service(converter: Converter, path: Path, context: ConverterContext, *,
+                             steps_trusted: bool = False) -> list[dict[str, Any]]:
+    """Convert `path` and finish the reports as the service does (`finish_like_the_service`);
+    a file the converter refuses must be refused with a ConversionError ([] then)."""
+    try:
+        result = converter.convert(path, context)
+    except ConversionError:
+        return []
+    return finish_like_the_service(result, converter.name, context, steps_trusted=steps_trusted)
+
+
+def convert_or_refuse(converter: Converter, path: Path, context: ConverterContext) -> None:
+    """The check of a converter that returns a list: a damaged file is refused with a
+    ConversionError, or gives at least one report, each a ReportDict that validates unless a
+    header value breaks a server limit (a mutated serial number over 100 characters)."""
+    try:
+        reports = converter.convert(path, context)
+    except ConversionError:
+        return
+    assert isinstance(reports, list) and reports
+    for report in reports:
+        assert isinstance(report, ReportDict)
+        with contextlib.suppress(ReportValidationError):
+            validate(report)
+
+
+def spliced(data: bytes, position: int, replacement: bytes, width: int = 1) -> bytes:
+    """`data` with the `width` bytes at `position` (wrapped to its length) replaced by
+    `replacement`: how the fuzz tests damage a good file."""
+    at = position % len(data)
+    return data[:at] + replacement + data[at + width:]
+
+
+def sample_files(besides: str | None = None) -> list[Path]:
+    """Every file of ../shared/samples, sorted, but for those in its top folder `besides`
+    (a converter's own samples); [] when the samples are absent."""
+    if not SAMPLES.is_dir():
+        return []
+    return sorted(path for path in SAMPLES.rglob("*")
+                  if path.is_file() and path.relative_to(SAMPLES).parts[0] != besides)
