@@ -170,11 +170,8 @@ class WatsClient:
 
     def _request(self, method: str, route: str, body: bytes | None, what: str) -> UploadResult:
         url = self.base_url + route
-        headers = {"Content-Type": "application/json"} if body is not None else {}
         try:
-            response = self._session().request(
-                method, url, data=body, headers=headers, auth=self._auth,
-                timeout=self._timeout, allow_redirects=False)
+            response = self._send(method, url, body)
         except requests.RequestException as exc:
             outcome = classify_exception(exc)
             message = self._describe(exc, outcome, what, submit=body is not None)
@@ -186,6 +183,22 @@ class WatsClient:
         payload = response.content if result.outcome is Outcome.STORED and body is None else b""
         return UploadResult(result.outcome, result.status, self._scrub(result.message),
                             result.retry_after, payload)
+
+    def _send(self, method: str, url: str, body: bytes | None) -> requests.Response:
+        # What Session.request() does, less merging the session's settings into each request
+        # again (seven merges, each through a slow runtime protocol check): the headers,
+        # proxies and verification are the session's own, fixed when it was made. That was a
+        # third of an upload's CPU time.
+        session = self._session()
+        headers = dict(session.headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = requests.PreparedRequest()
+        request.prepare(method=method, url=url, headers=headers, data=body, auth=self._auth,
+                        cookies=session.cookies)
+        return session.send(request, timeout=self._timeout, allow_redirects=False,
+                            verify=session.verify, proxies=session.proxies, stream=False,
+                            cert=None)
 
     def _describe(self, exc: requests.RequestException, outcome: Outcome, what: str, *,
                   submit: bool) -> str:

@@ -157,6 +157,19 @@ def test_sends_token_content_type_and_user_agent(scripted: Callable[..., Scripte
     assert headers["User-Agent"].startswith("pywats-client/")
 
 
+def test_a_cookie_the_server_sets_goes_back_with_later_requests(
+        scripted: Callable[..., Scripted], client_for: Callable[..., WatsClient]) -> None:
+    # Load balancers in front of WATS keep a station on one node with a cookie.
+    server = scripted(200, b'{"ID": "x"}', headers={"Set-Cookie": "node=b7; Path=/"})
+    client = client_for(server.url)
+    client.upload(b"{}", "x")
+    client.probe()
+    assert "Cookie" not in server.requests[0][2]
+    assert server.requests[1][2]["Cookie"] == "node=b7"
+    assert server.requests[1][2]["Accept"] == "application/json"
+    assert "Content-Type" not in server.requests[1][2]  # a GET has no body
+
+
 @pytest.mark.parametrize(("status", "body", "shown"), [
     (201, b'[{"ID": "a", "uuid": "a", "Report_ID": 5}]', "Report_ID 5"),  # one-element list
     (200, b"OK", "HTTP 200"),  # not JSON: still stored
