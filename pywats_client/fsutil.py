@@ -116,6 +116,7 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
         os.unlink(src)
         return already
     dest = folder / src.name  # usually free: tried before anything is looked up
+    folder_made = False
     while True:
         try:
             os.link(src, dest)
@@ -123,9 +124,12 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
             dest = free_name(folder, src.name)
             continue  # (or somebody took the name between free_name() and link())
         except FileNotFoundError:
-            if folder.is_dir():
-                raise  # the source is gone
+            if folder_made:
+                raise  # the folder is there now, so the source is gone
+            # No folder yet (another thread may be making it this very moment: its existence
+            # now says nothing about why this link failed).
             folder.mkdir(parents=True, exist_ok=True)
+            folder_made = True
             continue
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):

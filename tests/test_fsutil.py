@@ -103,3 +103,35 @@ def test_read_file_reads_to_the_end_of_a_file_that_grew_after_it_was_sized(
 
     monkeypatch.setattr(fsutil.os, "fstat", fstat_then_append)
     assert fsutil.read_file(path) == b"a" * 100 + b"b" * 70000
+
+
+def test_moves_racing_to_create_the_folder_all_succeed(tmp_path: Path) -> None:
+    # Conversion threads move their sources into a done/ folder that the first of them makes.
+    done = tmp_path / "done"
+    sources = []
+    for n in range(16):
+        src = tmp_path / f"r{n}.json"
+        src.write_text(str(n))
+        sources.append(src)
+    for _round in range(20):  # the race is narrow: give it many chances
+        start = threading.Barrier(len(sources))
+        errors: list[BaseException] = []
+
+        def move(src: Path, start: threading.Barrier = start,
+                 errors: list[BaseException] = errors) -> None:
+            start.wait(10)
+            try:
+                move_no_clobber(src, done)
+            except BaseException as exc:  # reported below, with the file
+                errors.append(exc)
+
+        threads = [threading.Thread(target=move, args=(src,)) for src in sources]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert errors == []
+        assert sorted(os.listdir(done)) == sorted(src.name for src in sources)
+        for src in sources:  # back for the next round, with the folder gone again
+            os.rename(done / src.name, src)
+        done.rmdir()
