@@ -195,12 +195,9 @@ class UploadDispatcher:
                 and self._finishing_count < self._finishing_limit)
 
     def _next_id(self, now: float) -> str | None:
-        with self._fresh_lock:
-            if self._fresh:
-                return self._fresh.popleft()
-        if not self._candidates and now >= self._next_scan:
+        if not self._fresh and not self._candidates and now >= self._next_scan:
             self._scan(now)
-        return self._candidates.popleft() if self._candidates else None
+        return self._take_next()
 
     def _scan(self, now: float) -> None:
         ids, later = self.queue.due(SCAN_BATCH)
@@ -359,8 +356,8 @@ class UploadDispatcher:
                 and now < deadline and self._finishing_count < self._finishing_limit)
 
     def _take_next(self) -> str | None:
-        """The next due id, for a worker (deque.popleft is atomic; scans stay on the main
-        thread)."""
+        """The next due id: fresh ones first, then those found by the last scan. Called by the
+        main thread and by workers (deque.popleft is atomic; scans stay on the main thread)."""
         with self._fresh_lock:
             if self._fresh:
                 return self._fresh.popleft()
