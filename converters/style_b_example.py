@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pywats_client.converters import BaseConverter, ConversionError, UUTReport
-from pywats_client.report_builder import numeric_step, pass_fail_step
+from pywats_client.report import numeric_step, pass_fail_step
 
 HEADER_KEYS = {"PART": "part_number", "SERIAL": "serial_number", "REVISION": "revision",
                "START": "start_time", "RESULT": "result"}

@@ -2,6 +2,6 @@
 
 import sys
 
-from pywats_client.cli import main
+from pywats_client.cli.main import main
 
 sys.exit(main())

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from pywats_client.settings import LoggingSettings
+from pywats_client.config.settings import LoggingSettings
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Under systemd the journal adds its own timestamps and reads "<N>" as the syslog priority.

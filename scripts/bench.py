@@ -58,8 +58,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pywats_client.fsutil import filesystem_type  # noqa: E402
-from pywats_client.queue import ItemHeader, encode_item  # noqa: E402
-from pywats_client.receiver import Receiver  # noqa: E402
+from pywats_client.http.receiver import Receiver  # noqa: E402
+from pywats_client.queue.store import ItemHeader, encode_item  # noqa: E402
 from tests.station import wait_until, wsjf_report  # noqa: E402
 
 TOKEN = base64.b64encode(b"bench:bench").decode("ascii")

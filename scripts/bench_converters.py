@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry  # noqa: E402
-from pywats_client.pipeline import companions_of, convert_file  # noqa: E402
-from pywats_client.receiver import PROCESSES_LIST  # noqa: E402
+from pywats_client.http.receiver import PROCESSES_LIST  # noqa: E402
+from pywats_client.service.pipeline import companions_of, convert_file  # noqa: E402
 from tests.test_converter_contract import OWNERS  # noqa: E402
 
 

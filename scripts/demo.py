@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "ZGVtbzpkZW1vLXNlY3JldA=="  # base64("demo:demo-secret")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 
 TOKEN = "ZGVtbzpkZW1vLXNlY3JldA=="  # base64("demo:demo-secret"), what the receiver accepts
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 
 TOKEN = base64.b64encode(b"user:secret").decode("ascii")
 """The token the `receiver` fixture accepts, as WATS issues them: base64 of user:secret."""

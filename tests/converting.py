@@ -15,7 +15,7 @@ from pywats_client.converters import (
     ConverterContext,
     ReportValidationError,
 )
-from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
+from pywats_client.report.model import ReportDict, finalize, to_json_bytes, validate
 from tests.conftest import SAMPLES
 
 

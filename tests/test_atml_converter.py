@@ -22,8 +22,8 @@ from pywats_client.converters import BUILTIN_CONVERTERS, ConverterContext, Conve
 from pywats_client.converters import atml as atml_module
 from pywats_client.converters.atml import ATMLConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.pipeline import convert_file
-from pywats_client.report import ReportDict, iter_steps
+from pywats_client.report.model import ReportDict, iter_steps
+from pywats_client.service.pipeline import convert_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "atml"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -18,9 +18,9 @@ import pytest
 
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.atml import ATMLConverter
-from pywats_client.limits import numeric_passes
-from pywats_client.pipeline import convert_file
-from pywats_client.report import iter_steps, to_json_bytes
+from pywats_client.report.model import iter_steps, to_json_bytes
+from pywats_client.report.operators import numeric_passes
+from pywats_client.service.pipeline import convert_file
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 ATML_DIR = SAMPLES / "atml"

@@ -1,7 +1,7 @@
 """The command line, driven through `main([...])` the way an operator types it.
 
 Every call passes `--data-dir` under tmp_path, so nothing here reads or writes the real home.
-The server is the loopback receiver; the queue is filled with `ReportQueue` itself. One test
+The server is the loopback receiver; the queue is filled with `DurableQueue` itself. One test
 starts the real service as a subprocess, two run the installed entry points.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 from pywats_client import __version__
-from pywats_client.cli import EXIT_CODES, main
-from pywats_client.config import load_settings
-from pywats_client.queue import ReportQueue, read_header
-from pywats_client.receiver import Receiver
+from pywats_client.cli.main import EXIT_CODES, main
+from pywats_client.config.document import load_settings
+from pywats_client.http.receiver import Receiver
+from pywats_client.queue.store import DurableQueue, read_header
 from tests.conftest import TOKEN
 from tests.station import Station, wsjf_report
 
@@ -106,8 +106,8 @@ class Cli:
     def instance_dir(self, name: str = "default") -> Path:
         return self.data_dir / name
 
-    def queue(self, name: str = "default") -> ReportQueue:
-        queue = ReportQueue(self.instance_dir(name) / "queue")
+    def queue(self, name: str = "default") -> DurableQueue:
+        queue = DurableQueue(self.instance_dir(name) / "queue")
         queue.ensure_layout()
         return queue
 
@@ -164,7 +164,7 @@ def child_env() -> dict[str, str]:
 _HOLD_LOCK = """\
 import sys
 from pathlib import Path
-from pywats_client.lock import InstanceLock
+from pywats_client.queue.lock import InstanceLock
 InstanceLock(Path(sys.argv[1])).acquire(sys.argv[2])
 print("locked", flush=True)
 sys.stdin.read()  # hold it until the test closes stdin or kills us

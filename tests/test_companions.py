@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from pywats_client.config.settings import WatchFolder
 from pywats_client.converters import ConverterContext, ConverterRegistry
-from pywats_client.pipeline import convert_file
-from pywats_client.postaction import SeenFiles, SourceFile, apply_post_action, move_to_error
-from pywats_client.receiver import Receiver
-from pywats_client.settings import WatchFolder
+from pywats_client.http.receiver import Receiver
+from pywats_client.service.pipeline import convert_file
+from pywats_client.service.postaction import SeenFiles, SourceFile, apply_post_action, move_to_error
 from tests.station import Station, wait_until, wsjf_report
 
 # A converter for "<name>.hdr" files whose measurements live in the folder "<name>/": the

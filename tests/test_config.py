@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pywats_client.config import (
+from pywats_client.config.document import (
     SCHEMA,
     WATCH_FOLDER_KEYS,
     ConfigDocument,
@@ -22,9 +22,9 @@ from pywats_client.config import (
     load_settings,
     reference_rows,
 )
+from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.paths import InstancePaths
-from pywats_client.settings import Settings, WatchFolder
 from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE, PACKAGE_EXAMPLE
 
 TOKEN = "c3RhdGlvbjpzM2NyZXQtdG9rZW4tdmFsdWU="  # base64("station:s3cret-token-value")
@@ -649,7 +649,7 @@ def test_secrets_are_encrypted_in_the_file(tmp_path: Path) -> None:
 def test_a_hand_written_plain_token_works_warns_and_is_encrypted_on_save(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path, {"api_token": TOKEN})
-    with caplog.at_level(logging.WARNING, logger="pywats_client.config"):
+    with caplog.at_level(logging.WARNING, logger="pywats_client.config.document"):
         assert load_settings(path, env={}).api_token == TOKEN
     assert "stored in plain text" in caplog.text and TOKEN not in caplog.text
     doc = load(path)

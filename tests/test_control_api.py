@@ -32,19 +32,20 @@ from typing import Any
 import pytest
 
 from pywats_client import cli
-from pywats_client.config import ConfigDocument, init_config, load_settings
-from pywats_client.control_api import (
+from pywats_client.cli.common import ERROR, NOT_RUNNING, SERVER, USAGE
+from pywats_client.config.document import ConfigDocument, init_config, load_settings
+from pywats_client.http.control_api import (
     ControlApiError,
     ControlServer,
     is_loopback,
     load_or_create_token,
     token_path,
 )
-from pywats_client.lock import pid_alive
+from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
-from pywats_client.queue import ReportQueue
-from pywats_client.receiver import Receiver
-from pywats_client.service import Service
+from pywats_client.queue.lock import pid_alive
+from pywats_client.queue.store import DurableQueue
+from pywats_client.service.loop import Service
 from tests.station import REPO, Station, wait_until, wsjf_report
 
 WATS_TOKEN = base64.b64encode(b"user:secret").decode("ascii")
@@ -188,7 +189,7 @@ def running(tmp_path: Path, receiver: Receiver) -> Iterator[Running]:
     service = Service(settings, paths, stop_timeout=5)
     token = load_or_create_token(token_path(paths.root))
     api = ControlServer(
-        service, ReportQueue(paths.queue, settings.queue), token, port=0, instance="default",
+        service, DurableQueue(paths.queue, settings.queue), token, port=0, instance="default",
         station="ICT-07",
         config_view=lambda: ConfigDocument.load(paths.config, paths.key).to_display(),
     )
@@ -373,7 +374,7 @@ class _Idle:
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
-    queue = ReportQueue(tmp_path / "queue")
+    queue = DurableQueue(tmp_path / "queue")
     with (ControlServer(_Idle(), queue, "t" * 43, port=0) as first,
           pytest.raises(ControlApiError) as caught):
         ControlServer(_Idle(), queue, "t" * 43, port=first.port)
@@ -384,7 +385,7 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_non_loopback_address_needs_the_explicit_flag(tmp_path: Path) -> None:
     with pytest.raises(ControlApiError, match="--api-allow-remote"):
-        ControlServer(_Idle(), ReportQueue(tmp_path / "queue"), "t" * 43, host="0.0.0.0",
+        ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, host="0.0.0.0",
                       port=0)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert is_loopback("127.3.4.5") and not is_loopback("0.0.0.0")
@@ -392,7 +393,7 @@ def test_a_non_loopback_address_needs_the_explicit_flag(tmp_path: Path) -> None:
 
 
 def test_stopping_the_server_ends_every_thread_even_with_idle_connections(tmp_path: Path) -> None:
-    api = ControlServer(_Idle(), ReportQueue(tmp_path / "queue"), "t" * 43, port=0).start()
+    api = ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0).start()
     idle = socket.create_connection(("127.0.0.1", api.port))  # a browser's spare connection
     busy = socket.create_connection(("127.0.0.1", api.port))
     busy.sendall(b"GET /queue HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # keep-alive, then silence
@@ -442,7 +443,7 @@ def test_a_bad_api_port_is_a_usage_error(tmp_path: Path,
     init_config(InstancePaths.for_instance("default", data_dir),
                 server_url="http://127.0.0.1:9", api_token=WATS_TOKEN)
     code = cli.main(["--data-dir", str(data_dir), "start", "--api", "--api-port", "70000"])
-    assert code == cli.USAGE and "--api-port 70000" in capsys.readouterr().err
+    assert code == USAGE and "--api-port 70000" in capsys.readouterr().err
 
 
 # -- the real program -----------------------------------------------------------------------------
@@ -558,10 +559,10 @@ def test_two_instances_cannot_share_a_port(tmp_path: Path, station: Station,
     port = url.rsplit(":", 1)[1]
     other = Station(tmp_path / "other", receiver.url, WATS_TOKEN)
     second = other.cli("start", "--api", "--api-port", port, timeout=60)
-    assert second.returncode == cli.ERROR
+    assert second.returncode == ERROR
     assert f"127.0.0.1:{port}" in second.stderr and "in use" in second.stderr
     assert "--api-port" in second.stderr
-    assert other.cli("status", "--no-probe").returncode == cli.NOT_RUNNING  # lock let go
+    assert other.cli("status", "--no-probe").returncode == NOT_RUNNING  # lock let go
     assert call(url + "/status").status == 200  # the first one is unharmed
 
 
@@ -615,7 +616,7 @@ def test_the_timer_runs_the_one_shot_every_five_minutes() -> None:
     once = read_unit("pywats-client-once@.service")["Service"]
     assert once["ExecStart"] == ["/opt/pywats/bin/pywats-client --instance %i start --once"]
     assert once["Type"] == ["oneshot"]
-    assert once["SuccessExitStatus"] == [str(cli.SERVER)]  # offline: kept for the next run
+    assert once["SuccessExitStatus"] == [str(SERVER)]  # offline: kept for the next run
     timer = read_unit("pywats-client-once@.timer")
     assert timer["Timer"]["OnCalendar"] == ["*:0/5"]
     assert timer["Timer"]["Unit"] == ["pywats-client-once@%i.service"]

@@ -23,8 +23,8 @@ from pywats_client.converters import (
     ConverterRegistry,
 )
 from pywats_client.converters.base import HEAD_SIZE
-from pywats_client.pipeline import convert_file
-from pywats_client.receiver import PROCESSES_LIST
+from pywats_client.http.receiver import PROCESSES_LIST
+from pywats_client.service.pipeline import convert_file
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 

@@ -218,7 +218,7 @@ def test_importing_the_package_imports_no_builtin_and_no_network_code() -> None:
     code = textwrap.dedent("""
         import sys
         from pathlib import Path
-        import pywats_client.report
+        import pywats_client.report.model
         from pywats_client.converters import ConverterRegistry
         registry = ConverterRegistry()
         assert "WATSStandardJsonConverter" in registry.names()

@@ -19,7 +19,7 @@ from pywats_client.converters import (
     ConverterRegistry,
     IncompleteFileError,
 )
-from pywats_client.converters.options import PROCESS_CODE_FIX, ConversionOptions
+from pywats_client.converters.builtin import PROCESS_CODE_FIX, ConversionOptions
 from pywats_client.converters.textio import check_size, decode, reading
 from pywats_client.converters.wsjf import WATSStandardJsonConverter
 from pywats_client.converters.xmlsafe import (

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pywats_client.config.settings import Settings
 from pywats_client.converters import (
     BaseConverter,
     ConversionError,
@@ -27,13 +28,12 @@ from pywats_client.converters import (
 )
 from pywats_client.converters import base as converter_base
 from pywats_client.errors import ReportValidationError
-from pywats_client.pipeline import convert_file
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 from pywats_client.report import UURReport as UURFromReport
 from pywats_client.report import UUTReport as UUTFromReport
-from pywats_client.report import validate
-from pywats_client.report_builder import apply_context, numeric_step
-from pywats_client.settings import Settings
+from pywats_client.report.builder import apply_context, numeric_step
+from pywats_client.report.model import validate
+from pywats_client.service.pipeline import convert_file
 from tests.conftest import TOKEN
 from tests.station import Station, wait_until
 

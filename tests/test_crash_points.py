@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.queue import SUFFIX, ReportQueue, State, decode_item
+from pywats_client.queue.store import SUFFIX, DurableQueue, State, decode_item
 from tests.station import REPO
 
 CRASH = 77
@@ -26,12 +26,12 @@ CHILD = r"""
 import os, sys
 from pathlib import Path
 
-import pywats_client.queue as queue_module
-from pywats_client.queue import ReportQueue
+import pywats_client.queue.store as queue_module
+from pywats_client.queue.store import DurableQueue
 
 root, scenario, target, nth, rid = sys.argv[1:6]
 nth = int(nth)
-queue = ReportQueue(Path(root))
+queue = DurableQueue(Path(root))
 queue.ensure_layout()
 body = b'{"type": "T", "sn": "SN1"}'
 
@@ -114,7 +114,7 @@ def test_a_crash_at_this_point_loses_nothing(tmp_path: Path, scenario: str, targ
     code = run_child(tmp_path, scenario, target, nth, rid)
     assert code == (0 if target == "none" else CRASH), "the crash point was never reached"
 
-    queue = ReportQueue(tmp_path)  # the next start
+    queue = DurableQueue(tmp_path)  # the next start
     queue.sweep()
     found = {state.value: (queue.folder(state) / f"{rid}{SUFFIX}")
              for state in (State.PENDING, State.PROCESSING, State.COMPLETED, State.FAILED)

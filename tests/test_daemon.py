@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.lock import pid_alive
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
+from pywats_client.queue.lock import pid_alive
 from tests.station import REPO, Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow

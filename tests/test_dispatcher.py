@@ -10,19 +10,19 @@ import uuid
 from pathlib import Path
 
 from pywats_client import fsutil
-from pywats_client.dispatcher import UploadDispatcher
-from pywats_client.queue import ReportQueue, State
-from pywats_client.receiver import Receiver
-from pywats_client.settings import QueueSettings
-from pywats_client.status import ServiceStatus
-from pywats_client.uploader import WatsClient
+from pywats_client.config.settings import QueueSettings
+from pywats_client.http.receiver import Receiver
+from pywats_client.queue.store import DurableQueue, State
+from pywats_client.service.dispatcher import UploadDispatcher
+from pywats_client.service.status import ServiceStatus
+from pywats_client.service.uploader import Uploader
 from tests.conftest import TOKEN
 from tests.station import wait_until, wsjf_report
 
 
 def test_a_burst_of_stored_reports_is_durable_with_shared_folder_fsyncs(
         tmp_path: Path, receiver: Receiver, monkeypatch) -> None:
-    queue = ReportQueue(tmp_path / "queue")
+    queue = DurableQueue(tmp_path / "queue")
     queue.ensure_layout()
     ids = [str(uuid.uuid4()) for _ in range(8)]
     for n, report_id in enumerate(ids):
@@ -40,7 +40,7 @@ def test_a_burst_of_stored_reports_is_durable_with_shared_folder_fsyncs(
         real_fsync_dir(path)
 
     monkeypatch.setattr(fsutil, "fsync_dir", recording_fsync_dir)
-    client = WatsClient(receiver.url, TOKEN)
+    client = Uploader(receiver.url, TOKEN)
     woke = threading.Event()
     dispatcher = UploadDispatcher(queue, client, QueueSettings(), ServiceStatus(), wake=woke.set)
     try:

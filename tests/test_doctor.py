@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client import __version__, doctor
-from pywats_client.cli import main
-from pywats_client.config import ConfigDocument, init_config, load_settings
-from pywats_client.doctor import Diagnosis, Status, diagnose
-from pywats_client.lock import InstanceLock
+from pywats_client import __version__
+from pywats_client.cli import doctor
+from pywats_client.cli.doctor import Diagnosis, Status, diagnose
+from pywats_client.cli.main import main
+from pywats_client.config.document import ConfigDocument, init_config, load_settings
+from pywats_client.config.settings import QueueSettings, Settings, WatchFolder
+from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
-from pywats_client.receiver import Receiver
-from pywats_client.settings import QueueSettings, Settings, WatchFolder
-from pywats_client.status import ServiceStatus, write_status
-from pywats_client.uploader import client_for
+from pywats_client.queue.lock import InstanceLock
+from pywats_client.service.status import ServiceStatus, write_status
+from pywats_client.service.uploader import uploader_for
 from tests.conftest import TOKEN
 from tests.fakes import FakeClock
 
@@ -264,7 +265,7 @@ def test_an_untrusted_certificate_fails_with_the_ca_bundle_fix(
 
 
 def test_plain_http_to_another_host_is_a_warning() -> None:
-    from pywats_client.uploader import Outcome, UploadResult
+    from pywats_client.service.uploader import Outcome, UploadResult
 
     answered = UploadResult(Outcome.STORED, 200, "answered")
     result = doctor.check_server(Settings(server_url="http://wats.example.com"), answered)
@@ -285,7 +286,7 @@ def test_an_unknown_default_process_code_fails(tmp_path: Path, receiver: Receive
 def test_a_known_default_process_code_is_named(tmp_path: Path, receiver: Receiver) -> None:
     paths = make_instance(tmp_path, receiver.url, **{"converters.defaults.process_code": "50"})
     settings = settings_of(paths)
-    client = client_for(settings)
+    client = uploader_for(settings)
     try:
         result = doctor.check_processes(settings, client)
     finally:

@@ -4,8 +4,8 @@ A hypothesis strategy builds valid WSJF reports restricted to what each format c
 (formats.md §1-§3); `tests/writers.py` writes them as a station would; the built-in converter
 must give the report back. Where a format cannot tell two WSJF values apart the comparison
 goes through `expected()`, the one list of such normalisations. WSTF in Active mode must
-compute each status with `pywats_client.limits` and roll failures up. Damaged and random files
-must raise only `ConversionError`, within a deadline.
+compute each status with `pywats_client.report.operators` and roll failures up. Damaged and
+random files must raise only `ConversionError`, within a deadline.
 """
 
 from __future__ import annotations
@@ -32,21 +32,21 @@ from pywats_client.converters.wsjf import WATSStandardJsonConverter
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.converters.wsxf import WATSStandardXMLConverter
 from pywats_client.errors import ConversionError
-from pywats_client.limits import (
-    LOG,
-    NUMERIC_OPERATORS,
-    limits_used,
-    numeric_status,
-    parse_comp_op,
-    string_status,
-)
-from pywats_client.report import (
+from pywats_client.report.model import (
     finalize,
     format_datetime,
     format_utc,
     number_steps,
     to_json_bytes,
     validate,
+)
+from pywats_client.report.operators import (
+    LOG,
+    NUMERIC_OPERATORS,
+    limits_used,
+    numeric_status,
+    parse_comp_op,
+    string_status,
 )
 from tests.writers import WstfStyle, to_wsjf, to_wstf, to_wsxf
 
@@ -333,7 +333,7 @@ def _test_step(draw: st.DrawFn, fmt: str, kind: str, active: bool) -> dict[str, 
 
 
 def _judged(kind: str, meas: dict[str, Any]) -> str:
-    """A measurement's status from its value and limits, with pywats_client.limits."""
+    """A measurement's status from its value and limits, with pywats_client.report.operators."""
     op = str(meas.get("compOp"))
     if kind == "numericMeas":
         return numeric_status(op, meas["value"], meas.get("lowLimit"), meas.get("highLimit"))
@@ -881,8 +881,8 @@ _SEVERITY = {"F": 1, "E": 2, "T": 3}
 def judged(report: dict[str, Any]) -> dict[str, Any]:
     """`report` with every status a WSTF reader in Active mode must compute (formats.md §3).
 
-    Each measurement is judged by pywats_client.limits (pass/fail by its TRUE/FALSE value);
-    a single-measurement step takes its measurement's status, a multi-measurement step fails
+    Each measurement is judged by pywats_client.report.operators (pass/fail by its TRUE/FALSE
+    value); a single-measurement step takes its measurement's status, a multi-measurement step fails
     when one measurement fails; a sequence takes the worst (F < E < T) of its children, except
     those whose CausedSequenceFailure is False; the result is the root's F/E/T, else P. Action
     steps keep the status written for them.

@@ -17,7 +17,7 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.base import HEAD_SIZE
 from pywats_client.converters.i3070 import KeysightI3070Converter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.pipeline import convert_file
+from pywats_client.service.pipeline import convert_file
 from tests.converting import sample_files
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from pywats_client import __version__
+from pywats_client.config.settings import WatchFolder
 from pywats_client.core import ClientConfig, WATSClient
 from pywats_client.core.queue import QueueStatus, ReportQueue
 from pywats_client.errors import ConfigError, LockError, ReportValidationError
-from pywats_client.receiver import Faults, Receiver
+from pywats_client.http.receiver import Faults, Receiver
 from pywats_client.report import UUTReport
 from pywats_client.services import ConnectionService, QueueService
-from pywats_client.settings import WatchFolder
 from tests.conftest import TOKEN
 from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE, PACKAGE_EXAMPLE
 from tests.station import wait_until, wsjf_report

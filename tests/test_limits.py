@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pywats_client.errors import ReportValidationError
-from pywats_client.limits import (
+from pywats_client.report.operators import (
     ALL_OPERATORS,
     limits_used,
     numeric_passes,

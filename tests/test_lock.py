@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from pywats_client.errors import LockError
-from pywats_client.lock import InstanceLock, read_lock, unlock
+from pywats_client.queue.lock import InstanceLock, read_lock, unlock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pywats_client.lock import InstanceLock
+from pywats_client.queue.lock import InstanceLock
 lock = InstanceLock(Path(sys.argv[1]))
 lock.acquire("test-holder")
 print("held", flush=True)

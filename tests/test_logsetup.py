@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pywats_client import logsetup
-from pywats_client.settings import LoggingSettings
+from pywats_client.config.settings import LoggingSettings
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def test_the_log_file_rotates_by_size_and_keeps_backup_count(tmp_path: Path) -> 
     log_file = tmp_path / "logs" / "pywats_client.log"
     logsetup.configure(LoggingSettings(level="INFO", max_size_mb=0.002, backup_count=2),
                        log_file, stderr=False, env={})
-    log = logging.getLogger("pywats_client.queue")
+    log = logging.getLogger("pywats_client.queue.store")
     for n in range(300):
         log.info("report %04d uploaded (source /data/ict/unit-%04d.json)", n, n)
     names = sorted(p.name for p in log_file.parent.iterdir())
@@ -42,17 +42,17 @@ def test_the_log_file_rotates_by_size_and_keeps_backup_count(tmp_path: Path) -> 
 def test_under_systemd_stderr_has_priorities_and_no_timestamps(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     logsetup.configure(LoggingSettings(level="DEBUG"), None, env={"JOURNAL_STREAM": "8:42"})
-    log = logging.getLogger("pywats_client.service")
+    log = logging.getLogger("pywats_client.service.loop")
     log.debug("looking")
     log.info("started")
     log.warning("server unreachable")
     log.error("report failed\nsecond line")
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "<7>pywats_client.service: looking",
-        "<6>pywats_client.service: started",
-        "<4>pywats_client.service: server unreachable",
-        "<3>pywats_client.service: report failed",
+        "<7>pywats_client.service.loop: looking",
+        "<6>pywats_client.service.loop: started",
+        "<4>pywats_client.service.loop: server unreachable",
+        "<3>pywats_client.service.loop: report failed",
         "<3>second line",
     ]
 
@@ -60,12 +60,12 @@ def test_under_systemd_stderr_has_priorities_and_no_timestamps(
 def test_a_terminal_gets_timestamps_and_the_level_is_respected(
         capsys: pytest.CaptureFixture[str]) -> None:
     logsetup.configure(LoggingSettings(level="WARNING"), None, env={})
-    log = logging.getLogger("pywats_client.watcher")
+    log = logging.getLogger("pywats_client.service.watcher")
     log.info("not shown")
     log.warning("shown")
     err = capsys.readouterr().err
     assert "not shown" not in err
-    assert err.rstrip().endswith("WARNING pywats_client.watcher: shown")
+    assert err.rstrip().endswith("WARNING pywats_client.service.watcher: shown")
     assert err[:4].isdigit()  # starts with the date
 
 
@@ -75,7 +75,7 @@ def test_lines_appended_by_another_process_count_towards_rotation(tmp_path: Path
     log_file = tmp_path / "logs" / "pywats_client.log"
     logsetup.configure(LoggingSettings(level="INFO", max_size_mb=0.01, backup_count=1),
                        log_file, stderr=False, env={})
-    log = logging.getLogger("pywats_client.queue")
+    log = logging.getLogger("pywats_client.queue.store")
     log.info("first line")
     with open(log_file, "a", encoding="utf-8") as other:
         other.write("x" * int(0.01 * 2**20) + "\n")

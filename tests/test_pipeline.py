@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pywats_client.config.settings import ConverterSettings, Settings, WatchFolder
 from pywats_client.converters import ConversionError, ConverterRegistry
-from pywats_client.pipeline import convert_source, make_context
-from pywats_client.settings import ConverterSettings, Settings, WatchFolder
+from pywats_client.service.pipeline import convert_source, make_context
 from tests.station import wsjf_report
 
 

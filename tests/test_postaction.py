@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from pywats_client.clock import Clock
-from pywats_client.postaction import (
+from pywats_client.config.settings import WatchFolder
+from pywats_client.service.postaction import (
     SeenFiles,
     SourceFile,
     apply_post_action,
     move_to_error,
 )
-from pywats_client.settings import WatchFolder
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueError, QueueFullError
-from pywats_client.queue import (
+from pywats_client.queue.store import (
     SUFFIX,
     Claimed,
     CorruptItemError,
+    DurableQueue,
     ItemHeader,
-    ReportQueue,
     State,
     decode_item,
     encode_item,
     read_header,
 )
-from pywats_client.settings import QueueSettings
 from tests.fakes import FakeClock
 
 
@@ -40,17 +40,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def queue(tmp_path: Path, clock: FakeClock) -> ReportQueue:
-    q = ReportQueue(tmp_path / "queue", QueueSettings(), clock=clock, rng=random.Random(1))
+def queue(tmp_path: Path, clock: FakeClock) -> DurableQueue:
+    q = DurableQueue(tmp_path / "queue", QueueSettings(), clock=clock, rng=random.Random(1))
     q.ensure_layout()
     return q
 
 
-def files(q: ReportQueue, state: State) -> list[str]:
+def files(q: DurableQueue, state: State) -> list[str]:
     return sorted(os.listdir(q.folder(state)))
 
 
-def put_and_claim(q: ReportQueue, rid: str) -> Claimed:
+def put_and_claim(q: DurableQueue, rid: str) -> Claimed:
     """Queue a report as `rid` and claim it, as the uploader does before it sends one."""
     q.put(body(), report_id=rid)
     claimed = q.claim(rid)
@@ -58,13 +58,13 @@ def put_and_claim(q: ReportQueue, rid: str) -> Claimed:
     return claimed
 
 
-def test_layout_has_every_state_folder(queue: ReportQueue) -> None:
+def test_layout_has_every_state_folder(queue: DurableQueue) -> None:
     assert sorted(os.listdir(queue.root)) == sorted(
         ["tmp", "pending", "processing", "completed", "failed", "corrupt"]
     )
 
 
-def test_put_writes_a_self_checking_file_into_pending(queue: ReportQueue) -> None:
+def test_put_writes_a_self_checking_file_into_pending(queue: DurableQueue) -> None:
     rid = new_id()
     result = queue.put(body(), report_id=rid, source="/in/a.json", converter="X")
     assert result.created and result.state is State.PENDING
@@ -77,7 +77,7 @@ def test_put_writes_a_self_checking_file_into_pending(queue: ReportQueue) -> Non
     assert os.listdir(queue.root / "tmp") == []
 
 
-def test_put_of_an_id_already_queued_or_uploaded_writes_nothing(queue: ReportQueue) -> None:
+def test_put_of_an_id_already_queued_or_uploaded_writes_nothing(queue: DurableQueue) -> None:
     rid = new_id()
     queue.put(body(), report_id=rid)
     again = queue.put(body(), report_id=rid)
@@ -90,7 +90,7 @@ def test_put_of_an_id_already_queued_or_uploaded_writes_nothing(queue: ReportQue
     assert files(queue, State.PENDING) == []
 
 
-def test_put_of_a_failed_id_queues_it_afresh(queue: ReportQueue) -> None:
+def test_put_of_a_failed_id_queues_it_afresh(queue: DurableQueue) -> None:
     rid = new_id()
     claimed = put_and_claim(queue, rid)
     queue.fail(claimed, "400 bad sn")
@@ -99,12 +99,12 @@ def test_put_of_a_failed_id_queues_it_afresh(queue: ReportQueue) -> None:
     assert files(queue, State.FAILED) == []
 
 
-def test_put_rejects_an_id_that_is_not_a_guid(queue: ReportQueue) -> None:
+def test_put_rejects_an_id_that_is_not_a_guid(queue: DurableQueue) -> None:
     with pytest.raises(QueueError, match="not a GUID"):
         queue.put(body(), report_id="../../etc/passwd")
 
 
-def test_claim_then_complete(queue: ReportQueue) -> None:
+def test_claim_then_complete(queue: DurableQueue) -> None:
     rid = new_id()
     queue.put(body(7), report_id=rid)
     claimed = queue.claim(rid)
@@ -116,7 +116,7 @@ def test_claim_then_complete(queue: ReportQueue) -> None:
     assert files(queue, State.PROCESSING) == []
 
 
-def test_release_keeps_the_item_untouched(queue: ReportQueue) -> None:
+def test_release_keeps_the_item_untouched(queue: DurableQueue) -> None:
     rid = new_id()
     queue.put(body(), report_id=rid)
     before = (queue.folder(State.PENDING) / f"{rid}{SUFFIX}").read_bytes()
@@ -128,7 +128,7 @@ def test_release_keeps_the_item_untouched(queue: ReportQueue) -> None:
 
 
 def test_retry_counts_the_attempt_and_sets_the_next_attempt_time(
-    queue: ReportQueue, clock: FakeClock
+    queue: DurableQueue, clock: FakeClock
 ) -> None:
     rid = new_id()
     claimed = put_and_claim(queue, rid)
@@ -146,7 +146,7 @@ def test_retry_counts_the_attempt_and_sets_the_next_attempt_time(
 
 
 def test_retry_after_is_honoured_when_longer_than_the_backoff(
-    queue: ReportQueue, clock: FakeClock
+    queue: DurableQueue, clock: FakeClock
 ) -> None:
     rid = new_id()
     claimed = put_and_claim(queue, rid)
@@ -156,7 +156,7 @@ def test_retry_after_is_honoured_when_longer_than_the_backoff(
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap(tmp_path: Path) -> None:
-    q = ReportQueue(tmp_path, QueueSettings(retry_delay=30, retry_max_delay=3600),
+    q = DurableQueue(tmp_path, QueueSettings(retry_delay=30, retry_max_delay=3600),
                     rng=random.Random(3))
     for attempt, nominal in [(1, 30), (2, 60), (3, 120), (5, 480), (7, 1920)]:
         assert nominal * 0.8 <= q.backoff(attempt) <= nominal * 1.2
@@ -167,7 +167,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(tmp_path: Path) -> None:
 def test_lifetime_exceeded_goes_to_failed_with_the_reason(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    q = ReportQueue(tmp_path, QueueSettings(max_age=3600), clock=clock)
+    q = DurableQueue(tmp_path, QueueSettings(max_age=3600), clock=clock)
     q.ensure_layout()
     rid = new_id()
     q.put(body(), report_id=rid, source="/in/x.json")
@@ -182,7 +182,7 @@ def test_lifetime_exceeded_goes_to_failed_with_the_reason(
 def test_retry_attempts_from_older_configs_caps_server_errors(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    q = ReportQueue(tmp_path, QueueSettings(retry_attempts=2), clock=clock)
+    q = DurableQueue(tmp_path, QueueSettings(retry_attempts=2), clock=clock)
     q.ensure_layout()
     rid = new_id()
     q.put(body(), report_id=rid)
@@ -195,7 +195,7 @@ def test_retry_attempts_from_older_configs_caps_server_errors(
     assert states == [State.PENDING, State.FAILED]
 
 
-def test_fail_keeps_the_server_message(queue: ReportQueue) -> None:
+def test_fail_keeps_the_server_message(queue: DurableQueue) -> None:
     rid = new_id()
     claimed = put_and_claim(queue, rid)
     queue.fail(claimed, "HTTP 400: field 'sn' is required")
@@ -205,7 +205,7 @@ def test_fail_keeps_the_server_message(queue: ReportQueue) -> None:
 
 
 def test_retry_failed_moves_everything_back_with_fresh_attempts(
-    queue: ReportQueue, clock: FakeClock
+    queue: DurableQueue, clock: FakeClock
 ) -> None:
     ids = [new_id() for _ in range(3)]
     for rid in ids:
@@ -218,7 +218,7 @@ def test_retry_failed_moves_everything_back_with_fresh_attempts(
         assert header.attempts == 0 and header.queued_at == clock.time()
 
 
-def test_due_returns_oldest_first_and_bounded(queue: ReportQueue, clock: FakeClock) -> None:
+def test_due_returns_oldest_first_and_bounded(queue: DurableQueue, clock: FakeClock) -> None:
     ids = []
     for n in range(50):
         rid = new_id()
@@ -229,7 +229,7 @@ def test_due_returns_oldest_first_and_bounded(queue: ReportQueue, clock: FakeClo
     assert got == ids[:5] and later is None
 
 
-def test_counts_and_list(queue: ReportQueue) -> None:
+def test_counts_and_list(queue: DurableQueue) -> None:
     a, b = new_id(), new_id()
     queue.put(body(), report_id=a, source="/in/a")
     queue.put(body(), report_id=b, source="/in/b")
@@ -243,7 +243,7 @@ def test_counts_and_list(queue: ReportQueue) -> None:
     assert info.id == a and info.header is not None and info.header.source == "/in/a"
 
 
-def test_sweep_clears_tmp_and_requeues_processing(queue: ReportQueue) -> None:
+def test_sweep_clears_tmp_and_requeues_processing(queue: DurableQueue) -> None:
     rid = new_id()
     put_and_claim(queue, rid)  # the process "dies" while uploading
     (queue.root / "tmp" / "debris.tmp").write_bytes(b"half a rep")
@@ -253,7 +253,7 @@ def test_sweep_clears_tmp_and_requeues_processing(queue: ReportQueue) -> None:
     assert os.listdir(queue.root / "tmp") == []
 
 
-def test_sweep_drops_a_processing_copy_whose_rewrite_already_landed(queue: ReportQueue) -> None:
+def test_sweep_drops_a_processing_copy_whose_rewrite_already_landed(queue: DurableQueue) -> None:
     rid = new_id()
     claimed = put_and_claim(queue, rid)
     stale = (queue.folder(State.PROCESSING) / f"{rid}{SUFFIX}").read_bytes()
@@ -274,7 +274,7 @@ def test_sweep_drops_a_processing_copy_whose_rewrite_already_landed(queue: Repor
         pytest.param(lambda data: data[:-30] + b"X" * 30, id="bit-rot"),
     ],
 )
-def test_damaged_files_go_to_corrupt_and_do_not_block(queue: ReportQueue, damage) -> None:
+def test_damaged_files_go_to_corrupt_and_do_not_block(queue: DurableQueue, damage) -> None:
     bad, good = new_id(), new_id()
     queue.put(body(1), report_id=bad)
     queue.put(body(2), report_id=good)
@@ -287,7 +287,7 @@ def test_damaged_files_go_to_corrupt_and_do_not_block(queue: ReportQueue, damage
     assert bad in os.listdir(queue.folder(State.CORRUPT))[0]
 
 
-def test_sweep_quarantines_a_torn_processing_file(queue: ReportQueue) -> None:
+def test_sweep_quarantines_a_torn_processing_file(queue: DurableQueue) -> None:
     rid = new_id()
     put_and_claim(queue, rid)
     path = queue.folder(State.PROCESSING) / f"{rid}{SUFFIX}"
@@ -304,7 +304,7 @@ def test_decode_detects_every_kind_of_damage() -> None:
             decode_item(broken)
 
 
-def test_prune_and_clear_completed(queue: ReportQueue, clock: FakeClock) -> None:
+def test_prune_and_clear_completed(queue: DurableQueue, clock: FakeClock) -> None:
     old, new = new_id(), new_id()
     for rid in (old, new):
         queue.complete(put_and_claim(queue, rid))
@@ -315,7 +315,7 @@ def test_prune_and_clear_completed(queue: ReportQueue, clock: FakeClock) -> None
     assert files(queue, State.COMPLETED) == []
 
 
-def test_disk_full_leaves_nothing_in_the_queue(queue: ReportQueue, monkeypatch) -> None:
+def test_disk_full_leaves_nothing_in_the_queue(queue: DurableQueue, monkeypatch) -> None:
     import errno
 
     import pywats_client.fsutil as fsutil
@@ -334,16 +334,16 @@ def test_disk_full_leaves_nothing_in_the_queue(queue: ReportQueue, monkeypatch) 
 
 
 def test_queue_on_a_network_filesystem_is_refused(tmp_path: Path, monkeypatch) -> None:
-    import pywats_client.queue as qmod
+    import pywats_client.queue.store as qmod
 
     monkeypatch.setattr(qmod, "filesystem_type", lambda path: "nfs4")
     with pytest.raises(QueueError, match="allow_network_filesystem"):
-        ReportQueue(tmp_path).ensure_layout()
-    ReportQueue(tmp_path, QueueSettings(allow_network_filesystem=True)).ensure_layout()
+        DurableQueue(tmp_path).ensure_layout()
+    DurableQueue(tmp_path, QueueSettings(allow_network_filesystem=True)).ensure_layout()
 
 
 def test_retention_of_zero_days_keeps_everything(tmp_path: Path, clock: FakeClock) -> None:
-    q = ReportQueue(tmp_path, QueueSettings(completed_retention_days=0, failed_retention_days=0),
+    q = DurableQueue(tmp_path, QueueSettings(completed_retention_days=0, failed_retention_days=0),
                     clock=clock)
     q.ensure_layout()
     for fail in (False, True):
@@ -356,7 +356,7 @@ def test_retention_of_zero_days_keeps_everything(tmp_path: Path, clock: FakeCloc
 
 def test_failed_items_are_pruned_after_their_own_retention(tmp_path: Path,
                                                            clock: FakeClock) -> None:
-    q = ReportQueue(tmp_path, QueueSettings(failed_retention_days=30), clock=clock)
+    q = DurableQueue(tmp_path, QueueSettings(failed_retention_days=30), clock=clock)
     q.ensure_layout()
     rid = new_id()
     claimed = put_and_claim(q, rid)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pywats_client import __version__
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 from tests.conftest import TOKEN
 from tests.station import wait_until
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from pywats_client.receiver import Faults, Receiver, add_arguments, find_wsjf_problem, run
+from pywats_client.http.receiver import Faults, Receiver, add_arguments, find_wsjf_problem, run
 from tests.conftest import SAMPLES, TOKEN
 
 AUTH = {"Authorization": f"Basic {TOKEN}"}
@@ -460,7 +460,7 @@ def test_run_refuses_a_bad_fault_option(tmp_path: Path, capsys: pytest.CaptureFi
 def test_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pywats_client.receiver", "--store", str(tmp_path / "store"),
+        [sys.executable, "-m", "pywats_client.http.receiver", "--store", str(tmp_path / "store"),
          "--port", "0", "--token", TOKEN, "--prefix", "/wats"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext
 from pywats_client.errors import ConversionError, ReportValidationError
-from pywats_client.limits import ALL_OPERATORS, NUMERIC_OPERATORS, limits_used
-from pywats_client.report import (
+from pywats_client.report.model import (
     MEASUREMENT_STATUSES,
     REPORT_RESULTS,
     ReportDict,
@@ -37,6 +36,7 @@ from pywats_client.report import (
     to_json_bytes,
     validate,
 )
+from pywats_client.report.operators import ALL_OPERATORS, NUMERIC_OPERATORS, limits_used
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 from pywats_client.sdnotify import Notifier
 from tests.station import REPO, Station
 

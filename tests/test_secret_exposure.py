@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from pywats_client.config.secrets import SecretBox, mask
 from pywats_client.errors import SecretError
-from pywats_client.secrets import SecretBox, mask
 
 TOKEN = "dXNlcjpzM2NyZXQtdmFsdWUtMTIzNDU2Nzg="
 
@@ -100,7 +100,7 @@ def test_loose_key_permissions_warn_once(tmp_path: Path, caplog: pytest.LogCaptu
     key = tmp_path / "loose.key"
     stored = SecretBox(key).encrypt(TOKEN)
     key.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="pywats_client.secrets"):
+    with caplog.at_level(logging.WARNING, logger="pywats_client.config.secrets"):
         SecretBox(key).decrypt(stored)
         SecretBox(key).decrypt(stored)
     warnings = [r for r in caplog.records if "chmod 600" in r.getMessage()]
@@ -113,7 +113,7 @@ def test_private_key_file_does_not_warn(tmp_path: Path, caplog: pytest.LogCaptur
                                         ) -> None:
     key = tmp_path / "private.key"
     stored = SecretBox(key).encrypt(TOKEN)
-    with caplog.at_level(logging.WARNING, logger="pywats_client.secrets"):
+    with caplog.at_level(logging.WARNING, logger="pywats_client.config.secrets"):
         SecretBox(key).decrypt(stored)
     assert "chmod" not in caplog.text
 

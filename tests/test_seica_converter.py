@@ -22,8 +22,8 @@ from pywats_client.converters import (
     seica,
 )
 from pywats_client.converters.seica import SeicaXMLConverter
-from pywats_client.pipeline import convert_file
-from pywats_client.report import iter_steps
+from pywats_client.report.model import iter_steps
+from pywats_client.service.pipeline import convert_file
 from tests.converting import convert_or_refuse, sample_files, spliced
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.queue import read_header
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
+from pywats_client.queue.store import read_header
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow

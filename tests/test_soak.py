@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.receiver import Faults, Receiver
-from pywats_client.report import report_id_for
+from pywats_client.http.receiver import Faults, Receiver
+from pywats_client.report.model import report_id_for
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow

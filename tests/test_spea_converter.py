@@ -21,8 +21,8 @@ from pywats_client.converters import (
     spea,
 )
 from pywats_client.converters.spea import SPEAConverter
-from pywats_client.pipeline import convert_file
-from pywats_client.report import ReportDict, iter_steps
+from pywats_client.report.model import ReportDict, iter_steps
+from pywats_client.service.pipeline import convert_file
 from tests.converting import convert_or_refuse, sample_files, spliced
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from pywats_client import status_page
-from pywats_client.control_api import ControlServer
-from pywats_client.queue import ReportQueue
+from pywats_client.http import status_page
+from pywats_client.http.control_api import ControlServer
+from pywats_client.queue.store import DurableQueue
 
 NOW = 1_800_000_000.0
 HOSTILE_REASON = "HTTP 400: field 'sn' <script>alert(1)</script> & more"
@@ -161,7 +161,7 @@ def chromium() -> str:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    queue = ReportQueue(tmp_path / "queue")
+    queue = DurableQueue(tmp_path / "queue")
     queue.ensure_layout()
     for n in range(3):
         queue.put(b"{}", report_id=f"00000000-0000-4000-8000-00000000000{n}", source=f"r{n}")

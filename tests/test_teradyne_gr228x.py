@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.teradyne_gr228x import TeradyneICTConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.pipeline import convert_file
+from pywats_client.service.pipeline import convert_file
 from tests.converting import convert_like_the_service, sample_files, spliced
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -19,8 +19,8 @@ from pywats_client.converters.teradyne_spectrum import (
     parse,
 )
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.pipeline import convert_file
-from pywats_client.report import ReportDict, iter_steps
+from pywats_client.report.model import ReportDict, iter_steps
+from pywats_client.service.pipeline import convert_file
 from tests.converting import convert_like_the_service, sample_files, spliced
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pywats_client.receiver import Receiver
-from pywats_client.uploader import Outcome, WatsClient
+from pywats_client.http.receiver import Receiver
+from pywats_client.service.uploader import Outcome, Uploader
 from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
@@ -18,7 +18,7 @@ def test_a_self_signed_server_is_refused_without_ca_bundle(
         https_receiver: tuple[Receiver, Path]) -> None:
     receiver, _ = https_receiver
     assert receiver.url.startswith("https://127.0.0.1:")
-    client = WatsClient(receiver.url, TOKEN)
+    client = Uploader(receiver.url, TOKEN)
     try:
         result = client.probe()
     finally:
@@ -31,7 +31,7 @@ def test_a_self_signed_server_is_refused_without_ca_bundle(
 def test_the_same_server_is_accepted_with_its_ca_bundle(
         https_receiver: tuple[Receiver, Path]) -> None:
     receiver, cert = https_receiver
-    client = WatsClient(receiver.url, TOKEN, ca_bundle=str(cert))
+    client = Uploader(receiver.url, TOKEN, ca_bundle=str(cert))
     try:
         assert client.probe().outcome is Outcome.STORED
         rid = str(uuid.uuid4())

@@ -1,4 +1,4 @@
-"""WatsClient against a real loopback server: every row of the outcome table in wats-api.md."""
+"""Uploader against a real loopback server: every row of the outcome table in wats-api.md."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import requests
 import urllib3.exceptions
 
 from pywats_client.errors import ConfigError
-from pywats_client.receiver import Faults, Receiver
-from pywats_client.uploader import (
+from pywats_client.http.receiver import Faults, Receiver
+from pywats_client.service.uploader import (
     MAX_MESSAGE,
     Outcome,
+    Uploader,
     UploadResult,
-    WatsClient,
     classify_exception,
     parse_retry_after,
 )
@@ -37,12 +37,12 @@ def body_of(report: dict[str, Any]) -> bytes:
 
 
 @pytest.fixture
-def client_for() -> Iterator[Callable[..., WatsClient]]:
+def uploader_for() -> Iterator[Callable[..., Uploader]]:
     """Build clients that are closed after the test."""
-    clients: list[WatsClient] = []
+    clients: list[Uploader] = []
 
-    def make(url: str, token: str = TOKEN, **options: Any) -> WatsClient:
-        client = WatsClient(url, token, **options)
+    def make(url: str, token: str = TOKEN, **options: Any) -> Uploader:
+        client = Uploader(url, token, **options)
         clients.append(client)
         return client
 
@@ -138,18 +138,18 @@ def closed_port() -> int:
 # -- 2xx ----------------------------------------------------------------------------------------
 
 
-def test_200_is_stored(receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
+def test_200_is_stored(receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
     report = make_report()
-    result = client_for(receiver.url).upload(body_of(report), report["id"])
+    result = uploader_for(receiver.url).upload(body_of(report), report["id"])
     assert result == UploadResult(Outcome.STORED, 200, result.message)
     assert report["id"] in result.message and "Report_ID 1" in result.message
     assert receiver.stored_ids() == {report["id"]}
 
 
 def test_sends_token_content_type_and_user_agent(scripted: Callable[..., Scripted],
-                                                 client_for: Callable[..., WatsClient]) -> None:
+                                                 uploader_for: Callable[..., Uploader]) -> None:
     server = scripted(200, b'{"ID": "x"}')
-    client_for(server.url).upload(b"{}", "x")
+    uploader_for(server.url).upload(b"{}", "x")
     method, path, headers, sent = server.requests[0]
     assert (method, path, sent) == ("POST", "/api/Report/WSJF", b"{}")
     assert headers["Authorization"] == f"Basic {TOKEN}"
@@ -158,10 +158,10 @@ def test_sends_token_content_type_and_user_agent(scripted: Callable[..., Scripte
 
 
 def test_a_cookie_the_server_sets_goes_back_with_later_requests(
-        scripted: Callable[..., Scripted], client_for: Callable[..., WatsClient]) -> None:
+        scripted: Callable[..., Scripted], uploader_for: Callable[..., Uploader]) -> None:
     # Load balancers in front of WATS keep a station on one node with a cookie.
     server = scripted(200, b'{"ID": "x"}', headers={"Set-Cookie": "node=b7; Path=/"})
-    client = client_for(server.url)
+    client = uploader_for(server.url)
     client.upload(b"{}", "x")
     client.probe()
     assert "Cookie" not in server.requests[0][2]
@@ -175,17 +175,17 @@ def test_a_cookie_the_server_sets_goes_back_with_later_requests(
     (200, b"OK", "HTTP 200"),  # not JSON: still stored
 ])
 def test_2xx_bodies_are_parsed_leniently(scripted: Callable[..., Scripted],
-                                         client_for: Callable[..., WatsClient], status: int,
+                                         uploader_for: Callable[..., Uploader], status: int,
                                          body: bytes, shown: str) -> None:
-    result = client_for(scripted(status, body).url).upload(b"{}", "a")
+    result = uploader_for(scripted(status, body).url).upload(b"{}", "a")
     assert result.outcome is Outcome.STORED and result.status == status
     assert shown in result.message
 
 
 def test_a_prefixed_base_url_with_trailing_slash(make_receiver: Callable[..., Receiver],
-                                                 client_for: Callable[..., WatsClient]) -> None:
+                                                 uploader_for: Callable[..., Uploader]) -> None:
     rx = make_receiver(prefix="/wats")
-    client = client_for(rx.url + "/")
+    client = uploader_for(rx.url + "/")
     report = make_report()
     assert client.upload(body_of(report), report["id"]).outcome is Outcome.STORED
     assert client.probe().outcome is Outcome.STORED
@@ -195,26 +195,26 @@ def test_a_prefixed_base_url_with_trailing_slash(make_receiver: Callable[..., Re
 
 
 def test_400_is_rejected_with_the_server_message(receiver: Receiver,
-                                                 client_for: Callable[..., WatsClient]) -> None:
+                                                 uploader_for: Callable[..., Uploader]) -> None:
     report = make_report(sn=None)
-    result = client_for(receiver.url).upload(body_of(report), report["id"])
+    result = uploader_for(receiver.url).upload(body_of(report), report["id"])
     assert (result.outcome, result.status) == (Outcome.REJECTED, 400)
     assert f"Report {report['id']}: field 'sn' is required" in result.message
 
 
 def test_413_is_rejected(make_receiver: Callable[..., Receiver],
-                         client_for: Callable[..., WatsClient]) -> None:
+                         uploader_for: Callable[..., Uploader]) -> None:
     rx = make_receiver(max_body_bytes=100)
     report = make_report()
-    result = client_for(rx.url).upload(body_of(report), report["id"])
+    result = uploader_for(rx.url).upload(body_of(report), report["id"])
     assert (result.outcome, result.status) == (Outcome.REJECTED, 413)
     assert "over the limit of 100 bytes" in result.message
 
 
 def test_422_is_rejected_with_the_body_trimmed(scripted: Callable[..., Scripted],
-                                               client_for: Callable[..., WatsClient]) -> None:
+                                               uploader_for: Callable[..., Uploader]) -> None:
     why = "Unknown processCode 77. " * 500
-    result = client_for(scripted(422, why.encode()).url).upload(b"{}", "r1")
+    result = uploader_for(scripted(422, why.encode()).url).upload(b"{}", "r1")
     assert (result.outcome, result.status) == (Outcome.REJECTED, 422)
     assert "Unknown processCode 77." in result.message
     assert len(result.message) < MAX_MESSAGE + 100
@@ -223,8 +223,8 @@ def test_422_is_rejected_with_the_body_trimmed(scripted: Callable[..., Scripted]
 # -- configuration problems: AUTH ---------------------------------------------------------------
 
 
-def test_401_is_auth(receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(receiver.url, token="d3Jvbmc6dG9rZW4=")
+def test_401_is_auth(receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(receiver.url, token="d3Jvbmc6dG9rZW4=")
     result = client.upload(body_of(make_report()), "r1")
     assert (result.outcome, result.status) == (Outcome.AUTH, 401)
     assert "api_token" in result.message
@@ -232,23 +232,23 @@ def test_401_is_auth(receiver: Receiver, client_for: Callable[..., WatsClient]) 
 
 
 def test_auth_fail_switch_is_auth_for_upload_and_probe(
-        receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
+        receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
     receiver.faults = Faults(auth_fail=True)
-    client = client_for(receiver.url)
+    client = uploader_for(receiver.url)
     assert client.upload(body_of(make_report()), "r1").outcome is Outcome.AUTH
     assert client.probe().outcome is Outcome.AUTH
 
 
 def test_403_is_auth(scripted: Callable[..., Scripted],
-                     client_for: Callable[..., WatsClient]) -> None:
-    result = client_for(scripted(403, b"Forbidden").url).upload(b"{}", "r1")
+                     uploader_for: Callable[..., Uploader]) -> None:
+    result = uploader_for(scripted(403, b"Forbidden").url).upload(b"{}", "r1")
     assert (result.outcome, result.status) == (Outcome.AUTH, 403)
 
 
 def test_404_on_the_submit_route_is_a_configuration_problem(
-        make_receiver: Callable[..., Receiver], client_for: Callable[..., WatsClient]) -> None:
+        make_receiver: Callable[..., Receiver], uploader_for: Callable[..., Uploader]) -> None:
     rx = make_receiver(prefix="/wats")
-    client = client_for(rx.url.removesuffix("/wats"))  # the prefix was forgotten
+    client = uploader_for(rx.url.removesuffix("/wats"))  # the prefix was forgotten
     result = client.upload(body_of(make_report()), "r1")
     assert (result.outcome, result.status) == (Outcome.AUTH, 404)
     assert "server_url" in result.message and "prefix" in result.message
@@ -257,9 +257,9 @@ def test_404_on_the_submit_route_is_a_configuration_problem(
 
 
 def test_a_redirect_is_not_followed_and_is_a_configuration_problem(
-        scripted: Callable[..., Scripted], client_for: Callable[..., WatsClient]) -> None:
+        scripted: Callable[..., Scripted], uploader_for: Callable[..., Uploader]) -> None:
     server = scripted(301, headers={"Location": "https://wats.example.com/api/Report/WSJF"})
-    result = client_for(server.url).upload(b"{}", "r1")
+    result = uploader_for(server.url).upload(b"{}", "r1")
     assert (result.outcome, result.status) == (Outcome.AUTH, 301)
     assert "https://wats.example.com/api/Report/WSJF" in result.message
     assert "server_url" in result.message
@@ -271,31 +271,31 @@ def test_a_redirect_is_not_followed_and_is_a_configuration_problem(
 
 @pytest.mark.parametrize("status", [408, 503])
 def test_408_and_503_are_transient(scripted: Callable[..., Scripted],
-                                   client_for: Callable[..., WatsClient], status: int) -> None:
-    result = client_for(scripted(status, b"busy").url).upload(b"{}", "r1")
+                                   uploader_for: Callable[..., Uploader], status: int) -> None:
+    result = uploader_for(scripted(status, b"busy").url).upload(b"{}", "r1")
     assert (result.outcome, result.status, result.retry_after) == (Outcome.TRANSIENT, status,
                                                                     None)
     assert "busy" in result.message
 
 
 def test_429_is_transient_with_retry_after(receiver: Receiver,
-                                           client_for: Callable[..., WatsClient]) -> None:
+                                           uploader_for: Callable[..., Uploader]) -> None:
     receiver.faults = Faults(rate_limit_rate=1.0, retry_after=7)
-    result = client_for(receiver.url).upload(body_of(make_report()), "r1")
+    result = uploader_for(receiver.url).upload(body_of(make_report()), "r1")
     assert (result.outcome, result.status, result.retry_after) == (Outcome.TRANSIENT, 429, 7.0)
 
 
-def test_500_is_transient(receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
+def test_500_is_transient(receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
     receiver.faults = Faults(error_rate=1.0)
-    result = client_for(receiver.url).upload(body_of(make_report()), "r1")
+    result = uploader_for(receiver.url).upload(body_of(make_report()), "r1")
     assert (result.outcome, result.status) == (Outcome.TRANSIENT, 500)
 
 
 def test_503_with_an_http_date_retry_after(scripted: Callable[..., Scripted],
-                                           client_for: Callable[..., WatsClient]) -> None:
+                                           uploader_for: Callable[..., Uploader]) -> None:
     later = formatdate(time.time() + 120, usegmt=True)
     server = scripted(503, b"maintenance", headers={"Retry-After": later})
-    result = client_for(server.url).upload(b"{}", "r1")
+    result = uploader_for(server.url).upload(b"{}", "r1")
     assert result.outcome is Outcome.TRANSIENT
     assert result.retry_after is not None and 100 < result.retry_after <= 121
 
@@ -312,9 +312,9 @@ def test_parse_retry_after(value: str, seconds: float | None) -> None:
 
 
 def test_read_timeout_after_store_is_transient_and_the_report_is_stored(
-        receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
+        receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
     receiver.faults = Faults(timeout_after_store_rate=1.0, hang_seconds=30)
-    client = client_for(receiver.url, read_timeout=0.3)
+    client = uploader_for(receiver.url, read_timeout=0.3)
     report = make_report()
     result = client.upload(body_of(report), report["id"])
     assert (result.outcome, result.status) == (Outcome.TRANSIENT, None)
@@ -327,24 +327,24 @@ def test_read_timeout_after_store_is_transient_and_the_report_is_stored(
 
 
 def test_a_reset_after_sending_is_transient(receiver: Receiver,
-                                            client_for: Callable[..., WatsClient]) -> None:
+                                            uploader_for: Callable[..., Uploader]) -> None:
     receiver.faults = Faults(reset_rate=1.0)
-    result = client_for(receiver.url).upload(body_of(make_report()), "r1")
+    result = uploader_for(receiver.url).upload(body_of(make_report()), "r1")
     assert (result.outcome, result.status) == (Outcome.TRANSIENT, None)
     assert "same id" in result.message
 
 
 def test_a_server_that_is_down_resets_and_is_transient(
-        receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
+        receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
     receiver.faults = Faults(down=True)
-    client = client_for(receiver.url)
+    client = uploader_for(receiver.url)
     assert client.upload(body_of(make_report()), "r1").outcome is Outcome.TRANSIENT
     assert client.probe().outcome is Outcome.TRANSIENT
 
 
 def test_a_reset_on_a_reused_connection_is_not_retried_silently(
-        receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(receiver.url)
+        receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(receiver.url)
     assert client.probe().outcome is Outcome.STORED  # a keep-alive connection now exists
     receiver.faults = Faults(reset_rate=1.0)
     assert client.upload(body_of(make_report()), "r1").outcome is Outcome.TRANSIENT
@@ -354,15 +354,15 @@ def test_a_reset_on_a_reused_connection_is_not_retried_silently(
 # -- the server cannot be reached: OFFLINE ------------------------------------------------------
 
 
-def test_connection_refused_is_offline(client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(f"http://127.0.0.1:{closed_port()}")
+def test_connection_refused_is_offline(uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(f"http://127.0.0.1:{closed_port()}")
     result = client.upload(b"{}", "r1")
     assert (result.outcome, result.status) == (Outcome.OFFLINE, None)
     assert "Connection refused" in result.message and "HTTPConnection" not in result.message
     assert client.probe().outcome is Outcome.OFFLINE
 
 
-def test_connect_timeout_is_offline(client_for: Callable[..., WatsClient]) -> None:
+def test_connect_timeout_is_offline(uploader_for: Callable[..., Uploader]) -> None:
     # A listening socket whose accept backlog is full: the kernel drops further SYNs, so a
     # connect times out, all on loopback.
     with socket.socket() as listener:
@@ -381,7 +381,7 @@ def test_connect_timeout_is_offline(client_for: Callable[..., WatsClient]) -> No
                     break  # the backlog is full
             else:
                 pytest.skip("could not fill the accept backlog on this system")
-            result = client_for(f"http://127.0.0.1:{port}", connect_timeout=0.2).upload(b"{}",
+            result = uploader_for(f"http://127.0.0.1:{port}", connect_timeout=0.2).upload(b"{}",
                                                                                      "r1")
         finally:
             for filler in fillers:
@@ -391,8 +391,8 @@ def test_connect_timeout_is_offline(client_for: Callable[..., WatsClient]) -> No
 
 
 def test_a_failed_tls_handshake_is_offline(receiver: Receiver,
-                                           client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(receiver.url.replace("http://", "https://"))
+                                           uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(receiver.url.replace("http://", "https://"))
     result = client.upload(body_of(make_report()), "r1")
     assert (result.outcome, result.status) == (Outcome.OFFLINE, None)
     assert "TLS handshake" in result.message and "ca_bundle" in result.message
@@ -424,8 +424,8 @@ def test_classify_exception(exc: requests.RequestException, outcome: Outcome) ->
 
 
 def test_one_thread_reuses_one_connection(receiver: Receiver,
-                                          client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(receiver.url)
+                                          uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(receiver.url)
     for _ in range(5):
         report = make_report()
         assert client.upload(body_of(report), report["id"]).outcome is Outcome.STORED
@@ -434,8 +434,8 @@ def test_one_thread_reuses_one_connection(receiver: Receiver,
 
 
 def test_each_thread_has_its_own_keep_alive_session(
-        receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(receiver.url)
+        receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(receiver.url)
     together = threading.Barrier(3, timeout=10)
     results: list[Outcome] = []
 
@@ -456,8 +456,8 @@ def test_each_thread_has_its_own_keep_alive_session(
 
 
 def test_close_drops_connections_and_the_client_still_works(
-        receiver: Receiver, client_for: Callable[..., WatsClient]) -> None:
-    client = client_for(receiver.url)
+        receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
+    client = uploader_for(receiver.url)
     assert client.probe().outcome is Outcome.STORED
     client.close()
     assert client.probe().outcome is Outcome.STORED
@@ -468,20 +468,20 @@ def test_close_drops_connections_and_the_client_still_works(
 
 
 def test_the_token_never_shows(receiver: Receiver, scripted: Callable[..., Scripted],
-                               client_for: Callable[..., WatsClient]) -> None:
+                               uploader_for: Callable[..., Uploader]) -> None:
     echo = scripted(400, b"Bad report", echo_authorization=True)
     results = [
-        client_for(echo.url).upload(b"{}", "r1"),
-        client_for(receiver.url).upload(b"{}", "r1"),
-        client_for(f"http://127.0.0.1:{closed_port()}").upload(b"{}", "r1"),
-        client_for(receiver.url.replace("http://", "https://")).probe(),
+        uploader_for(echo.url).upload(b"{}", "r1"),
+        uploader_for(receiver.url).upload(b"{}", "r1"),
+        uploader_for(f"http://127.0.0.1:{closed_port()}").upload(b"{}", "r1"),
+        uploader_for(receiver.url.replace("http://", "https://")).probe(),
     ]
     receiver.faults = Faults(reset_rate=1.0)
-    results.append(client_for(receiver.url).upload(b"{}", "r1"))
+    results.append(uploader_for(receiver.url).upload(b"{}", "r1"))
     assert "you sent Basic <token>" in results[0].message  # the echo was scrubbed
     for result in results:
         assert TOKEN not in result.message and TOKEN not in repr(result)
-    client = client_for(receiver.url)
+    client = uploader_for(receiver.url)
     assert TOKEN not in repr(client) and TOKEN not in repr(client._auth)
 
 
@@ -496,12 +496,12 @@ def test_the_token_never_shows(receiver: Receiver, scripted: Callable[..., Scrip
 def test_configuration_errors_name_the_setting(url: str, token: str, options: dict[str, Any],
                                                says: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(says)) as caught:
-        WatsClient(url, token, **options)
+        Uploader(url, token, **options)
     assert not token or token not in str(caught.value)
 
 
 def test_report_ids_reach_the_messages(receiver: Receiver,
-                                       client_for: Callable[..., WatsClient]) -> None:
+                                       uploader_for: Callable[..., Uploader]) -> None:
     report_id = str(uuid.uuid4())
     receiver.faults = Faults(error_rate=1.0)
-    assert report_id in client_for(receiver.url).upload(b"{}", report_id).message
+    assert report_id in uploader_for(receiver.url).upload(b"{}", report_id).message

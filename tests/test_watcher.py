@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from pywats_client.clock import Clock
+from pywats_client.config.settings import WatchFolder
 from pywats_client.errors import ConfigError
-from pywats_client.postaction import SeenFiles, apply_post_action
-from pywats_client.settings import WatchFolder
-from pywats_client.watcher import FolderWatcher, SourceFile
+from pywats_client.service.postaction import SeenFiles, apply_post_action
+from pywats_client.service.watcher import FolderWatcher, SourceFile
 from tests.fakes import FakeClock
 
 MakeWatcher = Callable[..., FolderWatcher]
@@ -322,7 +322,7 @@ def test_post_action_none_with_a_seen_record_shared_with_the_caller(
     (source,) = watcher.poll()[0]
     apply_post_action(source, seen)
 
-    with caplog.at_level(logging.WARNING, logger="pywats_client.watcher"):
+    with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
         watcher.done(source)
     clock.advance(RESCAN)
     assert watcher.poll()[0] == []

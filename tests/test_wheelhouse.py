@@ -22,7 +22,7 @@ from types import ModuleType
 import pytest
 
 from pywats_client import __version__
-from pywats_client.receiver import Receiver
+from pywats_client.http.receiver import Receiver
 from tests.conftest import TOKEN
 from tests.station import wsjf_report
 

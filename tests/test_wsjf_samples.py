@@ -19,8 +19,7 @@ import pytest
 
 from pywats_client.converters import ConverterContext
 from pywats_client.converters.wsjf import WATSStandardJsonConverter
-from pywats_client.limits import numeric_status, string_status
-from pywats_client.report import (
+from pywats_client.report.model import (
     ReportDict,
     finalize,
     iter_steps,
@@ -29,6 +28,7 @@ from pywats_client.report import (
     to_json_bytes,
     validate,
 )
+from pywats_client.report.operators import numeric_status, string_status
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 WSJF = SAMPLES / "wsjf"

@@ -13,7 +13,7 @@ import pytest
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.errors import IncompleteFileError
-from pywats_client.report import ReportDict, finalize, to_json_bytes, validate
+from pywats_client.report.model import ReportDict, finalize, to_json_bytes, validate
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "wstf" / "WatsStandardTextFormat.txt"

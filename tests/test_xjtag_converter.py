@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from pywats_client.converters import ConverterContext, ConverterRegistry, xjtag
 from pywats_client.converters.xjtag import XJTAGConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.pipeline import convert_file
-from pywats_client.report import iter_steps
+from pywats_client.report.model import iter_steps
+from pywats_client.service.pipeline import convert_file
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 XJTAG_SAMPLES = SAMPLES / "xjtag"

@@ -17,7 +17,7 @@ from datetime import timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
-from pywats_client.report import parse_datetime
+from pywats_client.report.model import parse_datetime
 
 WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
 

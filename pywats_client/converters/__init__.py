@@ -21,8 +21,8 @@ from pywats_client.errors import (
     PluginError,
     ReportValidationError,
 )
-from pywats_client.report import format_datetime, format_utc, parse_datetime
-from pywats_client.report_builder import UURReport, UUTReport
+from pywats_client.report.builder import UURReport, UUTReport
+from pywats_client.report.model import format_datetime, format_utc, parse_datetime
 
 __all__ = [
     "BUILTIN_CONVERTERS",

@@ -37,11 +37,11 @@ from pywats_client.converters.atml_values import (
     prop,
     whole,
 )
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions, local_time
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions, local_time
 from pywats_client.converters.textio import MB, check_size
 from pywats_client.converters.xmlsafe import XmlFormat, XmlNode, parse_xml, sniff_root
 from pywats_client.errors import ConversionError
-from pywats_client.report import (
+from pywats_client.report.model import (
     INT16,
     ReportDict,
     format_datetime,

@@ -35,8 +35,8 @@ from pywats_client.converters.atml_values import (
     value_of,
     whole,
 )
-from pywats_client.limits import LOG, limits_used, numeric_status, string_status
-from pywats_client.report import INT16
+from pywats_client.report.model import INT16
+from pywats_client.report.operators import LOG, limits_used, numeric_status, string_status
 
 MULTIPLE_STEP_TYPES = frozenset({"NI_MultipleNumericLimitTest", "ET_MNLT", "ET_MPFT", "ET_MSVT",
                                  "WATS_XYGMNLT"})

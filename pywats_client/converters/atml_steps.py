@@ -33,7 +33,7 @@ from pywats_client.converters.atml_values import (
     split_sequence,
     whole,
 )
-from pywats_client.report import (
+from pywats_client.report.model import (
     INT16,
     STEP_NAME_LIMIT,
     format_datetime,

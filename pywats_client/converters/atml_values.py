@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 
-from pywats_client.converters.options import local_time
+from pywats_client.converters.builtin import local_time
 from pywats_client.converters.xmlsafe import XmlNode
 from pywats_client.errors import ConversionError
-from pywats_client.limits import LOG, NUMERIC_OPERATORS, parse_comp_op
-from pywats_client.report import parse_datetime
+from pywats_client.report.model import parse_datetime
+from pywats_client.report.operators import LOG, NUMERIC_OPERATORS, parse_comp_op
 
 
 class AtmlNode(XmlNode):

@@ -46,18 +46,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.i3070_records import Record, parse_records
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.limits import numeric_status
-from pywats_client.report import (
+from pywats_client.report.model import (
     ReportDict,
     format_datetime,
     format_utc,
     iter_steps,
     number_steps,
 )
+from pywats_client.report.operators import numeric_status
 
 # An i3070 log is kilobytes to a few megabytes. Converting one takes about 25-35 times its size
 # in memory (the record tree, then the report dicts), so a much bigger file is refused before

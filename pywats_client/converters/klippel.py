@@ -44,11 +44,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.limits import LOG, numeric_passes, numeric_status
-from pywats_client.report import (
+from pywats_client.report.model import (
     CHART_MAX_POINTS,
     MISC_INFO_LIMITS,
     STEP_NAME_LIMIT,
@@ -58,6 +57,7 @@ from pywats_client.report import (
     number_steps,
     roll_up_statuses,
 )
+from pywats_client.report.operators import LOG, numeric_passes, numeric_status
 
 log = logging.getLogger(__name__)
 

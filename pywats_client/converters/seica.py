@@ -51,12 +51,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, check_size, reading
 from pywats_client.converters.xmlsafe import XmlFormat, XmlNode, parse_xml, sniff_root
 from pywats_client.errors import ConversionError
-from pywats_client.limits import LOG, numeric_status
-from pywats_client.report import STEP_NAME_LIMIT, ReportDict, format_datetime, number_steps
+from pywats_client.report.model import STEP_NAME_LIMIT, ReportDict, format_datetime, number_steps
+from pywats_client.report.operators import LOG, numeric_status
 
 # Real result files are kilobytes to a few megabytes; anything this big is not one.
 MAX_FILE_BYTES = 64 * MB

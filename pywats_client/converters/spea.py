@@ -47,10 +47,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, read_text, reading
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report import STEP_NAME_LIMIT, ReportDict, format_datetime, number_steps
+from pywats_client.report.model import STEP_NAME_LIMIT, ReportDict, format_datetime, number_steps
 
 log = logging.getLogger(__name__)
 

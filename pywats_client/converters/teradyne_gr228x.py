@@ -45,10 +45,10 @@ from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, read_text
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report import (
+from pywats_client.report.model import (
     ReportDict,
     format_datetime,
     iter_steps,

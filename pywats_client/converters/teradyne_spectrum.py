@@ -46,11 +46,10 @@ from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, read_text
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.limits import numeric_status
-from pywats_client.report import (
+from pywats_client.report.model import (
     ReportDict,
     format_datetime,
     iter_steps,
@@ -58,6 +57,7 @@ from pywats_client.report import (
     result_for_status,
     roll_up_statuses,
 )
+from pywats_client.report.operators import numeric_status
 
 log = logging.getLogger(__name__)
 

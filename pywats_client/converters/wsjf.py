@@ -24,11 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.limits import LOG, parse_comp_op
-from pywats_client.report import ReportDict, iter_steps
+from pywats_client.report.model import ReportDict, iter_steps
+from pywats_client.report.operators import LOG, parse_comp_op
 
 # Parsed in memory (a Raspberry Pi has little of it); bigger files are refused, not tried.
 MAX_FILE_SIZE = 200 * MB

@@ -50,24 +50,24 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, read_text
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
-from pywats_client.limits import (
-    LOG,
-    NUMERIC_OPERATORS,
-    limits_used,
-    numeric_status,
-    parse_comp_op,
-    string_status,
-)
-from pywats_client.report import (
+from pywats_client.report.model import (
     STEP_STATUSES,
     ReportDict,
     format_datetime,
     format_utc,
     parse_datetime,
     status_letter,
+)
+from pywats_client.report.operators import (
+    LOG,
+    NUMERIC_OPERATORS,
+    limits_used,
+    numeric_status,
+    parse_comp_op,
+    string_status,
 )
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, check_size
 from pywats_client.converters.xmlsafe import XmlFormat, XmlNode, parse_xml, sniff_root
 from pywats_client.errors import ConversionError, ReportValidationError
-from pywats_client.limits import limits_used, numeric_status, parse_comp_op, string_status
-from pywats_client.report import ReportDict, format_datetime, parse_datetime
+from pywats_client.report.model import ReportDict, format_datetime, parse_datetime
+from pywats_client.report.operators import limits_used, numeric_status, parse_comp_op, string_status
 
 WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
 WRML_NS = "http://wats.virinco.com/schemas/WATS/Report"

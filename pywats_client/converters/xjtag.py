@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from pywats_client.converters.options import BuiltinConverter, ConversionOptions
+from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, check_size
 from pywats_client.converters.xmlsafe import CData, XmlFormat, XmlNode, parse_xml, sniff_root
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report import (
+from pywats_client.report.model import (
     MISC_INFO_LIMITS,
     STEP_NAME_LIMIT,
     ReportDict,

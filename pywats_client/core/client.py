@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pywats_client.config.settings import Settings
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import PyWATSClientError
-from pywats_client.service import RunSummary, Service
-from pywats_client.settings import Settings
+from pywats_client.service.loop import RunSummary, Service
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from pywats_client.config import SCHEMA, ConfigDocument
+from pywats_client.config.document import SCHEMA, ConfigDocument
+from pywats_client.config.settings import Settings
 from pywats_client.errors import ConfigError
 from pywats_client.paths import (
     DEFAULT_INSTANCE,
@@ -29,7 +30,6 @@ from pywats_client.paths import (
     default_data_dir,
     validate_instance_name,
 )
-from pywats_client.settings import Settings
 
 SECTIONS = ("queue", "converters", "logging")
 _SECRET_KEYS = tuple(option.key for option in SCHEMA if option.secret)

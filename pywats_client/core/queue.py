@@ -1,6 +1,6 @@
 """`ReportQueue`: the instance's durable queue for Python programs (test sequences, scripts).
 
-A front over `pywats_client.queue.ReportQueue` — the same folders, files and transitions the
+A front over `pywats_client.queue.store.DurableQueue` — the same folders, files and transitions the
 service uses, with the same ownership rules: adding a report is safe at any time, also while
 the service runs (a durable write the service picks up at its next look at pending/); draining
 the queue here (`process_all`) takes the instance lock, so it is refused with `LockError` while
@@ -17,18 +17,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pywats_client import process_table
+from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import ConfigError, ReportValidationError
-from pywats_client.lock import InstanceLock
-from pywats_client.pipeline import convert_source, queue_reports
-from pywats_client.queue import ReportQueue as DurableQueue
-from pywats_client.queue import State
-from pywats_client.report import finalize, to_json_bytes
-from pywats_client.report_builder import apply_context
-from pywats_client.settings import Settings
-from pywats_client.uploader import Outcome, client_for
+from pywats_client.queue.lock import InstanceLock
+from pywats_client.queue.store import DurableQueue, State
+from pywats_client.report.builder import apply_context
+from pywats_client.report.model import finalize, to_json_bytes
+from pywats_client.service import process_table
+from pywats_client.service.pipeline import convert_source, queue_reports
+from pywats_client.service.uploader import Outcome, uploader_for
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +217,8 @@ class ReportQueue:
         server is unreachable or refuses the credentials; those reports stay pending, no
         attempt counted. Reports rejected by the server go to failed/ with its reason.
         """
-        from pywats_client.dispatcher import UploadDispatcher  # the service's transitions
-        from pywats_client.status import ServiceStatus
+        from pywats_client.service.dispatcher import UploadDispatcher  # the service's transitions
+        from pywats_client.service.status import ServiceStatus
 
         if not self.settings.server_url:
             raise ConfigError(f"{self.config.path}: server_url is not set. Fix: "
@@ -231,7 +230,7 @@ class ReportQueue:
             self._queue.ensure_layout()
             self._queue.sweep()  # we own the queue: an interrupted upload goes back first
             status = ServiceStatus()
-            dispatcher = UploadDispatcher(self._queue, client_for(self.settings),
+            dispatcher = UploadDispatcher(self._queue, uploader_for(self.settings),
                                           self.settings.queue, status, workers=1)
             try:
                 self._drain(dispatcher, summary)

@@ -17,7 +17,7 @@ from typing import Any
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import ConfigError
-from pywats_client.uploader import Outcome, UploadResult, client_for
+from pywats_client.service.uploader import Outcome, UploadResult, uploader_for
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ConnectionService:
         self.interval = interval if interval is not None else settings.queue.probe_interval
         if self.interval <= 0:
             raise ValueError(f"interval must be a positive number of seconds, got {interval}")
-        self._client = client_for(settings)
+        self._client = uploader_for(settings)
         self._clock = clock
         self._changed = threading.Condition()
         self._stop = threading.Event()

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pywats_client.config.settings import Settings
 from pywats_client.core.client import START_TIMEOUT, ServiceThread
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.core.queue import ReportQueue
-from pywats_client.service import RunSummary
-from pywats_client.settings import Settings
+from pywats_client.service.loop import RunSummary
 
 
 class QueueService:

@@ -42,8 +42,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pywats_client import __version__
-from pywats_client.httpbase import KeepAliveHandler, StoppableHTTPServer
-from pywats_client.receiver_cli import add_arguments
+from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer
+from pywats_client.http.receiver_options import add_arguments
 
 log = logging.getLogger(__name__)
 
@@ -729,8 +729,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pywats_client.receiver`: the same as `pywats-client receiver`."""
-    parser = argparse.ArgumentParser(prog="python -m pywats_client.receiver",
+    """`python -m pywats_client.http.receiver`: the same as `pywats-client receiver`."""
+    parser = argparse.ArgumentParser(prog="python -m pywats_client.http.receiver",
                                      description="A WATS-compatible receiver for tests and demos.")
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -22,9 +22,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.config.settings import POST_ACTIONS, WatchFolder
 from pywats_client.errors import QueueFullError
 from pywats_client.fsutil import atomic_write, free_name, fsync_dir, move_no_clobber
-from pywats_client.settings import POST_ACTIONS, WatchFolder
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.queue import PutResult, ReportQueue
-from pywats_client.report import finalize, to_json_bytes
-from pywats_client.report_builder import apply_context
-from pywats_client.settings import Settings, WatchFolder
+from pywats_client.queue.store import DurableQueue, PutResult
+from pywats_client.report.builder import apply_context
+from pywats_client.report.model import finalize, to_json_bytes
 
 HEAD_BYTES = 64 * 1024
 
@@ -202,7 +202,7 @@ def max_file_bytes(settings: Settings) -> int:
     return int(settings.converters.max_file_mb * 2**20)
 
 
-def queue_reports(queue: ReportQueue, conversion: Conversion) -> list[PutResult]:
+def queue_reports(queue: DurableQueue, conversion: Conversion) -> list[PutResult]:
     """Put every report of a conversion into the queue, durably, before the source is touched.
 
     If the disk fills half-way, the reports already written stay: they have deterministic ids,

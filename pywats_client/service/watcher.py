@@ -32,10 +32,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.config.settings import WatchFolder
 from pywats_client.errors import ConfigError
 from pywats_client.fsutil import mount_points
-from pywats_client.postaction import SeenFiles, SourceFile
-from pywats_client.settings import WatchFolder
+from pywats_client.service.postaction import SeenFiles, SourceFile
 
 __all__ = ["FolderWatcher", "SourceFile", "is_ignored_name"]
 

@@ -24,8 +24,8 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from pywats_client import __version__
+from pywats_client.config.settings import Settings
 from pywats_client.errors import ConfigError
-from pywats_client.settings import Settings
 
 MAX_MESSAGE = 2000  # characters of a server's explanation kept in a message
 
@@ -70,7 +70,7 @@ class _TokenAuth(requests.auth.AuthBase):
         return "_TokenAuth(<hidden>)"
 
 
-class WatsClient:
+class Uploader:
     """HTTP client for one WATS server; safe to share between threads (a Session each)."""
 
     def __init__(self, server_url: str, token: str, *, ca_bundle: str | None = None,
@@ -103,7 +103,7 @@ class WatsClient:
         self._generation = 0  # bumped by close(), so threads drop their closed sessions
 
     def __repr__(self) -> str:
-        return f"WatsClient({self.base_url!r})"
+        return f"Uploader({self.base_url!r})"
 
     def upload(self, body: bytes, report_id: str) -> UploadResult:
         """POST one WSJF report to {base}/api/Report/WSJF and classify the answer."""
@@ -337,9 +337,9 @@ def _trim(text: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def client_for(settings: Settings) -> WatsClient:
+def uploader_for(settings: Settings) -> Uploader:
     """The client for the server an instance is configured for."""
-    return WatsClient(
+    return Uploader(
         settings.server_url,
         settings.api_token,
         ca_bundle=settings.ca_bundle,

@@ -58,6 +58,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueError, QueueFullError
 from pywats_client.fsutil import (
     NETWORK_OR_WEAK_FILESYSTEMS,
@@ -67,7 +68,6 @@ from pywats_client.fsutil import (
     read_file,
     write_new_file,
 )
-from pywats_client.settings import QueueSettings
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def read_header(path: Path) -> ItemHeader:
             raise CorruptItemError(f"{path.name}: unreadable header ({exc})") from None
 
 
-class ReportQueue:
+class DurableQueue:
     """The queue of one instance. `put` is safe from any process; the rest belongs to the
     process holding the instance lock (the service, or a one-shot command)."""
 

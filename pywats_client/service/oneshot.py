@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pywats_client import process_table
+from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterRegistry
 from pywats_client.errors import LockError
-from pywats_client.lock import InstanceLock, read_lock
 from pywats_client.paths import InstancePaths
-from pywats_client.pipeline import convert_source, queue_reports
-from pywats_client.queue import ReportQueue, State
-from pywats_client.settings import Settings
-from pywats_client.status import read_status
-from pywats_client.uploader import Outcome, UploadResult, client_for
+from pywats_client.queue.lock import InstanceLock, read_lock
+from pywats_client.queue.store import DurableQueue, State
+from pywats_client.service import process_table
+from pywats_client.service.pipeline import convert_source, queue_reports
+from pywats_client.service.status import read_status
+from pywats_client.service.uploader import Outcome, UploadResult, uploader_for
 
 
 def gather_status(
@@ -33,7 +33,7 @@ def gather_status(
     holder = read_lock(paths.lock)
     service = read_status(paths.state) or {}
     running = holder is not None and holder.purpose.startswith("service")
-    queue = ReportQueue(paths.queue, settings.queue)
+    queue = DurableQueue(paths.queue, settings.queue)
     counts = {s.value: n for s, n in queue.counts().items()} if paths.queue.exists() else {}
     info: dict[str, Any] = {
         "instance": paths.name,
@@ -57,7 +57,7 @@ def gather_status(
         "supervisor": service.get("supervisor") if running else None,
     }
     if probe and settings.server_url:
-        client = client_for(settings)
+        client = uploader_for(settings)
         try:
             result = client.probe()
         finally:
@@ -99,7 +99,7 @@ def upload_file(
     registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
     conversion = convert_source(settings, registry, path, None, converter_name=converter,
                                 processes=process_table.load(paths.state))
-    queue = ReportQueue(paths.queue, settings.queue)
+    queue = DurableQueue(paths.queue, settings.queue)
     queue.ensure_layout()
     lock = InstanceLock(paths.lock, paths.name)
     try:
@@ -119,13 +119,15 @@ def upload_file(
 
 
 def _send_now(
-    queue: ReportQueue, settings: Settings, path: Path, converter: str, ids: list[str]
+    queue: DurableQueue, settings: Settings, path: Path, converter: str, ids: list[str]
 ) -> UploadOutcome:
-    from pywats_client.dispatcher import UploadDispatcher  # the same transitions as the service
-    from pywats_client.status import ServiceStatus
+    from pywats_client.service.dispatcher import (
+        UploadDispatcher,  # the same transitions as the service
+    )
+    from pywats_client.service.status import ServiceStatus
 
     outcome = UploadOutcome(path, converter)
-    client = client_for(settings)
+    client = uploader_for(settings)
     dispatcher = UploadDispatcher(queue, client, settings.queue, ServiceStatus(), workers=1)
     try:
         for report_id in ids:
@@ -154,7 +156,7 @@ def _describe(report_id: str, state: State | None, result: UploadResult) -> dict
     }
 
 
-def _wait_for(queue: ReportQueue, ids: list[str], wait: float) -> list[dict[str, Any]]:
+def _wait_for(queue: DurableQueue, ids: list[str], wait: float) -> list[dict[str, Any]]:
     """Watch the queue until the service has moved every id out of pending/processing."""
     deadline = time.monotonic() + wait
     pause = threading.Event()
@@ -186,7 +188,7 @@ def list_instances_status(data_dir: Path) -> list[dict[str, Any]]:
             server = raw.get("server_url", "") if isinstance(raw, dict) else ""
         except (OSError, ValueError):
             server = "(config.json unreadable)"
-        pending = ReportQueue(paths.queue).counts()[State.PENDING] if paths.queue.exists() else 0
+        pending = DurableQueue(paths.queue).counts()[State.PENDING] if paths.queue.exists() else 0
         rows.append({
             "instance": name,
             "running": holder is not None,

@@ -24,16 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pywats_client.errors import ReportValidationError
-from pywats_client.limits import (
-    LOG,
-    NUMERIC_OPERATORS,
-    STRING_OPERATORS,
-    limits_used,
-    numeric_status,
-    parse_comp_op,
-    string_status,
-)
-from pywats_client.report import (
+from pywats_client.report.model import (
     CHART_TYPES,
     MEASUREMENT_STATUSES,
     REPORT_RESULTS,
@@ -46,6 +37,15 @@ from pywats_client.report import (
     roll_up_statuses,
     status_letter,
     validate,
+)
+from pywats_client.report.operators import (
+    LOG,
+    NUMERIC_OPERATORS,
+    STRING_OPERATORS,
+    limits_used,
+    numeric_status,
+    parse_comp_op,
+    string_status,
 )
 
 if TYPE_CHECKING:

@@ -20,12 +20,10 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pywats_client.errors import ReportValidationError
-from pywats_client.limits import LOG, STRING_OPERATORS, limits_used, parse_comp_op
+from pywats_client.report.operators import LOG, STRING_OPERATORS, limits_used, parse_comp_op
 
 if TYPE_CHECKING:
     from pywats_client.converters.base import ConverterContext
-    from pywats_client.report_builder import UURReport as UURReport
-    from pywats_client.report_builder import UUTReport as UUTReport
 
 # Fixed forever: changing it would give every re-converted file a new id, i.e. a duplicate
 # report on the server after an upgrade.
@@ -1005,12 +1003,3 @@ def _show(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(
         value)
 
-
-def __getattr__(name: str) -> Any:
-    # The report builders are importable from here, as the product documents show. They live
-    # in report_builder, which imports this module: loaded on first use to avoid the cycle.
-    if name in ("UUTReport", "UURReport"):
-        from pywats_client import report_builder
-
-        return getattr(report_builder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

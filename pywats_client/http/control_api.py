@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from pywats_client import __version__, metrics, status_page
+from pywats_client import __version__
 from pywats_client.errors import PyWATSClientError
-from pywats_client.httpbase import KeepAliveHandler, StoppableHTTPServer
-from pywats_client.queue import ReportQueue, State
+from pywats_client.http import metrics, status_page
+from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer
+from pywats_client.queue.store import DurableQueue, State
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class ControlServer:
     def __init__(
         self,
         service: ServiceControl,
-        queue: ReportQueue,
+        queue: DurableQueue,
         token: str,
         *,
         host: str = DEFAULT_HOST,

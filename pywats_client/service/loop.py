@@ -28,19 +28,23 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
-from pywats_client import __version__, process_table
+from pywats_client import __version__
 from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterRegistry
-from pywats_client.dispatcher import UploadDispatcher
 from pywats_client.errors import (
     ConfigError,
     ConversionError,
     IncompleteFileError,
     QueueFullError,
 )
-from pywats_client.lock import InstanceLock
 from pywats_client.paths import InstancePaths
-from pywats_client.pipeline import (
+from pywats_client.queue.lock import InstanceLock
+from pywats_client.queue.store import DurableQueue, State
+from pywats_client.sdnotify import Notifier
+from pywats_client.service import process_table
+from pywats_client.service.dispatcher import UploadDispatcher
+from pywats_client.service.pipeline import (
     companions_of,
     convert_file,
     converter_for,
@@ -48,13 +52,10 @@ from pywats_client.pipeline import (
     max_file_bytes,
     queue_reports,
 )
-from pywats_client.postaction import SeenFiles, apply_post_action, move_to_error
-from pywats_client.queue import ReportQueue, State
-from pywats_client.sdnotify import Notifier
-from pywats_client.settings import Settings
-from pywats_client.status import ServiceStatus, write_status
-from pywats_client.uploader import client_for
-from pywats_client.watcher import FolderWatcher, SourceFile
+from pywats_client.service.postaction import SeenFiles, apply_post_action, move_to_error
+from pywats_client.service.status import ServiceStatus, write_status
+from pywats_client.service.uploader import uploader_for
+from pywats_client.service.watcher import FolderWatcher, SourceFile
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class Service:
         self._wake = threading.Event()
         self._stop_requests = 0
         self.lock = InstanceLock(paths.lock, paths.name)
-        self.queue = ReportQueue(paths.queue, settings.queue, clock=clock)
+        self.queue = DurableQueue(paths.queue, settings.queue, clock=clock)
         self.registry = ConverterRegistry(
             enabled=settings.converters.enabled, plugin_dir=paths.converters
         )
@@ -153,7 +154,7 @@ class Service:
             seen=self.seen,
         )
         self.dispatcher = UploadDispatcher(
-            self.queue, client_for(settings), settings.queue, self.status,
+            self.queue, uploader_for(settings), settings.queue, self.status,
             clock=clock, wake=self.wake,
         )
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
@@ -439,7 +440,7 @@ class Service:
         ):
             log.info("server settings changed in %s: using them now", self.paths.config)
             self.settings = fresh
-            self.dispatcher.replace_client(client_for(fresh))
+            self.dispatcher.replace_client(uploader_for(fresh))
 
     def _status_key(self) -> tuple[object, ...]:
         s = self.status

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 
 from pywats_client.errors import PyWATSClientError
-from pywats_client.lock import pid_alive, read_lock
 from pywats_client.paths import InstancePaths
+from pywats_client.queue.lock import pid_alive, read_lock
 
 STARTUP_TIMEOUT = 60.0
 

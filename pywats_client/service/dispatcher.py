@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueFullError
-from pywats_client.queue import Claimed, ReportQueue, State
-from pywats_client.settings import QueueSettings
-from pywats_client.status import ServiceStatus
-from pywats_client.uploader import Outcome, UploadResult, WatsClient
+from pywats_client.queue.store import Claimed, DurableQueue, State
+from pywats_client.service.status import ServiceStatus
+from pywats_client.service.uploader import Outcome, Uploader, UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ class UploadDispatcher:
 
     def __init__(
         self,
-        queue: ReportQueue,
-        client: WatsClient,
+        queue: DurableQueue,
+        client: Uploader,
         settings: QueueSettings,
         status: ServiceStatus,
         *,
@@ -102,7 +102,7 @@ class UploadDispatcher:
         self._next_probe = 0.0
         self._hold_until = 0.0
         self._consecutive_transient = 0
-        self._retired_clients: list[WatsClient] = []
+        self._retired_clients: list[Uploader] = []
         self.accepting = True  # False while stopping: finish in-flight work, claim nothing new
 
     # -- called from any thread -----------------------------------------------------------
@@ -149,7 +149,7 @@ class UploadDispatcher:
             return 0.0
         return self.clock.monotonic() - min(self._started.values())
 
-    def replace_client(self, client: WatsClient) -> None:
+    def replace_client(self, client: Uploader) -> None:
         """New server settings: use them from now on, and probe at once if the server was
         unreachable or refused us (the new settings may be the fix)."""
         self._retired_clients.append(self.client)

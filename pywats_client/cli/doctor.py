@@ -33,15 +33,15 @@ from urllib.parse import urlsplit
 
 from pywats_client import __version__
 from pywats_client.clock import SYSTEM_CLOCK, Clock
+from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError
 from pywats_client.fsutil import NETWORK_OR_WEAK_FILESYSTEMS, filesystem_type
-from pywats_client.lock import pid_alive, read_lock
 from pywats_client.paths import InstancePaths
-from pywats_client.settings import Settings, WatchFolder
-from pywats_client.status import read_status
+from pywats_client.queue.lock import pid_alive, read_lock
+from pywats_client.service.status import read_status
 
 if TYPE_CHECKING:
-    from pywats_client.uploader import UploadResult, WatsClient
+    from pywats_client.service.uploader import Uploader, UploadResult
 
 MIN_PYTHON = (3, 10)
 # The year this version was released. A clock showing an earlier year is certainly wrong: a
@@ -256,7 +256,7 @@ def check_config(paths: InstancePaths) -> CheckResult:
 
 
 def _load(paths: InstancePaths) -> Settings:
-    from pywats_client.config import load_settings
+    from pywats_client.config.document import load_settings
 
     return load_settings(paths.config, key_path=paths.key)
 
@@ -268,7 +268,7 @@ def _token_in_plain_text(config: Path) -> bool:
         return False
     if not isinstance(token, str) or not token:
         return False
-    from pywats_client.secrets import SecretBox
+    from pywats_client.config.secrets import SecretBox
 
     return not SecretBox.is_encrypted(token)
 
@@ -331,10 +331,10 @@ def check_plugin_folder(folder: Path) -> CheckResult:
 def check_server(settings: Settings, result: UploadResult | None) -> CheckResult:
     """The server is reachable at server_url, over verified TLS when https.
 
-    `result` is the answer to the connection check (`WatsClient.probe()`), None if it could not
+    `result` is the answer to the connection check (`Uploader.probe()`), None if it could not
     be made (no server_url).
     """
-    from pywats_client.uploader import Outcome
+    from pywats_client.service.uploader import Outcome
 
     url, cli = settings.server_url, _cli(settings)
     if not url or result is None:
@@ -374,7 +374,7 @@ def check_server(settings: Settings, result: UploadResult | None) -> CheckResult
 
 def check_credentials(settings: Settings, result: UploadResult | None) -> CheckResult:
     """The server accepts api_token (the connection check is authenticated)."""
-    from pywats_client.uploader import Outcome
+    from pywats_client.service.uploader import Outcome
 
     cli = _cli(settings)
     if not settings.api_token or result is None:
@@ -389,9 +389,9 @@ def check_credentials(settings: Settings, result: UploadResult | None) -> CheckR
                 "in the queue")
 
 
-def check_processes(settings: Settings, client: WatsClient) -> CheckResult:
+def check_processes(settings: Settings, client: Uploader) -> CheckResult:
     """The server lists its process codes, and converters.defaults.process_code is one."""
-    from pywats_client.uploader import Outcome
+    from pywats_client.service.uploader import Outcome
 
     result, table = client.processes()
     if result.outcome is not Outcome.STORED:
@@ -662,7 +662,7 @@ def _exists(path: Path) -> bool:
 
 
 def _server_checks(settings: Settings) -> list[CheckResult]:
-    from pywats_client.uploader import Outcome, client_for
+    from pywats_client.service.uploader import Outcome, uploader_for
 
     if not settings.server_url:
         return [check_server(settings, None)]
@@ -671,7 +671,7 @@ def _server_checks(settings: Settings) -> list[CheckResult]:
     # A hung server should not keep an operator waiting for the full upload read timeout.
     quick = replace(settings, read_timeout=min(settings.read_timeout, PROBE_READ_TIMEOUT))
     try:
-        client = client_for(quick)
+        client = uploader_for(quick)
     except ConfigError as exc:
         return [fail("server", str(exc), "correct the setting named above",
                      settings.server_url)]

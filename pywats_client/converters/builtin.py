@@ -19,7 +19,7 @@ from typing import Any
 
 from pywats_client.converters.base import Converter, ConverterContext
 from pywats_client.errors import ConversionError
-from pywats_client.report import INT16
+from pywats_client.report.model import INT16
 
 # Option keys every built-in converter understands (see `Converter.option`).
 OPTION_KEYS = ("part_number", "revision", "process_code", "process_name", "operator",

@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pywats_client.errors import ConfigError, SecretError
-from pywats_client.fsutil import atomic_write
-from pywats_client.paths import InstancePaths
-from pywats_client.secrets import SecretBox, mask
-from pywats_client.settings import (
+from pywats_client.config.secrets import SecretBox, mask
+from pywats_client.config.settings import (
     POST_ACTIONS,
     ConverterSettings,
     LoggingSettings,
@@ -35,6 +32,9 @@ from pywats_client.settings import (
     Settings,
     WatchFolder,
 )
+from pywats_client.errors import ConfigError, SecretError
+from pywats_client.fsutil import atomic_write
+from pywats_client.paths import InstancePaths
 
 log = logging.getLogger(__name__)
 
