@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pywats_client.config.document import reference_rows
+from pywats_client.config.schema import reference_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- config-reference -->", "<!-- /config-reference -->"

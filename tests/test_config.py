@@ -13,15 +13,9 @@ from typing import Any
 
 import pytest
 
-from pywats_client.config.document import (
-    SCHEMA,
-    WATCH_FOLDER_KEYS,
-    ConfigDocument,
-    basic_token,
-    init_config,
-    load_settings,
-    reference_rows,
-)
+from pywats_client.config.document import ConfigDocument, load_settings
+from pywats_client.config.provisioning import basic_token, init_config
+from pywats_client.config.schema import SCHEMA, WATCH_FOLDER_KEYS, reference_rows
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.paths import InstancePaths
@@ -649,7 +643,7 @@ def test_secrets_are_encrypted_in_the_file(tmp_path: Path) -> None:
 def test_a_hand_written_plain_token_works_warns_and_is_encrypted_on_save(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path, {"api_token": TOKEN})
-    with caplog.at_level(logging.WARNING, logger="pywats_client.config.document"):
+    with caplog.at_level(logging.WARNING, logger="pywats_client.config.validation"):
         assert load_settings(path, env={}).api_token == TOKEN
     assert "stored in plain text" in caplog.text and TOKEN not in caplog.text
     doc = load(path)

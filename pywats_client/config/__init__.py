@@ -1,5 +1,5 @@
-"""One instance's configuration: config.json, the environment, and the typed settings.
+"""One instance's configuration: config.json, the PYWATS_* environment, the typed settings.
 
-`settings` holds the typed, validated values everything else reads; `document` reads,
-validates, edits and saves config.json; `secrets` encrypts secrets at rest and masks them.
+`schema` owns the keys, `document` the file, `validation` the settings built from both (with
+`environment` and `legacy`), `provisioning` a new file, `secrets` encryption at rest.
 """

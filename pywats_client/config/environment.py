@@ -1,12 +1,26 @@
-"""The PYWATS_* environment variables that override config.json."""
+"""The PYWATS_* environment variables that override config.json, and their display.
+
+Owns which variable overrides which key (`ENV_OVERRIDES`) and `show_environment`, which puts
+the overrides into a display of the config.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from pywats_client.config.document import ENV_OVERRIDES, SCHEMA
+from pywats_client.config.schema import SCHEMA
 from pywats_client.config.secrets import mask
+
+# Environment variable -> the config key it overrides. PYWATS_WATCH_FOLDERS replaces the whole
+# list of watch folders (colon-separated paths). An empty variable counts as unset.
+ENV_OVERRIDES = {
+    "PYWATS_SERVER_URL": "server_url",
+    "PYWATS_API_TOKEN": "api_token",
+    "PYWATS_STATION_NAME": "station_name",
+    "PYWATS_LOG_LEVEL": "logging.level",
+    "PYWATS_WATCH_FOLDERS": "queue.watch_folders",
+}
 
 
 def show_environment(display: dict[str, Any]) -> dict[str, str]:

@@ -1,9 +1,7 @@
 """Secrets encrypted at rest, and masking them for display.
 
-Owns the Fernet key file of an instance (`secret.key`, mode 0600, beside config.json and never
-inside it) and the `"fernet:<token>"` form a secret takes in config.json. A secret that cannot
-be decrypted is an error naming both files and the fix, never a silent fallback. Imports only
-`errors` and `fsutil`.
+Owns an instance's key file (`secret.key`, mode 0600, beside config.json, never inside it) and
+the `"fernet:<token>"` form of a secret in config.json; one that cannot be decrypted is an error.
 """
 
 from __future__ import annotations

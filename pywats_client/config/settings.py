@@ -1,8 +1,7 @@
 """The typed, validated settings of one instance, with their defaults.
 
-`config.py` reads `config.json` and the environment and produces a `Settings`; everything else
-reads settings from here and never touches JSON. A leaf module: it imports nothing from the
-package.
+`validation.py` makes a `Settings` from config.json and the environment; everything else reads
+settings from here and never touches JSON. It imports nothing from the package.
 """
 
 from __future__ import annotations

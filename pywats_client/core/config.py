@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from pywats_client.config.document import SCHEMA, ConfigDocument
+from pywats_client.config.document import ConfigDocument
+from pywats_client.config.schema import SCHEMA
 from pywats_client.config.settings import Settings
 from pywats_client.errors import ConfigError
 from pywats_client.paths import (
