@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 
+from pywats_client.cli.main import main
 from pywats_client.config.document import ConfigDocument, load_settings
+from pywats_client.config.environment import ENV_OVERRIDES
 from pywats_client.config.provisioning import basic_token, init_config
 from pywats_client.config.schema import SCHEMA, WATCH_FOLDER_KEYS, reference_rows
+from pywats_client.config.secrets import mask
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.paths import InstancePaths
@@ -221,6 +224,99 @@ def test_bad_environment_values_name_the_variable(tmp_path: Path, var: str, valu
     assert fragment in text and f"correct or unset {var}" in text
     if var == "PYWATS_API_TOKEN":
         assert value not in text
+
+
+# The display of the effective config (`config show`, the control API's /config) and the
+# settings the service runs with come from one reading of the environment: they must agree.
+
+FILE_TOKEN = "ZmlsZTpmaWxlLXNlY3JldC12YWx1ZQ=="  # base64("file:file-secret-value")
+
+
+def station_config(folder: Path) -> Path:
+    doc = ConfigDocument(folder / "config.json", folder / "secret.key")
+    for key, value in (("server_url", "https://file.example.com"), ("api_token", FILE_TOKEN),
+                       ("station_name", "file-station"), ("logging.level", "INFO"),
+                       ("queue.watch_folders", json.dumps(["/data/file"]))):
+        doc.set(key, value)
+    doc.save()
+    return doc.path
+
+
+def assert_display_agrees(display: dict[str, Any], settings: Settings) -> None:
+    assert display["server_url"] == settings.server_url
+    assert display["api_token"] == mask(settings.api_token)
+    assert display["station_name"] == settings.station_name
+    assert display["logging"]["level"] == settings.logging.level
+    shown = [entry if isinstance(entry, str) else entry["path"]
+             for entry in display["queue"]["watch_folders"]]
+    assert shown == [str(folder.path) for folder in settings.queue.watch_folders]
+    assert FILE_TOKEN not in json.dumps(display) and TOKEN not in json.dumps(display)
+
+
+FILE_VALUES = {"server_url": "https://file.example.com", "api_token": FILE_TOKEN,
+               "station_name": "file-station", "logging.level": "INFO",
+               "queue.watch_folders": ["/data/file"]}
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    return {"server_url": settings.server_url, "api_token": settings.api_token,
+            "station_name": settings.station_name, "logging.level": settings.logging.level,
+            "queue.watch_folders": [str(f.path) for f in settings.queue.watch_folders]}
+
+
+@pytest.mark.parametrize(
+    ("env", "changed"),
+    [
+        pytest.param({"PYWATS_SERVER_URL": "  https://env.example.com/ \n"},
+                     {"server_url": "https://env.example.com"}, id="url-in-blanks"),
+        pytest.param({"PYWATS_STATION_NAME": "\tICT-02  "}, {"station_name": "ICT-02"},
+                     id="name-in-blanks"),
+        pytest.param({"PYWATS_LOG_LEVEL": " debug\n"}, {"logging.level": "DEBUG"},
+                     id="log-level"),
+        pytest.param({"PYWATS_API_TOKEN": f"  {TOKEN}\r\n"}, {"api_token": TOKEN},
+                     id="token-in-blanks"),
+        pytest.param({"PYWATS_WATCH_FOLDERS": " /data/a : rel ::/data/a: "},
+                     {"queue.watch_folders": ["/data/a", "rel"]}, id="watch-folders"),
+        pytest.param({"PYWATS_WATCH_FOLDERS": "/data/a:/data/b"},
+                     {"queue.watch_folders": ["/data/a", "/data/b"]}, id="watch-folders-plain"),
+        pytest.param({var: " \t\n " for var in ENV_OVERRIDES}, {}, id="blank-is-unset"),
+        pytest.param({var: "" for var in ENV_OVERRIDES}, {}, id="empty-is-unset"),
+    ],
+)
+def test_the_display_shows_the_environment_the_settings_use(
+        tmp_path: Path, env: dict[str, str], changed: dict[str, Any]) -> None:
+    path = station_config(tmp_path)
+    if "queue.watch_folders" in changed:  # relative ones start at the config folder
+        changed["queue.watch_folders"] = [str(tmp_path / p) if not p.startswith("/") else p
+                                          for p in changed["queue.watch_folders"]]
+    settings = load_settings(path, env=env)
+    assert effective(settings) == {**FILE_VALUES, **changed}
+    display, overrides = load(path).display_with_environment(env)
+    assert_display_agrees(display, settings)
+    assert overrides == {key: var for var, key in ENV_OVERRIDES.items() if key in changed}
+
+
+def test_config_show_and_the_service_read_the_environment_alike(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    paths = InstancePaths.for_instance("default", tmp_path / "data")
+    paths.ensure()
+    station_config(paths.root)
+    for var, value in (("PYWATS_SERVER_URL", "   "), ("PYWATS_API_TOKEN", f" {TOKEN}\n"),
+                       ("PYWATS_STATION_NAME", "  ICT-09 "), ("PYWATS_LOG_LEVEL", " warning "),
+                       ("PYWATS_WATCH_FOLDERS", " rel : /data/b ")):
+        monkeypatch.setenv(var, value)
+    capsys.readouterr()
+    assert main(["--data-dir", str(tmp_path / "data"), "config", "show", "--format",
+                 "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    settings = load_settings(paths.config)  # as the service loads them: from os.environ
+    assert settings.server_url == "https://file.example.com"  # a blank variable is unset
+    assert settings.station_name == "ICT-09" and settings.api_token == TOKEN
+    assert_display_agrees(shown, settings)
+    assert shown["environment_overrides"] == {
+        "api_token": "PYWATS_API_TOKEN", "station_name": "PYWATS_STATION_NAME",
+        "logging.level": "PYWATS_LOG_LEVEL", "queue.watch_folders": "PYWATS_WATCH_FOLDERS"}
 
 
 # -- validation ------------------------------------------------------------------------------

@@ -111,11 +111,8 @@ def _prompt_init(values: dict[str, str | None]) -> dict[str, str | None]:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from pywats_client.config.environment import show_environment
-
     paths = instance_paths(args)
-    display = config_document(paths).to_display()
-    overrides = show_environment(display)
+    display, overrides = config_document(paths).display_with_environment()
     if args.format == "json":
         out = {"config_path": str(paths.config), **display}
         if overrides:

@@ -189,13 +189,12 @@ def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Setting
     if not getattr(args, "api", False):
         return None
     from pywats_client.config.document import ConfigDocument
-    from pywats_client.config.environment import show_environment
     from pywats_client.http.control_api import ControlServer, load_or_create_token, token_path
     from pywats_client.queue.store import DurableQueue
 
     def config_view() -> dict[str, Any]:
-        display = ConfigDocument.load(paths.config, paths.key).to_display()  # secrets masked
-        overrides = show_environment(display)
+        document = ConfigDocument.load(paths.config, paths.key)
+        display, overrides = document.display_with_environment()  # secrets masked
         view = {"config_path": str(paths.config), **display}
         if overrides:
             view["environment_overrides"] = overrides

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pywats_client.config.environment import read_overrides, show_overrides
 from pywats_client.config.provisioning import basic_token, init_config
 from pywats_client.config.schema import (
     BY_KEY,
@@ -158,6 +159,14 @@ class ConfigDocument:
         if isinstance(folders, list):
             out["queue"]["watch_folders"] = [_display_folder(entry) for entry in folders]
         return _schema_order(out)
+
+    def display_with_environment(self, env: Mapping[str, str] | None = None
+                                 ) -> tuple[dict[str, Any], dict[str, str]]:
+        """What the service runs with, safe to show: `to_display()` with the PYWATS_*
+        overrides of `env` (default os.environ) put in, secrets masked; and, for each key
+        overridden, the variable it comes from."""
+        display = self.to_display()
+        return display, show_overrides(display, read_overrides(self.path.parent, env))
 
     def _masked(self, stored: Any, key: str) -> Any:
         if not isinstance(stored, str) or not stored:

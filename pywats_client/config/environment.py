@@ -1,19 +1,30 @@
-"""The PYWATS_* environment variables that override config.json, and their display.
+"""The PYWATS_* environment variables that override config.json, read in one place.
 
-Owns which variable overrides which key (`ENV_OVERRIDES`) and `show_environment`, which puts
-the overrides into a display of the config.
+`read_overrides` decides which variables count, which key each replaces and the value it
+gives; the settings and every display of the effective configuration are made from it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pywats_client.config.schema import SCHEMA
+from pywats_client.config.schema import (
+    BY_KEY,
+    HIDDEN,
+    Invalid,
+    check,
+    parse_text,
+    resolve_path,
+    shown,
+)
 from pywats_client.config.secrets import mask
 
 # Environment variable -> the config key it overrides. PYWATS_WATCH_FOLDERS replaces the whole
-# list of watch folders (colon-separated paths). An empty variable counts as unset.
+# list of watch folders (colon-separated paths).
 ENV_OVERRIDES = {
     "PYWATS_SERVER_URL": "server_url",
     "PYWATS_API_TOKEN": "api_token",
@@ -23,30 +34,73 @@ ENV_OVERRIDES = {
 }
 
 
-def show_environment(display: dict[str, Any]) -> dict[str, str]:
-    """Put the PYWATS_* overrides into `display` (secrets masked); returns key -> variable.
+@dataclass(frozen=True)
+class Override:
+    """One PYWATS_* variable that is set, and what it makes of the key it overrides."""
+
+    var: str
+    key: str
+    # As the settings take it (watch folders: a tuple of absolute paths); if `problem`, the
+    # text as far as it could be read.
+    value: Any
+    problem: str = ""  # "must be ..., got ..." when the value is not valid for the key
+
+    def shown(self) -> Any:
+        """The value as a display shows it: a secret masked, paths as text."""
+        if BY_KEY[self.key].secret:
+            return mask(str(self.value))
+        if isinstance(self.value, tuple):
+            return [str(item) for item in self.value]
+        return self.value
+
+
+def read_overrides(base: Path, env: Mapping[str, str] | None = None) -> list[Override]:
+    """The overrides set in `env` (default os.environ), in the order of ENV_OVERRIDES.
+
+    A value is stripped of surrounding blanks (a value pasted into a unit file often brings
+    some along); a variable that is empty or blank counts as unset. The text is parsed as
+    `config set` parses it and checked by the schema. Watch folders are split at ":", each
+    stripped; relative ones start at `base` (the config folder) and repeats are dropped.
+    """
+    env = os.environ if env is None else env
+    overrides: list[Override] = []
+    for var, key in ENV_OVERRIDES.items():
+        text = env.get(var, "").strip()
+        if not text:
+            continue
+        option = BY_KEY[key]
+        if option.kind == "folders":
+            parts = (part.strip() for part in text.split(":"))
+            # dict.fromkeys: drop repeated paths, keep the order given
+            folders = dict.fromkeys(resolve_path(part, base) for part in parts if part)
+            overrides.append(Override(var, key, tuple(folders)))
+            continue
+        value: Any = text
+        try:
+            value = parse_text(option, text)
+            value = check(option, value, base)
+        except Invalid as exc:
+            got = shown(HIDDEN if option.secret or exc.hide else text)
+            overrides.append(Override(var, key, value, f"must be {exc.what}, got {got}"))
+        else:
+            overrides.append(Override(var, key, value))
+    return overrides
+
+
+def show_overrides(display: dict[str, Any], overrides: list[Override]) -> dict[str, str]:
+    """Put `overrides` into `display` (a config as `ConfigDocument.to_display()` gives it);
+    returns key -> variable for each one put in.
 
     The service uses these values, not the file's: showing the file's server_url while
     $PYWATS_SERVER_URL points elsewhere would send an operator to the wrong server.
     """
-    secret_keys = {option.key for option in SCHEMA if option.secret}
     applied: dict[str, str] = {}
-    for var, key in ENV_OVERRIDES.items():
-        text = os.environ.get(var, "").strip()
-        if not text:
-            continue  # an empty variable counts as unset, as in load_settings()
-        value: Any = text
-        if key in secret_keys:
-            value = mask(text)
-        elif key == "queue.watch_folders":
-            value = [part for part in text.split(":") if part.strip()]
-        elif key == "logging.level":
-            value = text.upper()
-        *parents, leaf = key.split(".")
+    for override in overrides:
+        *parents, leaf = override.key.split(".")
         node: Any = display
         for part in parents:
             node = node.setdefault(part, {}) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            node[leaf] = value
-            applied[key] = var
+            node[leaf] = override.shown()
+            applied[override.key] = override.var
     return applied

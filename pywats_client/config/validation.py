@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pywats_client.config import legacy
-from pywats_client.config.environment import ENV_OVERRIDES
+from pywats_client.config.environment import read_overrides
 from pywats_client.config.schema import (
     BY_KEY,
     CONVERTER_ENTRY_KEYS,
@@ -27,7 +26,6 @@ from pywats_client.config.schema import (
     check,
     fix_for,
     lookup,
-    parse_text,
     plain,
     resolve_path,
     shown,
@@ -57,13 +55,20 @@ def build_settings(path: Path, data: dict[str, Any], box: SecretBox,
     Raises `ConfigError` listing every problem (one per line, each naming the key, the file
     and the fix), or `SecretError` if the token cannot be decrypted.
     """
-    env = os.environ if env is None else env
     build = Validation(path, legacy.mapped(path, data))
     values = build.values()
     folders = build.watch_folders(values.get("queue.watch_folders"))
-    env_folders = build.env_overrides(values, env)
-    if env_folders is not None:
-        folders = [WatchFolder(path=p) for p in env_folders]
+    overridden: set[str] = set()
+    for override in read_overrides(path.parent, env):
+        overridden.add(override.key)
+        if override.problem:
+            build.problems.append(
+                f"environment variable {override.var} (overrides {override.key} of {path}) "
+                f"{override.problem}. Fix: correct or unset {override.var}")
+        elif override.key == "queue.watch_folders":
+            folders = [WatchFolder(path=folder) for folder in override.value]
+        else:
+            values[override.key] = override.value
     low, high = values.get("queue.retry_delay"), values.get("queue.retry_max_delay")
     if low is not None and high is not None and high < low:
         build.problem("queue.retry_max_delay", f"at least queue.retry_delay ({plain(low)})",
@@ -71,7 +76,7 @@ def build_settings(path: Path, data: dict[str, Any], box: SecretBox,
                       "set it with 'pywats-client config set queue.retry_max_delay 3600'")
     build.raise_if_problems()
     token = values["api_token"]
-    if not env.get("PYWATS_API_TOKEN"):
+    if "api_token" not in overridden:
         if token and not SecretBox.is_encrypted(token):
             log.warning("%s: api_token is stored in plain text. Fix: run 'pywats-client "
                         "config set api_token <token>' to store it encrypted", path)
@@ -252,29 +257,6 @@ class Validation:
             post_action=action.lower(), done_folder=extra["done_folder"],
             error_folder=extra["error_folder"], file_patterns=tuple(patterns),
             polling=polling, arguments=dict(arguments))
-
-    def env_overrides(self, values: dict[str, Any], env: Mapping[str, str]) -> list[Path] | None:
-        """Apply the environment to `values`; returns env watch folders if they replace all."""
-        folders = None
-        for var, key in ENV_OVERRIDES.items():
-            text = env.get(var, "")
-            if not text:
-                continue
-            option = BY_KEY[key]
-            if option.kind == "folders":
-                # dict.fromkeys: drop repeated paths, keep the order given
-                folders = list(dict.fromkeys(resolve_path(p, self.base) for p in text.split(":")
-                                             if p.strip()))
-                continue
-            try:
-                values[key] = check(option, parse_text(option, text), self.base)
-            except Invalid as exc:
-                got = shown(HIDDEN if option.secret or exc.hide else text)
-                self.problems.append(
-                    f"environment variable {var} (overrides {key} of {self.path}) must be "
-                    f"{exc.what}, got {got}. Fix: correct or unset {var}")
-        return folders
-
 
     def raise_if_problems(self) -> None:
         if self.problems:
