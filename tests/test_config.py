@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from pywats_client.cli.main import main
+from pywats_client.config import legacy
 from pywats_client.config.document import ConfigDocument, load_settings
 from pywats_client.config.environment import ENV_OVERRIDES
 from pywats_client.config.provisioning import basic_token, init_config
 from pywats_client.config.schema import SCHEMA, WATCH_FOLDER_KEYS, reference_rows
 from pywats_client.config.secrets import mask
 from pywats_client.config.settings import Settings, WatchFolder
+from pywats_client.core.config import ClientConfig
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.paths import InstancePaths
 from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE, PACKAGE_EXAMPLE
@@ -882,3 +884,27 @@ def test_the_package_readme_config_shape_is_read_by_the_service_too(tmp_path: Pa
     doc.set("station_name", "x")
     doc.save()
     assert json.loads(path.read_text())["instance_name"] == "Production Station 1"
+
+
+@pytest.mark.parametrize(("name", "folder"), [
+    ("station1", "station1"),
+    ("Production Station 1", "Production-Station-1"),
+    ("  ICT/02 ", "ICT-02"),
+])
+def test_an_older_instance_name_names_a_folder(name: str, folder: str) -> None:
+    assert legacy.instance_id(name) == folder
+
+
+def test_an_empty_instance_name_is_refused() -> None:
+    with pytest.raises(ConfigError, match="instance_name must be a non-empty text"):
+        legacy.instance_id("  ")
+
+
+def test_the_library_front_reads_the_older_keys_as_the_service_does(tmp_path: Path) -> None:
+    path = write(tmp_path, PACKAGE_EXAMPLE)
+    config = ClientConfig.load(path)
+    assert config.server_url == config.service_address == load_settings(path, env={}).server_url
+    assert config.instance_name == "Production Station 1"
+    with pytest.raises(ConfigError, match="two names for the WATS server address"):
+        ClientConfig(server_url="https://a.example.com", service_address="https://b.example.com",
+                     path=tmp_path / "other" / "config.json")

@@ -168,6 +168,11 @@ class ConfigDocument:
         display = self.to_display()
         return display, show_overrides(display, read_overrides(self.path.parent, env))
 
+    def raw(self) -> dict[str, Any]:
+        """A copy of the document as written: older and unknown keys included, secrets as
+        stored."""
+        return copy.deepcopy(self._data)
+
     def _masked(self, stored: Any, key: str) -> Any:
         if not isinstance(stored, str) or not stored:
             return stored
@@ -204,6 +209,19 @@ class ConfigDocument:
             probe.watch_folders(parsed)
             probe.raise_if_problems()
         self._store(dotted_key, parsed)
+
+    def set_value(self, dotted_key: str, value: Any) -> None:
+        """Set a key from a Python value: text (or a path) as `set()` takes it, anything else
+        (numbers, booleans, lists, dicts, None) as its JSON text."""
+        if isinstance(value, Path):
+            value = str(value)
+        if not isinstance(value, str):
+            try:
+                value = json.dumps(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{value!r} cannot be stored in config.json (not a JSON value: "
+                                  "use text, numbers, true/false, lists or objects)") from None
+        self.set(dotted_key, value)
 
     def add_watch_folder(self, path: str, *, converter: str | None = None,
                          post_action: str | None = None) -> None:
@@ -289,6 +307,15 @@ class ConfigDocument:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(self.path, text.encode("utf-8"), mode=0o600)
         self._data = out  # keep the encrypted form so the next save does not re-encrypt
+
+    def moved_to(self, path: Path) -> ConfigDocument:
+        """This document as the config.json at `path`, with the key file beside it there:
+        secrets are carried decrypted, to be encrypted with that key when saved."""
+        data = self.raw()
+        for option in SCHEMA:
+            if option.secret and lookup(data, option.key)[0]:
+                _replace(data, option.key, self.get(option.key))
+        return ConfigDocument(path, Path(path).parent / "secret.key", data)
 
 
 def _replace(data: dict[str, Any], dotted_key: str, value: Any) -> None:

@@ -1,21 +1,27 @@
 """The older library spelling of config.json (the package README's), in one place.
 
 Owns the older keys (`instance_name`, `service_address`, `watch_paths`, ...): how each maps
-onto today's, and which values cannot be honoured.
+onto today's, which values cannot be honoured, and how an `instance_name` names a folder.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pywats_client.config.schema import resolve_path
 from pywats_client.errors import ConfigError
+from pywats_client.paths import validate_instance_name
 
 # Keys of the older library config (package README): read and mapped, kept as written.
 LEGACY_KEYS = ("instance_name", "service_address", "converter_path", "queue_path",
                "watch_paths", "auto_submit", "retry_failed")
+
+_NOT_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
 
 def mapped(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` in the service's shape: the older keys (LEGACY_KEYS) taken out and mapped onto
@@ -65,3 +71,36 @@ def mapped(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ConfigError("\n".join(problems))
     return data
+
+
+def server_url(server_url: str | None, service_address: str | None) -> str | None:
+    """The server address given under either name (None: neither); both must agree."""
+    if server_url is not None and service_address is not None and server_url != service_address:
+        raise ConfigError("server_url and service_address are two names for the WATS server "
+                          "address; give one of them")
+    return server_url if server_url is not None else service_address
+
+
+def written_server_url(current: str, raw: Mapping[str, Any]) -> str:
+    """The server address of a document whose server_url is `current`: that, or when it is
+    empty, the `service_address` written in the older spelling."""
+    if current:
+        return current
+    address = raw.get("service_address")
+    return address if isinstance(address, str) else ""
+
+
+def written_instance_name(raw: Mapping[str, Any]) -> str | None:
+    """The `instance_name` a document names, if it names one as text."""
+    name = raw.get("instance_name")
+    return name if isinstance(name, str) and name else None
+
+
+def instance_id(name: str) -> str:
+    """The instance folder name for `name`: the name itself when it is a valid instance name,
+    else the name with every run of other characters turned into "-" ("Production Station 1"
+    -> "Production-Station-1")."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("instance_name must be a non-empty text, such as 'station1'")
+    slug = _NOT_A_NAME.sub("-", name.strip()).strip("-._")[:64]
+    return validate_instance_name(slug or name)

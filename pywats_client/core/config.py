@@ -1,28 +1,21 @@
 """`ClientConfig`: an instance's config.json as a Python object, for the library API.
 
-A thin front over `config.ConfigDocument`, which owns the schema, the validation messages,
-the key order and the atomic, 0600, secrets-encrypted saves: nothing is checked twice or
-written differently from `pywats-client config set`. The folder holding config.json is the
-instance folder, so the queue, plugin converters, logs, state and lock of a `ClientConfig` are
-exactly where the service and the CLI find them.
-
-The older library shape of config.json (`instance_name`, `service_address`, `watch_paths`,
-`queue_path`, `converter_path`, `auto_submit`, `retry_failed`) is read too: those keys are kept
-in the file as written and mapped onto the service's keys when settings are built.
+A thin front over the config package: `ConfigDocument` checks, keeps and saves the file as
+`pywats-client config set` does, and `config.legacy` reads the older keys. The folder holding
+config.json is the instance folder, where the service and the CLI find the rest.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+from pywats_client.config import legacy
 from pywats_client.config.document import ConfigDocument
-from pywats_client.config.schema import SCHEMA
+from pywats_client.config.legacy import instance_id
+from pywats_client.config.schema import SECTIONS
 from pywats_client.config.settings import Settings
 from pywats_client.errors import ConfigError
 from pywats_client.paths import (
@@ -31,28 +24,6 @@ from pywats_client.paths import (
     default_data_dir,
     validate_instance_name,
 )
-
-SECTIONS = ("queue", "converters", "logging")
-_SECRET_KEYS = tuple(option.key for option in SCHEMA if option.secret)
-_NOT_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class _Document(ConfigDocument):
-    """The document, plus a copy of the data as written (to save it elsewhere, and to map the
-    older keys without touching what is kept)."""
-
-    def raw(self) -> dict[str, Any]:
-        return copy.deepcopy(self._data)
-
-
-def instance_id(name: str) -> str:
-    """The instance folder name for `name`: the name itself when it is a valid instance name,
-    else the name with every run of other characters turned into "-" ("Production Station 1"
-    -> "Production-Station-1")."""
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError("instance_name must be a non-empty text, such as 'station1'")
-    slug = _NOT_A_NAME.sub("-", name.strip()).strip("-._")[:64]
-    return validate_instance_name(slug or name)
 
 
 class ClientConfig:
@@ -84,10 +55,7 @@ class ClientConfig:
         data_dir: str | Path | None = None,
         **options: Any,
     ) -> None:
-        if server_url is not None and service_address is not None and (
-                server_url != service_address):
-            raise ConfigError("server_url and service_address are two names for the WATS "
-                              "server address; give one of them")
+        url = legacy.server_url(server_url, service_address)
         self._instance_name = instance_name
         if path is not None:
             config_path = Path(path)
@@ -95,8 +63,7 @@ class ClientConfig:
             base = Path(data_dir) if data_dir is not None else default_data_dir()
             config_path = InstancePaths.for_instance(
                 instance_id(instance_name or DEFAULT_INSTANCE), base).config
-        self._doc = _Document(config_path, config_path.parent / "secret.key")
-        url = server_url if server_url is not None else service_address
+        self._doc = ConfigDocument(config_path, config_path.parent / "secret.key")
         for key, value in (("server_url", url), ("api_token", api_token),
                            ("station_name", station_name),
                            ("station_location", station_location),
@@ -122,9 +89,8 @@ class ClientConfig:
             raise ConfigError(f"no config file at {config_path}. Fix: create it with "
                               "ClientConfig.load_or_create(path), or 'pywats-client config "
                               "init'")
-        # load() is a classmethod: it builds a _Document here.
-        doc = cast(_Document, _Document.load(config_path, config_path.parent / "secret.key"))
-        return cls._from_document(doc)
+        return cls._from_document(
+            ConfigDocument.load(config_path, config_path.parent / "secret.key"))
 
     @classmethod
     def load_or_create(cls, path: str | Path) -> ClientConfig:
@@ -133,7 +99,7 @@ class ClientConfig:
         config_path = _config_file(path)
         if config_path.is_file():
             return cls.load(config_path)
-        config = cls._from_document(_Document(config_path, config_path.parent / "secret.key"))
+        config = cls._from_document(ConfigDocument(config_path, config_path.parent / "secret.key"))
         config.save()
         return config
 
@@ -146,10 +112,10 @@ class ClientConfig:
         config_path = InstancePaths.for_instance(name, base).config
         if config_path.is_file():
             return cls.load(config_path)
-        return cls._from_document(_Document(config_path, config_path.parent / "secret.key"))
+        return cls._from_document(ConfigDocument(config_path, config_path.parent / "secret.key"))
 
     @classmethod
-    def _from_document(cls, doc: _Document) -> ClientConfig:
+    def _from_document(cls, doc: ConfigDocument) -> ClientConfig:
         config = cls.__new__(cls)
         config._doc = doc
         config._instance_name = None
@@ -162,11 +128,7 @@ class ClientConfig:
         if path is not None:
             target = Path(os.path.abspath(_config_file(path)))
             if target != self._doc.path:
-                data = self._doc.raw()
-                for key in _SECRET_KEYS:  # re-encrypted with the key file beside the target
-                    if _has(data, key):
-                        _put(data, key, self._doc.get(key))
-                self._doc = _Document(target, target.parent / "secret.key", data)
+                self._doc = self._doc.moved_to(target)
         self._doc.save()
 
     # -- values ----------------------------------------------------------------------------
@@ -179,10 +141,7 @@ class ClientConfig:
     def set(self, key: str, value: Any) -> None:
         """Set a dotted key to a Python value (text, number, bool, list, dict or None),
         checked by the schema; `ConfigError` names the key and the fix, and nothing changes."""
-        if isinstance(value, Path):
-            value = str(value)
-        text = value if isinstance(value, str) else _json_text(value)
-        self._doc.set(key, text)
+        self._doc.set_value(key, value)
 
     def add_watch_folder(self, path: str | Path, *, converter: str | None = None,
                          post_action: str | None = None) -> None:
@@ -218,16 +177,12 @@ class ClientConfig:
         instance folder's name."""
         if self._instance_name is not None:
             return self._instance_name
-        written = self._doc.raw().get("instance_name")
-        return written if isinstance(written, str) and written else self.path.parent.name
+        return legacy.written_instance_name(self._doc.raw()) or self.path.parent.name
 
     @property
     def server_url(self) -> str:
-        value = self._doc.get("server_url")
-        if not value:
-            legacy = self._doc.raw().get("service_address")
-            return legacy if isinstance(legacy, str) else ""
-        return str(value)
+        return legacy.written_server_url(str(self._doc.get("server_url") or ""),
+                                         self._doc.raw())
 
     @server_url.setter
     def server_url(self, value: str) -> None:
@@ -272,35 +227,9 @@ class ClientConfig:
                 f"server_url={self.server_url!r})")
 
 
-
 def _config_file(path: str | Path) -> Path:
     path = Path(path)
     return path / "config.json" if path.is_dir() else path
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{value!r} cannot be stored in config.json (not a JSON value: use "
-                          "text, numbers, true/false, lists or objects)") from None
-
-
-def _has(data: dict[str, Any], key: str) -> bool:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _put(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
 
 
 def resolve_config(config: ClientConfig | str | Path | None,
@@ -314,8 +243,7 @@ def resolve_config(config: ClientConfig | str | Path | None,
         return ClientConfig.for_instance(DEFAULT_INSTANCE, data_dir)
     if isinstance(config, str) and not _looks_like_path(config):
         return ClientConfig.for_instance(validate_instance_name(config), data_dir)
-    path = Path(config)
-    file = path / "config.json" if path.is_dir() else path
+    file = _config_file(config)
     if not file.is_file():
         raise ConfigError(f"no config file at {file}. Fix: give the path of an instance's "
                           "config.json, an instance name, or a ClientConfig")
