@@ -20,14 +20,18 @@ from pywats_client.report.model import (
     INT16,
     INT32,
     MEASUREMENT_STATUSES,
+    MISC_INFO_LIMITS,
     NON_EMPTY_FIELDS,
     PAYLOAD_KINDS,
     REPORT_RESULTS,
     REPORT_TYPES,
     REQUIRED_FIELDS,
+    ROOT_LISTS,
+    ROOT_STRING_LIMITS,
     STEP_GROUPS,
     STEP_NAME_LIMIT,
     STEP_STATUSES,
+    SUB_UNIT_LIMITS,
     ReportDict,
     _show,
     _type_name,
@@ -167,6 +171,11 @@ def _rule(kind: str, arg: Any = None) -> _Rule:
     return (_QUICK.get(kind, lambda value, arg: False), kind, arg)
 
 
+def _strings(limits: Mapping[str, int]) -> dict[str, _Rule]:
+    """String rules for the fields of a table of length limits."""
+    return {key: _rule("str", limit) for key, limit in limits.items()}
+
+
 _S = _rule("str", 0)
 _S100 = _rule("str", 100)
 _S5000 = _rule("str", 5000)
@@ -180,11 +189,10 @@ _OBJ = _rule("obj")
 _LIST = _rule("list")
 
 _REPORT_RULES: dict[str, _Rule] = {
-    "id": _G, "pn": _S100, "sn": _S100, "rev": _S100, "processCode": _I16,
-    "processName": _S100, "processCodeFormat": _S, "result": _rule("letter", REPORT_RESULTS),
-    "machineName": _S100, "location": _S100, "purpose": _S100, "start": _D, "startUTC": _D,
-    "root": _OBJ, "uut": _OBJ, "uur": _OBJ, "miscInfos": _LIST, "subUnits": _LIST,
-    "assets": _LIST, "binaryData": _LIST, "additionalData": _LIST,
+    **_strings(ROOT_STRING_LIMITS), **dict.fromkeys(ROOT_LISTS, _LIST),
+    "id": _G, "processCode": _I16, "processCodeFormat": _S,
+    "result": _rule("letter", REPORT_RESULTS), "start": _D, "startUTC": _D,
+    "root": _OBJ, "uut": _OBJ, "uur": _OBJ,
 }
 _UUT_RULES: dict[str, _Rule] = {
     "user": _S100, "execTime": _N, "execTimeFormat": _S, "testSocketIndex": _I16,
@@ -199,12 +207,11 @@ _UUR_RULES: dict[str, _Rule] = {
     "children": _LIST, "active": _B,
 }
 _MISC_INFO_RULES: dict[str, _Rule] = {
-    "description": _S100, "typedef": _rule("str", 30), "text": _S100, "numeric": _I16,
-    "numericFormat": _S, "id": _G,
+    **_strings(MISC_INFO_LIMITS), "numeric": _I16, "numericFormat": _S, "id": _G,
 }
 _SUB_UNIT_RULES: dict[str, _Rule] = {
-    "partType": _rule("str", 50), "pn": _S100, "rev": _S100, "sn": _S100, "idx": _I32,
-    "parentIdx": _I32, "position": _I32, "replacedIdx": _I32, "failures": _LIST,
+    **_strings(SUB_UNIT_LIMITS), "idx": _I32, "parentIdx": _I32, "position": _I32,
+    "replacedIdx": _I32, "failures": _LIST,
 }
 _FAILURE_RULES: dict[str, _Rule] = {
     "category": _rule("str", 200), "code": _rule("str", 200), "refStepId": _I32,
