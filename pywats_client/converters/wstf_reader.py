@@ -15,8 +15,6 @@ from pywats_client.converters.builtin import ConversionOptions
 from pywats_client.converters.wstf_steps import StepTree, worst_status
 from pywats_client.converters.wstf_values import (
     HEADER_START,
-    INT16,
-    INT32,
     NUMBER_RE,
     STEP_DATA_END,
     STEP_DATA_START,
@@ -30,7 +28,15 @@ from pywats_client.converters.wstf_values import (
     split_cells,
 )
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report.model import ReportDict, format_datetime, format_utc, parse_datetime
+from pywats_client.report.model import (
+    INT16,
+    INT32,
+    ReportDict,
+    format_datetime,
+    format_utc,
+    parse_datetime,
+    result_for_status,
+)
 
 DEFAULT_SEQUENCE_NAME = "MainSequence Callback"
 
@@ -298,8 +304,7 @@ class Reader:
                 "the result is taken as written: add UUTStatus (Passed, Failed, Error or "
                 "Terminated) or use ConverterMode Active"
             )
-        status = steps.root.step["status"]
-        return status if status in ("F", "E", "T") else "P"
+        return result_for_status(steps.root.step["status"])
 
     def _required(self, uut: Uut, report: ReportDict, target: str, key: str,
                   default: str | None) -> None:

@@ -28,12 +28,14 @@ from pywats_client.converters.wstf_values import (
     show_cells,
 )
 from pywats_client.errors import ReportValidationError
+from pywats_client.report.model import CHART_MAX_SERIES, CHART_TYPES
 from pywats_client.report.operators import LOG, NUMERIC_OPERATORS, numeric_status, string_status
 
 # Roll-up order: the worst status of a sequence's children wins; the rest do not fail it.
 _SEVERITY = {"T": 3, "E": 2, "F": 1}
-MAX_SERIES = 10  # per chart, as the WATS client's WSTF converter allows
-_CHART_TYPES = {name.lower(): name for name in ("Line", "LineLogX", "LineLogY", "LineLogXY")}
+# Charts take the report's own types and limits, which the WATS client's WSTF converter applies
+# too (10 series a chart, 10,000 points a series).
+_CHART_TYPES = {name.lower(): name for name in CHART_TYPES}
 _STRING_OPERATORS = ("EQ", "NE", "CASESENSIT", "IGNORECASE", LOG)
 
 
@@ -421,9 +423,9 @@ class StepTree:
         if node is None or not node.chart_line:
             raise row.error("Series without a Chart line before it for the same step")
         series = node.step["chart"]["series"]
-        if len(series) >= MAX_SERIES:
+        if len(series) >= CHART_MAX_SERIES:
             raise row.error(
-                f"more than {MAX_SERIES} series in the chart of step {node.name!r} (line "
+                f"more than {CHART_MAX_SERIES} series in the chart of step {node.name!r} (line "
                 f"{node.chart_line})"
             )
         data_type = row.text(MEASURE_NAME) or "XYG"

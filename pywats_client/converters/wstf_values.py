@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from pywats_client.errors import ConversionError
-from pywats_client.report.model import STEP_STATUSES, status_letter
+from pywats_client.report.model import CHART_MAX_POINTS, INT32, STEP_STATUSES, status_letter
 from pywats_client.report.operators import LOG, limits_used, parse_comp_op
 
 # Every part of the reader logs under the converter's module name, which is what log filters
 # (and operators searching the journal) name.
 log = logging.getLogger("pywats_client.converters.wstf")
-
-MAX_POINTS = 10_000  # per series
 
 HEADER_START = "--header-start--"
 STEP_DATA_START = "--step-data-start--"
@@ -38,8 +36,6 @@ BOOLEAN = {"true": True, "false": False, "1": True, "0": False}
 NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER_RE = re.compile(r"[+-]?\d{1,18}")
 _CONTROL = re.compile(r"[\x00-\x1f]")
-INT16 = (-32768, 32767)
-INT32 = (-2147483648, 2147483647)
 
 
 def as_marker(cell: str) -> str:
@@ -183,8 +179,9 @@ class Row:
             tokens.pop()  # a trailing ";"
         if not tokens:
             raise self.error(f"{what} is empty; a series needs ';'-separated numbers")
-        if len(tokens) > MAX_POINTS:
-            raise self.error(f"{what} has {len(tokens)} points; at most {MAX_POINTS} per series")
+        if len(tokens) > CHART_MAX_POINTS:
+            raise self.error(
+                f"{what} has {len(tokens)} points; at most {CHART_MAX_POINTS} per series")
         for n, token in enumerate(tokens, start=1):
             if not NUMBER_RE.fullmatch(token) or not math.isfinite(float(token)):
                 raise self.error(f"{what} value {n} ({token!r}) is not a number")
