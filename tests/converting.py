@@ -15,7 +15,8 @@ from pywats_client.converters import (
     ConverterContext,
     ReportValidationError,
 )
-from pywats_client.report.model import ReportDict, finalize, to_json_bytes, validate
+from pywats_client.report.checks import finalize, validate
+from pywats_client.report.model import ReportDict, to_json_bytes
 from tests.conftest import SAMPLES
 
 

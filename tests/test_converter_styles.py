@@ -32,7 +32,7 @@ from pywats_client.http.receiver import Receiver
 from pywats_client.report import UURReport as UURFromReport
 from pywats_client.report import UUTReport as UUTFromReport
 from pywats_client.report.builder import apply_context, numeric_step
-from pywats_client.report.model import validate
+from pywats_client.report.checks import validate
 from pywats_client.service.pipeline import convert_file
 from tests.conftest import TOKEN
 from tests.station import Station, wait_until

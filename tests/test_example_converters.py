@@ -11,7 +11,8 @@ import pytest
 
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.errors import ConversionError, IncompleteFileError, PluginError
-from pywats_client.report.model import finalize, to_json_bytes
+from pywats_client.report.checks import finalize
+from pywats_client.report.model import to_json_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 KIT = REPO / "converters"

@@ -32,14 +32,8 @@ from pywats_client.converters.wsjf import WATSStandardJsonConverter
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.converters.wsxf import WATSStandardXMLConverter
 from pywats_client.errors import ConversionError
-from pywats_client.report.model import (
-    finalize,
-    format_datetime,
-    format_utc,
-    number_steps,
-    to_json_bytes,
-    validate,
-)
+from pywats_client.report.checks import finalize, validate
+from pywats_client.report.model import format_datetime, format_utc, number_steps, to_json_bytes
 from pywats_client.report.operators import (
     LOG,
     NUMERIC_OPERATORS,

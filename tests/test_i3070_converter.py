@@ -18,7 +18,8 @@ from pywats_client.converters import i3070 as i3070_module
 from pywats_client.converters.i3070 import KeysightI3070Converter
 from pywats_client.converters.i3070_records import MAX_DEPTH, Record, parse_records
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
-from pywats_client.report.model import ReportDict, validate
+from pywats_client.report.checks import validate
+from pywats_client.report.model import ReportDict
 from pywats_client.service.pipeline import convert_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "i3070"

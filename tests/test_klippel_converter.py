@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.klippel import KlippelConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report.model import iter_steps, validate
+from pywats_client.report.checks import validate
+from pywats_client.report.model import iter_steps
 from pywats_client.service.pipeline import convert_file
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

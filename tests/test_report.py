@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext
 from pywats_client.errors import ConversionError, ReportValidationError
+from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import (
     MEASUREMENT_STATUSES,
     REPORT_RESULTS,
     ReportDict,
-    finalize,
     format_utc,
     group_letter,
     iter_steps,
@@ -34,7 +34,6 @@ from pywats_client.report.model import (
     roll_up_statuses,
     status_letter,
     to_json_bytes,
-    validate,
 )
 from pywats_client.report.operators import ALL_OPERATORS, NUMERIC_OPERATORS, limits_used
 

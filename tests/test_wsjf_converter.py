@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wsjf import MAX_FILE_SIZE, WATSStandardJsonConverter
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
-from pywats_client.report.model import ReportDict, finalize, to_json_bytes, validate
+from pywats_client.report.checks import finalize, validate
+from pywats_client.report.model import ReportDict, to_json_bytes
 from tests.converting import convert_like_the_service, finish_like_the_service
 from tests.test_report import PROPERTY_SETTINGS, valid_reports
 

@@ -19,14 +19,13 @@ import pytest
 
 from pywats_client.converters import ConverterContext
 from pywats_client.converters.wsjf import WATSStandardJsonConverter
+from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import (
     ReportDict,
-    finalize,
     iter_steps,
     number_steps,
     parse_datetime,
     to_json_bytes,
-    validate,
 )
 from pywats_client.report.operators import numeric_status, string_status
 

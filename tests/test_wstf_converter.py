@@ -17,7 +17,8 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters import wstf as wstf_module
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report.model import ReportDict, finalize, to_json_bytes, validate
+from pywats_client.report.checks import finalize, validate
+from pywats_client.report.model import ReportDict, to_json_bytes
 from tests.converting import convert_like_the_service
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wstf"

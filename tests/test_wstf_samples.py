@@ -13,7 +13,8 @@ import pytest
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wstf import WATSStandardTextConverter
 from pywats_client.errors import IncompleteFileError
-from pywats_client.report.model import ReportDict, finalize, to_json_bytes, validate
+from pywats_client.report.checks import finalize, validate
+from pywats_client.report.model import ReportDict, to_json_bytes
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "wstf" / "WatsStandardTextFormat.txt"

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wsxf import MAX_FILE_SIZE, WATSStandardXMLConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.report.model import finalize, to_json_bytes
+from pywats_client.report.checks import finalize
+from pywats_client.report.model import to_json_bytes
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wsxf"
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",

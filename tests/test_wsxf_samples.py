@@ -18,7 +18,8 @@ import pytest
 
 from pywats_client.converters import ConverterContext
 from pywats_client.converters.wsxf import WATSStandardXMLConverter
-from pywats_client.report.model import finalize, to_json_bytes
+from pywats_client.report.checks import finalize
+from pywats_client.report.model import to_json_bytes
 from pywats_client.report.operators import numeric_passes
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

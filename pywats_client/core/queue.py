@@ -24,7 +24,8 @@ from pywats_client.errors import ConfigError, ReportValidationError
 from pywats_client.queue.lock import InstanceLock
 from pywats_client.queue.store import DurableQueue, State
 from pywats_client.report.builder import apply_context
-from pywats_client.report.model import finalize, to_json_bytes
+from pywats_client.report.checks import finalize
+from pywats_client.report.model import to_json_bytes
 from pywats_client.service import process_table
 from pywats_client.service.pipeline import convert_source, queue_reports
 from pywats_client.service.uploader import Outcome, uploader_for

@@ -1,9 +1,6 @@
-"""WATS reports (WSJF): the model and its rules, the builders, the comparison operators.
-
-`model` owns identity, finalising and the JSON written to the queue; `builder` the
-`UUTReport`/`UURReport` classes for code that would rather call methods than write dicts;
-`operators` the comparison operators and limit checks. This package face is what converters
-and programs import (`from pywats_client.report import UUTReport`).
+"""WATS reports (WSJF), the face converters and programs import: `model` (identity, dates, the
+JSON queued), `checks` (validation and `finalize`), `builder` (`UUTReport`, `UURReport`) and
+`operators` (comparison operators and limit checks).
 """
 
 from pywats_client.report.builder import (
@@ -18,9 +15,9 @@ from pywats_client.report.builder import (
     sequence_step,
     string_step,
 )
+from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import (
     ReportDict,
-    finalize,
     format_datetime,
     format_utc,
     group_letter,
@@ -32,7 +29,6 @@ from pywats_client.report.model import (
     roll_up_statuses,
     status_letter,
     to_json_bytes,
-    validate,
 )
 from pywats_client.report.operators import (
     numeric_passes,

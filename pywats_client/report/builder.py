@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pywats_client.errors import ReportValidationError
+from pywats_client.report.checks import validate
 from pywats_client.report.model import (
     CHART_TYPES,
     MEASUREMENT_STATUSES,
@@ -36,7 +37,6 @@ from pywats_client.report.model import (
     result_for_status,
     roll_up_statuses,
     status_letter,
-    validate,
 )
 from pywats_client.report.operators import (
     LOG,

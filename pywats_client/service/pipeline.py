@@ -23,7 +23,8 @@ from pywats_client.converters.auto import AUTO_NAME
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.queue.store import DurableQueue, PutResult
 from pywats_client.report.builder import apply_context
-from pywats_client.report.model import finalize, to_json_bytes
+from pywats_client.report.checks import finalize
+from pywats_client.report.model import to_json_bytes
 
 HEAD_BYTES = 64 * 1024
 
