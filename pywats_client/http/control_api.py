@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from pywats_client import __version__
-from pywats_client.errors import PyWATSClientError
+from pywats_client.errors import ControlApiError, PyWATSClientError
 from pywats_client.http import metrics, status_page
 from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer
 from pywats_client.queue.store import DurableQueue, State
@@ -41,10 +41,6 @@ DEFAULT_PORT = 8765
 TOKEN_FILE = "api.token"
 MAX_PAGE = 1000  # items per /queue/<state> page
 DEFAULT_PAGE = 50
-
-
-class ControlApiError(PyWATSClientError):
-    """The control API cannot start (the message names the address and the fix)."""
 
 
 class ServiceControl(Protocol):

@@ -18,15 +18,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pywats_client.errors import PyWATSClientError
+from pywats_client.errors import DaemonError
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import pid_alive, read_lock
 
 STARTUP_TIMEOUT = 60.0
-
-
-class DaemonError(PyWATSClientError):
-    """The daemon could not be started (the message says why and where to look)."""
 
 
 @dataclass
