@@ -402,7 +402,7 @@ def test_connection_service_says_when_the_credentials_are_refused(
     receiver.faults = Faults(auth_fail=True)
     with ConnectionService(config, interval=60) as connection:
         assert not connection.is_connected()
-        assert connection.state == "refused" and "check api_token" in connection.message
+        assert connection.state == "paused" and "check api_token" in connection.message
         receiver.faults = Faults()
         assert connection.check() and connection.state == "online"
 

@@ -174,7 +174,7 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
         print(f"converted {summary.converted}, conversion errors {summary.conversion_errors}, "
               f"uploaded {summary.uploaded}, rejected {summary.rejected}; "
               f"server {summary.server}; left in queue: {remaining}")
-        if summary.server in ("offline", "paused"):
+        if not summary.server.can_send:
             print(f"server problem: {summary.server_detail}", file=sys.stderr)
             return SERVER
         if summary.conversion_errors or summary.rejected:
@@ -289,6 +289,7 @@ def cmd_instances_list(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pywats_client.outcomes import ServerState
     from pywats_client.service.oneshot import gather_status
 
     paths = instance_paths(args)
@@ -318,7 +319,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print("              reachable, authenticated")
             else:
                 print(f"              reachable, NOT authenticated: {info['server_message']}")
-        if info["service_server_state"] in ("offline", "paused"):
+        if info["service_server_state"] in (ServerState.OFFLINE, ServerState.PAUSED):
             print(f"uploads:      {info['service_server_state'].upper()}: "
                   f"{info['service_server_detail']}")
         if info["disk_full"]:
@@ -337,7 +338,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not info["running"]:
         return NOT_RUNNING
     if info.get("server_authenticated") is False or info["service_server_state"] in (
-            "offline", "paused"):
+            ServerState.OFFLINE, ServerState.PAUSED):
         return SERVER
     if info["disk_full"] or info["disk_low"] or info["folders_unavailable"]:
         return DEGRADED

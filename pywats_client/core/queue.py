@@ -21,13 +21,14 @@ from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import ConfigError, ReportValidationError
+from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.queue.lock import InstanceLock
 from pywats_client.queue.store import DurableQueue, State
 from pywats_client.report.builder import apply_context
 from pywats_client.report.model import finalize, to_json_bytes
 from pywats_client.service import process_table
 from pywats_client.service.pipeline import convert_source, queue_reports
-from pywats_client.service.uploader import Outcome, uploader_for
+from pywats_client.service.uploader import uploader_for
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class ProcessSummary:
     uploaded: int = 0
     rejected: int = 0  # refused by the server: now in failed/ with its reason
     retry_later: int = 0  # transient trouble: back in pending/ with a later next attempt
-    server: str = "online"  # online | offline | paused (credentials or URL refused)
+    server: ServerState = ServerState.ONLINE  # OFFLINE or PAUSED (credentials/URL refused)
     message: str = ""  # why offline or paused, in words
     remaining: dict[str, int] = field(default_factory=dict)
 
@@ -262,6 +263,6 @@ class ReportQueue:
                 elif result.outcome is Outcome.TRANSIENT:
                     summary.retry_later += 1
                 else:  # OFFLINE or AUTH: nothing else will get through now
-                    summary.server = "offline" if result.outcome is Outcome.OFFLINE else "paused"
+                    summary.server = ServerState.after(result.outcome) or summary.server
                     summary.message = result.message
                     return

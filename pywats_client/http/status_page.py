@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from pywats_client.outcomes import ServerState
+
 REFRESH_SECONDS = 10
 REASON_SHOWN = 240  # characters of a failure reason on the page (/status has it all)
 
@@ -116,13 +118,13 @@ def render(status: Mapping[str, Any], queue: Mapping[str, int], *, instance: str
 def _health(status: Mapping[str, Any], now: float) -> tuple[str, str, str]:
     """(tone, headline, detail): the one thing to know first."""
     state = status.get("state") or "unknown"
-    server = status.get("server") or "unknown"
+    server = status.get("server") or ServerState.UNKNOWN
     why = str(status.get("server_detail") or "")
     last = status.get("last_upload_at")
     last_text = f"Last upload {_ago(last, now)}." if last else "No upload since start."
     if state in ("starting", "stopping", "stopped"):
         return "warn", f"Service {state}", "The page shows what was last known."
-    if server == "paused":
+    if server == ServerState.PAUSED:
         return ("bad", "Uploads paused",
                 f"The server refused the credentials or URL: {why}. Nothing is lost; fix "
                 "server_url or api_token in config.json and uploads resume by themselves.")
@@ -130,12 +132,12 @@ def _health(status: Mapping[str, Any], now: float) -> tuple[str, str, str]:
         return ("bad", "Disk full",
                 "Reports cannot be written; new files wait in the watch folders until there "
                 "is room.")
-    if server == "offline":
+    if server == ServerState.OFFLINE:
         return ("warn", "Server unreachable",
                 f"{why}. Reports are kept and sent when it is back. {last_text}")
     if status.get("disk_low") or status.get("folders_unavailable"):
         return "warn", "Needs attention", f"Uploads work, but see below. {last_text}"
-    if server == "online":
+    if server == ServerState.ONLINE:
         return "ok", "Uploading normally", f"Server online. {last_text}"
     return "ok", "Running", f"No contact with the server yet. {last_text}"
 

@@ -37,9 +37,10 @@ from typing import Any
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueFullError
+from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.queue.store import Claimed, DurableQueue, State
 from pywats_client.service.status import ServiceStatus
-from pywats_client.service.uploader import Outcome, Uploader, UploadResult
+from pywats_client.service.uploader import Uploader, UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class UploadDispatcher:
 
     @property
     def can_send(self) -> bool:
-        return self.status.server not in ("offline", "paused")
+        return self.status.server.can_send
 
     def uploads_lag(self) -> bool:
         """True while uploads flow but more reports wait for a slot than the workers can take
@@ -154,7 +155,7 @@ class UploadDispatcher:
         unreachable or refused us (the new settings may be the fix)."""
         self._retired_clients.append(self.client)
         self.client = client
-        if self.status.server in ("paused", "offline"):
+        if not self.status.server.can_send:
             self._next_probe = 0.0
 
     def has_due_work(self) -> bool:
@@ -237,28 +238,32 @@ class UploadDispatcher:
             status.uploaded += 1
             status.record_upload(finished.report_id, wall, finished.source)
             self._consecutive_transient = 0
-            self._set_server("online", "")
-            return
-        key = result.outcome.value
-        status.upload_failures[key] = status.upload_failures.get(key, 0) + 1
-        status.record_failure(key, result.message, wall, report_id=finished.report_id,
-                              source=finished.source)
-        if result.outcome is Outcome.REJECTED:
-            status.rejected += 1
-        elif result.outcome is Outcome.TRANSIENT:
-            self._consecutive_transient += 1
-            hold = result.retry_after or 0.0
-            if self._consecutive_transient >= HOLD_AFTER_TRANSIENT:
-                hold = max(hold, self.queue.backoff(
-                    self._consecutive_transient - HOLD_AFTER_TRANSIENT + 1))
-            if hold:
-                self._hold_until = max(self._hold_until, now + hold)
-                log.warning("server trouble: holding all uploads for %.0fs", hold)
-        elif result.outcome in (Outcome.OFFLINE, Outcome.AUTH):
-            state = "offline" if result.outcome is Outcome.OFFLINE else "paused"
-            if self.status.server != state:
-                self._next_probe = now + self._probe_delay()
-            self._set_server(state, result.message)
+        else:
+            key = result.outcome.value
+            status.upload_failures[key] = status.upload_failures.get(key, 0) + 1
+            status.record_failure(key, result.message, wall, report_id=finished.report_id,
+                                  source=finished.source)
+            if result.outcome is Outcome.REJECTED:
+                status.rejected += 1
+            elif result.outcome is Outcome.TRANSIENT:
+                self._hold_off(result, now)
+        state = ServerState.after(result.outcome)
+        if state is not None:
+            if not state.can_send and status.server is not state:
+                self._next_probe = now + self._probe_delay()  # probe until that changes
+            self._set_server(state, "" if state is ServerState.ONLINE else result.message)
+
+    def _hold_off(self, result: UploadResult, now: float) -> None:
+        """A server error: honour its Retry-After, and after a run of them hold every upload
+        off for a growing while (the server is struggling; a report is not at fault)."""
+        self._consecutive_transient += 1
+        hold = result.retry_after or 0.0
+        if self._consecutive_transient >= HOLD_AFTER_TRANSIENT:
+            hold = max(hold, self.queue.backoff(
+                self._consecutive_transient - HOLD_AFTER_TRANSIENT + 1))
+        if hold:
+            self._hold_until = max(self._hold_until, now + hold)
+            log.warning("server trouble: holding all uploads for %.0fs", hold)
 
     def _probe_delay(self) -> float:
         return self.settings.probe_interval
@@ -273,25 +278,24 @@ class UploadDispatcher:
             log.exception("server probe crashed")
             self._next_probe = now + self._probe_delay()
             return
-        if result.outcome is Outcome.STORED:
-            self._set_server("online", "")
+        state = ServerState.after(result.outcome, probe=True)
+        if state is ServerState.ONLINE:
+            self._set_server(state, "")
             self._next_scan = 0.0
             return
-        if result.outcome is Outcome.AUTH:
-            self._set_server("paused", result.message)
-        elif result.outcome in (Outcome.OFFLINE, Outcome.TRANSIENT):
-            self._set_server("offline", result.message)
+        if state is not None:
+            self._set_server(state, result.message)
         self._next_probe = now + self._probe_delay()
 
-    def _set_server(self, state: str, detail: str) -> None:
-        if self.status.server == state and self.status.server_detail == detail:
+    def _set_server(self, state: ServerState, detail: str) -> None:
+        if self.status.server is state and self.status.server_detail == detail:
             return
-        if state == "online":
+        if state is ServerState.ONLINE:
             log.info("server %s is reachable and accepts our credentials: uploading", "online")
-        elif state == "paused":
+        elif state is ServerState.PAUSED:
             log.error("uploads paused: %s. Reports are kept; fix the server URL or token "
                       "(pywats-client config set ...) and they resume", detail)
-        elif state == "offline":
+        elif state is ServerState.OFFLINE:
             log.warning("server unreachable (%s); reports are kept and sent when it is back",
                         detail)
         self.status.server, self.status.server_detail = state, detail

@@ -38,6 +38,7 @@ from pywats_client.errors import (
     IncompleteFileError,
     QueueFullError,
 )
+from pywats_client.outcomes import ServerState
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock
 from pywats_client.queue.store import DurableQueue, State
@@ -88,13 +89,13 @@ class RunSummary:
     uploaded: int = 0
     rejected: int = 0
     retry_later: int = 0
-    server: str = "unknown"
+    server: ServerState = ServerState.UNKNOWN
     server_detail: str = ""
     remaining: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.server not in ("offline", "paused") and self.conversion_errors == 0
+        return self.server.can_send and self.conversion_errors == 0
 
 
 @dataclass(frozen=True)
@@ -485,7 +486,7 @@ class Service:
                     log.warning("cannot cache the process list: %s", exc)
             self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else 600)
         if (self._process_fetch is None and now >= self._next_process_fetch
-                and self.status.server == "online" and self.dispatcher.accepting):
+                and self.status.server is ServerState.ONLINE and self.dispatcher.accepting):
             self._process_fetch = self.dispatcher.background(self._fetch_processes)
 
     def _fetch_processes(self) -> dict[str, int]:

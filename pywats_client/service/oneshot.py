@@ -17,13 +17,14 @@ from typing import Any
 from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterRegistry
 from pywats_client.errors import LockError
+from pywats_client.outcomes import Outcome
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock, read_lock
 from pywats_client.queue.store import DurableQueue, State
 from pywats_client.service import process_table
 from pywats_client.service.pipeline import convert_source, queue_reports
 from pywats_client.service.status import read_status
-from pywats_client.service.uploader import Outcome, UploadResult, uploader_for
+from pywats_client.service.uploader import UploadResult, uploader_for
 
 
 def gather_status(

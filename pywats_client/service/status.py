@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pywats_client.outcomes import ServerState
+
 STATUS_FILE = "status.json"
 RECENT = 20  # uploads and failures remembered for the status page and /status
 MAX_REASON = 500  # characters of a failure reason kept (server messages can be long)
@@ -31,7 +33,7 @@ class ServiceStatus:
     updated_at: float = 0.0
     state: str = "starting"  # starting | running | stopping | stopped
     supervisor: str = "foreground"  # foreground | daemon | systemd
-    server: str = "unknown"  # unknown | online | offline | paused
+    server: ServerState = ServerState.UNKNOWN
     server_detail: str = ""  # why offline or paused, in words
     disk_full: bool = False  # a report could not be written: the disk is full
     disk_free_mb: float | None = None  # free space where the queue lives

@@ -7,7 +7,6 @@ No retries in here: the queue decides when to try again. Imports `errors` and `s
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from pywats_client import __version__
 from pywats_client.config.settings import Settings
 from pywats_client.errors import ConfigError
+from pywats_client.outcomes import Outcome
 
 MAX_MESSAGE = 2000  # characters of a server's explanation kept in a message
 
@@ -33,16 +33,6 @@ _CONFIG_STATUSES = {401, 403, 404, 405, 407, 410}  # the request cannot work as 
 _TRANSIENT_STATUSES = {408, 425, 429}  # plus every 5xx
 _CONNECTION_REPR = re.compile(r"^<?HTTPS?Connection(?:Pool)?\([^)]*\)(?: at 0x[0-9a-f]+)?>?: ")
 _MIN_SCRUB = 6  # shorter "tokens" would mangle ordinary words; real ones are far longer
-
-
-class Outcome(enum.Enum):
-    """What an attempt means for the report and for the uploader."""
-
-    STORED = "stored"  # 200/201
-    REJECTED = "rejected"  # 400/413/422: report is bad, do not retry
-    AUTH = "auth"  # 401/403, and 404 on the submit route: configuration problem, pause
-    TRANSIENT = "transient"  # 408/429/5xx, read timeout or reset after the body was sent
-    OFFLINE = "offline"  # connect error, DNS, TLS handshake, connect timeout
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,20 @@ from typing import Any
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import ConfigError
-from pywats_client.service.uploader import Outcome, UploadResult, uploader_for
+from pywats_client.outcomes import ServerState
+from pywats_client.service.uploader import UploadResult, uploader_for
 
 log = logging.getLogger(__name__)
-
-ONLINE, OFFLINE, REFUSED, UNKNOWN = "online", "offline", "refused", "unknown"
 
 
 class ConnectionService:
     """Watches the connection to the configured WATS server.
 
-    `state` is "unknown" before the first check, then "online" (reachable, credentials
-    accepted), "offline" (no connection, or the server failed) or "refused" (the server
-    answered but refused the token or has no WATS API at the configured address); `message`
-    says why in words. `interval` defaults to the config's `queue.probe_interval`.
+    `state` is a `ServerState`, as the service's uploads see it: "unknown" before the first
+    check, then "online" (reachable, credentials accepted), "offline" (no connection, or the
+    server failed) or "paused" (the server answered but refused the token or has no WATS API
+    at the configured address: uploads would wait for a fix); `message` says why in words.
+    `interval` defaults to the config's `queue.probe_interval`.
     """
 
     def __init__(self, config: ClientConfig | str | Path | None = None, *,
@@ -50,7 +50,7 @@ class ConnectionService:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.state = UNKNOWN
+        self.state = ServerState.UNKNOWN
         self.message = ""
         self.version: str | None = None
         self.last_checked: float | None = None  # epoch seconds of the last check
@@ -102,7 +102,7 @@ class ConnectionService:
 
     def is_connected(self) -> bool:
         """True when the last check reached the server and it accepted the credentials."""
-        return self.state == ONLINE
+        return self.state is ServerState.ONLINE
 
     def get_server_version(self) -> str | None:
         """The server's version, asked now; None when it cannot be reached or refuses us."""
@@ -115,11 +115,10 @@ class ConnectionService:
             return self._changed.wait_for(lambda: self.is_connected() == connected, timeout)
 
     def _record(self, result: UploadResult) -> None:
-        if result.outcome is Outcome.STORED:
-            state, message = ONLINE, ""
-            version = _version(result.payload)
+        state = ServerState.after(result.outcome, probe=True) or ServerState.OFFLINE
+        if state is ServerState.ONLINE:
+            message, version = "", _version(result.payload)
         else:
-            state = REFUSED if result.outcome is Outcome.AUTH else OFFLINE
             message, version = result.message, None
         with self._changed:
             before = self.state
@@ -129,8 +128,8 @@ class ConnectionService:
             self.last_checked = self._clock.time()
             self.checks += 1
             self._changed.notify_all()
-        if state != before:
-            if state == ONLINE:
+        if state is not before:
+            if state is ServerState.ONLINE:
                 log.info("WATS at %s is reachable and accepts our credentials", self.server_url)
             else:
                 log.warning("WATS at %s is %s: %s", self.server_url, state, message)

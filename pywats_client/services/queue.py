@@ -17,6 +17,7 @@ from pywats_client.config.settings import Settings
 from pywats_client.core.client import START_TIMEOUT, ServiceThread
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.core.queue import ReportQueue
+from pywats_client.outcomes import ServerState
 from pywats_client.service.loop import RunSummary
 
 
@@ -68,7 +69,7 @@ class QueueService:
         published = self._runner.status()
         status.update({
             "running": self.running,
-            "server": published.get("server", "unknown"),
+            "server": published.get("server", ServerState.UNKNOWN),
             "server_detail": published.get("server_detail", ""),
             "uploaded": published.get("uploaded", 0),
             "rejected": published.get("rejected", 0),
