@@ -16,6 +16,7 @@ types, status). Nothing imports this module except the CLI.
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import os
 import signal
@@ -98,12 +99,22 @@ class RunSummary:
         return self.server.can_send and self.conversion_errors == 0
 
 
+class Converted(enum.Enum):
+    """What became of one source file; `Service` has one handler for each."""
+
+    QUEUED = "queued"  # its reports are durably queued; the post-action was applied
+    ERROR = "error"  # cannot be converted: moved to the error folder
+    INCOMPLETE = "incomplete"  # looks truncated, still being written: look again later
+    DISK_FULL = "disk_full"  # no room for its reports: the file waits, tried again soon
+    GONE = "gone"  # vanished before it was converted
+
+
 @dataclass(frozen=True)
 class _Converted:
     """A conversion thread's result for the main thread's bookkeeping."""
 
     source: SourceFile
-    outcome: str  # queued | error | incomplete | disk_full | gone
+    outcome: Converted
     message: str = ""
     queued: tuple[str, ...] = ()
     companions: tuple[Path, ...] = ()
@@ -169,6 +180,13 @@ class Service:
         self._process_fetch: Future[object] | None = None
         self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
+        self._conversion_handlers: dict[Converted, Callable[[_Converted], None]] = {
+            Converted.QUEUED: self._on_queued,
+            Converted.ERROR: self._on_error,
+            Converted.INCOMPLETE: self._on_incomplete,
+            Converted.DISK_FULL: self._on_disk_full,
+            Converted.GONE: self._on_gone,
+        }
         # What other threads (the control API) may read: a copy of the status, replaced, never
         # mutated, each time it is published.
         self._snapshot_lock = threading.Lock()
@@ -328,13 +346,14 @@ class Service:
                                       max_file_bytes(self.settings))
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
-            return _Converted(source, "incomplete", str(exc), companions=companions)
+            return _Converted(source, Converted.INCOMPLETE, str(exc), companions=companions)
         except QueueFullError as exc:
-            return _Converted(source, "disk_full", str(exc))
+            return _Converted(source, Converted.DISK_FULL, str(exc))
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
-            return _Converted(source, "gone", f"{path} disappeared before it was converted")
+            return _Converted(source, Converted.GONE,
+                              f"{path} disappeared before it was converted")
         except Exception as exc:  # a converter bug must not stop the station
             log.exception("converting %s failed unexpectedly", path)
             return self._reject_source(
@@ -354,7 +373,7 @@ class Service:
         # queue.put() already logged each report with its file and converter.
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
-        return _Converted(source, "queued", conversion.reason, ids)
+        return _Converted(source, Converted.QUEUED, conversion.reason, ids)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
@@ -365,7 +384,7 @@ class Service:
         except OSError as exc:
             log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
                       source.path, reason, exc)
-        return _Converted(source, "error", reason)
+        return _Converted(source, Converted.ERROR, reason)
 
     def _collect_conversions(self) -> None:
         for future in [f for f in self._conversions if f.done()]:
@@ -380,40 +399,45 @@ class Service:
             self._account_conversion(done)
 
     def _account_conversion(self, done: _Converted) -> None:
-        source, status, now = done.source, self.status, self.clock.monotonic()
-        path = source.path
-        if done.outcome == "queued":
-            self._incomplete_since.pop(path, None)
-            status.converted += 1
-            self.summary.converted += 1
-            status.disk_full = False
-            self.watcher.done(source)
-        elif done.outcome == "incomplete":
-            first, looks = self._incomplete_since.get(path, (now, 0))
-            self._incomplete_since[path] = (first, looks + 1)
-            if now - first < INCOMPLETE_GIVE_UP:
-                # Look again soon, then less and less often: a slow writer is not worth a
-                # log line every settle period.
-                delay = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
-                log.info("%s looks incomplete (%s); looking again in %.1fs", path,
-                         done.message, delay)
-                self.watcher.retry_later(source, delay)
-            else:
-                self._incomplete_since.pop(path, None)
-                self._count_conversion_error(self._reject_source(
-                    source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}s: {done.message}",
-                    done.companions))
-                self.watcher.done(source)
-        elif done.outcome == "disk_full":
-            status.disk_full = True
-            status.record_failure("disk_full", done.message, self.clock.time())
-            log.error("%s", done.message)
-            self.watcher.retry_later(source, DISK_FULL_RETRY)
-        elif done.outcome == "gone":
-            self.watcher.done(source)
-        else:
-            self._count_conversion_error(done)
-            self.watcher.done(source)
+        self._conversion_handlers[done.outcome](done)
+
+    def _on_queued(self, done: _Converted) -> None:
+        self._incomplete_since.pop(done.source.path, None)
+        self.status.converted += 1
+        self.summary.converted += 1
+        self.status.disk_full = False
+        self.watcher.done(done.source)
+
+    def _on_incomplete(self, done: _Converted) -> None:
+        source, path, now = done.source, done.source.path, self.clock.monotonic()
+        first, looks = self._incomplete_since.get(path, (now, 0))
+        self._incomplete_since[path] = (first, looks + 1)
+        if now - first < INCOMPLETE_GIVE_UP:
+            # Look again soon, then less and less often: a slow writer is not worth a log
+            # line every settle period.
+            delay = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
+            log.info("%s looks incomplete (%s); looking again in %.1fs", path, done.message,
+                     delay)
+            self.watcher.retry_later(source, delay)
+            return
+        self._incomplete_since.pop(path, None)
+        self._count_conversion_error(self._reject_source(
+            source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}s: {done.message}",
+            done.companions))
+        self.watcher.done(source)
+
+    def _on_disk_full(self, done: _Converted) -> None:
+        self.status.disk_full = True
+        self.status.record_failure("disk_full", done.message, self.clock.time())
+        log.error("%s", done.message)
+        self.watcher.retry_later(done.source, DISK_FULL_RETRY)
+
+    def _on_gone(self, done: _Converted) -> None:
+        self.watcher.done(done.source)
+
+    def _on_error(self, done: _Converted) -> None:
+        self._count_conversion_error(done)
+        self.watcher.done(done.source)
 
     def _count_conversion_error(self, done: _Converted) -> None:
         self.status.conversion_errors += 1
