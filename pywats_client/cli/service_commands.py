@@ -90,9 +90,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     paths = instance_paths(args)
     paths.ensure()
     settings = load_settings_for(paths)  # a bad config fails here, in the operator's terminal
-    from pywats_client.service.loop import require_server
+    from pywats_client.service.uploader import require_server
 
-    require_server(settings, paths)
+    require_server(settings, paths.config)
     holder = read_lock(paths.lock)
     if holder is not None:
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "

@@ -18,7 +18,9 @@ from typing import Any
 from pywats_client.config.settings import Settings
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import PyWATSClientError
-from pywats_client.service.loop import RunSummary, Service
+from pywats_client.service.loop import Service
+from pywats_client.service.status import RunSummary
+from pywats_client.service.uploader import require_server
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class ServiceThread:
             if self.running:
                 raise RuntimeError(f"{self._name} is already running")
             settings = self._make_settings(False)
+            require_server(settings, self.config.path)
             self.config.paths.ensure()
             service = Service(settings, self.config.paths, stop_timeout=self._stop_timeout,
                               reload_settings=lambda: self._make_settings(True))

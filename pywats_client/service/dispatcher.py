@@ -39,7 +39,7 @@ from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueFullError
 from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.queue.store import Claimed, DurableQueue, State
-from pywats_client.service.status import ServiceStatus
+from pywats_client.service.status import RunSummary, ServiceStatus
 from pywats_client.service.uploader import Uploader, UploadResult
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,13 @@ class UploadDispatcher:
         clock: Clock = SYSTEM_CLOCK,
         wake: Callable[[], None] = lambda: None,
         workers: int = UPLOAD_WORKERS,
+        summary: RunSummary | None = None,
     ) -> None:
         self.queue = queue
         self.client = client
         self.settings = settings
         self.status = status
+        self.summary = summary if summary is not None else RunSummary()
         self.clock = clock
         self.wake = wake
         self.workers = workers
@@ -234,6 +236,7 @@ class UploadDispatcher:
     def _account(self, finished: Finished) -> None:
         result, status, now = finished.result, self.status, self.clock.monotonic()
         wall = self.clock.time()
+        self.summary.record(result)
         if result.outcome is Outcome.STORED:
             status.uploaded += 1
             status.record_upload(finished.report_id, wall, finished.source)
@@ -305,12 +308,6 @@ class UploadDispatcher:
     def _run_probe(self) -> UploadResult:
         return self.client.probe()
 
-    def upload_one(self, item: Claimed) -> Finished:
-        """Upload one claimed report and make its queue transition, all before returning
-        (for one-shot commands; the service's workers run `_send`)."""
-        result = self._post(item)
-        return Finished(item.id, result, self._transition(item, result), item.header.source)
-
     def _send(self, report_id: str) -> list[Finished]:
         """Upload worker: send `report_id`, then, while the server stores them, the next due
         reports (see CHAIN_SECONDS). Reports gone by the time they are claimed are skipped."""
@@ -332,20 +329,21 @@ class UploadDispatcher:
         item = self.queue.claim(report_id)
         if item is None:
             return None
-        result = self._post(item)
+        result = post(self.client, item)
         if result.outcome is Outcome.STORED:
             with self._finishing_lock:
                 self._finishing_count += 1
             finishing = self._finisher.submit(self._finish_stored, item, result)
             finishing.add_done_callback(self._finished_moving)
             return Finished(item.id, result, None, item.header.source, finishing)
-        return Finished(item.id, result, self._transition(item, result), item.header.source)
+        return Finished(item.id, result, transition(self.queue, item, result),
+                        item.header.source)
 
     def _finish_stored(self, item: Claimed, result: UploadResult) -> State | None:
         """Finishing thread: PROCESSING -> COMPLETED. The folder is fsynced by the last move
         of a burst (none queued behind it; the count includes this move until it returns),
         which makes every move before it durable too."""
-        return self._transition(item, result, sync=self._finishing_count <= 1)
+        return transition(self.queue, item, result, sync=self._finishing_count <= 1)
 
     def _finished_moving(self, _future: Future[State | None]) -> None:
         with self._finishing_lock:
@@ -368,36 +366,6 @@ class UploadDispatcher:
         try:
             return self._candidates.popleft()
         except IndexError:
-            return None
-
-    def _post(self, item: Claimed) -> UploadResult:
-        try:
-            return self.client.upload(item.body, item.id)
-        except Exception as exc:  # the uploader classifies; anything else is unexpected
-            log.exception("unexpected error uploading report %s", item.id)
-            return UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
-
-    def _transition(self, item: Claimed, result: UploadResult, *, sync: bool = True
-                    ) -> State | None:
-        try:
-            if result.outcome is Outcome.STORED:
-                self.queue.complete(item, sync=sync)  # PROCESSING -> COMPLETED
-                return State.COMPLETED
-            if result.outcome is Outcome.REJECTED:
-                self.queue.fail(item, f"rejected by the server: {result.message}")
-                return State.FAILED  # PROCESSING -> FAILED
-            if result.outcome is Outcome.TRANSIENT:
-                return self.queue.retry(item, result.message, result.retry_after)
-            self.queue.release(item)  # OFFLINE / AUTH: PROCESSING -> PENDING, untouched
-            return State.PENDING
-        except (OSError, QueueFullError) as exc:
-            # No room to rewrite it: put it back as it was; nothing is lost, the attempt is.
-            log.error("report %s: cannot record the upload outcome (%s)", item.id, exc)
-            try:
-                self.queue.release(item)
-            except OSError:
-                log.exception("report %s left in processing/; the next start retries it",
-                              item.id)
             return None
 
     # -- stopping -------------------------------------------------------------------------
@@ -427,3 +395,37 @@ class UploadDispatcher:
         self._finisher.shutdown(wait=False, cancel_futures=True)
         for client in [*self._retired_clients, self.client]:
             client.close()
+
+
+def post(client: Uploader, item: Claimed) -> UploadResult:
+    """Send one claimed report. Whatever goes wrong comes back as an outcome, never raised."""
+    try:
+        return client.upload(item.body, item.id)
+    except Exception as exc:  # the uploader classifies; anything else is unexpected
+        log.exception("unexpected error uploading report %s", item.id)
+        return UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
+
+
+def transition(queue: DurableQueue, item: Claimed, result: UploadResult, *, sync: bool = True
+               ) -> State | None:
+    """Make the queue transition an upload's outcome calls for, for every way of uploading;
+    returns where the report went (None: the outcome could not be recorded)."""
+    try:
+        if result.outcome is Outcome.STORED:
+            queue.complete(item, sync=sync)  # PROCESSING -> COMPLETED
+            return State.COMPLETED
+        if result.outcome is Outcome.REJECTED:
+            queue.fail(item, f"rejected by the server: {result.message}")
+            return State.FAILED  # PROCESSING -> FAILED
+        if result.outcome is Outcome.TRANSIENT:
+            return queue.retry(item, result.message, result.retry_after)
+        queue.release(item)  # OFFLINE / AUTH: PROCESSING -> PENDING, untouched
+        return State.PENDING
+    except (OSError, QueueFullError) as exc:
+        # No room to rewrite it: put it back as it was; nothing is lost, the attempt is.
+        log.error("report %s: cannot record the upload outcome (%s)", item.id, exc)
+        try:
+            queue.release(item)
+        except OSError:
+            log.exception("report %s left in processing/; the next start retries it", item.id)
+        return None

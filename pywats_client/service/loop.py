@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -42,10 +42,11 @@ from pywats_client.errors import (
 from pywats_client.outcomes import ServerState
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock
-from pywats_client.queue.store import DurableQueue, State
+from pywats_client.queue.store import DurableQueue
 from pywats_client.sdnotify import Notifier
 from pywats_client.service import process_table
 from pywats_client.service.dispatcher import UploadDispatcher
+from pywats_client.service.drain import remaining
 from pywats_client.service.pipeline import (
     companions_of,
     convert_file,
@@ -55,7 +56,7 @@ from pywats_client.service.pipeline import (
     queue_reports,
 )
 from pywats_client.service.postaction import SeenFiles, apply_post_action, move_to_error
-from pywats_client.service.status import ServiceStatus, write_status
+from pywats_client.service.status import RunSummary, ServiceStatus, write_status
 from pywats_client.service.uploader import uploader_for
 from pywats_client.service.watcher import FolderWatcher, SourceFile
 
@@ -81,24 +82,6 @@ STUCK_GRACE = 60.0  # beyond the request timeouts, before an upload counts as st
 STUCK_CONVERSION = 600.0  # a conversion this long means a converter is stuck
 
 
-@dataclass
-class RunSummary:
-    """What a run did; printed by `start --once`."""
-
-    converted: int = 0
-    conversion_errors: int = 0
-    uploaded: int = 0
-    rejected: int = 0
-    retry_later: int = 0
-    server: ServerState = ServerState.UNKNOWN
-    server_detail: str = ""
-    remaining: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.server.can_send and self.conversion_errors == 0
-
-
 class Converted(enum.Enum):
     """What became of one source file; `Service` has one handler for each."""
 
@@ -120,15 +103,6 @@ class _Converted:
     companions: tuple[Path, ...] = ()
 
 
-def require_server(settings: Settings, paths: InstancePaths) -> None:
-    """Refuse to start without a server to upload to (ConfigError naming the fix)."""
-    if not settings.server_url:
-        raise ConfigError(
-            f"{paths.config}: server_url is not set. Fix: pywats-client config init, or "
-            "pywats-client config set server_url https://wats.example.com"
-        )
-
-
 class Service:
     """One running instance. Create, then `run()` on the main thread."""
 
@@ -141,7 +115,6 @@ class Service:
         stop_timeout: float = 20.0,
         reload_settings: Any = None,
     ) -> None:
-        require_server(settings, paths)
         self.settings = settings
         self.paths = paths
         self.clock = clock
@@ -165,16 +138,16 @@ class Service:
             wake=self.wake,
             seen=self.seen,
         )
+        self.summary = RunSummary()
         self.dispatcher = UploadDispatcher(
             self.queue, uploader_for(settings), settings.queue, self.status,
-            clock=clock, wake=self.wake,
+            clock=clock, wake=self.wake, summary=self.summary,
         )
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._conversions: dict[Future[_Converted], SourceFile] = {}
         self._waiting: collections.deque[SourceFile] = collections.deque()
         self._incomplete_since: dict[Path, tuple[float, int]] = {}  # first look, looks
         self._config_mtime = _mtime(paths.config)
-        self.summary = RunSummary()
         self.notifier = Notifier()
         self.processes = process_table.load(paths.state)
         self._process_fetch: Future[object] | None = None
@@ -553,12 +526,10 @@ class Service:
         else:
             self._converters.shutdown(wait=False, cancel_futures=True)
         self.dispatcher.shutdown()
-        self.summary.uploaded = self.status.uploaded
-        self.summary.rejected = self.status.rejected
+        # The uploads were tallied as they finished; the server as the probes left it too.
         self.summary.server = self.status.server
-        self.summary.server_detail = self.status.server_detail
-        self.summary.remaining = {s.value: n for s, n in self.queue.counts().items()
-                                  if s is not State.COMPLETED}
+        self.summary.message = self.status.server_detail
+        self.summary.remaining = remaining(self.queue)
         self.status.state = "stopped"
         self._publish()
         self.lock.release()

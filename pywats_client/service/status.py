@@ -14,9 +14,12 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pywats_client.outcomes import ServerState
+from pywats_client.outcomes import Outcome, ServerState
+
+if TYPE_CHECKING:
+    from pywats_client.service.uploader import UploadResult
 
 STATUS_FILE = "status.json"
 RECENT = 20  # uploads and failures remembered for the status page and /status
@@ -77,6 +80,63 @@ class ServiceStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What became of one report a drain was given."""
+
+    id: str
+    state: str  # its queue state now (completed, failed, pending, processing), or "unknown"
+    outcome: Outcome | None = None  # of its upload; None when it was not sent by this run
+    http_status: int | None = None
+    message: str = ""
+
+
+@dataclass
+class RunSummary:
+    """What one run did: `start --once`, `upload`, `ReportQueue.process_all()` (documented
+    there as `ProcessSummary`), and the stop of a `WATSClient` or `QueueService`. Every way of
+    uploading tallies its uploads here, through `record()`."""
+
+    converted: int = 0
+    conversion_errors: int = 0
+    uploaded: int = 0
+    rejected: int = 0  # refused by the server: now in failed/ with its reason
+    retry_later: int = 0  # transient trouble: back in pending/ with a later next attempt
+    server: ServerState = ServerState.UNKNOWN  # as the run left it
+    message: str = ""  # why offline or paused, in words
+    remaining: dict[str, int] = field(default_factory=dict)  # queue counts but completed
+    reports: list[ReportResult] = field(default_factory=list)  # each report a drain was given
+
+    @property
+    def server_detail(self) -> str:
+        """`message`, by the name the service's status gives it."""
+        return self.message
+
+    @property
+    def ok(self) -> bool:
+        return self.server.can_send and self.conversion_errors == 0
+
+    def record(self, result: UploadResult) -> None:
+        """Tally one upload's outcome, and what it says about the server."""
+        if result.outcome is Outcome.STORED:
+            self.uploaded += 1
+        elif result.outcome is Outcome.REJECTED:
+            self.rejected += 1
+        elif result.outcome is Outcome.TRANSIENT:
+            self.retry_later += 1
+        state = ServerState.after(result.outcome)
+        if state is not None:
+            self.server = state
+            self.message = "" if state is ServerState.ONLINE else result.message
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["server"] = self.server.value
+        for report in data["reports"]:
+            report["outcome"] = report["outcome"].value if report["outcome"] else None
+        return data
 
 
 def write_status(state_dir: Path, status: ServiceStatus) -> None:

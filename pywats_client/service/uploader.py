@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -325,6 +326,16 @@ def _reason(exc: BaseException) -> str:
 def _trim(text: str, limit: int = MAX_MESSAGE) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def require_server(settings: Settings, config: Path) -> None:
+    """Refuse to upload without a server to upload to: a `ConfigError` naming the config file
+    and the fix. Every command and library entry point that uploads checks this first."""
+    if not settings.server_url:
+        raise ConfigError(
+            f"{config}: server_url is not set. Fix: pywats-client config set server_url "
+            "https://wats.example.com, or pywats-client config init (from Python: "
+            "config.server_url = 'https://wats.example.com'; config.save())")
 
 
 def uploader_for(settings: Settings) -> Uploader:

@@ -16,9 +16,8 @@ from typing import Any
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.core.config import ClientConfig, resolve_config
-from pywats_client.errors import ConfigError
 from pywats_client.outcomes import ServerState
-from pywats_client.service.uploader import UploadResult, uploader_for
+from pywats_client.service.uploader import UploadResult, require_server, uploader_for
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,7 @@ class ConnectionService:
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = resolve_config(config)
         settings = self.config.settings(env)
-        if not settings.server_url:
-            raise ConfigError(f"{self.config.path}: server_url is not set. Fix: "
-                              "config.server_url = 'https://wats.example.com'")
+        require_server(settings, self.config.path)
         self.server_url = settings.server_url
         self.interval = interval if interval is not None else settings.queue.probe_interval
         if self.interval <= 0:

@@ -18,7 +18,7 @@ from pywats_client.core.client import START_TIMEOUT, ServiceThread
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.core.queue import ReportQueue
 from pywats_client.outcomes import ServerState
-from pywats_client.service.loop import RunSummary
+from pywats_client.service.status import RunSummary
 
 
 class QueueService:
