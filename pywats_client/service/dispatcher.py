@@ -124,6 +124,11 @@ class UploadDispatcher:
         return len(self._in_flight) + len(self._finishing)
 
     @property
+    def busy(self) -> bool:
+        """True while an upload, a move to completed/ or a probe of the server runs."""
+        return bool(self._in_flight or self._finishing or self._probe is not None)
+
+    @property
     def moves_waiting(self) -> int:
         """Stored reports not yet moved to completed/ (the finishing thread's line)."""
         return self._finishing_count
