@@ -1,10 +1,6 @@
-"""`ReportQueue`: the instance's durable queue for Python programs (test sequences, scripts).
-
-A front over `pywats_client.queue.store.DurableQueue` — the same folders, files and transitions the
-service uses, with the same ownership rules: adding a report is safe at any time, also while
-the service runs (a durable write the service picks up at its next look at pending/); draining
-the queue here (`process_all`) takes the instance lock, so it is refused with `LockError` while
-the service or another one-shot owns the instance. Everything is synchronous.
+"""`ReportQueue`: the instance's durable queue for Python programs, in the service's own folders
+and transitions. Adding is safe at any time, also while the service runs; `process_all()`
+uploads through the one drain path and needs the instance (`LockError` while another owns it).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Prometheus metrics: the service's status snapshot and queue counts as exposition text.
-
-Owns the metric names, their HELP text and types (text format 0.0.4, what Prometheus,
-VictoriaMetrics and node_exporter's textfile collector read). Counters restart from zero with
-the process; `pywats_start_time_seconds` tells Prometheus when that happened.
-
-A leaf: it works on plain dicts and imports nothing from the package.
+"""Prometheus metrics: the service's status snapshot and queue counts as exposition text (format
+0.0.4) — the metric names, their HELP texts and types. Counters restart with the process;
+`pywats_start_time_seconds` says when.
 """
 
 from __future__ import annotations

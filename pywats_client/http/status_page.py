@@ -1,10 +1,6 @@
-"""The status page a technician opens on a phone: `GET /` of the control API.
-
-Owns the HTML: one column, large type, refreshed by the browser every 10 seconds, no script
-at all. Everything shown comes from the service's status snapshot and the queue counts; every
-piece of text is HTML-escaped, because file names and server messages are untrusted.
-
-A leaf: it works on plain dicts and imports nothing from the package.
+"""The status page a technician opens on a phone (`GET /` of the control API): one column, large
+type, refreshed by the browser every 10 s, no script; built from the status snapshot and queue
+counts, every piece of text HTML-escaped (file names and server messages are untrusted).
 """
 
 from __future__ import annotations

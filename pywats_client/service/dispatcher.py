@@ -1,27 +1,6 @@
-"""The upload side of the service: feed due reports to the 5 upload workers, act on outcomes.
-
-The main thread calls `pump()` whenever it wakes. `pump()` collects finished uploads, decides
-whether the server may be sent anything (online, offline, paused for credentials, holding off
-after 429s or a run of server errors), probes it while it is not, and hands due report ids to
-the workers while one is free. A worker claims its report, uploads it and makes its queue
-transition itself — each report is owned by exactly one thread at a time, and doing the file
-work there keeps it off the main thread; the outcome comes back to the main thread, which
-alone updates the shared state.
-
-While the server keeps storing them, a worker goes on with the next due report itself (for up
-to CHAIN_SECONDS) instead of returning for the main thread to hand it one: with conversions
-busy on the other threads, that round trip cost a tenth of each upload slot's time.
-
-A report the server stored is moved to completed/ by the finishing thread, not by its upload
-worker: that move ends in a folder fsync, which waits behind every other fsync in the
-filesystem's journal (during a burst of conversions, as long as the request itself), and the
-upload slot is free the moment the server has answered. The outcome is known then; the move
-only records it, and a report whose move is lost is simply sent again with the same id. One
-thread makes all these moves, and fsyncs the folder only when no other move waits behind the
-one it made, so a burst of stored reports shares one fsync; more threads here only competed
-with the uploads for the interpreter lock.
-
-Depends on: queue, uploader, status, settings, clock.
+"""The service's uploads: `UploadDispatcher` feeds due reports to the upload workers and acts on
+their outcomes (pause, probe, hold off); `post()` and `transition()` send one claimed report and
+make the queue move its outcome calls for, for every way of uploading.
 """
 
 from __future__ import annotations
@@ -66,7 +45,30 @@ class Finished:
 
 
 class UploadDispatcher:
-    """Owns the upload pool; see the module docstring."""
+    """Owns the upload pool.
+
+    The main thread calls `pump()` whenever it wakes. `pump()` collects finished uploads,
+    decides whether the server may be sent anything (its `ServerState`, or a hold after 429s or
+    a run of server errors), probes it while it may not, and hands due report ids to the
+    workers while one is free. A worker claims its report, uploads it and makes its queue
+    transition itself — each report is owned by exactly one thread at a time, and doing the
+    file work there keeps it off the main thread; the outcome comes back to the main thread,
+    which alone updates the shared state.
+
+    While the server keeps storing them, a worker goes on with the next due report itself (for
+    up to CHAIN_SECONDS) instead of returning for the main thread to hand it one: with
+    conversions busy on the other threads, that round trip cost a tenth of each upload slot's
+    time.
+
+    A report the server stored is moved to completed/ by the finishing thread, not by its
+    upload worker: that move ends in a folder fsync, which waits behind every other fsync in
+    the filesystem's journal (during a burst of conversions, as long as the request itself),
+    and the upload slot is free the moment the server has answered. The outcome is known then;
+    the move only records it, and a report whose move is lost is simply sent again with the
+    same id. One thread makes all these moves, and fsyncs the folder only when no other move
+    waits behind the one it made, so a burst of stored reports shares one fsync; more threads
+    here only competed with the uploads for the interpreter lock.
+    """
 
     def __init__(
         self,

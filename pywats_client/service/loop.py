@@ -1,16 +1,5 @@
-"""The service: one process that watches, converts, queues and uploads until it is told to stop.
-
-The main thread runs `Service.run()`: it sweeps the queue, starts the watcher, then loops —
-hand stable files to the conversion pool (10 threads), let the dispatcher feed the upload pool
-(5 threads), prune old items, publish its status — sleeping on an Event between rounds, so it
-wakes at once for a new file, a finished upload or a signal, and costs nothing when idle.
-
-Signals only set flags: the first SIGTERM/SIGINT stops gracefully (no new work, in-flight
-uploads get `stop_timeout` seconds), a second one stops at once. Either way nothing is lost: a
-report being uploaded stays in processing/ and the next start sends it again with the same id.
-
-Depends on: everything below it (queue, dispatcher, watcher, pipeline, postaction, config
-types, status). Nothing imports this module except the CLI.
+"""`Service`: one process that watches, converts, queues and uploads until it is told to stop —
+its main loop, its conversion pool, the accounting of each file's conversion, and stopping.
 """
 
 from __future__ import annotations
@@ -104,7 +93,18 @@ class _Converted:
 
 
 class Service:
-    """One running instance. Create, then `run()` on the main thread."""
+    """One running instance. Create, then `run()` on the main thread.
+
+    `run()` sweeps the queue, starts the watcher, then loops — hand stable files to the
+    conversion pool (10 threads), let the dispatcher feed the upload pool (5 threads), prune old
+    items, publish the status — sleeping on an Event between rounds, so it wakes at once for a
+    new file, a finished upload or a signal, and costs nothing when idle.
+
+    Signals only set flags: the first SIGTERM/SIGINT stops gracefully (no new work, in-flight
+    uploads get `stop_timeout` seconds), a second one stops at once. Either way nothing is
+    lost: a report being uploaded stays in processing/ and the next start sends it again with
+    the same id.
+    """
 
     def __init__(
         self,

@@ -1,9 +1,6 @@
-"""What the one-shot commands do, as library functions the CLI (and scripts) call.
-
-`status` gathers the service's own view, the queue counts and a fresh server probe; `upload`
-sends one file now, through the same queue the service uses and under the same lock rules.
-
-Depends on: queue, lock, status, pipeline, uploader, service (for the client factory).
+"""What the one-shot commands do, as library functions the CLI (and scripts) call: `status`
+gathers the service's view, the queue counts and a fresh probe; `upload` sends one file now,
+through the same queue and under the same lock rules as the service.
 """
 
 from __future__ import annotations

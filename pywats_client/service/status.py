@@ -1,9 +1,6 @@
-"""What the running service tells the world about itself: `state/status.json`.
-
-The service rewrites this small file (atomically, without fsync: it is a view, not data) when
-something changes; `pywats-client status` reads it, and the control API serves the same data
-from a snapshot the service publishes with it. Queue counts are not stored here: they are always
-read from the queue folders themselves.
+"""What the service and each run report: `ServiceStatus`, written to state/status.json (a view,
+replaced atomically without fsync) and served by the control API, and `RunSummary`, what one
+run or drain did.
 """
 
 from __future__ import annotations

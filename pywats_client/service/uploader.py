@@ -1,8 +1,6 @@
-"""Talking to WATS: one report POST or one connection probe, classified into an `Outcome`.
-
-Owns: the HTTP client (one keep-alive `requests.Session` per calling thread) and the mapping of
-every status code and network failure onto what the queue should do next (wats-api.md, "Outcomes").
-No retries in here: the queue decides when to try again. Imports `errors` and `settings` only.
+"""Talking to WATS: one report POST or one connection probe, classified into an `Outcome`
+(wats-api.md, "Outcomes"), over one keep-alive session per thread; and the one check that a
+server is configured. No retries in here: the queue decides when to try again.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""`ConnectionService`: is the WATS server reachable and does it accept our credentials?
-
-Checks with the same cheap, authenticated request the service and `pywats-client status` use
-(`GET /api/App/Version`), once at `start()` and then every `interval` seconds on a background
-thread that waits on a stop event between checks, so `stop()` is immediate. Never uploads.
+"""`ConnectionService`: is the WATS server reachable, does it accept our credentials? The
+service's own probe (`GET /api/App/Version`) at `start()` and every `interval` seconds on a
+background thread, answered as a `ServerState`. Never uploads.
 """
 
 from __future__ import annotations

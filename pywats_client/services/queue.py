@@ -1,9 +1,6 @@
-"""`QueueService`: upload the instance's queue in the background, without watching folders.
-
-For programs that put reports into the queue themselves (`add()`, or
-`pywats_client.core.queue.ReportQueue`) and want them sent as the service sends them: the same
-retry schedule, offline handling, pausing on refused credentials and housekeeping. It is the
-service itself, run with no watch folders, so it owns the instance lock while it runs.
+"""`QueueService`: the service itself with no watch folders, uploading the instance's queue in
+the background (same retries, offline handling and pausing) for programs that queue reports
+themselves; it owns the instance lock while it runs.
 """
 
 from __future__ import annotations
