@@ -301,7 +301,7 @@ class UploadDispatcher:
         if self.status.server is state and self.status.server_detail == detail:
             return
         if state is ServerState.ONLINE:
-            log.info("server %s is reachable and accepts our credentials: uploading", "online")
+            log.info("server %s is reachable and accepts our credentials: uploading", state)
         elif state is ServerState.PAUSED:
             log.error("uploads paused: %s. Reports are kept; fix the server URL or token "
                       "(pywats-client config set ...) and they resume", detail)
