@@ -71,8 +71,8 @@ STUCK_GRACE = 60.0  # beyond the request timeouts, before an upload counts as st
 STUCK_CONVERSION = 600.0  # a conversion this long means a converter is stuck
 
 
-class Converted(enum.Enum):
-    """What became of one source file; `Service` has one handler for each."""
+class ConversionOutcome(enum.Enum):
+    """What became of one source file; `Service` has one handler for each, `_on_<value>`."""
 
     QUEUED = "queued"  # its reports are durably queued; the post-action was applied
     ERROR = "error"  # cannot be converted: moved to the error folder
@@ -86,7 +86,7 @@ class _Converted:
     """A conversion thread's result for the main thread's bookkeeping."""
 
     source: SourceFile
-    outcome: Converted
+    outcome: ConversionOutcome
     message: str = ""
     queued: tuple[str, ...] = ()
     companions: tuple[Path, ...] = ()
@@ -153,13 +153,9 @@ class Service:
         self._process_fetch: Future[object] | None = None
         self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
-        self._conversion_handlers: dict[Converted, Callable[[_Converted], None]] = {
-            Converted.QUEUED: self._on_queued,
-            Converted.ERROR: self._on_error,
-            Converted.INCOMPLETE: self._on_incomplete,
-            Converted.DISK_FULL: self._on_disk_full,
-            Converted.GONE: self._on_gone,
-        }
+        # One handler per outcome, `_on_<outcome>`: a missing one fails here, at the start.
+        self._conversion_handlers: dict[ConversionOutcome, Callable[[_Converted], None]] = {
+            outcome: getattr(self, f"_on_{outcome.value}") for outcome in ConversionOutcome}
         # What other threads (the control API) may read: a copy of the status, replaced, never
         # mutated, each time it is published.
         self._snapshot_lock = threading.Lock()
@@ -319,13 +315,13 @@ class Service:
                                       max_file_bytes(self.settings))
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
-            return _Converted(source, Converted.INCOMPLETE, str(exc), companions=companions)
+            return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
         except QueueFullError as exc:
-            return _Converted(source, Converted.DISK_FULL, str(exc))
+            return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
-            return _Converted(source, Converted.GONE,
+            return _Converted(source, ConversionOutcome.GONE,
                               f"{path} disappeared before it was converted")
         except Exception as exc:  # a converter bug must not stop the station
             log.exception("converting %s failed unexpectedly", path)
@@ -346,7 +342,7 @@ class Service:
         # queue.put() already logged each report with its file and converter.
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
-        return _Converted(source, Converted.QUEUED, conversion.reason, ids)
+        return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
@@ -357,7 +353,7 @@ class Service:
         except OSError as exc:
             log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
                       source.path, reason, exc)
-        return _Converted(source, Converted.ERROR, reason)
+        return _Converted(source, ConversionOutcome.ERROR, reason)
 
     def _collect_conversions(self) -> None:
         for future in [f for f in self._conversions if f.done()]:
