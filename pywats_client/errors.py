@@ -1,8 +1,7 @@
-"""The exception tree of pywats-client.
+"""The exception tree of pywats-client: every error it raises on purpose.
 
-Every error the client raises on purpose derives from `PyWATSClientError`; the type answers the
-operator's question "what kind of problem is this?", the message says where and what to do.
-This module is a leaf: it imports nothing from the package.
+Each derives from `PyWATSClientError`; the type answers "what kind of problem is this?", the
+message says where and what to do.
 """
 
 from __future__ import annotations
@@ -44,17 +43,17 @@ class QueueFullError(QueueError):
     """The disk holding the queue is full: the report was not written, the source stays."""
 
 
+class CorruptItemError(QueueError):
+    """A queue file fails its self-check (torn, truncated, zeroed)."""
+
+
 class LockError(PyWATSClientError):
     """Another process owns this instance (its queue), or the lock cannot be taken."""
 
 
-class UploadError(PyWATSClientError):
-    """An upload did not succeed."""
+class DaemonError(PyWATSClientError):
+    """The daemon could not be started (the message says why and where to look)."""
 
 
-class TransientUploadError(UploadError):
-    """Worth retrying later: network trouble, timeouts, 408/429/5xx."""
-
-
-class PermanentUploadError(UploadError):
-    """The server rejected the report itself (400/413/422): retrying will not help."""
+class ControlApiError(PyWATSClientError):
+    """The control API cannot start (the message names the address and the fix)."""

@@ -34,8 +34,8 @@ import pytest
 from pywats_client import cli
 from pywats_client.cli.common import ERROR, NOT_RUNNING, SERVER, USAGE
 from pywats_client.config.document import ConfigDocument, init_config, load_settings
+from pywats_client.errors import ControlApiError
 from pywats_client.http.control_api import (
-    ControlApiError,
     ControlServer,
     is_loopback,
     load_or_create_token,

@@ -306,6 +306,9 @@ def test_offline_keeps_reports_pending_without_counting_an_attempt(tmp_path: Pat
     summary = queue.process_all()
     assert summary.server == "offline" and "cannot reach WATS" in summary.message
     assert summary.remaining["pending"] == 1
+    documented = {"uploaded": 0, "rejected": 0, "retry_later": 0, "server": "offline",
+                  "message": summary.message}
+    assert documented.items() <= json.loads(json.dumps(summary.to_dict())).items()
     [item] = queue.list("pending")
     assert item.id == report_id and item.attempts == 0
 
@@ -375,6 +378,19 @@ def test_wats_client_refuses_to_start_without_a_server(tmp_path: Path,
     assert client.stop() is None
 
 
+@pytest.mark.parametrize("entry", ["process_all", "ConnectionService", "QueueService"])
+def test_every_entry_point_says_the_same_about_a_missing_server(tmp_path: Path,
+                                                                 entry: str) -> None:
+    config = ClientConfig(path=tmp_path / "config.json", api_token=TOKEN)
+    start = {"process_all": lambda: ReportQueue(config).process_all(),
+             "ConnectionService": lambda: ConnectionService(config),
+             "QueueService": lambda: QueueService(config).start()}[entry]
+    with pytest.raises(ConfigError) as raised:
+        start()
+    assert str(raised.value).startswith(f"{config.path}: server_url is not set. Fix: ")
+    assert "config set server_url" in str(raised.value)
+
+
 # -- ConnectionService and QueueService --------------------------------------------------------
 
 
@@ -402,7 +418,7 @@ def test_connection_service_says_when_the_credentials_are_refused(
     receiver.faults = Faults(auth_fail=True)
     with ConnectionService(config, interval=60) as connection:
         assert not connection.is_connected()
-        assert connection.state == "refused" and "check api_token" in connection.message
+        assert connection.state == "paused" and "check api_token" in connection.message
         receiver.faults = Faults()
         assert connection.check() and connection.state == "online"
 

@@ -47,10 +47,10 @@ def test_readme_config_reference_matches_the_schema() -> None:
 # What each part of the package may import, by its first name under pywats_client/. The
 # leaves import nothing from the package; the report rules and the converters see only each
 # other (the converter context, for type checking) and errors; the queue sees its settings;
-# the service sees everything below it; the HTTP servers see only the queue and errors; only
-# the fronts (the CLI, and the library API in core/ and services/) see the service, and
-# nothing but the CLI imports the CLI.
-LEAVES = {"errors", "clock", "sdnotify"}
+# the service sees everything below it; the HTTP servers see only the queue, errors and what
+# the server's answers mean (outcomes); only the fronts (the CLI, and the library API in core/
+# and services/) see the service, and nothing but the CLI imports the CLI.
+LEAVES = {"errors", "clock", "sdnotify", "outcomes"}
 ALLOWED = {
     "paths": {"errors"},
     "fsutil": {"errors"},
@@ -60,8 +60,8 @@ ALLOWED = {
     "config": {"errors", "paths", "fsutil"},
     "queue": {"errors", "clock", "fsutil", "config"},
     "service": {"errors", "clock", "paths", "fsutil", "sdnotify", "config", "queue", "report",
-                "converters"},
-    "http": {"errors", "queue"},
+                "converters", "outcomes"},
+    "http": {"errors", "queue", "outcomes"},
 }
 FRONTS = {"cli", "core", "services", "__main__"}
 

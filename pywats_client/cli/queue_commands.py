@@ -23,6 +23,8 @@ from pywats_client.cli.common import (
 if TYPE_CHECKING:
     import argparse
 
+    from pywats_client.service.status import ReportResult
+
 
 def add_commands(command: AddCommand) -> None:
     q = command("queue", None, "look at and manage the report queue")
@@ -139,24 +141,19 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if not _check_source(args.file):
         return USAGE
     paths = instance_paths(args)
-    settings = load_settings_for(paths)
-    if not settings.server_url:
-        err(f"server_url is not set in {paths.config}; run pywats-client config init")
-        return USAGE
-    outcome = upload_file(paths, settings, args.file, converter=args.converter, wait=args.wait)
-    for report in outcome.reports:
-        line = f"{report['id']}: {report['state']}"
-        if report.get("message"):
-            line += f" - {report['message']}"
-        print(line)
+    conversion, summary = upload_file(paths, load_settings_for(paths), args.file,
+                                      converter=args.converter, wait=args.wait)
+    for report in summary.reports:
+        print(f"{report.id}: {report.state}" + (f" - {report.message}" if report.message
+                                                 else ""))
     if args.verbose:
-        print(f"converter: {outcome.converter}")
-        sent = outcome.documents
+        print(f"converter: {conversion.converter}")
+        sent = conversion.reports
         print(json.dumps(sent[0] if len(sent) == 1 else sent, indent=2, ensure_ascii=False))
-    if outcome.all_stored:
+    states = {report.state for report in summary.reports}
+    if states == {"completed"}:
         return OK
-    states = {r["state"] for r in outcome.reports}
-    waiting = [r for r in outcome.reports if r["state"] in ("pending", "processing")]
+    waiting = [r for r in summary.reports if r.state in ("pending", "processing")]
     if waiting:
         err(_what_next(waiting))
     if "failed" in states:
@@ -164,18 +161,20 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return SERVER
 
 
-def _what_next(waiting: list[dict[str, Any]]) -> str:
+def _what_next(waiting: list[ReportResult]) -> str:
     """What happens to reports that were queued but not stored, and what the operator does."""
+    from pywats_client.outcomes import Outcome
+
     count = f"{len(waiting)} report(s) kept in the queue (pending/)"
-    outcomes = {r.get("outcome") for r in waiting}
-    if "auth" in outcomes:
+    outcomes = {r.outcome for r in waiting}
+    if Outcome.AUTH in outcomes:
         return (f"uploads paused: the server refused the credentials; {count}. Fix: "
                 "'pywats-client config set api_token TOKEN', then 'pywats-client start --once' "
                 "(or let the running service send them)")
-    if "offline" in outcomes:
+    if Outcome.OFFLINE in outcomes:
         return (f"server unreachable; {count}. They are sent by the service, or by "
                 "'pywats-client start --once', when the server is back")
-    if "transient" in outcomes:
+    if Outcome.TRANSIENT in outcomes:
         return f"the server asked to try later; {count}, retried automatically"
     return f"{count}; the running service sends them ('pywats-client status' shows progress)"
 

@@ -90,9 +90,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     paths = instance_paths(args)
     paths.ensure()
     settings = load_settings_for(paths)  # a bad config fails here, in the operator's terminal
-    from pywats_client.service.loop import require_server
+    from pywats_client.service.uploader import require_server
 
-    require_server(settings, paths)
+    require_server(settings, paths.config)
     holder = read_lock(paths.lock)
     if holder is not None:
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
@@ -174,7 +174,7 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
         print(f"converted {summary.converted}, conversion errors {summary.conversion_errors}, "
               f"uploaded {summary.uploaded}, rejected {summary.rejected}; "
               f"server {summary.server}; left in queue: {remaining}")
-        if summary.server in ("offline", "paused"):
+        if not summary.server.can_send:
             print(f"server problem: {summary.server_detail}", file=sys.stderr)
             return SERVER
         if summary.conversion_errors or summary.rejected:
@@ -288,6 +288,7 @@ def cmd_instances_list(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pywats_client.outcomes import ServerState
     from pywats_client.service.oneshot import gather_status
 
     paths = instance_paths(args)
@@ -317,7 +318,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print("              reachable, authenticated")
             else:
                 print(f"              reachable, NOT authenticated: {info['server_message']}")
-        if info["service_server_state"] in ("offline", "paused"):
+        if info["service_server_state"] in (ServerState.OFFLINE, ServerState.PAUSED):
             print(f"uploads:      {info['service_server_state'].upper()}: "
                   f"{info['service_server_detail']}")
         if info["disk_full"]:
@@ -336,7 +337,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not info["running"]:
         return NOT_RUNNING
     if info.get("server_authenticated") is False or info["service_server_state"] in (
-            "offline", "paused"):
+            ServerState.OFFLINE, ServerState.PAUSED):
         return SERVER
     if info["disk_full"] or info["disk_low"] or info["folders_unavailable"]:
         return DEGRADED

@@ -1,9 +1,6 @@
-"""The library API: what a Python program on a station uses instead of the CLI.
-
-`ClientConfig` (an instance's config.json), `WATSClient` (the whole service in background
-threads) and, in `pywats_client.core.queue`, `ReportQueue` (push reports into the same durable
-queue the service uploads from). Synchronous throughout: no event loop. These are fronts, like
-the CLI: they may use any part of the package except the CLI.
+"""The library API a Python program on a station uses instead of the CLI: `ClientConfig`,
+`WATSClient` (the whole service in background threads) and, in `core.queue`, `ReportQueue`.
+Synchronous throughout; like the CLI, a front over the rest of the package.
 """
 
 from pywats_client.core.client import WATSClient

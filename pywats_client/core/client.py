@@ -1,10 +1,6 @@
-"""`WATSClient`: the whole service — watch, convert, queue, upload — in background threads.
-
-The very `Service` that `pywats-client start` runs, on a thread of the calling program instead
-of the main thread: same instance folder, lock, queue and status. Signal handlers are not
-installed (only a main thread may, and the program owns its signals); `stop()` is the
-graceful stop SIGTERM would give, a second `stop()` the hard one. `ServiceThread` is that
-machinery, shared with `services.QueueService`.
+"""`WATSClient`: the very service `pywats-client start` runs, on background threads of the
+calling program (same instance, lock, queue and status; no signal handlers), and
+`ServiceThread`, that machinery, shared with `services.QueueService`.
 """
 
 from __future__ import annotations
@@ -18,7 +14,9 @@ from typing import Any
 from pywats_client.config.settings import Settings
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.errors import PyWATSClientError
-from pywats_client.service.loop import RunSummary, Service
+from pywats_client.service.loop import Service
+from pywats_client.service.status import RunSummary
+from pywats_client.service.uploader import require_server
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +63,7 @@ class ServiceThread:
             if self.running:
                 raise RuntimeError(f"{self._name} is already running")
             settings = self._make_settings(False)
+            require_server(settings, self.config.path)
             self.config.paths.ensure()
             service = Service(settings, self.config.paths, stop_timeout=self._stop_timeout,
                               reload_settings=lambda: self._make_settings(True))
@@ -132,8 +131,10 @@ class WATSClient:
     """The client service of one instance, in this process.
 
     `start()` returns once folders are watched and uploads may begin; `stop()` ends it
-    gracefully. Use it as a context manager to be sure it is stopped. The config is a
-    `ClientConfig`, a config.json path, or an instance name.
+    gracefully, as SIGTERM would (a second `stop()` at once). No signal handlers are
+    installed: only a main thread may, and the program owns its signals. Use it as a context
+    manager to be sure it is stopped. The config is a `ClientConfig`, a config.json path, or an
+    instance name.
     """
 
     def __init__(self, config: ClientConfig | str | Path | None = None, *,

@@ -1,10 +1,6 @@
-"""`ReportQueue`: the instance's durable queue for Python programs (test sequences, scripts).
-
-A front over `pywats_client.queue.store.DurableQueue` — the same folders, files and transitions the
-service uses, with the same ownership rules: adding a report is safe at any time, also while
-the service runs (a durable write the service picks up at its next look at pending/); draining
-the queue here (`process_all`) takes the instance lock, so it is refused with `LockError` while
-the service or another one-shot owns the instance. Everything is synchronous.
+"""`ReportQueue`: the instance's durable queue for Python programs, in the service's own folders
+and transitions. Adding is safe at any time, also while the service runs; `process_all()`
+uploads through the one drain path and needs the instance (`LockError` while another owns it).
 """
 
 from __future__ import annotations
@@ -13,28 +9,30 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.core.config import ClientConfig, resolve_config
-from pywats_client.errors import ConfigError, ReportValidationError
+from pywats_client.errors import ReportValidationError
+from pywats_client.outcomes import ServerState
 from pywats_client.queue.lock import InstanceLock
 from pywats_client.queue.store import DurableQueue, State
 from pywats_client.report.builder import apply_context
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
 from pywats_client.service import process_table
+from pywats_client.service.drain import drain
 from pywats_client.service.pipeline import convert_source, queue_reports
-from pywats_client.service.uploader import Outcome, uploader_for
+from pywats_client.service.status import RunSummary
+from pywats_client.service.uploader import require_server, uploader_for
 
 log = logging.getLogger(__name__)
 
 # The converter name that goes into the id of a report queued from Python (not from a file).
 API_SOURCE = "python-api"
-_BATCH = 1000  # due reports looked at per round of process_all()
 
 
 @dataclass(frozen=True)
@@ -65,19 +63,9 @@ class QueuedReport:
     next_attempt: float  # epoch seconds; for pending reports, when the next upload is due
 
 
-@dataclass
-class ProcessSummary:
-    """What `process_all()` did."""
-
-    uploaded: int = 0
-    rejected: int = 0  # refused by the server: now in failed/ with its reason
-    retry_later: int = 0  # transient trouble: back in pending/ with a later next attempt
-    server: str = "online"  # online | offline | paused (credentials or URL refused)
-    message: str = ""  # why offline or paused, in words
-    remaining: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# What `process_all()` returns: the summary every way of uploading gives (uploaded, rejected,
+# retry_later, server, message, remaining, to_dict()).
+ProcessSummary = RunSummary
 
 
 class ReportQueue:
@@ -215,54 +203,25 @@ class ReportQueue:
 
         Takes the instance lock for the duration: `LockError` while the service (or another
         drain) owns the queue — then the service is uploading anyway. Stops early when the
-        server is unreachable or refuses the credentials; those reports stay pending, no
-        attempt counted. Reports rejected by the server go to failed/ with its reason.
+        server is unreachable or refuses the credentials (`server` "offline" or "paused",
+        `message` says why); those reports stay pending, no attempt counted. Otherwise `server`
+        is "online". Reports rejected by the server go to failed/ with its reason.
         """
-        from pywats_client.service.dispatcher import UploadDispatcher  # the service's transitions
-        from pywats_client.service.status import ServiceStatus
-
-        if not self.settings.server_url:
-            raise ConfigError(f"{self.config.path}: server_url is not set. Fix: "
-                              "config.server_url = 'https://wats.example.com'; config.save()")
+        require_server(self.settings, self.config.path)
         lock = InstanceLock(self.paths.lock, self.paths.name)
         lock.acquire("python process_all")
-        summary = ProcessSummary()
         try:
             self._queue.ensure_layout()
             self._queue.sweep()  # we own the queue: an interrupted upload goes back first
-            status = ServiceStatus()
-            dispatcher = UploadDispatcher(self._queue, uploader_for(self.settings),
-                                          self.settings.queue, status, workers=1)
+            client = uploader_for(self.settings)
             try:
-                self._drain(dispatcher, summary)
+                summary = drain(self._queue, client)
             finally:
-                dispatcher.shutdown()
+                client.close()
         finally:
             lock.release()
-        summary.remaining = {s.value: n for s, n in self._queue.counts().items()
-                             if s is not State.COMPLETED}
+        if summary.server is ServerState.UNKNOWN:
+            # Nothing due, or only reports the server answered about themselves: nothing
+            # stood in the way, which is what "online" has always meant here.
+            summary.server = ServerState.ONLINE
         return summary
-
-    def _drain(self, dispatcher: Any, summary: ProcessSummary) -> None:
-        tried: set[str] = set()
-        while True:
-            due, _ = self._queue.due(_BATCH)
-            fresh = [report_id for report_id in due if report_id not in tried]
-            if not fresh:
-                return
-            for report_id in fresh:
-                tried.add(report_id)
-                claimed = self._queue.claim(report_id)
-                if claimed is None:
-                    continue  # quarantined as corrupt, or gone
-                result = dispatcher.upload_one(claimed).result
-                if result.outcome is Outcome.STORED:
-                    summary.uploaded += 1
-                elif result.outcome is Outcome.REJECTED:
-                    summary.rejected += 1
-                elif result.outcome is Outcome.TRANSIENT:
-                    summary.retry_later += 1
-                else:  # OFFLINE or AUTH: nothing else will get through now
-                    summary.server = "offline" if result.outcome is Outcome.OFFLINE else "paused"
-                    summary.message = result.message
-                    return

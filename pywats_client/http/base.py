@@ -1,12 +1,6 @@
-"""HTTP server plumbing shared by the control API and the bundled receiver.
-
-Owns the two base classes: `StoppableHTTPServer` (a threading server with its own accept loop
-that tracks every open connection, so `stop()` returns promptly with every thread joined) and
-`KeepAliveHandler` (HTTP/1.1 keep-alive, Nagle off, method forwarding, request-body length and
-draining, answers with Content-Length). What a server serves stays in its own module.
-
-Standard library only, and it imports nothing from the package: the receiver must stay usable
-on its own.
+"""HTTP server plumbing shared by the control API and the bundled receiver: `StoppableHTTPServer`
+(tracks every connection, so `stop()` returns with every thread joined) and `KeepAliveHandler`.
+Standard library only, so the receiver stays usable on its own.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
-"""The control API: a small HTTP server inside the service, opt-in with `start --api`.
-
-Owns the listening socket, the routes and the per-instance API token. GET routes (`/`,
-`/status`, `/queue`, `/queue/<state>`, `/config`, `/metrics`) only read: the service's status
-comes from the snapshot its main thread publishes, queue counts and listings from the queue
-folders, so a request never touches state another thread is changing. POST routes (`/stop`,
-`/restart`) need `Authorization: Bearer <token>`, the token being the contents of
-`<instance>/api.token` (0600, created on first use).
-
-The server runs on its own threads and is stopped (every thread joined) when the service ends.
-
-Depends on: errors, httpbase, queue, metrics, status_page. It never imports the service: the
-CLI hands it an object with `snapshot()`, `request_stop()` and `request_restart()`.
+"""The control API inside the service (`start --api`): the listening socket, the read-only GET
+routes served from the service's published snapshot and the queue folders, and POST /stop and
+/restart behind the per-instance token (`<instance>/api.token`, 0600).
 """
 
 from __future__ import annotations
@@ -29,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from pywats_client import __version__
-from pywats_client.errors import PyWATSClientError
+from pywats_client.errors import ControlApiError, PyWATSClientError
 from pywats_client.http import metrics, status_page
 from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer
 from pywats_client.queue.store import DurableQueue, State
@@ -41,10 +31,6 @@ DEFAULT_PORT = 8765
 TOKEN_FILE = "api.token"
 MAX_PAGE = 1000  # items per /queue/<state> page
 DEFAULT_PAGE = 50
-
-
-class ControlApiError(PyWATSClientError):
-    """The control API cannot start (the message names the address and the fix)."""
 
 
 class ServiceControl(Protocol):
@@ -125,7 +111,11 @@ def _url(host: str, port: int) -> str:
 
 class ControlServer:
     """The control API of one service. Binds in the constructor (so a port in use is an error
-    before the service starts); `start()` serves on a thread; `stop()` joins every thread."""
+    before the service starts); `start()` serves on a thread; `stop()` joins every thread.
+
+    It never imports the service: it is handed a `ServiceControl`. A GET request reads only the
+    snapshot the service's main thread publishes and the queue folders, so it never touches
+    state another thread is changing."""
 
     def __init__(
         self,

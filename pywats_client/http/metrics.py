@@ -1,10 +1,6 @@
-"""Prometheus metrics: the service's status snapshot and queue counts as exposition text.
-
-Owns the metric names, their HELP text and types (text format 0.0.4, what Prometheus,
-VictoriaMetrics and node_exporter's textfile collector read). Counters restart from zero with
-the process; `pywats_start_time_seconds` tells Prometheus when that happened.
-
-A leaf: it works on plain dicts and imports nothing from the package.
+"""Prometheus metrics: the service's status snapshot and queue counts as exposition text (format
+0.0.4) — the metric names, their HELP texts and types. Counters restart with the process;
+`pywats_start_time_seconds` says when.
 """
 
 from __future__ import annotations
@@ -12,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pywats_client.outcomes import Outcome, ServerState
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-UPLOAD_OUTCOMES = ("stored", "rejected", "transient", "offline", "auth")
-SERVER_STATES = ("unknown", "online", "offline", "paused")
+UPLOAD_OUTCOMES = tuple(outcome.value for outcome in (
+    Outcome.STORED, Outcome.REJECTED, Outcome.TRANSIENT, Outcome.OFFLINE, Outcome.AUTH))
+SERVER_STATES = tuple(state.value for state in ServerState)
 QUEUE_STATES = ("pending", "processing", "completed", "failed", "corrupt")
 
 
@@ -37,7 +36,7 @@ Sample = tuple[Mapping[str, str], float]
 def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
               ) -> Iterator[tuple[str, str, str, list[Sample]]]:
     failures = status.get("upload_failures") or {}
-    server = status.get("server") or "unknown"
+    server = status.get("server") or ServerState.UNKNOWN
     yield ("pywats_up", "gauge", "1 while the service is running, 0 while it starts or stops.",
            [({}, 1 if status.get("state") == "running" else 0)])
     yield ("pywats_info", "gauge", "Version and instance of the running client (always 1).",
@@ -62,7 +61,7 @@ def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
            [({}, float(status.get("last_upload_at") or 0))])
     yield ("pywats_uploads_paused", "gauge",
            "1 while uploads are paused because the server refused the credentials or URL.",
-           [({}, 1 if server == "paused" else 0)])
+           [({}, 1 if server == ServerState.PAUSED else 0)])
     yield ("pywats_server_state", "gauge",
            "The server as the uploader sees it: 1 for the current state, 0 for the others.",
            [({"state": s}, 1 if server == s else 0) for s in SERVER_STATES])

@@ -1,15 +1,6 @@
-"""A WATS-compatible receiver: the server side of the REST API, for tests, demos and trials.
-
-Owns: the loopback HTTP server that accepts `POST /api/Report/WSJF` (and WSXF), checks the WSJF
-basics, stores each report as `<store>/<id>.json`, and can misbehave on purpose (latency, 5xx,
-resets, 429 + Retry-After, auth failures, hangs after storing) through `Faults`. Standard library
-only; from the package it imports just its version, its command-line options and the HTTP
-plumbing in httpbase (itself standard library only), so tools can use it on its own.
-
-The control routes `GET /_receiver/stats`, `GET|POST /_receiver/faults` are deliberately outside
-the authentication check: the receiver is a loopback testing tool and a test harness in another
-process must be able to switch faults on and off without knowing the token. Do not expose it on
-a network you do not trust (`run()` refuses non-loopback addresses unless told otherwise).
+"""A WATS-compatible receiver for tests, demos and trials: a loopback server that accepts
+`POST /api/Report/WSJF` (and WSXF), stores each report as `<store>/<id>.json` and misbehaves on
+purpose through `Faults`. Standard library only, so tools can use it on its own.
 """
 
 from __future__ import annotations
@@ -236,7 +227,16 @@ def check_xml(body: bytes) -> str | None:
 
 
 class Receiver:
-    """A WATS-compatible HTTP server on a daemon thread; see the module docstring."""
+    """A WATS-compatible HTTP server on a daemon thread.
+
+    It checks the WSJF basics of what it is sent and can misbehave on purpose (latency, 5xx,
+    resets, 429 + Retry-After, auth failures, hangs after storing) through `Faults`. The
+    control routes `GET /_receiver/stats` and `GET|POST /_receiver/faults` are deliberately
+    outside the authentication check: the receiver is a loopback testing tool, and a test
+    harness in another process must be able to switch faults on and off without knowing the
+    token. Do not expose it on a network you do not trust (`run()` refuses non-loopback
+    addresses unless told otherwise).
+    """
 
     def __init__(self, store: Path, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, faults: Faults | None = None, prefix: str = "",
@@ -568,7 +568,7 @@ class _Handler(KeepAliveHandler):
             return
         self._answer(route, 200, path.read_bytes(), content_type="application/json")
 
-    # -- /_receiver/ (no auth, see the module docstring) ----------------------------------------
+    # -- /_receiver/ (no auth, see the Receiver docstring) ----------------------------------------
 
     def _control(self, method: str, what: str) -> None:
         rx = self.server.receiver

@@ -1,10 +1,6 @@
-"""The status page a technician opens on a phone: `GET /` of the control API.
-
-Owns the HTML: one column, large type, refreshed by the browser every 10 seconds, no script
-at all. Everything shown comes from the service's status snapshot and the queue counts; every
-piece of text is HTML-escaped, because file names and server messages are untrusted.
-
-A leaf: it works on plain dicts and imports nothing from the package.
+"""The status page a technician opens on a phone (`GET /` of the control API): one column, large
+type, refreshed by the browser every 10 s, no script; built from the status snapshot and queue
+counts, every piece of text HTML-escaped (file names and server messages are untrusted).
 """
 
 from __future__ import annotations
@@ -14,6 +10,8 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from pywats_client.outcomes import ServerState
 
 REFRESH_SECONDS = 10
 REASON_SHOWN = 240  # characters of a failure reason on the page (/status has it all)
@@ -116,13 +114,13 @@ def render(status: Mapping[str, Any], queue: Mapping[str, int], *, instance: str
 def _health(status: Mapping[str, Any], now: float) -> tuple[str, str, str]:
     """(tone, headline, detail): the one thing to know first."""
     state = status.get("state") or "unknown"
-    server = status.get("server") or "unknown"
+    server = status.get("server") or ServerState.UNKNOWN
     why = str(status.get("server_detail") or "")
     last = status.get("last_upload_at")
     last_text = f"Last upload {_ago(last, now)}." if last else "No upload since start."
     if state in ("starting", "stopping", "stopped"):
         return "warn", f"Service {state}", "The page shows what was last known."
-    if server == "paused":
+    if server == ServerState.PAUSED:
         return ("bad", "Uploads paused",
                 f"The server refused the credentials or URL: {why}. Nothing is lost; fix "
                 "server_url or api_token in config.json and uploads resume by themselves.")
@@ -130,12 +128,12 @@ def _health(status: Mapping[str, Any], now: float) -> tuple[str, str, str]:
         return ("bad", "Disk full",
                 "Reports cannot be written; new files wait in the watch folders until there "
                 "is room.")
-    if server == "offline":
+    if server == ServerState.OFFLINE:
         return ("warn", "Server unreachable",
                 f"{why}. Reports are kept and sent when it is back. {last_text}")
     if status.get("disk_low") or status.get("folders_unavailable"):
         return "warn", "Needs attention", f"Uploads work, but see below. {last_text}"
-    if server == "online":
+    if server == ServerState.ONLINE:
         return "ok", "Uploading normally", f"Server online. {last_text}"
     return "ok", "Running", f"No contact with the server yet. {last_text}"
 

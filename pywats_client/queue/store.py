@@ -59,7 +59,7 @@ from pathlib import Path
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import QueueSettings
-from pywats_client.errors import QueueError, QueueFullError
+from pywats_client.errors import CorruptItemError, QueueError, QueueFullError
 from pywats_client.fsutil import (
     NETWORK_OR_WEAK_FILESYSTEMS,
     FolderSyncer,
@@ -88,10 +88,6 @@ class State(str, enum.Enum):
 
 
 FOLDERS = ("tmp", *(s.value for s in State))
-
-
-class CorruptItemError(QueueError):
-    """A queue file fails its self-check (torn, truncated, zeroed)."""
 
 
 @dataclass(frozen=True)

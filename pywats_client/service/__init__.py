@@ -1,7 +1,4 @@
-"""The service: watch folders, convert files, queue reports, upload them.
-
-`loop` runs it on the main thread; `watcher` finds files that are ready, `pipeline` turns a
-file into queued reports, `postaction` files the source away, `dispatcher` feeds the upload
-workers and `uploader` talks to WATS. `status` is what the service tells the world,
-`daemon` starts and stops it without systemd, `oneshot` does what the one-shot commands do.
+"""The service: watch folders, convert files into queued reports, upload them. `loop` runs it on
+the main thread; the other modules are its parts (watcher, pipeline, postaction, dispatcher,
+uploader, status), its process control (daemon) and the one-shot paths (drain, oneshot).
 """

@@ -1,11 +1,6 @@
-"""Process control without systemd: detach (`start --daemon`), `stop`, and the pid file.
-
-The instance lock, not the pid file, is the truth about what runs: every service — started in
-the foreground, as a daemon or by systemd — holds the lock and writes its pid into it, so `stop`
-and `status` work the same whichever way it was started. The pid file is written for tools
-that expect one.
-
-Depends on: lock, paths.
+"""Process control without systemd: detach (`start --daemon`), `stop`, and the pid file. The
+instance lock, not the pid file, tells what runs (every service holds it, however it was
+started); the pid file is for tools that expect one.
 """
 
 from __future__ import annotations
@@ -18,15 +13,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pywats_client.errors import PyWATSClientError
+from pywats_client.errors import DaemonError
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import pid_alive, read_lock
 
 STARTUP_TIMEOUT = 60.0
-
-
-class DaemonError(PyWATSClientError):
-    """The daemon could not be started (the message says why and where to look)."""
 
 
 @dataclass

@@ -1,27 +1,6 @@
-"""The upload side of the service: feed due reports to the 5 upload workers, act on outcomes.
-
-The main thread calls `pump()` whenever it wakes. `pump()` collects finished uploads, decides
-whether the server may be sent anything (online, offline, paused for credentials, holding off
-after 429s or a run of server errors), probes it while it is not, and hands due report ids to
-the workers while one is free. A worker claims its report, uploads it and makes its queue
-transition itself — each report is owned by exactly one thread at a time, and doing the file
-work there keeps it off the main thread; the outcome comes back to the main thread, which
-alone updates the shared state.
-
-While the server keeps storing them, a worker goes on with the next due report itself (for up
-to CHAIN_SECONDS) instead of returning for the main thread to hand it one: with conversions
-busy on the other threads, that round trip cost a tenth of each upload slot's time.
-
-A report the server stored is moved to completed/ by the finishing thread, not by its upload
-worker: that move ends in a folder fsync, which waits behind every other fsync in the
-filesystem's journal (during a burst of conversions, as long as the request itself), and the
-upload slot is free the moment the server has answered. The outcome is known then; the move
-only records it, and a report whose move is lost is simply sent again with the same id. One
-thread makes all these moves, and fsyncs the folder only when no other move waits behind the
-one it made, so a burst of stored reports shares one fsync; more threads here only competed
-with the uploads for the interpreter lock.
-
-Depends on: queue, uploader, status, settings, clock.
+"""The service's uploads: `UploadDispatcher` feeds due reports to the upload workers and acts on
+their outcomes (pause, probe, hold off); `post()` and `transition()` send one claimed report and
+make the queue move its outcome calls for, for every way of uploading.
 """
 
 from __future__ import annotations
@@ -37,9 +16,10 @@ from typing import Any
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueFullError
+from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.queue.store import Claimed, DurableQueue, State
-from pywats_client.service.status import ServiceStatus
-from pywats_client.service.uploader import Outcome, Uploader, UploadResult
+from pywats_client.service.status import RunSummary, ServiceStatus
+from pywats_client.service.uploader import Uploader, UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +45,30 @@ class Finished:
 
 
 class UploadDispatcher:
-    """Owns the upload pool; see the module docstring."""
+    """Owns the upload pool.
+
+    The main thread calls `pump()` whenever it wakes. `pump()` collects finished uploads,
+    decides whether the server may be sent anything (its `ServerState`, or a hold after 429s or
+    a run of server errors), probes it while it may not, and hands due report ids to the
+    workers while one is free. A worker claims its report, uploads it and makes its queue
+    transition itself — each report is owned by exactly one thread at a time, and doing the
+    file work there keeps it off the main thread; the outcome comes back to the main thread,
+    which alone updates the shared state.
+
+    While the server keeps storing them, a worker goes on with the next due report itself (for
+    up to CHAIN_SECONDS) instead of returning for the main thread to hand it one: with
+    conversions busy on the other threads, that round trip cost a tenth of each upload slot's
+    time.
+
+    A report the server stored is moved to completed/ by the finishing thread, not by its
+    upload worker: that move ends in a folder fsync, which waits behind every other fsync in
+    the filesystem's journal (during a burst of conversions, as long as the request itself),
+    and the upload slot is free the moment the server has answered. The outcome is known then;
+    the move only records it, and a report whose move is lost is simply sent again with the
+    same id. One thread makes all these moves, and fsyncs the folder only when no other move
+    waits behind the one it made, so a burst of stored reports shares one fsync; more threads
+    here only competed with the uploads for the interpreter lock.
+    """
 
     def __init__(
         self,
@@ -77,11 +80,13 @@ class UploadDispatcher:
         clock: Clock = SYSTEM_CLOCK,
         wake: Callable[[], None] = lambda: None,
         workers: int = UPLOAD_WORKERS,
+        summary: RunSummary | None = None,
     ) -> None:
         self.queue = queue
         self.client = client
         self.settings = settings
         self.status = status
+        self.summary = summary if summary is not None else RunSummary()
         self.clock = clock
         self.wake = wake
         self.workers = workers
@@ -121,13 +126,18 @@ class UploadDispatcher:
         return len(self._in_flight) + len(self._finishing)
 
     @property
+    def busy(self) -> bool:
+        """True while an upload, a move to completed/ or a probe of the server runs."""
+        return bool(self._in_flight or self._finishing or self._probe is not None)
+
+    @property
     def moves_waiting(self) -> int:
         """Stored reports not yet moved to completed/ (the finishing thread's line)."""
         return self._finishing_count
 
     @property
     def can_send(self) -> bool:
-        return self.status.server not in ("offline", "paused")
+        return self.status.server.can_send
 
     def uploads_lag(self) -> bool:
         """True while uploads flow but more reports wait for a slot than the workers can take
@@ -154,7 +164,7 @@ class UploadDispatcher:
         unreachable or refused us (the new settings may be the fix)."""
         self._retired_clients.append(self.client)
         self.client = client
-        if self.status.server in ("paused", "offline"):
+        if not self.status.server.can_send:
             self._next_probe = 0.0
 
     def has_due_work(self) -> bool:
@@ -233,32 +243,37 @@ class UploadDispatcher:
     def _account(self, finished: Finished) -> None:
         result, status, now = finished.result, self.status, self.clock.monotonic()
         wall = self.clock.time()
+        self.summary.record(result)
         if result.outcome is Outcome.STORED:
             status.uploaded += 1
             status.record_upload(finished.report_id, wall, finished.source)
             self._consecutive_transient = 0
-            self._set_server("online", "")
-            return
-        key = result.outcome.value
-        status.upload_failures[key] = status.upload_failures.get(key, 0) + 1
-        status.record_failure(key, result.message, wall, report_id=finished.report_id,
-                              source=finished.source)
-        if result.outcome is Outcome.REJECTED:
-            status.rejected += 1
-        elif result.outcome is Outcome.TRANSIENT:
-            self._consecutive_transient += 1
-            hold = result.retry_after or 0.0
-            if self._consecutive_transient >= HOLD_AFTER_TRANSIENT:
-                hold = max(hold, self.queue.backoff(
-                    self._consecutive_transient - HOLD_AFTER_TRANSIENT + 1))
-            if hold:
-                self._hold_until = max(self._hold_until, now + hold)
-                log.warning("server trouble: holding all uploads for %.0fs", hold)
-        elif result.outcome in (Outcome.OFFLINE, Outcome.AUTH):
-            state = "offline" if result.outcome is Outcome.OFFLINE else "paused"
-            if self.status.server != state:
-                self._next_probe = now + self._probe_delay()
-            self._set_server(state, result.message)
+        else:
+            key = result.outcome.value
+            status.upload_failures[key] = status.upload_failures.get(key, 0) + 1
+            status.record_failure(key, result.message, wall, report_id=finished.report_id,
+                                  source=finished.source)
+            if result.outcome is Outcome.REJECTED:
+                status.rejected += 1
+            elif result.outcome is Outcome.TRANSIENT:
+                self._hold_off(result, now)
+        state = ServerState.after(result.outcome)
+        if state is not None:
+            if not state.can_send and status.server is not state:
+                self._next_probe = now + self._probe_delay()  # probe until that changes
+            self._set_server(state, "" if state is ServerState.ONLINE else result.message)
+
+    def _hold_off(self, result: UploadResult, now: float) -> None:
+        """A server error: honour its Retry-After, and after a run of them hold every upload
+        off for a growing while (the server is struggling; a report is not at fault)."""
+        self._consecutive_transient += 1
+        hold = result.retry_after or 0.0
+        if self._consecutive_transient >= HOLD_AFTER_TRANSIENT:
+            hold = max(hold, self.queue.backoff(
+                self._consecutive_transient - HOLD_AFTER_TRANSIENT + 1))
+        if hold:
+            self._hold_until = max(self._hold_until, now + hold)
+            log.warning("server trouble: holding all uploads for %.0fs", hold)
 
     def _probe_delay(self) -> float:
         return self.settings.probe_interval
@@ -273,25 +288,24 @@ class UploadDispatcher:
             log.exception("server probe crashed")
             self._next_probe = now + self._probe_delay()
             return
-        if result.outcome is Outcome.STORED:
-            self._set_server("online", "")
+        state = ServerState.after(result.outcome, probe=True)
+        if state is ServerState.ONLINE:
+            self._set_server(state, "")
             self._next_scan = 0.0
             return
-        if result.outcome is Outcome.AUTH:
-            self._set_server("paused", result.message)
-        elif result.outcome in (Outcome.OFFLINE, Outcome.TRANSIENT):
-            self._set_server("offline", result.message)
+        if state is not None:
+            self._set_server(state, result.message)
         self._next_probe = now + self._probe_delay()
 
-    def _set_server(self, state: str, detail: str) -> None:
-        if self.status.server == state and self.status.server_detail == detail:
+    def _set_server(self, state: ServerState, detail: str) -> None:
+        if self.status.server is state and self.status.server_detail == detail:
             return
-        if state == "online":
-            log.info("server %s is reachable and accepts our credentials: uploading", "online")
-        elif state == "paused":
+        if state is ServerState.ONLINE:
+            log.info("server %s is reachable and accepts our credentials: uploading", state)
+        elif state is ServerState.PAUSED:
             log.error("uploads paused: %s. Reports are kept; fix the server URL or token "
                       "(pywats-client config set ...) and they resume", detail)
-        elif state == "offline":
+        elif state is ServerState.OFFLINE:
             log.warning("server unreachable (%s); reports are kept and sent when it is back",
                         detail)
         self.status.server, self.status.server_detail = state, detail
@@ -300,12 +314,6 @@ class UploadDispatcher:
 
     def _run_probe(self) -> UploadResult:
         return self.client.probe()
-
-    def upload_one(self, item: Claimed) -> Finished:
-        """Upload one claimed report and make its queue transition, all before returning
-        (for one-shot commands; the service's workers run `_send`)."""
-        result = self._post(item)
-        return Finished(item.id, result, self._transition(item, result), item.header.source)
 
     def _send(self, report_id: str) -> list[Finished]:
         """Upload worker: send `report_id`, then, while the server stores them, the next due
@@ -328,20 +336,21 @@ class UploadDispatcher:
         item = self.queue.claim(report_id)
         if item is None:
             return None
-        result = self._post(item)
+        result = post(self.client, item)
         if result.outcome is Outcome.STORED:
             with self._finishing_lock:
                 self._finishing_count += 1
             finishing = self._finisher.submit(self._finish_stored, item, result)
             finishing.add_done_callback(self._finished_moving)
             return Finished(item.id, result, None, item.header.source, finishing)
-        return Finished(item.id, result, self._transition(item, result), item.header.source)
+        return Finished(item.id, result, transition(self.queue, item, result),
+                        item.header.source)
 
     def _finish_stored(self, item: Claimed, result: UploadResult) -> State | None:
         """Finishing thread: PROCESSING -> COMPLETED. The folder is fsynced by the last move
         of a burst (none queued behind it; the count includes this move until it returns),
         which makes every move before it durable too."""
-        return self._transition(item, result, sync=self._finishing_count <= 1)
+        return transition(self.queue, item, result, sync=self._finishing_count <= 1)
 
     def _finished_moving(self, _future: Future[State | None]) -> None:
         with self._finishing_lock:
@@ -364,36 +373,6 @@ class UploadDispatcher:
         try:
             return self._candidates.popleft()
         except IndexError:
-            return None
-
-    def _post(self, item: Claimed) -> UploadResult:
-        try:
-            return self.client.upload(item.body, item.id)
-        except Exception as exc:  # the uploader classifies; anything else is unexpected
-            log.exception("unexpected error uploading report %s", item.id)
-            return UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
-
-    def _transition(self, item: Claimed, result: UploadResult, *, sync: bool = True
-                    ) -> State | None:
-        try:
-            if result.outcome is Outcome.STORED:
-                self.queue.complete(item, sync=sync)  # PROCESSING -> COMPLETED
-                return State.COMPLETED
-            if result.outcome is Outcome.REJECTED:
-                self.queue.fail(item, f"rejected by the server: {result.message}")
-                return State.FAILED  # PROCESSING -> FAILED
-            if result.outcome is Outcome.TRANSIENT:
-                return self.queue.retry(item, result.message, result.retry_after)
-            self.queue.release(item)  # OFFLINE / AUTH: PROCESSING -> PENDING, untouched
-            return State.PENDING
-        except (OSError, QueueFullError) as exc:
-            # No room to rewrite it: put it back as it was; nothing is lost, the attempt is.
-            log.error("report %s: cannot record the upload outcome (%s)", item.id, exc)
-            try:
-                self.queue.release(item)
-            except OSError:
-                log.exception("report %s left in processing/; the next start retries it",
-                              item.id)
             return None
 
     # -- stopping -------------------------------------------------------------------------
@@ -423,3 +402,37 @@ class UploadDispatcher:
         self._finisher.shutdown(wait=False, cancel_futures=True)
         for client in [*self._retired_clients, self.client]:
             client.close()
+
+
+def post(client: Uploader, item: Claimed) -> UploadResult:
+    """Send one claimed report. Whatever goes wrong comes back as an outcome, never raised."""
+    try:
+        return client.upload(item.body, item.id)
+    except Exception as exc:  # the uploader classifies; anything else is unexpected
+        log.exception("unexpected error uploading report %s", item.id)
+        return UploadResult(Outcome.TRANSIENT, None, f"unexpected error: {exc}")
+
+
+def transition(queue: DurableQueue, item: Claimed, result: UploadResult, *, sync: bool = True
+               ) -> State | None:
+    """Make the queue transition an upload's outcome calls for, for every way of uploading;
+    returns where the report went (None: the outcome could not be recorded)."""
+    try:
+        if result.outcome is Outcome.STORED:
+            queue.complete(item, sync=sync)  # PROCESSING -> COMPLETED
+            return State.COMPLETED
+        if result.outcome is Outcome.REJECTED:
+            queue.fail(item, f"rejected by the server: {result.message}")
+            return State.FAILED  # PROCESSING -> FAILED
+        if result.outcome is Outcome.TRANSIENT:
+            return queue.retry(item, result.message, result.retry_after)
+        queue.release(item)  # OFFLINE / AUTH: PROCESSING -> PENDING, untouched
+        return State.PENDING
+    except (OSError, QueueFullError) as exc:
+        # No room to rewrite it: put it back as it was; nothing is lost, the attempt is.
+        log.error("report %s: cannot record the upload outcome (%s)", item.id, exc)
+        try:
+            queue.release(item)
+        except OSError:
+            log.exception("report %s left in processing/; the next start retries it", item.id)
+        return None

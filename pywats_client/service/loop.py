@@ -1,21 +1,11 @@
-"""The service: one process that watches, converts, queues and uploads until it is told to stop.
-
-The main thread runs `Service.run()`: it sweeps the queue, starts the watcher, then loops —
-hand stable files to the conversion pool (10 threads), let the dispatcher feed the upload pool
-(5 threads), prune old items, publish its status — sleeping on an Event between rounds, so it
-wakes at once for a new file, a finished upload or a signal, and costs nothing when idle.
-
-Signals only set flags: the first SIGTERM/SIGINT stops gracefully (no new work, in-flight
-uploads get `stop_timeout` seconds), a second one stops at once. Either way nothing is lost: a
-report being uploaded stays in processing/ and the next start sends it again with the same id.
-
-Depends on: everything below it (queue, dispatcher, watcher, pipeline, postaction, config
-types, status). Nothing imports this module except the CLI.
+"""`Service`: one process that watches, converts, queues and uploads until it is told to stop —
+its main loop, its conversion pool, the accounting of each file's conversion, and stopping.
 """
 
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import os
 import signal
@@ -23,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -38,12 +28,14 @@ from pywats_client.errors import (
     IncompleteFileError,
     QueueFullError,
 )
+from pywats_client.outcomes import ServerState
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock
-from pywats_client.queue.store import DurableQueue, State
+from pywats_client.queue.store import DurableQueue
 from pywats_client.sdnotify import Notifier
 from pywats_client.service import process_table
 from pywats_client.service.dispatcher import UploadDispatcher
+from pywats_client.service.drain import remaining
 from pywats_client.service.pipeline import (
     companions_of,
     convert_file,
@@ -53,7 +45,7 @@ from pywats_client.service.pipeline import (
     queue_reports,
 )
 from pywats_client.service.postaction import SeenFiles, apply_post_action, move_to_error
-from pywats_client.service.status import ServiceStatus, write_status
+from pywats_client.service.status import RunSummary, ServiceStatus, write_status
 from pywats_client.service.uploader import uploader_for
 from pywats_client.service.watcher import FolderWatcher, SourceFile
 
@@ -79,22 +71,14 @@ STUCK_GRACE = 60.0  # beyond the request timeouts, before an upload counts as st
 STUCK_CONVERSION = 600.0  # a conversion this long means a converter is stuck
 
 
-@dataclass
-class RunSummary:
-    """What a run did; printed by `start --once`."""
+class ConversionOutcome(enum.Enum):
+    """What became of one source file; `Service` has one handler for each, `_on_<value>`."""
 
-    converted: int = 0
-    conversion_errors: int = 0
-    uploaded: int = 0
-    rejected: int = 0
-    retry_later: int = 0
-    server: str = "unknown"
-    server_detail: str = ""
-    remaining: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.server not in ("offline", "paused") and self.conversion_errors == 0
+    QUEUED = "queued"  # its reports are durably queued; the post-action was applied
+    ERROR = "error"  # cannot be converted: moved to the error folder
+    INCOMPLETE = "incomplete"  # looks truncated, still being written: look again later
+    DISK_FULL = "disk_full"  # no room for its reports: the file waits, tried again soon
+    GONE = "gone"  # vanished before it was converted
 
 
 @dataclass(frozen=True)
@@ -102,23 +86,25 @@ class _Converted:
     """A conversion thread's result for the main thread's bookkeeping."""
 
     source: SourceFile
-    outcome: str  # queued | error | incomplete | disk_full | gone
+    outcome: ConversionOutcome
     message: str = ""
     queued: tuple[str, ...] = ()
     companions: tuple[Path, ...] = ()
 
 
-def require_server(settings: Settings, paths: InstancePaths) -> None:
-    """Refuse to start without a server to upload to (ConfigError naming the fix)."""
-    if not settings.server_url:
-        raise ConfigError(
-            f"{paths.config}: server_url is not set. Fix: pywats-client config init, or "
-            "pywats-client config set server_url https://wats.example.com"
-        )
-
-
 class Service:
-    """One running instance. Create, then `run()` on the main thread."""
+    """One running instance. Create, then `run()` on the main thread.
+
+    `run()` sweeps the queue, starts the watcher, then loops — hand stable files to the
+    conversion pool (10 threads), let the dispatcher feed the upload pool (5 threads), prune old
+    items, publish the status — sleeping on an Event between rounds, so it wakes at once for a
+    new file, a finished upload or a signal, and costs nothing when idle.
+
+    Signals only set flags: the first SIGTERM/SIGINT stops gracefully (no new work, in-flight
+    uploads get `stop_timeout` seconds), a second one stops at once. Either way nothing is
+    lost: a report being uploaded stays in processing/ and the next start sends it again with
+    the same id.
+    """
 
     def __init__(
         self,
@@ -129,7 +115,6 @@ class Service:
         stop_timeout: float = 20.0,
         reload_settings: Any = None,
     ) -> None:
-        require_server(settings, paths)
         self.settings = settings
         self.paths = paths
         self.clock = clock
@@ -153,21 +138,24 @@ class Service:
             wake=self.wake,
             seen=self.seen,
         )
+        self.summary = RunSummary()
         self.dispatcher = UploadDispatcher(
             self.queue, uploader_for(settings), settings.queue, self.status,
-            clock=clock, wake=self.wake,
+            clock=clock, wake=self.wake, summary=self.summary,
         )
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._conversions: dict[Future[_Converted], SourceFile] = {}
         self._waiting: collections.deque[SourceFile] = collections.deque()
         self._incomplete_since: dict[Path, tuple[float, int]] = {}  # first look, looks
         self._config_mtime = _mtime(paths.config)
-        self.summary = RunSummary()
         self.notifier = Notifier()
         self.processes = process_table.load(paths.state)
         self._process_fetch: Future[object] | None = None
         self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
+        # One handler per outcome, `_on_<outcome>`: a missing one fails here, at the start.
+        self._conversion_handlers: dict[ConversionOutcome, Callable[[_Converted], None]] = {
+            outcome: getattr(self, f"_on_{outcome.value}") for outcome in ConversionOutcome}
         # What other threads (the control API) may read: a copy of the status, replaced, never
         # mutated, each time it is published.
         self._snapshot_lock = threading.Lock()
@@ -327,13 +315,14 @@ class Service:
                                       max_file_bytes(self.settings))
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
-            return _Converted(source, "incomplete", str(exc), companions=companions)
+            return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
         except QueueFullError as exc:
-            return _Converted(source, "disk_full", str(exc))
+            return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
-            return _Converted(source, "gone", f"{path} disappeared before it was converted")
+            return _Converted(source, ConversionOutcome.GONE,
+                              f"{path} disappeared before it was converted")
         except Exception as exc:  # a converter bug must not stop the station
             log.exception("converting %s failed unexpectedly", path)
             return self._reject_source(
@@ -353,7 +342,7 @@ class Service:
         # queue.put() already logged each report with its file and converter.
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
-        return _Converted(source, "queued", conversion.reason, ids)
+        return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
@@ -364,7 +353,7 @@ class Service:
         except OSError as exc:
             log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
                       source.path, reason, exc)
-        return _Converted(source, "error", reason)
+        return _Converted(source, ConversionOutcome.ERROR, reason)
 
     def _collect_conversions(self) -> None:
         for future in [f for f in self._conversions if f.done()]:
@@ -379,40 +368,45 @@ class Service:
             self._account_conversion(done)
 
     def _account_conversion(self, done: _Converted) -> None:
-        source, status, now = done.source, self.status, self.clock.monotonic()
-        path = source.path
-        if done.outcome == "queued":
-            self._incomplete_since.pop(path, None)
-            status.converted += 1
-            self.summary.converted += 1
-            status.disk_full = False
-            self.watcher.done(source)
-        elif done.outcome == "incomplete":
-            first, looks = self._incomplete_since.get(path, (now, 0))
-            self._incomplete_since[path] = (first, looks + 1)
-            if now - first < INCOMPLETE_GIVE_UP:
-                # Look again soon, then less and less often: a slow writer is not worth a
-                # log line every settle period.
-                delay = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
-                log.info("%s looks incomplete (%s); looking again in %.1fs", path,
-                         done.message, delay)
-                self.watcher.retry_later(source, delay)
-            else:
-                self._incomplete_since.pop(path, None)
-                self._count_conversion_error(self._reject_source(
-                    source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}s: {done.message}",
-                    done.companions))
-                self.watcher.done(source)
-        elif done.outcome == "disk_full":
-            status.disk_full = True
-            status.record_failure("disk_full", done.message, self.clock.time())
-            log.error("%s", done.message)
-            self.watcher.retry_later(source, DISK_FULL_RETRY)
-        elif done.outcome == "gone":
-            self.watcher.done(source)
-        else:
-            self._count_conversion_error(done)
-            self.watcher.done(source)
+        self._conversion_handlers[done.outcome](done)
+
+    def _on_queued(self, done: _Converted) -> None:
+        self._incomplete_since.pop(done.source.path, None)
+        self.status.converted += 1
+        self.summary.converted += 1
+        self.status.disk_full = False
+        self.watcher.done(done.source)
+
+    def _on_incomplete(self, done: _Converted) -> None:
+        source, path, now = done.source, done.source.path, self.clock.monotonic()
+        first, looks = self._incomplete_since.get(path, (now, 0))
+        self._incomplete_since[path] = (first, looks + 1)
+        if now - first < INCOMPLETE_GIVE_UP:
+            # Look again soon, then less and less often: a slow writer is not worth a log
+            # line every settle period.
+            delay = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
+            log.info("%s looks incomplete (%s); looking again in %.1fs", path, done.message,
+                     delay)
+            self.watcher.retry_later(source, delay)
+            return
+        self._incomplete_since.pop(path, None)
+        self._count_conversion_error(self._reject_source(
+            source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}s: {done.message}",
+            done.companions))
+        self.watcher.done(source)
+
+    def _on_disk_full(self, done: _Converted) -> None:
+        self.status.disk_full = True
+        self.status.record_failure("disk_full", done.message, self.clock.time())
+        log.error("%s", done.message)
+        self.watcher.retry_later(done.source, DISK_FULL_RETRY)
+
+    def _on_gone(self, done: _Converted) -> None:
+        self.watcher.done(done.source)
+
+    def _on_error(self, done: _Converted) -> None:
+        self._count_conversion_error(done)
+        self.watcher.done(done.source)
 
     def _count_conversion_error(self, done: _Converted) -> None:
         self.status.conversion_errors += 1
@@ -485,7 +479,7 @@ class Service:
                     log.warning("cannot cache the process list: %s", exc)
             self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else 600)
         if (self._process_fetch is None and now >= self._next_process_fetch
-                and self.status.server == "online" and self.dispatcher.accepting):
+                and self.status.server is ServerState.ONLINE and self.dispatcher.accepting):
             self._process_fetch = self.dispatcher.background(self._fetch_processes)
 
     def _fetch_processes(self) -> dict[str, int]:
@@ -528,12 +522,10 @@ class Service:
         else:
             self._converters.shutdown(wait=False, cancel_futures=True)
         self.dispatcher.shutdown()
-        self.summary.uploaded = self.status.uploaded
-        self.summary.rejected = self.status.rejected
+        # The uploads were tallied as they finished; the server as the probes left it too.
         self.summary.server = self.status.server
-        self.summary.server_detail = self.status.server_detail
-        self.summary.remaining = {s.value: n for s, n in self.queue.counts().items()
-                                  if s is not State.COMPLETED}
+        self.summary.message = self.status.server_detail
+        self.summary.remaining = remaining(self.queue)
         self.status.state = "stopped"
         self._publish()
         self.lock.release()

@@ -1,29 +1,27 @@
-"""What the one-shot commands do, as library functions the CLI (and scripts) call.
-
-`status` gathers the service's own view, the queue counts and a fresh server probe; `upload`
-sends one file now, through the same queue the service uses and under the same lock rules.
-
-Depends on: queue, lock, status, pipeline, uploader, service (for the client factory).
+"""What the one-shot commands do, as library functions the CLI (and scripts) call: `status`
+gathers the service's view, the queue counts and a fresh probe; `upload` sends one file now,
+through the same queue and under the same lock rules as the service.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterRegistry
 from pywats_client.errors import LockError
+from pywats_client.outcomes import Outcome
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock, read_lock
 from pywats_client.queue.store import DurableQueue, State
 from pywats_client.service import process_table
-from pywats_client.service.pipeline import convert_source, queue_reports
-from pywats_client.service.status import read_status
-from pywats_client.service.uploader import Outcome, UploadResult, uploader_for
+from pywats_client.service.drain import drain
+from pywats_client.service.pipeline import Conversion, convert_source, queue_reports
+from pywats_client.service.status import ReportResult, RunSummary, read_status
+from pywats_client.service.uploader import require_server, uploader_for
 
 
 def gather_status(
@@ -68,20 +66,6 @@ def gather_status(
     return info
 
 
-@dataclass
-class UploadOutcome:
-    """What happened to each report of one uploaded file."""
-
-    path: Path
-    converter: str
-    reports: list[dict[str, Any]] = field(default_factory=list)  # id, state, message
-    documents: list[dict[str, Any]] = field(default_factory=list)  # the WSJF reports sent
-
-    @property
-    def all_stored(self) -> bool:
-        return bool(self.reports) and all(r["state"] == "completed" for r in self.reports)
-
-
 def upload_file(
     paths: InstancePaths,
     settings: Settings,
@@ -89,13 +73,15 @@ def upload_file(
     *,
     converter: str | None = None,
     wait: float = 30.0,
-) -> UploadOutcome:
-    """Convert `path`, queue its reports durably, and upload them now.
+) -> tuple[Conversion, RunSummary]:
+    """Convert `path`, queue its reports durably, and upload them now; returns the conversion
+    (converter, reports sent) and the summary, whose `reports` say what became of each.
 
     When no other process owns the instance, this command takes the lock and sends the reports
     itself. When the service runs, it owns the queue: the reports are queued for it and this
     waits up to `wait` seconds for the service to send them.
     """
+    require_server(settings, paths.config)
     registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
     conversion = convert_source(settings, registry, path, None, converter_name=converter,
                                 processes=process_table.load(paths.state))
@@ -106,57 +92,19 @@ def upload_file(
         lock.acquire("upload")
     except LockError:
         results = queue_reports(queue, conversion)
-        outcome = UploadOutcome(path, conversion.converter, documents=conversion.reports)
-        outcome.reports = _wait_for(queue, [r.id for r in results], wait)
-        return outcome
+        return conversion, _wait_for(queue, [r.id for r in results], wait)
     try:
-        results = queue_reports(queue, conversion)
-        outcome = _send_now(queue, settings, path, conversion.converter, [r.id for r in results])
-        outcome.documents = conversion.reports
-        return outcome
+        ids = [r.id for r in queue_reports(queue, conversion)]
+        client = uploader_for(settings)
+        try:
+            return conversion, drain(queue, client, ids)
+        finally:
+            client.close()
     finally:
         lock.release()
 
 
-def _send_now(
-    queue: DurableQueue, settings: Settings, path: Path, converter: str, ids: list[str]
-) -> UploadOutcome:
-    from pywats_client.service.dispatcher import (
-        UploadDispatcher,  # the same transitions as the service
-    )
-    from pywats_client.service.status import ServiceStatus
-
-    outcome = UploadOutcome(path, converter)
-    client = uploader_for(settings)
-    dispatcher = UploadDispatcher(queue, client, settings.queue, ServiceStatus(), workers=1)
-    try:
-        for report_id in ids:
-            claimed = queue.claim(report_id)
-            if claimed is None:
-                state = queue.find(report_id)
-                outcome.reports.append({
-                    "id": report_id, "state": state.value if state else "unknown",
-                    "message": "already " + (state.value if state else "gone"),
-                })
-                continue
-            finished = dispatcher.upload_one(claimed)
-            outcome.reports.append(_describe(report_id, finished.state, finished.result))
-    finally:
-        dispatcher.shutdown()
-    return outcome
-
-
-def _describe(report_id: str, state: State | None, result: UploadResult) -> dict[str, Any]:
-    return {
-        "id": report_id,
-        "state": state.value if state else "processing",
-        "outcome": result.outcome.value,
-        "http_status": result.status,
-        "message": result.message,
-    }
-
-
-def _wait_for(queue: DurableQueue, ids: list[str], wait: float) -> list[dict[str, Any]]:
+def _wait_for(queue: DurableQueue, ids: list[str], wait: float) -> RunSummary:
     """Watch the queue until the service has moved every id out of pending/processing."""
     deadline = time.monotonic() + wait
     pause = threading.Event()
@@ -166,11 +114,12 @@ def _wait_for(queue: DurableQueue, ids: list[str], wait: float) -> list[dict[str
         if settled or time.monotonic() >= deadline:
             break
         pause.wait(0.2)  # another process does the work; look again shortly
-    return [
-        {"id": rid, "state": s.value if s else "unknown",
-         "message": "" if settled else "queued; the running service will upload it"}
+    # Nothing was uploaded by this process: the counts stay 0, the reports tell.
+    return RunSummary(reports=[
+        ReportResult(rid, s.value if s else "unknown",
+                     message="" if settled else "queued; the running service will upload it")
         for rid, s in states.items()
-    ]
+    ])
 
 
 def list_instances_status(data_dir: Path) -> list[dict[str, Any]]:

@@ -1,10 +1,6 @@
 """From a source file to queued reports: choose a converter, convert, finalise, queue durably.
-
-Shared by the service (one call per file, on a conversion thread) and by the `convert` and
-`upload` commands, so a file is turned into the same reports, with the same ids, whichever way
-it arrives.
-
-Depends on: converters (base, registry), report, report_builder, queue, settings, errors.
+Shared by the service and the `convert` and `upload` commands, so a file becomes the same
+reports, with the same ids, whichever way it arrives.
 """
 
 from __future__ import annotations

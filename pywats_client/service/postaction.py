@@ -1,9 +1,6 @@
-"""What happens to a source file once its reports are safely queued, or once it has failed.
-
-Owns: `SourceFile` (a file taken from a watch folder), the post-actions `move`, `archive`,
-`delete` and `none` (with the `SeenFiles` record that keeps `none` files from being taken
-twice), and `move_to_error` with its operator-readable `.error.txt` note.
-Imports only `clock`, `errors`, `fsutil` and `settings` from the package.
+"""What happens to a source file once its reports are queued, or once it has failed: the
+post-actions (move, archive, delete, none, with the `SeenFiles` record that keeps `none` files
+from being taken twice) and `move_to_error` with its `.error.txt` note.
 """
 
 from __future__ import annotations

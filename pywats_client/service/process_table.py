@@ -1,9 +1,6 @@
-"""The server's process (operation type) list, cached in the instance's state folder.
-
-Files often name their process ("SW Debug") where WATS wants its code (10). The service fetches
-`GET /api/App/Processes` while the server is reachable and keeps the answer in
-`state/processes.json`, so conversions — which never touch the network — can look names up,
-also after a restart while the server is down. Depends on fsutil only.
+"""The server's process (operation type) list, cached in state/processes.json: files often name
+their process where WATS wants its code, and conversions, which never touch the network, look
+names up here, also while the server is down.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""What the running service tells the world about itself: `state/status.json`.
-
-The service rewrites this small file (atomically, without fsync: it is a view, not data) when
-something changes; `pywats-client status` reads it, and the control API serves the same data
-from a snapshot the service publishes with it. Queue counts are not stored here: they are always
-read from the queue folders themselves.
+"""What the service and each run report: `ServiceStatus`, written to state/status.json (a view,
+replaced atomically without fsync) and served by the control API, and `RunSummary`, what one
+run or drain did.
 """
 
 from __future__ import annotations
@@ -14,7 +11,12 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pywats_client.outcomes import Outcome, ServerState
+
+if TYPE_CHECKING:
+    from pywats_client.service.uploader import UploadResult
 
 STATUS_FILE = "status.json"
 RECENT = 20  # uploads and failures remembered for the status page and /status
@@ -31,7 +33,7 @@ class ServiceStatus:
     updated_at: float = 0.0
     state: str = "starting"  # starting | running | stopping | stopped
     supervisor: str = "foreground"  # foreground | daemon | systemd
-    server: str = "unknown"  # unknown | online | offline | paused
+    server: ServerState = ServerState.UNKNOWN
     server_detail: str = ""  # why offline or paused, in words
     disk_full: bool = False  # a report could not be written: the disk is full
     disk_free_mb: float | None = None  # free space where the queue lives
@@ -75,6 +77,63 @@ class ServiceStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What became of one report a drain was given."""
+
+    id: str
+    state: str  # its queue state now (completed, failed, pending, processing), or "unknown"
+    outcome: Outcome | None = None  # of its upload; None when it was not sent by this run
+    http_status: int | None = None
+    message: str = ""
+
+
+@dataclass
+class RunSummary:
+    """What one run did: `start --once`, `upload`, `ReportQueue.process_all()` (documented
+    there as `ProcessSummary`), and the stop of a `WATSClient` or `QueueService`. Every way of
+    uploading tallies its uploads here, through `record()`."""
+
+    converted: int = 0
+    conversion_errors: int = 0
+    uploaded: int = 0
+    rejected: int = 0  # refused by the server: now in failed/ with its reason
+    retry_later: int = 0  # transient trouble: back in pending/ with a later next attempt
+    server: ServerState = ServerState.UNKNOWN  # as the run left it
+    message: str = ""  # why offline or paused, in words
+    remaining: dict[str, int] = field(default_factory=dict)  # queue counts but completed
+    reports: list[ReportResult] = field(default_factory=list)  # each report a drain was given
+
+    @property
+    def server_detail(self) -> str:
+        """`message`, by the name the service's status gives it."""
+        return self.message
+
+    @property
+    def ok(self) -> bool:
+        return self.server.can_send and self.conversion_errors == 0
+
+    def record(self, result: UploadResult) -> None:
+        """Tally one upload's outcome, and what it says about the server."""
+        if result.outcome is Outcome.STORED:
+            self.uploaded += 1
+        elif result.outcome is Outcome.REJECTED:
+            self.rejected += 1
+        elif result.outcome is Outcome.TRANSIENT:
+            self.retry_later += 1
+        state = ServerState.after(result.outcome)
+        if state is not None:
+            self.server = state
+            self.message = "" if state is ServerState.ONLINE else result.message
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["server"] = self.server.value
+        for report in data["reports"]:
+            report["outcome"] = report["outcome"].value if report["outcome"] else None
+        return data
 
 
 def write_status(state_dir: Path, status: ServiceStatus) -> None:

@@ -1,13 +1,10 @@
-"""Talking to WATS: one report POST or one connection probe, classified into an `Outcome`.
-
-Owns: the HTTP client (one keep-alive `requests.Session` per calling thread) and the mapping of
-every status code and network failure onto what the queue should do next (wats-api.md, "Outcomes").
-No retries in here: the queue decides when to try again. Imports `errors` and `settings` only.
+"""Talking to WATS: one report POST or one connection probe, classified into an `Outcome`
+(wats-api.md, "Outcomes"), over one keep-alive session per thread; and the one check that a
+server is configured. No retries in here: the queue decides when to try again.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import os
@@ -17,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -26,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from pywats_client import __version__
 from pywats_client.config.settings import Settings
 from pywats_client.errors import ConfigError
+from pywats_client.outcomes import Outcome
 
 MAX_MESSAGE = 2000  # characters of a server's explanation kept in a message
 
@@ -33,16 +32,6 @@ _CONFIG_STATUSES = {401, 403, 404, 405, 407, 410}  # the request cannot work as 
 _TRANSIENT_STATUSES = {408, 425, 429}  # plus every 5xx
 _CONNECTION_REPR = re.compile(r"^<?HTTPS?Connection(?:Pool)?\([^)]*\)(?: at 0x[0-9a-f]+)?>?: ")
 _MIN_SCRUB = 6  # shorter "tokens" would mangle ordinary words; real ones are far longer
-
-
-class Outcome(enum.Enum):
-    """What an attempt means for the report and for the uploader."""
-
-    STORED = "stored"  # 200/201
-    REJECTED = "rejected"  # 400/413/422: report is bad, do not retry
-    AUTH = "auth"  # 401/403, and 404 on the submit route: configuration problem, pause
-    TRANSIENT = "transient"  # 408/429/5xx, read timeout or reset after the body was sent
-    OFFLINE = "offline"  # connect error, DNS, TLS handshake, connect timeout
 
 
 @dataclass(frozen=True)
@@ -335,6 +324,16 @@ def _reason(exc: BaseException) -> str:
 def _trim(text: str, limit: int = MAX_MESSAGE) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def require_server(settings: Settings, config: Path) -> None:
+    """Refuse to upload without a server to upload to: a `ConfigError` naming the config file
+    and the fix. Every command and library entry point that uploads checks this first."""
+    if not settings.server_url:
+        raise ConfigError(
+            f"{config}: server_url is not set. Fix: pywats-client config set server_url "
+            "https://wats.example.com, or pywats-client config init (from Python: "
+            "config.server_url = 'https://wats.example.com'; config.save())")
 
 
 def uploader_for(settings: Settings) -> Uploader:

@@ -1,9 +1,6 @@
-"""Finds the files in the watch folders that are ready to be converted.
-
-Owns: the watchdog observers (their events are only hints), the periodic full rescan (the
-truth: events are lost while the service is down and on overflow), the settle rule (a file is
-taken when it has been quiet for a while) and the set of files in flight.
-Imports `clock`, `errors`, `postaction` and `settings` from the package, plus watchdog.
+"""Finds the files in the watch folders that are ready to be converted: watchdog events as
+hints, a periodic full rescan as the truth (events are lost while the service is down), the
+settle rule (a file is taken once quiet for a while) and the set of files in flight.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Background services for Python programs on a station, each on its own thread.
-
-`ConnectionService` checks the WATS server periodically and answers `is_connected()`;
-`QueueService` uploads the instance's queue (the service without the folder watching).
-Synchronous: `start()` and `stop()` return when done, nothing is awaited.
+"""Background services for Python programs on a station, each on its own thread:
+`ConnectionService` checks the WATS server, `QueueService` uploads the queue (the service
+without the folder watching). Synchronous: `start()` and `stop()` return when done.
 """
 
 from pywats_client.services.connection import ConnectionService

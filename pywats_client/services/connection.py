@@ -1,8 +1,6 @@
-"""`ConnectionService`: is the WATS server reachable and does it accept our credentials?
-
-Checks with the same cheap, authenticated request the service and `pywats-client status` use
-(`GET /api/App/Version`), once at `start()` and then every `interval` seconds on a background
-thread that waits on a stop event between checks, so `stop()` is immediate. Never uploads.
+"""`ConnectionService`: is the WATS server reachable, does it accept our credentials? The
+service's own probe (`GET /api/App/Version`) at `start()` and every `interval` seconds on a
+background thread, answered as a `ServerState`. Never uploads.
 """
 
 from __future__ import annotations
@@ -16,21 +14,20 @@ from typing import Any
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.core.config import ClientConfig, resolve_config
-from pywats_client.errors import ConfigError
-from pywats_client.service.uploader import Outcome, UploadResult, uploader_for
+from pywats_client.outcomes import ServerState
+from pywats_client.service.uploader import UploadResult, require_server, uploader_for
 
 log = logging.getLogger(__name__)
-
-ONLINE, OFFLINE, REFUSED, UNKNOWN = "online", "offline", "refused", "unknown"
 
 
 class ConnectionService:
     """Watches the connection to the configured WATS server.
 
-    `state` is "unknown" before the first check, then "online" (reachable, credentials
-    accepted), "offline" (no connection, or the server failed) or "refused" (the server
-    answered but refused the token or has no WATS API at the configured address); `message`
-    says why in words. `interval` defaults to the config's `queue.probe_interval`.
+    `state` is a `ServerState`, as the service's uploads see it: "unknown" before the first
+    check, then "online" (reachable, credentials accepted), "offline" (no connection, or the
+    server failed) or "paused" (the server answered but refused the token or has no WATS API
+    at the configured address: uploads would wait for a fix); `message` says why in words.
+    `interval` defaults to the config's `queue.probe_interval`.
     """
 
     def __init__(self, config: ClientConfig | str | Path | None = None, *,
@@ -38,9 +35,7 @@ class ConnectionService:
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = resolve_config(config)
         settings = self.config.settings(env)
-        if not settings.server_url:
-            raise ConfigError(f"{self.config.path}: server_url is not set. Fix: "
-                              "config.server_url = 'https://wats.example.com'")
+        require_server(settings, self.config.path)
         self.server_url = settings.server_url
         self.interval = interval if interval is not None else settings.queue.probe_interval
         if self.interval <= 0:
@@ -50,7 +45,7 @@ class ConnectionService:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.state = UNKNOWN
+        self.state = ServerState.UNKNOWN
         self.message = ""
         self.version: str | None = None
         self.last_checked: float | None = None  # epoch seconds of the last check
@@ -102,7 +97,7 @@ class ConnectionService:
 
     def is_connected(self) -> bool:
         """True when the last check reached the server and it accepted the credentials."""
-        return self.state == ONLINE
+        return self.state is ServerState.ONLINE
 
     def get_server_version(self) -> str | None:
         """The server's version, asked now; None when it cannot be reached or refuses us."""
@@ -115,11 +110,10 @@ class ConnectionService:
             return self._changed.wait_for(lambda: self.is_connected() == connected, timeout)
 
     def _record(self, result: UploadResult) -> None:
-        if result.outcome is Outcome.STORED:
-            state, message = ONLINE, ""
-            version = _version(result.payload)
+        state = ServerState.after(result.outcome, probe=True) or ServerState.OFFLINE
+        if state is ServerState.ONLINE:
+            message, version = "", _version(result.payload)
         else:
-            state = REFUSED if result.outcome is Outcome.AUTH else OFFLINE
             message, version = result.message, None
         with self._changed:
             before = self.state
@@ -129,8 +123,8 @@ class ConnectionService:
             self.last_checked = self._clock.time()
             self.checks += 1
             self._changed.notify_all()
-        if state != before:
-            if state == ONLINE:
+        if state is not before:
+            if state is ServerState.ONLINE:
                 log.info("WATS at %s is reachable and accepts our credentials", self.server_url)
             else:
                 log.warning("WATS at %s is %s: %s", self.server_url, state, message)

@@ -1,9 +1,6 @@
-"""`QueueService`: upload the instance's queue in the background, without watching folders.
-
-For programs that put reports into the queue themselves (`add()`, or
-`pywats_client.core.queue.ReportQueue`) and want them sent as the service sends them: the same
-retry schedule, offline handling, pausing on refused credentials and housekeeping. It is the
-service itself, run with no watch folders, so it owns the instance lock while it runs.
+"""`QueueService`: the service itself with no watch folders, uploading the instance's queue in
+the background (same retries, offline handling and pausing) for programs that queue reports
+themselves; it owns the instance lock while it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +14,8 @@ from pywats_client.config.settings import Settings
 from pywats_client.core.client import START_TIMEOUT, ServiceThread
 from pywats_client.core.config import ClientConfig, resolve_config
 from pywats_client.core.queue import ReportQueue
-from pywats_client.service.loop import RunSummary
+from pywats_client.outcomes import ServerState
+from pywats_client.service.status import RunSummary
 
 
 class QueueService:
@@ -68,7 +66,7 @@ class QueueService:
         published = self._runner.status()
         status.update({
             "running": self.running,
-            "server": published.get("server", "unknown"),
+            "server": published.get("server", ServerState.UNKNOWN),
             "server_detail": published.get("server_detail", ""),
             "uploaded": published.get("uploaded", 0),
             "rejected": published.get("rejected", 0),
