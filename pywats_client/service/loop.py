@@ -31,7 +31,7 @@ from typing import Any, cast
 from pywats_client import __version__
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import Settings
-from pywats_client.converters import ConverterRegistry
+from pywats_client.converters import ConversionSkipped, ConverterRegistry
 from pywats_client.errors import (
     ConfigError,
     ConversionError,
@@ -52,7 +52,12 @@ from pywats_client.service.pipeline import (
     max_file_bytes,
     queue_reports,
 )
-from pywats_client.service.postaction import SeenFiles, apply_post_action, move_to_error
+from pywats_client.service.postaction import (
+    SeenFiles,
+    apply_post_action,
+    move_to_error,
+    put_skipped_aside,
+)
 from pywats_client.service.status import ServiceStatus, write_status
 from pywats_client.service.uploader import uploader_for
 from pywats_client.service.watcher import FolderWatcher, SourceFile
@@ -102,7 +107,7 @@ class _Converted:
     """A conversion thread's result for the main thread's bookkeeping."""
 
     source: SourceFile
-    outcome: str  # queued | error | incomplete | disk_full | gone
+    outcome: str  # queued | skipped | error | incomplete | disk_full | gone
     message: str = ""
     queued: tuple[str, ...] = ()
     companions: tuple[Path, ...] = ()
@@ -330,6 +335,8 @@ class Service:
             return _Converted(source, "incomplete", str(exc), companions=companions)
         except QueueFullError as exc:
             return _Converted(source, "disk_full", str(exc))
+        except ConversionSkipped as exc:
+            return self._skip_source(source, str(exc), companions)
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
@@ -354,6 +361,17 @@ class Service:
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
         return _Converted(source, "queued", conversion.reason, ids)
+
+    def _skip_source(
+        self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
+    ) -> _Converted:
+        try:
+            moved = put_skipped_aside(source, self.seen, reason, companions=companions)
+        except OSError as exc:
+            log.error("%s; no report made, and the file cannot be put aside: %s", reason, exc)
+        else:
+            log.info("%s; no report made%s", reason, f", moved to {moved}" if moved else "")
+        return _Converted(source, "skipped", reason)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
@@ -408,7 +426,7 @@ class Service:
             status.record_failure("disk_full", done.message, self.clock.time())
             log.error("%s", done.message)
             self.watcher.retry_later(source, DISK_FULL_RETRY)
-        elif done.outcome == "gone":
+        elif done.outcome in ("gone", "skipped"):
             self.watcher.done(source)
         else:
             self._count_conversion_error(done)
