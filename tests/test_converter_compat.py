@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -436,3 +437,21 @@ def test_file_converters_and_pattern_only_plugins_run_in_the_service(tmp_path: P
             assert "no report made" in station.output()
         finally:
             station.kill()
+
+
+def test_the_readme_file_converter_example_runs(tmp_path: Path) -> None:
+    readme = (REPO / "converters" / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+               if "class BoardsConverter(FileConverter)" in b]
+    folder = tmp_path / "converters"
+    write_plugin(folder, "readme_boards.py", block)
+    registry = ConverterRegistry(plugin_dir=folder)
+    assert not registry.errors, registry.errors
+    converter = registry.create("BoardsConverter")
+    context = ConverterContext(station_name="ST", arguments={"delimiter": ","},
+                               defaults={"revision": "A"})
+    first, second = convert_file(source_file(tmp_path, "SN-1,PN\nSN-2,PN\n"), converter,
+                                 context).reports
+    assert (first["sn"], second["sn"], first["rev"]) == ("SN-1", "SN-2", "A")
+    with pytest.raises(ConversionSkipped, match="a template, not a test run"):
+        convert_file(source_file(tmp_path, "TEMPLATE\n", "t.boards"), converter, context)
