@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pywats_client.config.settings import WatchFolder
 from pywats_client.converters import (
     BaseConverter,
     ConversionError,
@@ -36,6 +37,7 @@ from pywats_client.converters.auto import PATTERN_SCORE
 from pywats_client.errors import IncompleteFileError
 from pywats_client.http.receiver import Receiver
 from pywats_client.service.pipeline import convert_file
+from pywats_client.service.postaction import SeenFiles, SourceFile, put_skipped_aside
 from tests.conftest import TOKEN
 from tests.station import REPO, Station, wait_until
 
@@ -455,3 +457,25 @@ def test_the_readme_file_converter_example_runs(tmp_path: Path) -> None:
     assert (first["sn"], second["sn"], first["rev"]) == ("SN-1", "SN-2", "A")
     with pytest.raises(ConversionSkipped, match="a template, not a test run"):
         convert_file(source_file(tmp_path, "TEMPLATE\n", "t.boards"), converter, context)
+
+
+@pytest.mark.parametrize(("action", "kept_as"), [
+    ("move", "done/run.boards"), ("delete", "done/run.boards"),
+    ("archive", "done/run.boards.zip"), ("none", "run.boards")])
+def test_a_skipped_file_is_put_aside_never_destroyed(tmp_path: Path, action: str,
+                                                     kept_as: str) -> None:
+    folder = WatchFolder(path=tmp_path / "in", post_action=action)
+    folder.path.mkdir()
+    path = source_file(folder.path, "SKIP")
+    st = path.stat()
+    seen = SeenFiles(tmp_path / "state")
+    source = SourceFile(folder, path, st.st_size, st.st_mtime_ns)
+    moved = put_skipped_aside(source, seen, "run.boards: skipped by X: a template")
+    assert (folder.path / kept_as).exists()
+    assert moved == (None if action == "none" else folder.path / kept_as)
+    note = folder.path / (kept_as + ".skipped.txt")
+    if action == "none":
+        assert seen.contains(path, st.st_size, st.st_mtime_ns) and not note.exists()
+    else:
+        assert not path.exists()
+        assert "run.boards: skipped by X: a template" in note.read_text()
