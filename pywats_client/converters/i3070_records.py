@@ -255,7 +255,11 @@ class _Parser:
         if name in KNOWN_RECORDS:
             while stack and stack[-1].name not in KNOWN_RECORDS:
                 stack.pop()  # a custom record without its closing brace
-            self.place(name)
+            parents = PARENTS.get(name)
+            # Usually the open record is where it belongs: no search.
+            if name == "BATCH" or (parents is not None and not (
+                    stack and stack[-1].name in parents)):
+                self.place(name)
         if len(stack) >= MAX_DEPTH:
             raise self.error(f"records are nested more than {MAX_DEPTH} deep, far beyond any "
                              "i3070 log; the file is refused")
