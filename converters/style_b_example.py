@@ -2,8 +2,9 @@
 `can_convert(self, file_path) -> bool` and `convert(self, file_path)` returning a `UUTReport`.
 
 The README's example, made to run: it imports `Path` and this project's `UUTReport`, and
-defines the two helpers the README leaves out, `parse_test_file()` and `create_step()`. The
-input (see example.test beside this file) is one `KEY: value` per line:
+defines the helper the README leaves out, `parse_test_file()`, whose steps are the dicts the
+base class's `create_step()` takes. The input (see example.test beside this file) is one
+`KEY: value` per line:
 
     PART: PN-200
     SERIAL: SN-B-0001
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from pywats_client.converters import BaseConverter, ConversionError, UUTReport
-from pywats_client.report import numeric_step, pass_fail_step
 
 HEADER_KEYS = {"PART": "part_number", "SERIAL": "serial_number", "REVISION": "revision",
                "START": "start_time", "RESULT": "result"}
@@ -87,19 +87,12 @@ class MyConverter(BaseConverter):
         data["passed"] = data["result"].upper() == "PASS"
         return data
 
-    def create_step(self, step: dict[str, Any]) -> dict[str, Any]:
-        """One parsed STEP line as a WSJF step."""
-        if "passed" in step:
-            return pass_fail_step(step["name"], step["passed"])
-        return numeric_step(step["name"], step["value"], low=step["low"], high=step["high"],
-                            unit=step["unit"])
-
 
 def _step_fields(file_path: Path, number: int, text: str) -> dict[str, Any]:
     cells = [cell.strip() for cell in text.split("|")]
     where = f"{file_path}: line {number}"
     if len(cells) == 2 and cells[1].upper() in ("PASS", "FAIL"):
-        return {"name": cells[0], "passed": cells[1].upper() == "PASS"}
+        return {"name": cells[0], "value": cells[1].upper() == "PASS"}
     if len(cells) != 5 or not cells[0]:
         raise ConversionError(f"{where}: a STEP is 'name | value | low | high | unit' or "
                               f"'name | PASS|FAIL', got {text[:60]!r}")
@@ -115,5 +108,5 @@ def _step_fields(file_path: Path, number: int, text: str) -> dict[str, Any]:
     value = number_in(cells[1], "value")
     if value is None:
         raise ConversionError(f"{where}: the step {cells[0]!r} has no value")
-    return {"name": cells[0], "value": value, "low": number_in(cells[2], "low"),
-            "high": number_in(cells[3], "high"), "unit": cells[4]}
+    return {"name": cells[0], "value": value, "low_limit": number_in(cells[2], "low"),
+            "high_limit": number_in(cells[3], "high"), "unit": cells[4]}

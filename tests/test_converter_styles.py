@@ -352,21 +352,41 @@ def test_repair_report() -> None:
 
 
 @pytest.mark.parametrize(("report", "context", "expected"), [
-    ({"type": "T", "processName": "SW Debug"}, CONTEXT, {"processCode": 10,
-                                                          "processName": "SW Debug"}),
-    ({"type": "T", "processName": "Nope"}, ConverterContext(defaults={"process_code": 50}),
-     {"processCode": 50}),  # no list known yet: the configured code, without the name
-    ({"type": "T"}, ConverterContext(defaults={"part_number": "PN-D", "revision": "R",
-                                               "operator": "op"}),
-     {"pn": "PN-D", "rev": "R", "uut": {"user": "op"}}),
+    ({"type": "T", "pn": "P", "processName": "SW Debug"}, CONTEXT,
+     {"pn": "P", "processCode": 10, "processName": "SW Debug", "rev": ""}),
+    ({"type": "T", "pn": "P", "processName": "Nope"},
+     ConverterContext(defaults={"process_code": 50}),
+     {"pn": "P", "processCode": 50, "rev": ""}),  # no list known yet: the code, not the name
+    ({"type": "T", "processCode": 1}, ConverterContext(defaults={
+        "part_number": "PN-D", "revision": "R", "operator": "op"}),
+     {"processCode": 1, "pn": "PN-D", "rev": "R", "uut": {"user": "op"}}),
+    # No revision in the report nor the defaults: "", as the built-in converters send.
+    ({"type": "T", "pn": "P", "processCode": 1}, ConverterContext(),
+     {"pn": "P", "processCode": 1, "rev": ""}),
+    ({"type": "T", "pn": "P", "rev": "C", "processCode": 1},
+     ConverterContext(defaults={"revision": "R"}), {"pn": "P", "rev": "C", "processCode": 1}),
     # A repair: the test process default is for the tested process, never the repair one.
-    ({"type": "R", "uur": {}}, ConverterContext(defaults={"process_code": 50, "operator": "op"}),
-     {"uur": {"processCode": 50, "user": "op"}}),
+    ({"type": "R", "pn": "P", "uur": {}},
+     ConverterContext(defaults={"process_code": 50, "operator": "op"}),
+     {"pn": "P", "rev": "", "uur": {"processCode": 50, "user": "op"}}),
 ])
 def test_apply_context_fills_what_a_built_report_lacks(
         report: dict[str, Any], context: ConverterContext, expected: dict[str, Any]) -> None:
     apply_context(report, context)
     assert {k: v for k, v in report.items() if k != "type"} == expected
+
+
+@pytest.mark.parametrize(("report", "message"), [
+    ({"type": "T", "processCode": 10}, r"no part number \(pn\): .* set "
+                                       r"converters\.defaults\.part_number"),
+    ({"type": "T", "pn": "P"}, r"no process code \(processCode\): .* set "
+                               r"converters\.defaults\.process_code \(pywats-client config set"),
+    ({"type": "T"}, r"no part number .*; and no process code"),
+])
+def test_apply_context_names_the_setting_a_missing_value_needs(
+        report: dict[str, Any], message: str) -> None:
+    with pytest.raises(ReportValidationError, match=message):
+        apply_context(report, ConverterContext(defaults={"revision": "A"}))
 
 
 @pytest.mark.parametrize(("context", "message"), [

@@ -164,6 +164,12 @@ def test_rejects_a_bad_field_with_a_message_naming_it(
     assert receiver.stored_ids() == set()
 
 
+def test_an_empty_revision_is_accepted_as_the_client_sends_it() -> None:
+    # Files that carry no revision are sent with rev "" (or converters.defaults.revision).
+    assert find_wsjf_problem(make_report(rev="")) is None
+    assert "field 'rev' is required" in (find_wsjf_problem(make_report(rev=None)) or "")
+
+
 def test_a_repair_report_needs_uur_and_passes_with_it() -> None:
     assert find_wsjf_problem(make_report(**REPAIR, uur={"processCode": 50, "user": "op"})) is None
 

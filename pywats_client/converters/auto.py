@@ -1,7 +1,8 @@
 """Auto-detection: choose the converter for a file by its content, and say why.
 
-Every enabled converter is asked how sure it is (`detect()` on the first 64 KiB); the file
-name's extension only breaks ties. A file nobody recognises, or two converters equally sure,
+Every enabled converter is asked how sure it is (`detect()` on the first 64 KiB); one that
+only gives file patterns scores PATTERN_SCORE when a pattern names the file, and otherwise the
+file name only breaks ties. A file nobody recognises, or two converters equally sure,
 is an error that lists what was tried — never a guess. `AIConverter` is the converter users
 name in a config for this behaviour (the name the product has always used); a watch folder
 with no converter bound gets the same choice.
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO_NAME = "AIConverter"
+# The score of a converter that has no content check of its own (only file patterns) for a
+# file one of its patterns names: enough to be chosen, yet below every built-in that
+# recognises the content (0.3 and up), and above a built-in's "it is JSON, not mine" (0.05).
+PATTERN_SCORE = 0.25
 
 
 @dataclass(frozen=True)

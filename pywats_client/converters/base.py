@@ -1,8 +1,8 @@
 """The converter contract: what a converter is, and what it may know besides the file.
 
-Owns `Converter` (alias `BaseConverter`), `ConverterInfo` and `ConverterContext`. A converter
-turns one file into one or more WSJF reports and is pure: no queue, network or clock; what it
-needs comes from its arguments and the context. Depends only on `errors` and the stdlib.
+Owns `Converter` (alias `BaseConverter`), `ConverterInfo`, `ConverterContext` and
+`ConversionSkipped`. A converter turns one file into one or more WSJF reports and is pure: no
+queue, network or clock; what it needs comes from its arguments and the context.
 
 Three ways of writing one are accepted, because users copy them from the product documents:
 the full form (`detect(path, head)`, `convert(path, context)`), a `get_info()` classmethod with
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
+
+from pywats_client.errors import ConversionError
 
 # How many bytes of a file `detect()` is shown; the service reads this much once per file.
 HEAD_SIZE = 64 * 1024
@@ -47,6 +49,33 @@ class ConverterContext:
     # Process (operation type) name -> code as the server knows them (GET /api/App/Processes,
     # cached by the service), for files that name their process instead of giving its code.
     processes: Mapping[str, int] = field(default_factory=dict)
+
+    # The product documents hand converters their arguments through the context, either as
+    # `context.get_argument(name, default)` or as a plain dict; both read `arguments`.
+
+    def get_argument(self, name: str, default: Any = None) -> Any:
+        """The watch folder's converter argument `name`, else `default`."""
+        return self.arguments.get(name, default)
+
+    def has_argument(self, name: str) -> bool:
+        """True when the watch folder's converter arguments set `name`."""
+        return name in self.arguments
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Same as `get_argument()`, for converters that treat the context as a dict."""
+        return self.arguments.get(name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.arguments[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.arguments
+
+
+class ConversionSkipped(ConversionError):
+    """The converter looked at the file and says it holds no report to make (a template, a
+    summary beside the results): not an error. The service handles the file like a converted
+    one, with a note saying why no report was made (see the converters README)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +172,28 @@ class Converter:
         """The text encoding of input files (option `encoding`, e.g. cp1252; default UTF-8)."""
         return str(self.option(context, "encoding", context.encoding or "utf-8"))
 
+    def create_step(self, step: Mapping[str, Any]) -> dict[str, Any]:
+        """A WSJF step from a plain dict, for `report.steps.append(self.create_step(...))`.
+
+        Keys: `name` (text) and `value`, whose type decides the step: a number makes a
+        numeric limit step (with `low_limit`, `high_limit`, `unit`, `comp_op`; the operator
+        follows the limits given when `comp_op` is left out: GELE, GE, LE, or LOG with none),
+        a text a string step (with `limit` and `comp_op`), True/False a pass/fail step.
+        Optional for every kind: `status` ("P"/"F"/"Passed"/True..., else computed from the
+        limits, or the value for pass/fail) and `group` ("Main", "Setup", "Cleanup").
+        Any other key is refused with ConversionError, so a misspelt limit is not lost
+        quietly.
+        """
+        return _step_from_dict(step)
+
+    def matching_pattern(self, path: Path) -> str | None:
+        """The first of this converter's own file patterns that names `path` (any case);
+        None when none does, or when the only match is the catch-all "*"."""
+        for pattern in self.get_info().file_patterns:
+            if pattern != "*" and fnmatch.fnmatchcase(path.name.lower(), pattern.lower()):
+                return pattern
+        return None
+
     def matches(self, path: Path) -> bool:
         """True when the file name matches one of the file patterns (case-insensitive), or,
         for a converter that has a `can_convert()` instead of patterns, when that accepts it."""
@@ -195,6 +246,69 @@ class Converter:
 
 BaseConverter = Converter
 _BASE_GET_INFO = Converter.get_info.__func__  # type: ignore[attr-defined]
+
+
+def judges_content(converter: Converter) -> bool:
+    """True when `converter` looks at the content (a `detect()`, `detect_with_reason()` or
+    `can_convert()` of its own); False for one that only gives file patterns."""
+    cls = type(converter)
+    return (cls.detect is not Converter.detect
+            or cls.detect_with_reason is not Converter.detect_with_reason)
+
+
+_NUMERIC_STEP_KEYS = frozenset({"low_limit", "high_limit", "unit"})
+_STEP_KEYS = frozenset({"name", "value", "status", "group", "comp_op", "limit",
+                        *_NUMERIC_STEP_KEYS})
+
+
+def _step_from_dict(step: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(step, Mapping):
+        raise ConversionError(f"create_step() takes a dict with 'name' and 'value', got "
+                              f"{type(step).__name__}")
+    name = step.get("name")
+    where = f"create_step({name!r})" if name is not None else "create_step()"
+    unknown = sorted(str(key) for key in step if key not in _STEP_KEYS)
+    if unknown:
+        raise ConversionError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                              f"accepted: {', '.join(sorted(_STEP_KEYS))}")
+    if not isinstance(name, str) or not name.strip():
+        raise ConversionError(f"{where}: 'name' must be a non-empty text")
+    if "value" not in step or step["value"] is None:
+        raise ConversionError(f"{where}: 'value' is missing (a number, a text, or "
+                              "True/False)")
+    try:
+        return _make_step(where, step, name)
+    except ValueError as exc:  # a step group word the builders do not know
+        raise ConversionError(f"{where}: {exc}") from None
+
+
+def _make_step(where: str, step: Mapping[str, Any], name: str) -> dict[str, Any]:
+    # Imported here: the builder's module imports this one for type checking only.
+    from pywats_client.report.builder import numeric_step, pass_fail_step, string_step
+
+    value, status, group = step["value"], step.get("status"), step.get("group") or "M"
+    if isinstance(value, bool):
+        extra = sorted(k for k in step if k in {"comp_op", "limit", *_NUMERIC_STEP_KEYS})
+        if extra:
+            raise ConversionError(f"{where}: a pass/fail step (value True/False) takes no "
+                                  f"{', '.join(extra)}")
+        return pass_fail_step(name, value if status is None else status, group=group)
+    if isinstance(value, (int, float)):
+        if "limit" in step:
+            raise ConversionError(f"{where}: 'limit' is for text values; a number takes "
+                                  "low_limit and high_limit")
+        return numeric_step(name, value, low=step.get("low_limit"),
+                            high=step.get("high_limit"), unit=str(step.get("unit") or ""),
+                            comp_op=step.get("comp_op"), status=status, group=group)
+    if isinstance(value, str):
+        extra = sorted(k for k in step if k in _NUMERIC_STEP_KEYS)
+        if extra:
+            raise ConversionError(f"{where}: {', '.join(extra)} need a number value, not the "
+                                  f"text {value!r}; convert it with float() first")
+        return string_step(name, value, limit=step.get("limit"), comp_op=step.get("comp_op"),
+                           status=status, group=group)
+    raise ConversionError(f"{where}: 'value' must be a number, a text or True/False, not "
+                          f"{type(value).__name__}")
 
 
 def _takes_only_the_path(function: Callable[..., Any]) -> bool:

@@ -89,6 +89,14 @@ class ConversionOptions:
             arguments=arguments, _converter=converter, _context=context,
         )
 
+    def setting(self, key: str) -> Any:
+        """The value of a converter-specific setting `key`, looked up as `Converter.option()`
+        does (folder arguments, the converter's arguments, `converters.defaults`); None when
+        unset."""
+        if self._converter is None or self._context is None:
+            return None
+        return self._converter.option(self._context, key)
+
     def argument(self, key: str) -> str:
         """The value of `key` set for this folder or converter; "" when only
         `converters.defaults` (or nothing) sets it. For formats where what the file implies

@@ -8,10 +8,12 @@ dates, step numbering), `limits` and `errors`.
 How a log becomes reports (where the format leaves a choice, this module decides so):
 
 * One report per `@BTEST` (a panel log has one per board), each with the `@BATCH` header it
-  sits in: pn = UUT type, rev = UUT type revision, machineName = controller, operator, batch
-  id and fixture id into `uut`; testplan, testhead, process step, panel and board number into
-  misc infos. Empty fields fall back to the options part_number, revision, operator and
-  station_name; sequence_name and sequence_version come from the options, and the process
+  sits in: pn = UUT type, rev = the first non-empty of UUT type revision and testplan
+  revision (the first is empty in the logs seen; the `revision_from` argument changes which
+  and in what order), machineName = controller, operator, batch id and fixture id into
+  `uut`; testplan, testhead, process step, panel and board number into misc infos. Empty
+  fields fall back to the options part_number, revision, operator and station_name;
+  sequence_name and sequence_version come from the options, and the process
   from process_code / process_name (the rule of every built-in converter: an i3070 log names
   no WATS process). Times (`YYMMDDHHMMSS`, local to the tester) come from `@BTEST` and
   are read in the folder's time zone; without a start time the pipeline uses the file's time.
@@ -35,10 +37,13 @@ How a log becomes reports (where the format leaves a choice, this module decides
 * Text is UTF-8, or CP1252 when it is not valid UTF-8, unless the `encoding` option says
   (`textio.decode`, as every text format).
   The decimal_separator option does not apply: the tester always writes `±d.ddddddE±dd`.
+* Braces left out or one too many are repaired by `i3070_records` (every record is kept, in
+  the board it came from); what was repaired is logged as a warning naming the file.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable
@@ -47,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
-from pywats_client.converters.i3070_records import Record, parse_records
+from pywats_client.converters.i3070_records import Record, Repairs, parse_records
 from pywats_client.converters.textio import MB, decode, read_bytes
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.model import (
@@ -58,6 +63,12 @@ from pywats_client.report.model import (
     number_steps,
 )
 from pywats_client.report.operators import numeric_status
+
+log = logging.getLogger(__name__)
+
+# Where the part revision may come from, by `revision_from` name: the @BATCH field index.
+REVISION_FIELDS = {"uut_type_rev": 1, "testplan_rev": 10}
+DEFAULT_REVISION_FROM = ("uut_type_rev", "testplan_rev")
 
 # An i3070 log is kilobytes to a few megabytes. Converting one takes about 25-35 times its size
 # in memory (the record tree, then the report dicts), so a much bigger file is refused before
@@ -121,9 +132,34 @@ class KeysightI3070Converter(BuiltinConverter):
                 f"{path}: not an i3070 log: it does not begin with a '{{@' record such as "
                 "{@BATCH|...}; bind the right converter to this folder"
             )
-        records = parse_records(text, source=str(path))
-        reports = _Reader(path, options).read(records)
+        repairs = Repairs()
+        records = parse_records(text, source=str(path), repairs=repairs)
+        reports = _Reader(path, options, _revision_fields(path, options)).read(records)
+        if repairs:
+            log.warning("%s: the i3070 log's braces do not balance; repaired, every record "
+                        "kept: %s", path, repairs.describe())
         return reports[0] if len(reports) == 1 else list(reports)
+
+
+def _revision_fields(path: Path, options: ConversionOptions) -> tuple[int, ...]:
+    """The @BATCH fields the revision is read from, in order (argument `revision_from`: a
+    list, or a text separated by commas, of uut_type_rev and testplan_rev)."""
+    setting = options.setting("revision_from")
+    if setting is None or setting == "" or setting == []:
+        names: list[str] = list(DEFAULT_REVISION_FROM)
+    elif isinstance(setting, str):
+        names = [name.strip() for name in setting.split(",") if name.strip()]
+    elif isinstance(setting, (list, tuple)):
+        names = [str(name).strip() for name in setting]
+    else:
+        names = [str(setting)]
+    unknown = [name for name in names if name not in REVISION_FIELDS]
+    if unknown:
+        raise ConversionError(
+            f"{path}: revision_from {setting!r} in the converter arguments names "
+            f"{', '.join(map(repr, unknown))}; use uut_type_rev and/or testplan_rev, in the "
+            "order to try them (e.g. \"testplan_rev, uut_type_rev\")")
+    return tuple(REVISION_FIELDS[name] for name in names)
 
 
 def _read_log(path: Path, options: ConversionOptions) -> str:
@@ -194,6 +230,11 @@ def _unique(name: str, seen: dict[str, int]) -> str:
     return candidate
 
 
+def _message(record: Record) -> str:
+    parts = [" ".join(value) if isinstance(value, tuple) else value for value in record.fields]
+    return "|".join(parts).rstrip()
+
+
 def _field_text(record: Record) -> str:
     """All fields of a record as one text, as an operator would read them."""
     parts = [" ".join(value) if isinstance(value, tuple) else value for value in record.fields]
@@ -247,9 +288,11 @@ def _places(root: dict[str, Any],
 class _Reader:
     """Turns the records of one file into reports; one instance per conversion."""
 
-    def __init__(self, path: Path, options: ConversionOptions) -> None:
+    def __init__(self, path: Path, options: ConversionOptions,
+                 revision_fields: tuple[int, ...] = (1, 10)) -> None:
         self.path = path
         self.options = options
+        self.revision_fields = revision_fields
         self.places: dict[int, _Step] = {}  # id(step dict) -> its builder, for locations
 
     def read(self, records: list[Record]) -> list[ReportDict]:
@@ -279,7 +322,7 @@ class _Reader:
         report.locations[""] = f"@BTEST at line {btest.line}"
         self.options.fill_header(
             report, pn=self.required(header, 0, "part_number", "UUT type (part number)"),
-            sn=self.serial(btest), rev=self.text_or_option(header, 1, "revision"),
+            sn=self.serial(btest), rev=self.revision(header),
             lacks="i3070 logs name no WATS process")
         code = self.integer(btest, 1, "test status")
         result = _result(code)
@@ -312,6 +355,13 @@ class _Reader:
         report.find_locations = lambda: _places(root, places)
         report.locations["root"] = f"@BTEST at line {btest.line}"
         return report
+
+    def revision(self, header: Record) -> str:
+        """The first non-empty of the @BATCH revision fields, else the revision option."""
+        for index in self.revision_fields:
+            if header.text(index):
+                return header.text(index)[:100]
+        return self.options.revision[:100]
 
     def serial(self, btest: Record) -> str:
         sn = btest.text(0)
@@ -582,16 +632,18 @@ class _Reader:
         lines = []
         for detail in record.walk():
             if detail.name == "RPT":
-                lines.append(self.report_text(detail))
+                lines.append(_message(detail))
             elif detail.name in DETAIL_LABELS:
                 lines.append(f"{DETAIL_LABELS[detail.name]}: {_field_text(detail)}")
         return lines
 
     def report_text(self, record: Record) -> str:
-        """The message of an `@RPT` record; a plain `|` inside it was a field separator."""
-        parts = [" ".join(value) if isinstance(value, tuple) else value
-                 for value in record.fields]
-        return "|".join(parts).rstrip()
+        """The message of an `@RPT` record, with the messages nested in it (a tester that
+        closes them lines later nests one in the next) on lines of their own; a plain `|`
+        inside a message was a field separator."""
+        lines = [_message(record)]
+        lines.extend(_message(inner) for inner in record.walk() if inner.name == "RPT")
+        return "\n".join(lines)
 
     def blame(self, report: dict[str, Any], root: dict[str, Any], result: str) -> None:
         """Say which failed steps mattered: none on a passed board, the first on a failed."""

@@ -5,10 +5,17 @@ Owns `parse_records()` and `Record`. Knows the syntax only, not what the records
 (plain text up to the next marker or line end), `\\N` (a list of N items, each `|text` or a
 literal) or `~N|` (a literal of exactly N characters, which may contain `|{}\\` and line ends).
 Records nest inside their parent's braces; line ends and blanks between records mean nothing.
-A Ctrl-D (0x04) is the tester's mark of a record it cut short. Depends on `errors` only.
+A Ctrl-D (0x04) is the tester's mark of a record it cut short.
+
+Real logs are messier than the grammar: a closing brace left out, or one too many. Where the
+main records go is known (a @BTEST in its @BATCH, a @BLOCK in its @BTEST, an analog result in
+a block or the board, its limits in it), so a record that opens where it cannot sit closes what
+is still open down to a record it can sit in, and records after a '}' too many go back into
+the board they came from until the next @BATCH or @BTEST. Nothing is dropped; what was repaired
+is counted in `Repairs` for the converter to report.
 
 Input is untrusted: the parser is one linear pass with an explicit stack (no recursion), nesting
-is capped, and every refusal names the line.
+is capped far beyond any log, and every refusal names the line.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from dataclasses import dataclass, field
 
 from pywats_client.errors import ConversionError, IncompleteFileError
 
-# The tester nests five deep (BATCH > BTEST > BLOCK > A-xxx > LIM2); anything much deeper is
-# not a log, and an explicit cap keeps a hostile file from building a huge stack.
-MAX_DEPTH = 32
+# The tester nests five deep (BATCH > BTEST > BLOCK > A-xxx > LIM2), and the repairs below
+# keep the main records at their level whatever the braces say. Only records of a test plan's
+# own (or a hostile file) can go deeper: the cap is for the latter.
+MAX_DEPTH = 1000
 # A literal or list announces its own length; more digits than this is not a length.
 _MAX_COUNT_DIGITS = 9
 
@@ -36,6 +44,18 @@ KNOWN_RECORDS = frozenset({
     "TS", "TS-S", "TS-D", "TS-O", "TS-P", "PF", "PIN", "PCHK", "CCHK", "TJET", "DPIN",
     "D-T", "BS-CON", "BS-O", "BS-S", "ALM", "AID", "ARRAY",
 })
+
+_ANALOG_RECORDS = frozenset(name for name in KNOWN_RECORDS if name.startswith("A-"))
+_RESULT_PARENTS = frozenset({"BLOCK", "BTEST"})
+# The records a record may sit in, for the records whose place is certain.
+PARENTS: dict[str, frozenset[str]] = {
+    "BTEST": frozenset({"BATCH"}),
+    "BLOCK": frozenset({"BTEST"}),
+    **{name: _RESULT_PARENTS for name in (*_ANALOG_RECORDS, "TS", "PF", "TJET", "D-T",
+                                          "BS-CON")},
+    "LIM2": _ANALOG_RECORDS,
+    "LIM3": _ANALOG_RECORDS,
+}
 
 Field = str | tuple[str, ...]  # plain or literal text, or the items of a list field
 
@@ -83,27 +103,79 @@ class Record:
             stack.extend(reversed(record.children))
 
 
-def parse_records(text: str, *, source: str = "the file") -> list[Record]:
+@dataclass(slots=True)
+class Repairs:
+    """What the parser repaired in one file: how often, and where first."""
+
+    unclosed: int = 0  # records closed where a record that cannot sit in them began
+    first_unclosed: tuple[str, int, int] | None = None  # (name, its line, closed at line)
+    stray: int = 0  # '}' that closed no record
+    first_stray: int | None = None  # its line
+    returned: int = 0  # records put back into their board after it was closed too early
+    first_returned: tuple[int, str, int] | None = None  # (line, where back into, its line)
+
+    def __bool__(self) -> bool:
+        return bool(self.unclosed or self.stray or self.returned)
+
+    def describe(self) -> str:
+        """The repairs in words, for a warning ("" when there were none)."""
+        parts = []
+        if self.first_unclosed is not None:
+            name, line, at = self.first_unclosed
+            parts.append(f"{_count(self.unclosed, 'record')} lacked a closing '}}' and "
+                         f"{_was(self.unclosed)} closed where the next record of "
+                         f"{'its' if self.unclosed == 1 else 'their'} level "
+                         f"began (first: @{name} of line {line}, closed at line {at})")
+        if self.first_returned is not None:
+            line, name, board = self.first_returned
+            parts.append(f"{_count(self.returned, _BRACE)} too many closed a "
+                         "record early; the records after it were put back into it (first: "
+                         f"line {line}, into @{name} of line {board})")
+        if self.first_stray is not None:
+            parts.append(f"{_count(self.stray, _BRACE)} closed no record and "
+                         f"{_was(self.stray)} ignored (first: line {self.first_stray})")
+        return "; ".join(parts)
+
+
+_BRACE = "'}'"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 or what.startswith("'") else f"{n} {what}s"
+
+
+def _was(n: int) -> str:
+    return "was" if n == 1 else "were"
+
+
+def parse_records(text: str, *, source: str = "the file",
+                  repairs: Repairs | None = None) -> list[Record]:
     """The top-level records of an i3070 log, with everything nested in them.
 
-    Raises `IncompleteFileError` when the text ends inside a record (the tester or a copy is
-    still writing it) and `ConversionError` for text that breaks the grammar; both name
-    `source` and the line.
+    Unbalanced braces are repaired (see the module's description) and counted in `repairs`
+    when given. Raises `IncompleteFileError` when the text ends inside a record (the tester
+    or a copy is still writing it) and `ConversionError` for text that breaks the grammar;
+    both name `source` and the line.
     """
-    return _Parser(text, source).parse()
+    return _Parser(text, source, repairs if repairs is not None else Repairs()).parse()
 
 
 class _Parser:
     """One pass over one text; `pos` only moves forward, so the work is linear in its size."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, repairs: Repairs) -> None:
         self.text = text
         self.source = source
+        self.repairs = repairs
         self.pos = 0
         self.line = 1
         self.stack: list[Record] = []
         self.top: list[Record] = []
         self.names: dict[str, str] = {}
+        # The latest @BATCH and board (@BTEST, and the @BATCH it sits in): where records
+        # go back to when a '}' too many closed them early.
+        self.batch: Record | None = None
+        self.board: tuple[Record | None, Record] | None = None
 
     def parse(self) -> list[Record]:
         text, end = self.text, len(self.text)
@@ -131,9 +203,12 @@ class _Parser:
                 else:
                     self.open_record()
             elif char == "}":
-                if not stack:
-                    raise self.error("'}' closes no record (one '}' too many)")
-                stack.pop()
+                if stack:
+                    stack.pop()
+                else:
+                    self.repairs.stray += 1
+                    if self.repairs.first_stray is None:
+                        self.repairs.first_stray = self.line
                 self.pos += 1
             elif char in "|\\~" and stack:
                 # More fields of the open record, after a line end or a nested record.
@@ -174,20 +249,73 @@ class _Parser:
         self.fields(self.attach(name))
 
     def attach(self, name: str) -> Record:
-        """A new record `name` starting at the current line, nested in the open one."""
+        """A new record `name` starting at the current line, nested in the open one, or, for
+        a record whose place is known, in the open record it may sit in."""
         stack = self.stack
         if name in KNOWN_RECORDS:
             while stack and stack[-1].name not in KNOWN_RECORDS:
                 stack.pop()  # a custom record without its closing brace
+            parents = PARENTS.get(name)
+            # Usually the open record is where it belongs: no search.
+            if name == "BATCH" or (parents is not None and not (
+                    stack and stack[-1].name in parents)):
+                self.place(name)
         if len(stack) >= MAX_DEPTH:
-            raise self.error(f"records are nested more than {MAX_DEPTH} deep; this is not an "
-                             "i3070 log")
+            raise self.error(f"records are nested more than {MAX_DEPTH} deep, far beyond any "
+                             "i3070 log; the file is refused")
         # Names repeat thousands of times: keep one copy of each.
         name = self.names.setdefault(name, name)
         record = Record(name, self.line)
         (stack[-1].children if stack else self.top).append(record)
         stack.append(record)
+        if name == "BATCH":
+            self.batch, self.board = record, None
+        elif name == "BTEST":
+            self.board = (stack[-2] if len(stack) > 1 else None, record)
         return record
+
+    def place(self, name: str) -> None:
+        """Close what is open above where a known record `name` belongs."""
+        stack = self.stack
+        if name == "BATCH":
+            self.close_down_to(0)
+            return
+        parents = PARENTS.get(name)
+        if parents is None:
+            return
+        for depth in range(len(stack) - 1, -1, -1):
+            if stack[depth].name in parents:
+                self.close_down_to(depth + 1)
+                return
+        if name == "BTEST":
+            if self.batch is not None:
+                # The @BATCH was closed too early: its boards still belong to it.
+                self.reopen(self.batch)
+            else:
+                self.close_down_to(0)  # a log of boards without a @BATCH
+        elif "BTEST" in parents and self.board is not None:
+            batch, board = self.board
+            self.reopen(*(r for r in (batch, board) if r is not None))
+
+    def reopen(self, *records: Record) -> None:
+        """Make `records` (a @BATCH, its board) the open ones again, after a '}' too many."""
+        self.close_down_to(0, keep=records)
+        self.stack.extend(records)
+        self.repairs.returned += 1
+        if self.repairs.first_returned is None:
+            into = records[-1]
+            self.repairs.first_returned = (self.line, into.name, into.line)
+
+    def close_down_to(self, depth: int, keep: tuple[Record, ...] = ()) -> None:
+        """Close the open records above `depth`, counting the known ones as repaired (but
+        not those in `keep`, which stay open)."""
+        stack, repairs = self.stack, self.repairs
+        while len(stack) > depth:
+            record = stack.pop()
+            if record.name in KNOWN_RECORDS and not any(record is k for k in keep):
+                repairs.unclosed += 1
+                if repairs.first_unclosed is None:
+                    repairs.first_unclosed = (record.name, record.line, self.line)
 
     def fields(self, record: Record) -> None:
         """Read the fields that follow, up to a nested record, a '}' or a line end."""

@@ -2,7 +2,8 @@
 
 Owns `ConverterRegistry` and the table of built-in converters. Built-ins are imported lazily,
 only when chosen; plugin files are loaded once, and a broken plugin is recorded in `errors` and
-skipped, never raised. Depends on the converter base and `errors`.
+skipped, never raised. Code loaded for a user can import the pyWATS report names
+(`pywats_names`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pywats_client.converters.auto import AUTO_NAME, AIConverter, Detection, Verdict, pick
-from pywats_client.converters.base import Converter, ConverterInfo
+from pywats_client.converters import pywats_names
+from pywats_client.converters.auto import (
+    AUTO_NAME,
+    PATTERN_SCORE,
+    AIConverter,
+    Detection,
+    Verdict,
+    pick,
+)
+from pywats_client.converters.base import Converter, ConverterInfo, judges_content
 from pywats_client.errors import PluginError
 
 log = logging.getLogger(__name__)
@@ -145,8 +154,11 @@ class ConverterRegistry:
     def detect(self, path: Path, head: bytes) -> Detection:
         """Choose by content: every enabled converter scores the file, the surest wins.
 
-        The file name only breaks a tie (a converter whose patterns match goes first). Nobody
-        sure, or a tie left, raises ConversionError listing every answer.
+        A converter that only gives file patterns (no `detect()` or `can_convert()` of its
+        own) scores PATTERN_SCORE when one of them names the file: below every converter that
+        recognises the content. Otherwise the file name only breaks a tie (a converter whose
+        patterns match goes first). Nobody sure, or a tie left, raises ConversionError
+        listing every answer.
         """
         verdicts: list[Verdict] = []
         converters: dict[str, Converter] = {}
@@ -157,7 +169,12 @@ class ConverterRegistry:
             if converter is None:
                 continue
             score, why = _safe_detect(converter, path, head)
-            verdicts.append(Verdict(name, score, why, _safe_matches(converter, path)))
+            named = _safe_matches(converter, path)
+            if score == 0.0 and named and not judges_content(converter):
+                pattern = _safe_pattern(converter, path)
+                if pattern is not None:
+                    score, why = PATTERN_SCORE, f"file name matches {pattern} (no content check)"
+            verdicts.append(Verdict(name, score, why, named))
             converters[name] = converter
         best = pick(path, verdicts)
         reason = f"{best.name}: detect {best.score:.2f}" + (f", {best.why}" if best.why else "")
@@ -309,6 +326,7 @@ class ConverterRegistry:
 
 def _exec_plugin(file: Path) -> ModuleType | PluginError:
     """Import one plugin file under a private module name; errors are returned, not raised."""
+    pywats_names.install()
     module_name = f"{_PLUGIN_MODULE_PREFIX}{next(_plugin_counter)}_{_identifier(file.stem)}"
     try:
         spec = importlib.util.spec_from_file_location(module_name, file)
@@ -351,6 +369,8 @@ def _import_class(target: str, name: str) -> type[Converter]:
         module_name, _, class_name = target.rpartition(".")
     if not module_name or not class_name:
         raise PluginError(f"converter {name!r}: expected package.module.Class, got {target!r}")
+    if not module_name.startswith("pywats_client."):
+        pywats_names.install()  # a user's package, written for pyWATS perhaps
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
@@ -395,6 +415,15 @@ def _safe_matches(converter: Converter, path: Path) -> bool:
     except Exception:
         log.warning("converter %r failed in matches(%s); skipped", converter, path, exc_info=True)
         return False
+
+
+def _safe_pattern(converter: Converter, path: Path) -> str | None:
+    try:
+        return converter.matching_pattern(path)
+    except Exception:
+        log.warning("converter %r failed in get_info(); its file patterns are not used",
+                    converter, exc_info=True)
+        return None
 
 
 def _safe_detect(converter: Converter, path: Path, head: bytes) -> tuple[float, str]:

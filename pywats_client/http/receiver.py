@@ -127,7 +127,10 @@ def _field_problem(report: dict[str, Any]) -> str | None:
     problem = (
         _choice_problem(report, "type", ("T", "R"), "('T' for a test, 'R' for a repair)",
                         "'T' (test) or 'R' (repair)")
-        or _strings_problem(report, ("pn", "sn", "rev"), allow_empty=False)
+        or _strings_problem(report, ("pn", "sn"), allow_empty=False)
+        # A revision is required but may be empty, as the client's own rules have it: files
+        # that carry none are sent with rev "" (or converters.defaults.revision).
+        or _strings_problem(report, ("rev",), allow_empty=True)
         or _process_code_problem(report.get("processCode"))
         or _choice_problem(report, "result", _RESULTS, "(P, F, E or T)", "one of P, F, E, T")
         or _strings_problem(report, ("machineName", "location", "purpose"), allow_empty=True)

@@ -678,11 +678,13 @@ class UURReport(_Report):
 def apply_context(report: dict[str, Any], context: ConverterContext) -> None:
     """Fill what a report built without the converter context still lacks, in place: the
     process code from the process name (the server's process list) or the `process_code`
-    default, the part number and revision defaults, and the operator default.
+    default, the part number default, the revision (its default, else "": the rule of the
+    built-in converters for files that name none), and the operator default.
 
     Used for report objects returned by converters that are not given the context (the
     `convert(self, file_path)` forms) and for reports queued through the library. Raises
-    `ReportValidationError` when a process name cannot be turned into a code.
+    `ReportValidationError` when a process name cannot be turned into a code, or when the
+    part number or process code is missing and no default is set (naming the setting).
     """
     def option(key: str) -> Any:
         for source in (context.arguments, context.defaults):
@@ -700,10 +702,32 @@ def apply_context(report: dict[str, Any], context: ConverterContext) -> None:
     for key, name in (("pn", "part_number"), ("rev", "revision")):
         if report.get(key) in (None, "") and option(name) is not None:
             report[key] = str(option(name))
+    if report.get("rev") is None:
+        report["rev"] = ""
+    _require_defaults(report, repair)
     if isinstance(header, dict) and header.get("user") in (None, "") and option("operator"):
         header["user"] = str(option("operator"))
     elif header is None and not repair and option("operator"):
         report["uut"] = {"user": str(option("operator"))}
+
+
+def _require_defaults(report: dict[str, Any], repair: bool) -> None:
+    """Name the setting that would supply a missing part number or test process code (a
+    repair's process has no default: validation names it)."""
+    missing = []
+    if report.get("pn") in (None, ""):
+        missing.append("no part number (pn): give part_number when building the report, or "
+                       "set converters.defaults.part_number (pywats-client config set "
+                       "converters.defaults.part_number PN-100)")
+    if not repair and report.get("processCode") is None and report.get("processName") is None:
+        missing.append("no process code (processCode): give operation_code (a code such as "
+                       "10, or a process name the server knows), or set "
+                       "converters.defaults.process_code (pywats-client config set "
+                       "converters.defaults.process_code 10)")
+    if missing:
+        raise ReportValidationError(
+            f"the report has {'; and '.join(missing)}. A watch folder's converter arguments "
+            "may set part_number and process_code for its files alone")
 
 
 def _fill_process(obj: dict[str, Any], where: str, table: Mapping[str, int],

@@ -21,7 +21,7 @@ from typing import Any, cast
 from pywats_client import __version__
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import Settings
-from pywats_client.converters import ConverterRegistry
+from pywats_client.converters import ConversionSkipped, ConverterRegistry
 from pywats_client.errors import (
     ConfigError,
     ConversionError,
@@ -44,7 +44,12 @@ from pywats_client.service.pipeline import (
     max_file_bytes,
     queue_reports,
 )
-from pywats_client.service.postaction import SeenFiles, apply_post_action, move_to_error
+from pywats_client.service.postaction import (
+    SeenFiles,
+    apply_post_action,
+    move_to_error,
+    put_skipped_aside,
+)
 from pywats_client.service.status import RunSummary, ServiceStatus, write_status
 from pywats_client.service.uploader import uploader_for
 from pywats_client.service.watcher import FolderWatcher, SourceFile
@@ -79,6 +84,7 @@ class ConversionOutcome(enum.Enum):
     INCOMPLETE = "incomplete"  # looks truncated, still being written: look again later
     DISK_FULL = "disk_full"  # no room for its reports: the file waits, tried again soon
     GONE = "gone"  # vanished before it was converted
+    SKIPPED = "skipped"  # its converter said it holds no report: put aside with a note
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,8 @@ class Service:
             return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
         except QueueFullError as exc:
             return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
+        except ConversionSkipped as exc:
+            return self._skip_source(source, str(exc), companions)
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
@@ -343,6 +351,17 @@ class Service:
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
         return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids)
+
+    def _skip_source(
+        self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
+    ) -> _Converted:
+        try:
+            moved = put_skipped_aside(source, self.seen, reason, companions=companions)
+        except OSError as exc:
+            log.error("%s; no report made, and the file cannot be put aside: %s", reason, exc)
+        else:
+            log.info("%s; no report made%s", reason, f", moved to {moved}" if moved else "")
+        return _Converted(source, ConversionOutcome.SKIPPED, reason)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
@@ -402,6 +421,9 @@ class Service:
         self.watcher.retry_later(done.source, DISK_FULL_RETRY)
 
     def _on_gone(self, done: _Converted) -> None:
+        self.watcher.done(done.source)
+
+    def _on_skipped(self, done: _Converted) -> None:
         self.watcher.done(done.source)
 
     def _on_error(self, done: _Converted) -> None:

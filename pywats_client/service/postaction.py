@@ -1,6 +1,7 @@
 """What happens to a source file once its reports are queued, or once it has failed: the
 post-actions (move, archive, delete, none, with the `SeenFiles` record that keeps `none` files
-from being taken twice) and `move_to_error` with its `.error.txt` note.
+from being taken twice), `move_to_error` with its `.error.txt` note and `put_skipped_aside`
+with its `.skipped.txt` note.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SEEN_FILES_NAME = "seen-files.log"
 ERROR_NOTE_SUFFIX = ".error.txt"
+SKIPPED_NOTE_SUFFIX = ".skipped.txt"
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,53 @@ def move_to_error(
     except (OSError, QueueFullError) as exc:
         log.error("moved %s to %s but could not write the note %s saying why (%s); the reason "
                   "was: %s", source.path, dest, note, exc, reason)
+    return dest
+
+
+def put_skipped_aside(
+    source: SourceFile, seen: SeenFiles, reason: str, *, clock: Clock = SYSTEM_CLOCK,
+    companions: Sequence[Path] = (),
+) -> Path | None:
+    """Handle a file its converter skipped (it holds no report) like a converted one, with a
+    `<name>.skipped.txt` note beside it in the done folder saying why no report was made.
+
+    `none` leaves it in place, recorded so it is not taken again; `archive` zips it into the
+    done folder; `move` and `delete` move it there: nothing of it reached WATS, so it is not
+    destroyed. Returns where it went (None for `none`); raises `OSError` like the post-actions.
+    """
+    folder = source.folder
+    if folder.post_action == "none":
+        seen.add(source.path, source.size, source.mtime_ns)
+        return None
+    if folder.post_action == "archive":
+        dest = _archive(source.path, folder.done_path, companions)
+    else:
+        dest = _move(source.path, folder.done_path, "done")
+        for companion in companions:
+            with contextlib.suppress(FileNotFoundError):
+                _move_any(companion, folder.done_path, "done")
+    note = dest.with_name(dest.name + SKIPPED_NOTE_SUFFIX)
+    when = datetime.fromtimestamp(clock.time()).astimezone().isoformat(timespec="seconds")
+    text = (
+        f"pywats-client made no WATS report from {source.path.name}: its converter skipped "
+        "it.\n"
+        "\n"
+        f"Why:\n    {_indent(reason.strip() or 'no reason was given')}\n"
+        "\n"
+        f"Original file:  {source.path}\n"
+        f"Moved to:       {dest}\n"
+        f"When:           {when}\n"
+        "\n"
+        "Nothing to do if that is right. If the file should have made a report, fix the\n"
+        f"converter, then put {source.path.name} back into\n"
+        f"    {folder.path}\n"
+        "and it will be converted again.\n"
+    )
+    try:
+        atomic_write(note, text.encode("utf-8"), mode=0o644)
+    except (OSError, QueueFullError) as exc:
+        log.error("moved skipped %s to %s but could not write the note %s (%s)", source.path,
+                  dest, note, exc)
     return dest
 
 
