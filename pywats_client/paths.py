@@ -114,11 +114,14 @@ class InstancePaths:
 
     `flat` marks the default instance of a user's own data dir, whose folder is the data dir
     itself: config.json and its log sit directly in ~/.config/pywats_client/.
+    `in_older_place` marks that instance still in `<data dir>/default/`, where older versions
+    put it.
     """
 
     name: str
     root: Path
     flat: bool = False
+    in_older_place: bool = False
 
     @classmethod
     def for_instance(cls, name: str, data_dir: Path | None = None,
@@ -138,7 +141,7 @@ class InstancePaths:
             if name == DEFAULT_INSTANCE:
                 older = base / DEFAULT_INSTANCE
                 if not _is_file(base / "config.json") and _is_file(older / "config.json"):
-                    return cls(name=name, root=older)
+                    return cls(name=name, root=older, in_older_place=True)
                 return cls(name=name, root=base, flat=True)
             if _taken_by_the_default_instance(name):
                 raise ConfigError(
@@ -150,12 +153,6 @@ class InstancePaths:
     def data_dir(self) -> Path:
         """The data dir this instance is in."""
         return self.root if self.flat else self.root.parent
-
-    @property
-    def in_older_place(self) -> bool:
-        """The default instance of a user's data dir, still in `<data dir>/default/`."""
-        return (self.name == DEFAULT_INSTANCE and not self.flat
-                and is_user_data_dir(self.root.parent))
 
     @property
     def config(self) -> Path:
