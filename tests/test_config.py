@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -953,3 +954,33 @@ def test_the_library_front_reads_the_older_keys_as_the_service_does(tmp_path: Pa
     with pytest.raises(ConfigError, match="two names for the WATS server address"):
         ClientConfig(server_url="https://a.example.com", service_address="https://b.example.com",
                      path=tmp_path / "other" / "config.json")
+
+
+# -- the architecture page's retry keys ------------------------------------------------------
+
+
+def test_the_older_retry_keys_read_as_the_queue_s(tmp_path: Path) -> None:
+    path = write(tmp_path, {"server_url": "https://h", "max_retry_attempts": 3,
+                            "retry_interval_seconds": 60})
+    settings = load_settings(path, env={})
+    assert (settings.queue.retry_attempts, settings.queue.retry_delay) == (3, 60.0)
+    assert json.loads(path.read_text())["max_retry_attempts"] == 3  # kept as written
+    agreeing = write(tmp_path, {"max_retry_attempts": 3, "queue": {"retry_attempts": 3}})
+    assert load_settings(agreeing, env={}).queue.retry_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"max_retry_attempts": 3, "queue": {"retry_attempts": 5}},
+         "max_retry_attempts and queue.retry_attempts differ (3 and 5)"),
+        ({"retry_interval_seconds": "soon"},
+         "retry_interval_seconds (the older name of queue.retry_delay) must be a number"),
+        ({"max_retry_attempts": -1},
+         "max_retry_attempts (the older name of queue.retry_attempts) must be a whole number"),
+    ],
+)
+def test_the_older_retry_keys_are_checked_under_their_own_names(
+        tmp_path: Path, data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_settings(write(tmp_path, data), env={})
