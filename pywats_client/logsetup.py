@@ -1,7 +1,8 @@
 """Logging for the process: configured once, by the CLI, never by library modules.
 
 Every module logs through `logging.getLogger(__name__)`; this module decides where lines go:
-the instance's rotating log file and stderr (which journald captures under systemd).
+the instance's rotating log file (unless `logging.file` is false) and stderr, in the journal's
+own form when stderr really is the journal's stream.
 """
 
 from __future__ import annotations
@@ -78,13 +79,33 @@ class SizedFileHandler(logging.handlers.RotatingFileHandler):
             self.handleError(record)
 
 
+def stderr_is_journal(env: Mapping[str, str] | None = None, fd: int = 2) -> bool:
+    """Whether `fd` (stderr) is the stream systemd connected to the journal.
+
+    `$JOURNAL_STREAM` ("device:inode") is inherited by every child, even one whose stderr was
+    redirected to a file or a pipe; only when it names the stream `fd` really is does the
+    journal read the "<N>" priority prefixes instead of showing them.
+    """
+    env = os.environ if env is None else env
+    device, _, inode = env.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(fd)
+        return (int(device), int(inode)) == (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return False
+
+
 def configure(
     settings: LoggingSettings, log_file: Path | None, *, stderr: bool = True, level: str = "",
     env: Mapping[str, str] | None = None,
 ) -> None:
     """Send package logs to `log_file` (rotated by size) and to stderr (journal-style when
-    systemd captures it, i.e. `$JOURNAL_STREAM` is set)."""
-    env = os.environ if env is None else env
+    stderr is the journal's stream).
+
+    With `settings.file` false and stderr logged, no file is written: under systemd the
+    journal already has every line. Without stderr (a daemon) the file is always written, as
+    it is then the only place the lines go.
+    """
     # The formats use no process or thread fields; filling them costs a getpid() system call
     # and lookups on every line, a line or two per report.
     logging.logProcesses = False
@@ -97,7 +118,7 @@ def configure(
     root.setLevel((level or settings.level).upper())
     root.propagate = False
     formatter = logging.Formatter(FORMAT)
-    if log_file is not None:
+    if log_file is not None and (settings.file or not stderr):
         log_file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = SizedFileHandler(
             log_file, int(settings.max_size_mb * 1024 * 1024), settings.backup_count)
@@ -105,9 +126,17 @@ def configure(
         root.addHandler(file_handler)
     if stderr:
         stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(
-            JournalFormatter(JOURNAL_FORMAT) if env.get("JOURNAL_STREAM") else formatter)
+        journal = stderr_is_journal(env, sys.stderr.fileno() if _has_fileno() else -1)
+        stream.setFormatter(JournalFormatter(JOURNAL_FORMAT) if journal else formatter)
         root.addHandler(stream)
+
+
+def _has_fileno() -> bool:
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # replaced by an object without a descriptor (a test's capture)
+    return True
 
 
 def quiet_third_party() -> None:

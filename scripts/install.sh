@@ -185,12 +185,19 @@ say "installed $INSTALLED into $PREFIX"
 
 # -- systemd ------------------------------------------------------------------------------------
 
-UNITS=""
-for unit in "$HERE"/pywats-client*@.service "$HERE"/pywats-client*@.timer; do
-    [ -f "$unit" ] && UNITS="$UNITS $(basename "$unit")"
-done
+# The unit files come from the installed package (`pywats-client systemd-unit`), with ExecStart
+# naming this venv: the same files pip installs, one copy of each.
+UNITS="pywats-client@.service pywats-client-once@.service pywats-client-once@.timer"
+unit_option() {
+    case "$1" in
+        pywats-client-once@.service) echo --once ;;
+        pywats-client-once@.timer) echo --timer ;;
+        *) echo "" ;;
+    esac
+}
 if [ "$SYSTEMD" = 1 ]; then
-    [ -n "$UNITS" ] || die "this bundle holds no systemd unit files (pywats-client@.service): build it from a checkout that has scripts/pywats-client@.service"
+    "$PREFIX/bin/pywats-client" systemd-unit >/dev/null 2>&1 \
+        || die "the installed pywats-client cannot print its systemd units ('pywats-client systemd-unit' failed): build the bundle from a newer checkout"
     if [ "$SYSTEMD_UP" = 1 ]; then
         if ! id "$SERVICE_USER" >/dev/null 2>&1; then
             say "creating the system user $SERVICE_USER"
@@ -201,9 +208,10 @@ if [ "$SYSTEMD" = 1 ]; then
         # root-run setup), systemd's StateDirectory= hands it and its contents to the user.
         [ -d "$DATA_DIR" ] || install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$DATA_DIR"
         for unit in $UNITS; do
-            # The templates run /opt/pywats/bin/pywats-client: point them at this venv.
-            sed "s|$DEFAULT_PREFIX/bin/pywats-client|$PREFIX/bin/pywats-client|g" "$HERE/$unit" \
-                > "$UNIT_DIR/$unit.tmp"
+            # shellcheck disable=SC2046 # the option is one word or none
+            "$PREFIX/bin/pywats-client" systemd-unit $(unit_option "$unit") \
+                --exec "$PREFIX/bin/pywats-client" > "$UNIT_DIR/$unit.tmp" \
+                || die "could not write $UNIT_DIR/$unit"
             chmod 0644 "$UNIT_DIR/$unit.tmp"
             mv "$UNIT_DIR/$unit.tmp" "$UNIT_DIR/$unit"
             say "installed $UNIT_DIR/$unit"
@@ -214,7 +222,7 @@ if [ "$SYSTEMD" = 1 ]; then
         say "  create the system user $SERVICE_USER (useradd --system --user-group --home-dir $DATA_DIR --shell /usr/sbin/nologin $SERVICE_USER)"
         say "  create $DATA_DIR if it is missing (owner $SERVICE_USER, mode 0700)"
         for unit in $UNITS; do
-            say "  copy $unit to $UNIT_DIR/ (running $PREFIX/bin/pywats-client)"
+            say "  write $UNIT_DIR/$unit from '$PREFIX/bin/pywats-client systemd-unit $(unit_option "$unit")' (running $PREFIX/bin/pywats-client)"
         done
         say "  run systemctl daemon-reload"
         say "Without systemd, run it from cron instead: */5 * * * * $PREFIX/bin/pywats-client ${INSTANCE:+--instance $INSTANCE }start --once"
@@ -237,14 +245,15 @@ if [ "$SYSTEMD" = 1 ] && [ "$SYSTEMD_UP" = 1 ]; then
         echo "Instance '$NAME' is already configured ($DATA_DIR/$NAME/config.json, kept as it was)."
         echo "Next: systemctl enable --now pywats-client@$NAME, then: $AS doctor"
     else
-        echo "Next: configure instance '$NAME' as the service user:"
-        echo "  $AS config init"
+        echo "Next: configure instance '$NAME' as the service user (the token from a root-only file, never on the command line):"
+        echo "  $AS config init --non-interactive --server-url https://wats.example.com --station-name $NAME --api-token - < /root/$NAME.token"
         echo "  $AS config add-watch-folder /srv/pywats/$NAME   (the folder the equipment writes to)"
         echo "then start it: systemctl enable --now pywats-client@$NAME"
         echo "and check the station: $AS doctor"
     fi
 else
     echo "Next: $CLI --instance $NAME config init"
+    echo "  (or without prompts: $CLI --instance $NAME config init --non-interactive --server-url URL --api-token-file TOKEN_FILE)"
     echo "then: $CLI --instance $NAME doctor"
 fi
 if [ -z "$STOPPED" ] && [ "$SYSTEMD" = 0 ]; then

@@ -100,7 +100,7 @@ def main() -> int:
                 run(data_dir, "config", "set", key, value)
             run(data_dir, "config", "add-watch-folder", str(watch))
             # A share that is not there: its parent is a plain file, so it cannot be created.
-            run(data_dir, "config", "add-watch-folder", str(work / "nas" / "line-b"))
+            run(data_dir, "config", "add-watch-folder", str(work / "nas" / "line-b"), "--create")
             shutil.rmtree(work / "nas", ignore_errors=True)
             (work / "nas").write_text("not a folder")
             with (work / "service.log").open("wb") as log:

@@ -430,6 +430,7 @@ def test_config_set_types_the_value_and_writes_atomically(cli: Cli) -> None:
     assert result.code == OK, result.err
     assert f"queue.retry_attempts set in {config}" in result.out
     assert cli("config", "set", "queue.allow_network_filesystem", "yes").code == OK
+    shutil.copy(CSV_PLUGIN, cli.instance_dir() / "converters" / CSV_PLUGIN.name)
     assert cli("config", "set", "converters.enabled",
                "WATSStandardJsonConverter, CsvExampleConverter").code == OK
     data = json.loads(config.read_text())
@@ -482,13 +483,15 @@ def test_config_set_api_token_stores_it_encrypted(cli: Cli) -> None:
 def test_add_watch_folder_appears_in_config_show(cli: Cli, tmp_path: Path) -> None:
     cli.init("https://wats.example.com")
     folder = tmp_path / "ict"
+    folder.mkdir()
     result = cli("config", "add-watch-folder", str(folder), "--converter",
                  "WATSStandardJsonConverter", "--post-action", "archive")
     assert result.code == OK, result.err
     assert f"watching {folder} with WATSStandardJsonConverter" in result.out
     assert "restart the service" in result.out
     plain = tmp_path / "spea"
-    assert cli("config", "add-watch-folder", str(plain)).code == OK
+    assert cli("config", "add-watch-folder", str(plain), "--create").code == OK
+    assert plain.is_dir()
     folders = json.loads(cli("config", "show", "--format", "json").out)["queue"]["watch_folders"]
     assert [f["path"] for f in folders] == [str(folder), str(plain)]
     assert folders[0]["converter"] == "WATSStandardJsonConverter"
@@ -496,17 +499,28 @@ def test_add_watch_folder_appears_in_config_show(cli: Cli, tmp_path: Path) -> No
     assert (folders[1]["converter"], folders[1]["post_action"]) == (None, "move")
 
 
-def test_add_watch_folder_twice_is_refused(cli: Cli, tmp_path: Path) -> None:
+def test_add_watch_folder_twice_changes_nothing_or_updates_its_options(cli: Cli, tmp_path: Path
+                                                                       ) -> None:
     cli.init("https://wats.example.com")
     folder = tmp_path / "ict"
-    assert cli("config", "add-watch-folder", str(folder)).code == OK
+    assert cli("config", "add-watch-folder", str(folder), "--create").code == OK
     config = cli.instance_dir() / "config.json"
     before = config.read_bytes()
-    again = cli("config", "add-watch-folder", str(folder), "--converter",
-                "WATSStandardJsonConverter")
-    assert again.code == USAGE
-    assert f"{folder} is already a watch folder" in again.err
+    again = cli("config", "add-watch-folder", str(folder))
+    assert again.code == OK, again.err
+    assert f"{folder} is already present; nothing changed" in again.out
     assert config.read_bytes() == before
+    other = cli("config", "add-watch-folder", str(folder), "--converter",
+                "WATSStandardJsonConverter")
+    assert other.code == OK, other.err
+    assert f"updated {folder} with WATSStandardJsonConverter" in other.out
+    folders = json.loads(config.read_text())["queue"]["watch_folders"]
+    assert folders == [{"path": str(folder), "converter": "WATSStandardJsonConverter"}]
+    after = config.read_bytes()
+    same = cli("config", "add-watch-folder", str(folder), "--converter",
+               "WATSStandardJsonConverter")
+    assert same.code == OK and "already present" in same.out
+    assert config.read_bytes() == after
 
 
 def test_add_watch_folder_rejects_an_unknown_post_action(cli: Cli, tmp_path: Path) -> None:

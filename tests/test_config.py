@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -17,7 +18,7 @@ from pywats_client.cli.main import main
 from pywats_client.config import legacy
 from pywats_client.config.document import ConfigDocument, load_settings
 from pywats_client.config.environment import ENV_OVERRIDES
-from pywats_client.config.provisioning import basic_token, init_config
+from pywats_client.config.provisioning import basic_token, init_config, provision
 from pywats_client.config.schema import SCHEMA, WATCH_FOLDER_KEYS, reference_rows
 from pywats_client.config.secrets import mask
 from pywats_client.config.settings import Settings, WatchFolder
@@ -593,7 +594,8 @@ def test_get_returns_defaults_sections_and_extra_keys(tmp_path: Path) -> None:
     assert doc.get("queue.retry_delay") == 5
     assert doc.get("converters.defaults.part_number") is None
     assert doc.get("gui.theme") == "dark"
-    assert doc.get("logging") == {"level": "INFO", "max_size_mb": 10, "backup_count": 5}
+    assert doc.get("logging") == {"level": "INFO", "file": True, "max_size_mb": 10,
+                                  "backup_count": 5}
     assert doc.get("api_token") == ""
     with pytest.raises(ConfigError, match=r"unknown key 'queue\.upload'"):
         doc.get("queue.upload")
@@ -616,13 +618,32 @@ def test_add_watch_folder(tmp_path: Path) -> None:
         (Path("/data/fct"), "WATSStandardJsonConverter", "delete")]
 
 
-def test_add_watch_folder_refuses_a_folder_already_watched(tmp_path: Path) -> None:
-    doc = load(write(tmp_path, {"queue": {"watch_folders": ["in"]},
-                                "converters": [{"name": "X", "watch_folder": "/data/x"}]}))
-    for same in ("in", str(tmp_path / "in"), "./in/", "/data/x"):
-        with pytest.raises(ConfigError, match="is already a watch folder; nothing changed"):
-            doc.add_watch_folder(same)
+def test_add_watch_folder_of_a_folder_already_watched_changes_nothing(tmp_path: Path) -> None:
+    doc = load(write(tmp_path, {"queue": {"watch_folders": ["in"]}}))
+    for same in ("in", str(tmp_path / "in"), "./in/"):
+        assert doc.add_watch_folder(same) == "unchanged"
     assert doc.get("queue.watch_folders") == ["in"]
+
+
+def test_add_watch_folder_with_other_options_updates_the_entry_in_place(tmp_path: Path) -> None:
+    entry = {"path": "b", "file_patterns": ["*.xml"], "post_action": "none"}
+    doc = load(write(tmp_path, {"queue": {"watch_folders": ["a", entry, "c"]}}))
+    assert doc.add_watch_folder(str(tmp_path / "b"), post_action="none") == "unchanged"
+    assert doc.add_watch_folder("b", converter="WATSStandardXMLConverter") == "updated"
+    assert doc.add_watch_folder("a", post_action="delete") == "updated"
+    assert doc.get("queue.watch_folders") == [
+        {"path": "a", "post_action": "delete"},
+        {"path": "b", "file_patterns": ["*.xml"], "post_action": "none",
+         "converter": "WATSStandardXMLConverter"},
+        "c"]
+
+
+def test_add_watch_folder_refuses_a_folder_of_the_older_converters_list(tmp_path: Path
+                                                                        ) -> None:
+    doc = load(write(tmp_path, {"converters": [{"name": "X", "watch_folder": "/data/x"}]}))
+    with pytest.raises(ConfigError, match="already watched by an entry of the converters list"):
+        doc.add_watch_folder("/data/x")
+    assert doc.get("queue.watch_folders") == []
 
 
 @pytest.mark.parametrize(
@@ -817,15 +838,40 @@ def test_init_config_treats_an_empty_token_as_none(tmp_path: Path) -> None:
     assert load_settings(paths.config, env={}).api_token == basic_token("u", "p")
 
 
-def test_init_config_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
+def test_init_config_again_with_the_same_values_writes_nothing(tmp_path: Path) -> None:
     paths = InstancePaths.for_instance("st1", tmp_path)
-    init_config(paths, server_url="https://a.example.com", api_token=TOKEN)
-    with pytest.raises(ConfigError, match="already exists; nothing changed"):
+    init_config(paths, server_url="https://a.example.com", api_token=TOKEN, station_name="s")
+    before, inode = paths.config.read_bytes(), paths.config.stat().st_ino
+    _, changed = provision(paths, server_url="https://a.example.com", api_token=TOKEN,
+                             station_name="s")
+    assert changed == []
+    assert (paths.config.read_bytes(), paths.config.stat().st_ino) == (before, inode)
+    # The token compared decrypted: user and password giving the same token are the same.
+    user, _, password = base64.b64decode(TOKEN).decode().partition(":")
+    assert provision(paths, server_url="https://a.example.com", username=user,
+                     password=password)[1] == []
+    assert paths.config.read_bytes() == before
+
+
+def test_init_config_refuses_other_values_unless_asked_and_then_changes_only_them(
+        tmp_path: Path) -> None:
+    paths = InstancePaths.for_instance("st1", tmp_path)
+    init_config(paths, server_url="https://a.example.com", api_token=TOKEN, station_name="s")
+    doc = ConfigDocument.load(paths.config, paths.key)
+    doc.add_watch_folder("/data/ict")
+    doc.set("queue.retry_delay", "60")
+    doc.save()
+    before = paths.config.read_bytes()
+    with pytest.raises(ConfigError, match="already exists with other values for server_url; "
+                                          "nothing changed"):
         init_config(paths, server_url="https://b.example.com")
-    assert load_settings(paths.config, env={}).server_url == "https://a.example.com"
-    init_config(paths, server_url="https://b.example.com", overwrite=True)
+    assert paths.config.read_bytes() == before
+    doc, changed = provision(paths, server_url="https://b.example.com", overwrite=True)
+    assert changed == ["server_url"]
     settings = load_settings(paths.config, env={})
-    assert (settings.server_url, settings.api_token) == ("https://b.example.com", "")
+    assert (settings.server_url, settings.api_token) == ("https://b.example.com", TOKEN)
+    assert settings.station_name == "s" and settings.queue.retry_delay == 60
+    assert [f.path for f in settings.queue.watch_folders] == [Path("/data/ict")]
 
 
 @pytest.mark.parametrize(
@@ -908,3 +954,33 @@ def test_the_library_front_reads_the_older_keys_as_the_service_does(tmp_path: Pa
     with pytest.raises(ConfigError, match="two names for the WATS server address"):
         ClientConfig(server_url="https://a.example.com", service_address="https://b.example.com",
                      path=tmp_path / "other" / "config.json")
+
+
+# -- the architecture page's retry keys ------------------------------------------------------
+
+
+def test_the_older_retry_keys_read_as_the_queue_s(tmp_path: Path) -> None:
+    path = write(tmp_path, {"server_url": "https://h", "max_retry_attempts": 3,
+                            "retry_interval_seconds": 60})
+    settings = load_settings(path, env={})
+    assert (settings.queue.retry_attempts, settings.queue.retry_delay) == (3, 60.0)
+    assert json.loads(path.read_text())["max_retry_attempts"] == 3  # kept as written
+    agreeing = write(tmp_path, {"max_retry_attempts": 3, "queue": {"retry_attempts": 3}})
+    assert load_settings(agreeing, env={}).queue.retry_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"max_retry_attempts": 3, "queue": {"retry_attempts": 5}},
+         "max_retry_attempts and queue.retry_attempts differ (3 and 5)"),
+        ({"retry_interval_seconds": "soon"},
+         "retry_interval_seconds (the older name of queue.retry_delay) must be a number"),
+        ({"max_retry_attempts": -1},
+         "max_retry_attempts (the older name of queue.retry_attempts) must be a whole number"),
+    ],
+)
+def test_the_older_retry_keys_are_checked_under_their_own_names(
+        tmp_path: Path, data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_settings(write(tmp_path, data), env={})

@@ -603,7 +603,7 @@ def test_the_service_template_runs_the_client_under_notify_supervision() -> None
     assert service["Restart"] == ["on-failure"]
     assert int(service["TimeoutStopSec"][0]) > 20  # the graceful stop bound
     for key, value in (("ProtectSystem", "strict"), ("StateDirectory", "pywats"),
-                       ("LogsDirectory", "pywats"), ("NoNewPrivileges", "yes"),
+                       ("NoNewPrivileges", "yes"),
                        ("PrivateTmp", "yes"), ("MemoryMax", "128M")):
         assert service[key] == [value], key
     assert service["ReadWritePaths"]

@@ -42,7 +42,8 @@ def make_instance(tmp_path: Path, receiver: Receiver, name: str) -> tuple[Path, 
     assert init.returncode == 0, init.stderr
     for key, value in (("queue.settle_time", "0.2"), ("queue.upload_interval", "1")):
         assert cli(data_dir, "config", "set", key, value, instance=name).returncode == 0
-    assert cli(data_dir, "config", "add-watch-folder", str(watch), instance=name).returncode == 0
+    assert cli(data_dir, "config", "add-watch-folder", str(watch), "--create",
+               instance=name).returncode == 0
     return data_dir, watch
 
 

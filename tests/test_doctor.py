@@ -454,3 +454,99 @@ def test_warnings_alone_do_not_need_fixing() -> None:
     text = diagnosis.render()
     assert "WARN  service" in text and "fix: start it" in text
     assert text.endswith("Nothing needs fixing; 1 warning(s).")
+
+
+# -- converters and the data dir ------------------------------------------------------------
+
+
+def test_a_watch_folder_bound_to_an_unknown_converter_fails_and_names_the_close_ones(
+        tmp_path: Path) -> None:
+    paths = make_instance(tmp_path, "http://127.0.0.1:9")
+    data = json.loads(paths.config.read_text())
+    data["queue"]["watch_folders"] = [{"path": str(tmp_path / "watch"),
+                                       "converter": "WATSStandardJsonConverterr"}]
+    paths.config.write_text(json.dumps(data))
+    diagnosis = doctor.diagnose(paths, probe_server=False)
+    found = check(diagnosis, "converter")
+    assert found.status is Status.FAIL
+    assert "WATSStandardJsonConverterr, which does not load" in found.found
+    assert "did you mean WATSStandardJsonConverter" in found.found
+    assert "config add-watch-folder" in found.fix and "--converter NAME" in found.fix
+    assert diagnosis.needs_fixing
+    assert "Nothing needs fixing" not in diagnosis.render()
+
+
+def test_a_watch_folder_bound_to_a_converter_that_loads_is_fine(tmp_path: Path) -> None:
+    paths = make_instance(tmp_path, "http://127.0.0.1:9")
+    doc = ConfigDocument.load(paths.config, paths.key)
+    doc.add_watch_folder(str(tmp_path / "watch"), converter="WATSStandardXMLConverter")
+    doc.save()
+    found = check(doctor.diagnose(paths, probe_server=False), "converter")
+    assert found.status is Status.OK, found
+    assert "WATSStandardXMLConverter loads" in found.found
+
+
+def write_unit(folder: Path, data_dir: str | None, user: str = "pywats") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    unit = folder / "pywats-client@.service"
+    lines = ["[Service]", f"User={user}", "StateDirectory=pywats"]
+    if data_dir is not None:
+        lines.append(f"Environment=PYWATS_DATA_DIR={data_dir}")
+    unit.write_text("\n".join(lines) + "\n")
+    return unit
+
+
+def test_the_data_dir_differs_from_the_installed_unit_s(tmp_path: Path) -> None:
+    paths = make_instance(tmp_path, "http://127.0.0.1:9")
+    units = tmp_path / "etc-systemd"
+    unit = write_unit(units, "/var/lib/pywats")
+    (found,) = doctor.check_data_dir(paths, [units])
+    assert found.status is Status.WARN
+    assert f"installed unit {unit} runs instance 'default' in /var/lib/pywats" in found.found
+    assert found.fix == ("run commands as the service's user, with its data dir: sudo -u pywats "
+                         "pywats-client --data-dir /var/lib/pywats --instance default doctor")
+
+
+def test_a_drop_in_decides_the_unit_s_data_dir(tmp_path: Path) -> None:
+    paths = make_instance(tmp_path, "http://127.0.0.1:9")
+    units = tmp_path / "etc-systemd"
+    write_unit(units, None)  # StateDirectory=pywats alone: /var/lib/pywats
+    assert doctor.check_data_dir(paths, [units])[0].status is Status.WARN
+    drop_in = units / "pywats-client@default.service.d"
+    drop_in.mkdir()
+    (drop_in / "data.conf").write_text(
+        f'[Service]\nEnvironment="PYWATS_DATA_DIR={paths.data_dir}" "OTHER=1"\n')
+    (found,) = doctor.check_data_dir(paths, [units])
+    assert found.status is Status.OK and "as the installed unit" in found.found
+
+
+def test_no_unit_and_nothing_out_of_place_says_nothing(tmp_path: Path) -> None:
+    paths = make_instance(tmp_path, "http://127.0.0.1:9")
+    assert doctor.check_data_dir(paths, [tmp_path / "none"]) == []
+
+
+def test_an_older_default_instance_folder_is_named_with_the_move(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)  # not root, not the service user
+    data = tmp_path / ".config" / "pywats_client"
+    older = data / "default"
+    init_config(InstancePaths.for_instance("default", data.parent / "elsewhere"),
+                server_url="http://127.0.0.1:9", api_token=TOKEN)
+    older.parent.mkdir(parents=True)
+    (data.parent / "elsewhere" / "default").rename(older)
+    paths = InstancePaths.for_instance("default")
+    assert paths.root == older and paths.in_older_place
+    (found,) = doctor.check_data_dir(paths, [tmp_path / "none"])
+    assert found.status is Status.WARN
+    assert f"instance 'default' is in {older}" in found.found
+    assert f"mv '{older}'/* '{data}'/" in found.fix
+    # Moved as the fix says (config.json, key, queue; the logs folder's content beside them):
+    for entry in older.iterdir():
+        entry.rename(data / entry.name)
+    older.rmdir()
+    moved = InstancePaths.for_instance("default")
+    assert (moved.root, moved.flat) == (data, True)
+    assert doctor.check_data_dir(moved, [tmp_path / "none"]) == []
+    assert load_settings(moved.config, key_path=moved.key, env={}).api_token == TOKEN

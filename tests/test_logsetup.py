@@ -1,9 +1,13 @@
-"""Logging as operators meet it: a rotating file per instance, journal-style stderr."""
+"""Logging as operators meet it: a rotating file per instance (unless logging.file is false),
+journal-style stderr when stderr really is the journal's stream."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,22 +43,79 @@ def test_the_log_file_rotates_by_size_and_keeps_backup_count(tmp_path: Path) -> 
     assert "report 0299 uploaded" in log_file.read_text()
 
 
-def test_under_systemd_stderr_has_priorities_and_no_timestamps(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    logsetup.configure(LoggingSettings(level="DEBUG"), None, env={"JOURNAL_STREAM": "8:42"})
-    log = logging.getLogger("pywats_client.service.loop")
-    log.debug("looking")
-    log.info("started")
-    log.warning("server unreachable")
-    log.error("report failed\nsecond line")
-    lines = capsys.readouterr().err.splitlines()
-    assert lines == [
-        "<7>pywats_client.service.loop: looking",
-        "<6>pywats_client.service.loop: started",
-        "<4>pywats_client.service.loop: server unreachable",
-        "<3>pywats_client.service.loop: report failed",
-        "<3>second line",
-    ]
+# A process configured as the service configures itself; argv: log file, "file"/"nofile".
+CHILD = """
+import logging, sys
+from pathlib import Path
+from pywats_client import logsetup
+from pywats_client.config.settings import LoggingSettings
+logsetup.configure(LoggingSettings(level="DEBUG", file=sys.argv[2] == "file"), Path(sys.argv[1]))
+log = logging.getLogger("pywats_client.service.loop")
+log.debug("looking")
+log.info("started")
+log.warning("server unreachable")
+log.error("report failed\\nsecond line")
+"""
+
+
+def run_child(tmp_path: Path, journal_stream: Callable[[os.stat_result], str],
+              file: bool = True) -> list[str]:
+    """Run CHILD with stderr in a file and JOURNAL_STREAM made from that file's stat; returns
+    the lines it wrote to stderr."""
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w", encoding="utf-8") as err:
+        env = {**os.environ, "JOURNAL_STREAM": journal_stream(os.fstat(err.fileno()))}
+        subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "logs" / "client.log"),
+                        "file" if file else "nofile"], stderr=err, env=env, check=True,
+                       timeout=60)
+    return err_path.read_text(encoding="utf-8").splitlines()
+
+
+JOURNAL_LINES = [
+    "<7>pywats_client.service.loop: looking",
+    "<6>pywats_client.service.loop: started",
+    "<4>pywats_client.service.loop: server unreachable",
+    "<3>pywats_client.service.loop: report failed",
+    "<3>second line",
+]
+
+
+def test_when_stderr_is_the_journal_stream_lines_have_priorities_and_no_timestamps(
+        tmp_path: Path) -> None:
+    lines = run_child(tmp_path, lambda st: f"{st.st_dev}:{st.st_ino}")
+    assert lines == JOURNAL_LINES
+
+
+def test_an_inherited_journal_stream_that_is_not_stderr_is_not_trusted(tmp_path: Path) -> None:
+    # systemd's variable reaches a child whose stderr was redirected (to a file here): the
+    # journal does not read that file, so it gets the plain format with timestamps.
+    lines = run_child(tmp_path, lambda st: f"{st.st_dev}:{st.st_ino + 1}")
+    assert len(lines) == 5 and lines[0][:4].isdigit()
+    assert lines[0].endswith("DEBUG   pywats_client.service.loop: looking")
+    assert not any(line.startswith("<") for line in lines)
+
+
+@pytest.mark.parametrize("value", ["", "8:42x", "garbage", ":", "1:2:3"])
+def test_a_malformed_journal_stream_counts_as_not_the_journal(value: str) -> None:
+    assert logsetup.stderr_is_journal({"JOURNAL_STREAM": value}) is False
+
+
+def test_logging_file_false_writes_only_to_stderr(tmp_path: Path) -> None:
+    lines = run_child(tmp_path, lambda st: f"{st.st_dev}:{st.st_ino}", file=False)
+    assert lines == JOURNAL_LINES
+    assert not (tmp_path / "logs").exists()
+    both = tmp_path / "both"
+    both.mkdir()
+    assert run_child(both, lambda st: f"{st.st_dev}:{st.st_ino}") == JOURNAL_LINES
+    assert "server unreachable" in (both / "logs" / "client.log").read_text()
+
+
+def test_a_daemon_without_stderr_keeps_its_log_file_whatever_logging_file_says(
+        tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "pywats_client.log"
+    logsetup.configure(LoggingSettings(file=False), log_file, stderr=False, env={})
+    logging.getLogger("pywats_client.service.loop").warning("disk nearly full")
+    assert "disk nearly full" in log_file.read_text()
 
 
 def test_a_terminal_gets_timestamps_and_the_level_is_respected(

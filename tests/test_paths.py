@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pywats_client import paths
 from pywats_client.errors import ConfigError
 from pywats_client.paths import (
     InstancePaths,
@@ -17,9 +18,18 @@ from pywats_client.paths import (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_system_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """/var/lib/pywats as a folder of this test (absent until a test creates it)."""
+    folder = tmp_path / "var-lib-pywats"
+    monkeypatch.setattr(paths, "SYSTEM_DATA_DIR", folder)
+    return folder
+
+
 @pytest.fixture
 def as_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(paths, "_user_name", lambda uid: "op")
 
 
 @pytest.fixture
@@ -37,8 +47,51 @@ def test_data_dir_environment_expands_home(as_user: None, monkeypatch: pytest.Mo
     assert default_data_dir({"PYWATS_DATA_DIR": "~/wats"}) == Path("/home/op/wats")
 
 
-def test_data_dir_for_root_is_the_system_folder(as_root: None) -> None:
-    assert default_data_dir({"HOME": "/root"}) == Path("/var/lib/pywats")
+def test_data_dir_for_root_is_the_system_folder(as_root: None, no_system_data_dir: Path) -> None:
+    assert default_data_dir({"HOME": "/root"}) == no_system_data_dir
+
+
+def test_data_dir_for_the_service_user_is_the_units_folder_not_its_home(
+        monkeypatch: pytest.MonkeyPatch, no_system_data_dir: Path) -> None:
+    # useradd --home-dir /var/lib/pywats pywats: HOME would give /var/lib/pywats/.config/...
+    monkeypatch.setattr(os, "geteuid", lambda: 998)
+    monkeypatch.setattr(paths, "_user_name", lambda uid: "pywats" if uid == 998 else "")
+    assert default_data_dir({"HOME": "/var/lib/pywats"}) == no_system_data_dir
+
+
+def test_data_dir_for_the_owner_of_an_existing_system_folder_is_that_folder(
+        monkeypatch: pytest.MonkeyPatch, no_system_data_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("handing a folder to another user needs root")
+    no_system_data_dir.mkdir()
+    os.chown(no_system_data_dir, 4321, 4321)
+    monkeypatch.setattr(paths, "_user_name", lambda uid: "station")
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)
+    assert default_data_dir({"HOME": "/home/station"}) == no_system_data_dir
+    monkeypatch.setattr(os, "geteuid", lambda: 4322)  # someone else: their own folder
+    assert default_data_dir({"HOME": "/home/other"}) == Path(
+        "/home/other/.config/pywats_client")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="running a command as another user needs root")
+def test_the_real_service_user_gets_the_system_folder(tmp_path: Path) -> None:
+    import pwd
+    import subprocess
+    import sys
+
+    try:
+        pwd.getpwnam("pywats")
+    except KeyError:
+        pytest.skip("there is no 'pywats' user on this machine (install.sh --systemd makes it)")
+    probe = subprocess.run(
+        ["runuser", "-u", "pywats", "--", sys.executable, "-c",
+         "from pywats_client.paths import default_data_dir; print(default_data_dir())"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"HOME": "/var/lib/pywats", "PATH": os.environ.get("PATH", ""),
+             "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "/var/lib/pywats"
 
 
 def test_data_dir_for_a_user_is_under_dot_config(as_user: None) -> None:
@@ -91,6 +144,67 @@ def test_instance_layout(tmp_path: Path) -> None:
 def test_for_instance_refuses_a_bad_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"invalid instance name '\.\./x'"):
         InstancePaths.for_instance("../x", tmp_path)
+
+
+def test_a_user_s_default_instance_is_the_data_dir_itself(as_user: None, tmp_path: Path
+                                                           ) -> None:
+    env = {"HOME": str(tmp_path)}
+    data = tmp_path / ".config" / "pywats_client"
+    default = InstancePaths.for_instance("default", env=env)
+    assert (default.root, default.flat, default.data_dir) == (data, True, data)
+    assert default.config == data / "config.json"
+    assert default.log_file == data / "pywats_client.log"  # next to config.json
+    assert default.queue == data / "queue"
+    other = InstancePaths.for_instance("line-b", env=env)
+    assert (other.root, other.flat, other.data_dir) == (data / "line-b", False, data)
+    assert other.log_file == data / "line-b" / "logs" / "pywats_client.log"
+    # The same folder given as --data-dir or $PYWATS_DATA_DIR is the same layout.
+    assert InstancePaths.for_instance("default", data, env=env) == default
+    assert InstancePaths.for_instance(
+        "default", env={**env, "PYWATS_DATA_DIR": str(data)}) == default
+
+
+def test_elsewhere_every_instance_has_its_own_folder(as_user: None, tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path / "home")}
+    paths_ = InstancePaths.for_instance("default", tmp_path / "data", env=env)
+    assert (paths_.root, paths_.flat) == (tmp_path / "data" / "default", False)
+
+
+def test_an_older_default_folder_is_used_until_moved(as_user: None, tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    data = tmp_path / ".config" / "pywats_client"
+    (data / "default").mkdir(parents=True)
+    (data / "default" / "config.json").write_text("{}")
+    older = InstancePaths.for_instance("default", env=env)
+    assert (older.root, older.flat) == (data / "default", False)
+    assert older.in_older_place
+    assert older.log_file == data / "default" / "logs" / "pywats_client.log"
+    (data / "config.json").write_text("{}")  # moved (or made anew): the documented place wins
+    now = InstancePaths.for_instance("default", env=env)
+    assert (now.root, now.flat, now.in_older_place) == (data, True, False)
+    assert list_instances(data, env) == ["default"]
+
+
+@pytest.mark.parametrize("name", ["queue", "logs", "converters", "state", "config.json",
+                                  "secret.key", "pywats_client.log.1", "api.token"])
+def test_names_of_the_default_instance_s_files_are_refused_in_a_user_s_data_dir(
+        as_user: None, tmp_path: Path, name: str) -> None:
+    env = {"HOME": str(tmp_path)}
+    with pytest.raises(ConfigError, match="the default instance keeps its"):
+        InstancePaths.for_instance(name, env=env)
+    assert InstancePaths.for_instance(name, tmp_path / "data", env=env).root == (
+        tmp_path / "data" / name)
+
+
+def test_list_instances_of_a_user_s_data_dir(as_user: None, tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    data = tmp_path / ".config" / "pywats_client"
+    for name in ("default", "fct"):
+        instance = InstancePaths.for_instance(name, env=env)
+        instance.ensure()
+        instance.config.write_text("{}")
+    assert (data / "config.json").is_file() and (data / "fct" / "config.json").is_file()
+    assert list_instances(data, env) == ["default", "fct"]
 
 
 def test_for_instance_uses_the_default_data_dir(monkeypatch: pytest.MonkeyPatch,

@@ -1,5 +1,6 @@
-"""The wheel `pip wheel .` makes: pure Python, the whole package with every built-in converter
-and py.typed, nothing else, and metadata naming exactly the three runtime dependencies."""
+"""The wheel `pip wheel .` makes: pure Python, the whole package with every built-in converter,
+py.typed and the systemd units, the MIT licence, nothing else, and metadata naming exactly the
+three runtime dependencies, the Python versions and the project's addresses."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def build_wheel(dest: Path, source: Path) -> Path:
     """`pip wheel --no-deps` on a copy of the checkout, made in `source` (so the checkout gets
     no build/ or egg-info, and the package is compared with exactly what was built)."""
     source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(REPO / "pywats_client", source / "pywats_client",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -97,6 +98,27 @@ def test_the_wheel_holds_the_package_and_nothing_else(wheel: Path, source: Path)
     others = [n for n in names
               if not n.startswith(("pywats_client/", f"pywats_client-{__version__}.dist-info/"))]
     assert others == [], "tests, scripts or the converter kit must not be in the wheel"
+    for unit in ("pywats-client@.service", "pywats-client-once@.service",
+                 "pywats-client-once@.timer"):
+        assert f"pywats_client/data/systemd/{unit}" in names, unit
+
+
+def test_the_wheel_carries_the_mit_licence(wheel: Path) -> None:
+    info = f"pywats_client-{__version__}.dist-info/"
+    licences = [n for n in entries(wheel) if n.startswith(info) and "LICENSE" in n]
+    assert licences, "LICENSE is not in the wheel's dist-info"
+    with zipfile.ZipFile(wheel) as archive:
+        text = archive.read(licences[0]).decode("utf-8")
+    assert text == (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 pywats-client contributors\n")
+    metadata = HeaderParser().parsestr(dist_info(wheel, "METADATA"))
+    assert metadata["License"] == "MIT"
+    classifiers = metadata.get_all("Classifier") or []
+    assert "License :: OSI Approved :: MIT License" in classifiers
+    for minor in (10, 11, 12, 13):
+        assert f"Programming Language :: Python :: 3.{minor}" in classifiers
+    urls = metadata.get_all("Project-URL") or []
+    assert any(u.startswith("Documentation, https://") for u in urls), urls
 
 
 def test_the_metadata_lists_exactly_the_three_runtime_dependencies(wheel: Path) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -158,8 +159,12 @@ def test_the_bundle_holds_every_wheel_checksums_and_the_installer(
         assert "musllinux" not in platform_tag, wheel
     assert f"PYTHON={PYTHON}" in (folder / "bundle.env").read_text()
     assert "SYSTEM_PACKAGES=\n" in (folder / "bundle.env").read_text()
-    if (REPO / "scripts" / "pywats-client@.service").exists():
-        assert (folder / "pywats-client@.service").is_file()
+    assert (folder / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
+    # The units travel inside the project wheel, where install.sh takes them from: one copy.
+    assert not list(folder.glob("pywats-client*@.*"))
+    project = next((folder / "wheels").glob("pywats_client-*.whl"))
+    with zipfile.ZipFile(project) as archive:
+        assert "pywats_client/data/systemd/pywats-client@.service" in archive.namelist()
     listed = {line.split("  ", 1)[1] for line in (folder / "SHA256SUMS").read_text().splitlines()}
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert listed == files - {"SHA256SUMS"}
@@ -221,6 +226,8 @@ def test_offline_install_then_the_demo_then_an_upgrade_in_place(
     if "--systemd" in options:
         assert "systemd is not running here" in again.stdout
         assert "systemctl daemon-reload" in again.stdout
+        assert (f"write /etc/systemd/system/pywats-client-once@.timer from "
+                f"'{prefix}/bin/pywats-client systemd-unit --timer'") in again.stdout
     assert sorted(completed.iterdir()) == queued
     assert run(cli, "--version", cwd=away).returncode == 0
 

@@ -1,7 +1,8 @@
 """`pywats-client doctor`: look at a station and say what is wrong and how to fix it.
 
-Owns one function per check (Python, dependencies, config, permissions, server, credentials,
-process codes, watch folders, queue disk, clock, service), each returning a `CheckResult`
+Owns one function per check (Python, dependencies, config, data dir, permissions, server,
+credentials, process codes, watch folders and their converters, queue disk, clock, service),
+each returning a `CheckResult`
 (ok / warn / fail, what was found, the fix), and `diagnose()`, which runs them in order for one
 instance. Checks only look: nothing here creates, changes or deletes a file.
 
@@ -12,6 +13,7 @@ crashing the doctor. Never imports the service.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import functools
 import importlib
@@ -20,6 +22,7 @@ import os
 import platform
 import pwd
 import re
+import shlex
 import stat
 import sys
 import textwrap
@@ -36,11 +39,12 @@ from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError
 from pywats_client.fsutil import NETWORK_OR_WEAK_FILESYSTEMS, filesystem_type
-from pywats_client.paths import InstancePaths
+from pywats_client.paths import InstancePaths, is_user_data_dir
 from pywats_client.queue.lock import pid_alive, read_lock
 from pywats_client.service.status import read_status
 
 if TYPE_CHECKING:
+    from pywats_client.converters.registry import ConverterRegistry
     from pywats_client.service.uploader import Uploader, UploadResult
 
 MIN_PYTHON = (3, 10)
@@ -58,6 +62,10 @@ FALLBACK_REQUIREMENTS = ("requests", "watchdog", "cryptography")
 _PROBE_MODULE = {"cryptography": "cryptography.fernet", "watchdog": "watchdog.observers"}
 _MAX_LISTED_PROCESSES = 12
 _SYSTEMD_RUNNING = Path("/run/systemd/system")  # exists only when systemd is PID 1
+# Where an installed unit file is found, in the order systemd reads them.
+UNIT_DIRS = (Path("/etc/systemd/system"), Path("/usr/local/lib/systemd/system"),
+             Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+UNITS = ("pywats-client@.service", "pywats-client-once@.service")
 
 
 class Status(str, enum.Enum):
@@ -421,7 +429,8 @@ def check_processes(settings: Settings, client: Uploader) -> CheckResult:
 
 def _cli(settings: Settings) -> str:
     """The command line for this instance, for the fixes we print."""
-    instance = settings.source.parent.name if settings.source else "default"
+    folder = settings.source.parent if settings.source else None
+    instance = "default" if folder is None or is_user_data_dir(folder) else folder.name
     return "pywats-client" if instance == "default" else f"pywats-client --instance {instance}"
 
 
@@ -431,6 +440,144 @@ def _default_port(scheme: str) -> int:
 
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+# -- where the instance is -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstalledUnit:
+    """An installed systemd unit of the client, as far as where it runs an instance goes."""
+
+    path: Path
+    data_dir: Path
+    user: str
+
+
+def installed_unit(instance: str, unit_dirs: Sequence[Path] = UNIT_DIRS
+                   ) -> InstalledUnit | None:
+    """The installed service (or one-shot) unit and the data dir it gives `instance`: its
+    `Environment=PYWATS_DATA_DIR=`, else its `StateDirectory=` below /var/lib; drop-ins of
+    the template and of the instance included, later ones winning as in systemd."""
+    for unit in UNITS:
+        main = next((d / unit for d in unit_dirs if (d / unit).is_file()), None)
+        if main is None:
+            continue
+        named = unit.replace("@.", f"@{instance}.")
+        drop_ins = sorted((f for d in unit_dirs for folder in (f"{unit}.d", f"{named}.d")
+                           for f in (d / folder).glob("*.conf")), key=lambda f: f.name)
+        values: dict[str, str] = {}
+        for file in [main, *drop_ins]:
+            for line in _unit_lines(file):
+                key, _, value = line.partition("=")
+                if key == "Environment":
+                    for word in _split(value):
+                        name, _, setting = word.partition("=")
+                        values[f"env:{name}"] = setting
+                elif key in ("StateDirectory", "User"):
+                    values[key] = value.split()[0] if value.split() else ""
+        data = values.get("env:PYWATS_DATA_DIR") or (
+            f"/var/lib/{values['StateDirectory']}" if values.get("StateDirectory") else "")
+        if data:
+            return InstalledUnit(main, Path(data), values.get("User", "root") or "root")
+    return None
+
+
+def _unit_lines(file: Path) -> list[str]:
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", ";"))]
+
+
+def _split(value: str) -> list[str]:
+    try:
+        return shlex.split(value)
+    except ValueError:
+        return value.split()
+
+
+def check_data_dir(paths: InstancePaths, unit_dirs: Sequence[Path] = UNIT_DIRS
+                   ) -> list[CheckResult]:
+    """The instance is where the installed unit runs it, and in its documented place.
+
+    `sudo -u pywats pywats-client ...` or a cron line that looks in another data dir than the
+    unit works on another, empty instance: whatever it configures, the service never sees.
+    """
+    name, subject, results = "data dir", str(paths.data_dir), []
+    unit = installed_unit(paths.name, unit_dirs)
+    if unit is not None and os.path.abspath(unit.data_dir) != os.path.abspath(paths.data_dir):
+        results.append(warn(
+            name, f"this looks at {paths.data_dir}, but the installed unit {unit.path} runs "
+            f"instance '{paths.name}' in {unit.data_dir}: what is configured here is not what "
+            "the service uses", f"run commands as the service's user, with its data dir: "
+            f"sudo -u {unit.user} pywats-client --data-dir {unit.data_dir} --instance "
+            f"{paths.name} doctor", subject))
+    if paths.in_older_place:
+        results.append(warn(
+            name, f"instance 'default' is in {paths.root}, where older versions put it; it is "
+            f"used there, but the documented place is {paths.data_dir} itself "
+            f"({paths.data_dir / 'config.json'}, the log beside it)",
+            f"stop the client, then: mv '{paths.root}'/* '{paths.data_dir}'/ && mv "
+            f"'{paths.data_dir}/logs/'* '{paths.data_dir}'/ && rmdir '{paths.root}' "
+            f"'{paths.data_dir}/logs'", subject))
+    older = paths.data_dir / "default"
+    if paths.flat and _exists(older / "config.json"):
+        pending = len(list((older / "queue" / "pending").glob("*.wsq")))
+        results.append(warn(
+            name, f"{older} holds an older default instance, unused since {paths.config} "
+            f"exists ({pending} report(s) waiting in its queue)",
+            f"stop the client, move its waiting reports: mv '{older}/queue/pending/'*.wsq "
+            f"'{paths.queue}/pending/', then remove {older}", subject))
+    if results or unit is None:
+        return results  # no unit and nothing out of place: no line for it
+    return [ok(name, f"{paths.data_dir}, as the installed unit {unit.path} has it", subject)]
+
+
+# -- converters ----------------------------------------------------------------------------------
+
+
+def converter_registry(paths: InstancePaths, settings: Settings) -> ConverterRegistry:
+    """The converters the service of this instance would have (plugins loaded)."""
+    from pywats_client.converters.registry import ConverterRegistry
+
+    return ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
+
+
+def converter_problem(name: str, registry: ConverterRegistry,
+                      arguments: Any = None) -> str | None:
+    """Why the converter `name` cannot be used with `arguments`, or None if it loads."""
+    from pywats_client.errors import PluginError
+
+    try:
+        registry.create(name, arguments)
+    except PluginError as exc:
+        known = registry.names()
+        if "." in name or ":" in name or name in known:
+            return str(exc)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        where = (f", nor a plugin in {registry.plugin_dir}" if registry.plugin_dir else "")
+        return (f"unknown converter {name!r}{hint}: not a built-in converter{where}, nor a "
+                f"dotted path such as package.module.Class; known: {', '.join(known)}")
+    return None
+
+
+def check_folder_converter(folder: WatchFolder, registry: ConverterRegistry,
+                           cli: str = "pywats-client") -> CheckResult:
+    """The converter a watch folder is bound to loads, with the folder's arguments."""
+    name, subject = "converter", str(folder.path)
+    assert folder.converter is not None
+    problem = converter_problem(folder.converter, registry, folder.arguments)
+    if problem is None:
+        return ok(name, f"{folder.path}: {folder.converter} loads", subject)
+    return fail(name, f"{folder.path} is bound to {folder.converter}, which does not load: "
+                f"{problem}. Every file there goes to its error folder",
+                f"{cli} config add-watch-folder '{folder.path}' --converter NAME with a name "
+                "from 'pywats-client converters list' (or put the plugin file in "
+                f"{registry.plugin_dir}), then restart the service", subject)
 
 
 # -- folders and disks ---------------------------------------------------------------------------
@@ -646,8 +793,13 @@ def diagnose(paths: InstancePaths, *, clock: Clock = SYSTEM_CLOCK,
         settings = _load(paths)
         if probe_server and dependencies.status is Status.OK:
             add("server", lambda: _server_checks(settings))
+        registry: ConverterRegistry | None = None
         for folder in settings.queue.watch_folders:
             add("watch folder", functools.partial(check_watch_folder, folder))
+            if folder.converter is not None:
+                registry = registry or converter_registry(paths, settings)
+                add("converter", functools.partial(check_folder_converter, folder, registry,
+                                                   _cli(settings)))
         add("queue", lambda: check_queue(paths, settings))
     add("clock", lambda: check_clock(clock))
     add("service", lambda: check_service(paths))

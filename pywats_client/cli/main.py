@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pywats_client import __version__
-from pywats_client.cli import config_commands, queue_commands, service_commands
+from pywats_client.cli import config_commands, queue_commands, service_commands, systemd_unit
 from pywats_client.cli.common import (
     ERROR,
     EXIT_CODES,
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_commands.add_commands(command)
     service_commands.add_station_commands(command)
     queue_commands.add_receiver_command(command)
+    systemd_unit.add_commands(command)
     return parser
 
 

@@ -183,19 +183,28 @@ class ConfigDocument:
 
     # -- editing ---------------------------------------------------------------------------
 
-    def set(self, dotted_key: str, value: str) -> None:
+    def set(self, dotted_key: str, value: str) -> bool:
         """Set a key from command-line text, typed and checked by the schema before it is kept.
 
         Numbers, booleans (true/false/yes/no/1/0), lists (JSON or comma-separated), objects
         (JSON) and null/none for nullable keys. Relative paths are relative to the config
         folder. Raises `ConfigError` for an unknown key or a bad value; nothing changes then.
+        Returns False when the file already holds exactly this value (a secret: encrypted,
+        and decrypting to it), so that saving can be skipped and the file left as it is.
         """
+        parsed = self.parse(dotted_key, value)
+        if self.holds_parsed(dotted_key, parsed):
+            return False
+        self._store(dotted_key, parsed)
+        return True
+
+    def parse(self, dotted_key: str, value: str) -> Any:
+        """The JSON value `set(dotted_key, value)` would store; raises `ConfigError`."""
         option = BY_KEY.get(dotted_key)
         parts = dotted_key.split(".")
         if option is None:
             if len(parts) == 3 and ".".join(parts[:2]) in OPEN_OBJECTS and parts[2]:
-                self._store(dotted_key, _free_value(value))
-                return
+                return _free_value(value)
             raise self._unknown_key(dotted_key)
         try:
             parsed = parse_text(option, value)
@@ -208,7 +217,27 @@ class ConfigDocument:
             probe = Validation(self.path, {"queue": {"watch_folders": parsed}})
             probe.watch_folders(parsed)
             probe.raise_if_problems()
-        self._store(dotted_key, parsed)
+        return parsed
+
+    def holds(self, dotted_key: str, value: str) -> bool:
+        """Whether `set(dotted_key, value)` would leave the file as it is."""
+        return self.holds_parsed(dotted_key, self.parse(dotted_key, value))
+
+    def holds_parsed(self, dotted_key: str, parsed: Any) -> bool:
+        found, current = lookup(self._data, dotted_key)
+        if not found:
+            return False
+        option = BY_KEY.get(dotted_key)
+        if option is not None and option.secret:
+            # A secret written in plain text is not "held": setting it again encrypts it.
+            if not (isinstance(current, str) and SecretBox.is_encrypted(current)):
+                return False
+            try:
+                return bool(self._box.decrypt(current, key_name=dotted_key) == parsed)
+            except SecretError:
+                return False
+        # Compared as written, so that 30 and 30.0 or true and 1 count as different.
+        return json.dumps(current) == json.dumps(parsed)
 
     def set_value(self, dotted_key: str, value: Any) -> None:
         """Set a key from a Python value: text (or a path) as `set()` takes it, anything else
@@ -224,11 +253,13 @@ class ConfigDocument:
         self.set(dotted_key, value)
 
     def add_watch_folder(self, path: str, *, converter: str | None = None,
-                         post_action: str | None = None) -> None:
-        """Append a watch folder (a plain path, or an object if options are given).
+                         post_action: str | None = None) -> str:
+        """Watch a folder (a plain path, or an object if options are given).
 
         A relative `path` is relative to the config folder; pass an absolute path for a folder
-        named relative to the current directory. Refuses a folder that is already watched.
+        named relative to the current directory. A folder already watched keeps its place and
+        its other options; the options given replace its own. Returns "added", "updated" or
+        "unchanged" (nothing to save).
         """
         if not path.strip():
             raise ConfigError(f"{self.path}: a watch folder needs a path. Fix: "
@@ -239,30 +270,39 @@ class ConfigDocument:
         if converter is not None and not converter.strip():
             raise ConfigError(f"{self.path}: the converter name of a watch folder must not be "
                               "empty; leave it out to let auto-detection choose")
-        entry: str | dict[str, Any] = path
-        if converter is not None or post_action is not None:
-            entry = {"path": path}
-            if converter is not None:
-                entry["converter"] = converter
-            if post_action is not None:
-                entry["post_action"] = post_action
+        options = {key: value for key, value in
+                   (("converter", converter), ("post_action", post_action)) if value is not None}
         found, current = lookup(self._data, "queue.watch_folders")
         if found and not isinstance(current, list):
             raise ConfigError(f"{self.path}: queue.watch_folders must be a list, got "
                               f"{shown(current)}. Fix: edit the file by hand")
-        listed = current if found else []
-        # Problems in entries already there do not block adding another folder.
-        existing = Validation(self.path, self._data).watch_folders(listed)
+        listed: list[Any] = current if found else []
         probe = Validation(self.path, self._data)
-        new = probe.watch_folder(entry, f"queue.watch_folders[{len(listed)}]")
+        new = probe.watch_folder({"path": path, **options}, f"queue.watch_folders[{len(listed)}]")
         probe.raise_if_problems()
         assert new is not None  # no problems means the folder was built
-        for folder in existing:
+        for i, entry in enumerate(listed):
+            # Problems in entries already there do not block adding another folder.
+            there = Validation(self.path, self._data).watch_folder(entry, "")
+            if there is None or there.path != new.path:
+                continue
+            if not options:
+                return "unchanged"
+            merged = dict(entry) if isinstance(entry, dict) else {"path": entry}
+            merged.update(options)
+            if merged == (entry if isinstance(entry, dict) else {"path": entry}):
+                return "unchanged"
+            self._store("queue.watch_folders", [*listed[:i], merged, *listed[i + 1:]])
+            return "updated"
+        # The older shape, a list of converters each with its folder, is edited by hand.
+        for folder in Validation(self.path, self._data).watch_folders([]):
             if folder.path == new.path:
-                raise ConfigError(f"{self.path}: {new.path} is already a watch folder; nothing "
-                                  "changed. Fix: 'pywats-client config get "
-                                  "queue.watch_folders' lists them")
-        self._store("queue.watch_folders", [*listed, entry])
+                raise ConfigError(f"{self.path}: {new.path} is already watched by an entry of "
+                                  "the converters list; nothing changed. Fix: change that "
+                                  "entry in the file")
+        added: str | dict[str, Any] = {"path": path, **options} if options else path
+        self._store("queue.watch_folders", [*listed, added])
+        return "added"
 
     def _store(self, dotted_key: str, value: Any) -> None:
         *parents, leaf = dotted_key.split(".")

@@ -1,4 +1,4 @@
-"""The PYWATS_* environment variables that override config.json, read in one place.
+"""The PYWATS_* environment variables and systemd credentials that override config.json.
 
 `read_overrides` decides which variables count, which key each replaces and the value it
 gives; the settings and every display of the effective configuration are made from it.
@@ -22,6 +22,7 @@ from pywats_client.config.schema import (
     shown,
 )
 from pywats_client.config.secrets import mask
+from pywats_client.errors import ConfigError
 
 # Environment variable -> the config key it overrides. PYWATS_WATCH_FOLDERS replaces the whole
 # list of watch folders (colon-separated paths).
@@ -32,6 +33,29 @@ ENV_OVERRIDES = {
     "PYWATS_LOG_LEVEL": "logging.level",
     "PYWATS_WATCH_FOLDERS": "queue.watch_folders",
 }
+
+
+# systemd credential (LoadCredential=NAME:FILE, read from $CREDENTIALS_DIRECTORY/NAME) -> the
+# key it gives when the matching PYWATS_* variable is not set: the token reaches the service
+# without being in config.json, the unit file or any command line.
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+CREDENTIALS = {"api_token": "api_token"}
+
+
+def read_credential(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The systemd credential `name` of this process, stripped; None if there is none."""
+    env = os.environ if env is None else env
+    folder = env.get(CREDENTIALS_DIRECTORY, "")
+    if not folder:
+        return None
+    try:
+        text = (Path(folder) / name).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the systemd credential {name} in {folder}: {exc}. "
+                          "Fix: check LoadCredential= in the unit") from None
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,13 @@ class Override:
     value: Any
     problem: str = ""  # "must be ..., got ..." when the value is not valid for the key
 
+    @property
+    def source(self) -> str:
+        """Where the value comes from, as a message names it."""
+        if self.var.startswith(CREDENTIALS_DIRECTORY + "/"):
+            return f"systemd credential ${self.var}"
+        return f"environment variable {self.var}"
+
     def shown(self) -> Any:
         """The value as a display shows it: a secret masked, paths as text."""
         if BY_KEY[self.key].secret:
@@ -55,7 +86,8 @@ class Override:
 
 
 def read_overrides(base: Path, env: Mapping[str, str] | None = None) -> list[Override]:
-    """The overrides set in `env` (default os.environ), in the order of ENV_OVERRIDES.
+    """The overrides set in `env` (default os.environ), in the order of ENV_OVERRIDES, then
+    the systemd credentials (CREDENTIALS) whose key no variable overrides.
 
     A value is stripped of surrounding blanks (a value pasted into a unit file often brings
     some along); a variable that is empty or blank counts as unset. The text is parsed as
@@ -63,9 +95,13 @@ def read_overrides(base: Path, env: Mapping[str, str] | None = None) -> list[Ove
     stripped; relative ones start at `base` (the config folder) and repeats are dropped.
     """
     env = os.environ if env is None else env
+    given = [(var, key, env.get(var, "").strip()) for var, key in ENV_OVERRIDES.items()]
+    for name, key in CREDENTIALS.items():
+        if not any(k == key and text for _, k, text in given):
+            given.append((f"{CREDENTIALS_DIRECTORY}/{name}", key,
+                          read_credential(name, env) or ""))
     overrides: list[Override] = []
-    for var, key in ENV_OVERRIDES.items():
-        text = env.get(var, "").strip()
+    for var, key, text in given:
         if not text:
             continue
         option = BY_KEY[key]

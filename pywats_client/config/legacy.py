@@ -1,7 +1,8 @@
-"""The older library spelling of config.json (the package README's), in one place.
+"""The older spellings of config.json (the package README's and the architecture page's).
 
-Owns the older keys (`instance_name`, `service_address`, `watch_paths`, ...): how each maps
-onto today's, which values cannot be honoured, and how an `instance_name` names a folder.
+Owns the older keys (`instance_name`, `service_address`, `watch_paths`, `max_retry_attempts`,
+...): how each maps onto today's, which values cannot be honoured, and how an `instance_name`
+names a folder.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pywats_client.config.schema import resolve_path
+from pywats_client.config.schema import BY_KEY, Invalid, check, resolve_path, shown
 from pywats_client.errors import ConfigError
 from pywats_client.paths import validate_instance_name
 
 # Keys of the older library config (package README): read and mapped, kept as written.
 LEGACY_KEYS = ("instance_name", "service_address", "converter_path", "queue_path",
-               "watch_paths", "auto_submit", "retry_failed")
+               "watch_paths", "auto_submit", "retry_failed", "max_retry_attempts",
+               "retry_interval_seconds")
+# Older top-level keys that are today's keys of the queue section under another name (the
+# architecture page's retry settings).
+RENAMED_QUEUE_KEYS = {"max_retry_attempts": "queue.retry_attempts",
+                      "retry_interval_seconds": "queue.retry_delay"}
 
 _NOT_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -61,6 +67,9 @@ def mapped(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
                 f"{where}: {key} is {value!r}, but this client keeps it in {folder} (beside "
                 f"config.json). Fix: remove {key}, or move config.json so that its folder "
                 "holds the queue and converters")
+    for key, new in RENAMED_QUEUE_KEYS.items():
+        if key in legacy:
+            problems.extend(_rename_into_queue(data, where, key, new, legacy[key], path.parent))
     for key in ("auto_submit", "retry_failed"):
         if key in legacy and not isinstance(legacy[key], bool):
             problems.append(f"{where}: {key} must be true or false, got {legacy[key]!r}")
@@ -71,6 +80,26 @@ def mapped(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ConfigError("\n".join(problems))
     return data
+
+
+def _rename_into_queue(data: dict[str, Any], where: str, key: str, new: str, value: Any,
+                       base: Path) -> list[str]:
+    """Put the older `key`'s `value` into the queue section as `new`; the problems, if any."""
+    try:
+        check(BY_KEY[new], value, base)
+    except Invalid as exc:
+        return [f"{where}: {key} (the older name of {new}) must be {exc.what}, got "
+                f"{shown(value)}. Fix: 'pywats-client config set {new} VALUE', then remove "
+                f"{key}"]
+    queue = data.setdefault("queue", {})
+    if not isinstance(queue, dict):
+        return []  # the queue section itself is wrong: the validation says so
+    leaf = new.split(".", 1)[1]
+    if leaf in queue and queue[leaf] != value:
+        return [f"{where}: {key} and {new} differ ({shown(value)} and {shown(queue[leaf])}). "
+                f"Fix: keep one of them ({new} is the current name)"]
+    queue.setdefault(leaf, value)
+    return []
 
 
 def server_url(server_url: str | None, service_address: str | None) -> str | None:

@@ -115,6 +115,8 @@ SCHEMA: tuple[Option, ...] = (
            example="line-operator", optional=True, default_text="unset"),
     Option("logging.level", "level", _L.level, "DEBUG, INFO, WARNING, ERROR or CRITICAL",
            example="INFO"),
+    Option("logging.file", "boolean", _L.file,
+           "also write the rotating log file (false under systemd: the journal has every line)"),
     Option("logging.max_size_mb", "number", _L.max_size_mb, "size at which the log rotates",
            minimum=1, unit="megabytes"),
     Option("logging.backup_count", "integer", _L.backup_count, "rotated log files kept",

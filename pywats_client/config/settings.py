@@ -74,6 +74,9 @@ class ConverterSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
+    # The rotating log file beside the journal; under systemd every line otherwise goes to
+    # the journal and to the file, two writes per line on an SD card.
+    file: bool = True
     max_size_mb: float = 10.0
     backup_count: int = 5
 

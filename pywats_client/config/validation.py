@@ -63,7 +63,7 @@ def build_settings(path: Path, data: dict[str, Any], box: SecretBox,
         overridden.add(override.key)
         if override.problem:
             build.problems.append(
-                f"environment variable {override.var} (overrides {override.key} of {path}) "
+                f"{override.source} (overrides {override.key} of {path}) "
                 f"{override.problem}. Fix: correct or unset {override.var}")
         elif override.key == "queue.watch_folders":
             folders = [WatchFolder(path=folder) for folder in override.value]
