@@ -149,6 +149,16 @@ class InstancePaths:
                     f"{name} there. Fix: choose another name, such as 'station1'")
         return cls(name=name, root=base / name)
 
+    @classmethod
+    def for_config(cls, config: Path, env: Mapping[str, str] | None = None) -> InstancePaths:
+        """Paths of the instance whose config.json is `config`: the folder holding it is the
+        instance folder, and in a user's own data dir that folder is the default instance."""
+        folder = Path(os.path.abspath(config)).parent
+        if is_user_data_dir(folder, env):
+            return cls(name=DEFAULT_INSTANCE, root=folder, flat=True)
+        older = folder.name == DEFAULT_INSTANCE and is_user_data_dir(folder.parent, env)
+        return cls(name=folder.name, root=folder, in_older_place=older)
+
     @property
     def data_dir(self) -> Path:
         """The data dir this instance is in."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -80,16 +81,35 @@ def test_the_real_service_user_gets_the_system_folder(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    made = False
     try:
         pwd.getpwnam("pywats")
     except KeyError:
-        pytest.skip("there is no 'pywats' user on this machine (install.sh --systemd makes it)")
-    probe = subprocess.run(
-        ["runuser", "-u", "pywats", "--", sys.executable, "-c",
-         "from pywats_client.paths import default_data_dir; print(default_data_dir())"],
-        capture_output=True, text=True, timeout=60, check=False,
-        env={"HOME": "/var/lib/pywats", "PATH": os.environ.get("PATH", ""),
-             "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        # As install.sh --systemd makes it; removed again below.
+        if shutil.which("useradd") is None:
+            pytest.skip("there is no 'pywats' user and no useradd to make one")
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir",
+                        "/var/lib/pywats", "--shell", "/usr/sbin/nologin", "pywats"],
+                       check=True, timeout=60)
+        made = True
+    try:
+        # A venv under /root is out of the service user's reach; any Python >= 3.10 it may
+        # run will do, with this checkout on its path.
+        runnable = [exe for exe in (sys.executable, "/usr/bin/python3") if subprocess.run(
+            ["runuser", "-u", "pywats", "--", exe, "-c",
+             "import sys; assert sys.version_info >= (3, 10)"],
+            capture_output=True, timeout=60, check=False).returncode == 0]
+        if not runnable:
+            pytest.skip("no Python >= 3.10 that the 'pywats' user may run")
+        probe = subprocess.run(
+            ["runuser", "-u", "pywats", "--", runnable[0], "-c",
+             "from pywats_client.paths import default_data_dir; print(default_data_dir())"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={"HOME": "/var/lib/pywats", "PATH": os.environ.get("PATH", ""),
+                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    finally:
+        if made:
+            subprocess.run(["userdel", "pywats"], check=False, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "/var/lib/pywats"
 
@@ -183,6 +203,22 @@ def test_an_older_default_folder_is_used_until_moved(as_user: None, tmp_path: Pa
     now = InstancePaths.for_instance("default", env=env)
     assert (now.root, now.flat, now.in_older_place) == (data, True, False)
     assert list_instances(data, env) == ["default"]
+
+
+def test_the_instance_of_a_config_file_is_found_from_its_folder(as_user: None,
+                                                              tmp_path: Path) -> None:
+    # The library front (ClientConfig) knows only the config.json it was given.
+    env = {"HOME": str(tmp_path)}
+    data = tmp_path / ".config" / "pywats_client"
+    for name in ("default", "line-b"):
+        made = InstancePaths.for_instance(name, env=env)
+        assert InstancePaths.for_config(made.config, env) == made
+    (data / "default").mkdir(parents=True)
+    (data / "default" / "config.json").write_text("{}")
+    older = InstancePaths.for_instance("default", env=env)
+    assert InstancePaths.for_config(older.config, env) == older
+    elsewhere = InstancePaths.for_instance("default", tmp_path / "data", env=env)
+    assert InstancePaths.for_config(elsewhere.config, env) == elsewhere
 
 
 @pytest.mark.parametrize("name", ["queue", "logs", "converters", "state", "config.json",

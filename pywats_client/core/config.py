@@ -169,7 +169,7 @@ class ClientConfig:
     @property
     def paths(self) -> InstancePaths:
         """The instance's folders: the folder holding config.json is the instance folder."""
-        return InstancePaths(name=self.path.parent.name, root=self.path.parent)
+        return InstancePaths.for_config(self.path)
 
     @property
     def instance_name(self) -> str:
@@ -177,7 +177,7 @@ class ClientConfig:
         instance folder's name."""
         if self._instance_name is not None:
             return self._instance_name
-        return legacy.written_instance_name(self._doc.raw()) or self.path.parent.name
+        return legacy.written_instance_name(self._doc.raw()) or self.paths.name
 
     @property
     def server_url(self) -> str:
