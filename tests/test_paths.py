@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_data_dir_for_the_owner_of_an_existing_system_folder_is_that_folder(
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="running a command as another user needs root")
-def test_the_real_service_user_gets_the_system_folder(tmp_path: Path) -> None:
+def test_the_real_service_user_gets_the_system_folder() -> None:
     import pwd
     import subprocess
     import sys
@@ -92,9 +93,13 @@ def test_the_real_service_user_gets_the_system_folder(tmp_path: Path) -> None:
                         "/var/lib/pywats", "--shell", "/usr/sbin/nologin", "pywats"],
                        check=True, timeout=60)
         made = True
+    # A copy of the package the service user may read: this checkout, and the venv's Python,
+    # may be under /root or a private temporary folder.
+    readable = Path(tempfile.mkdtemp(prefix="pywats-paths-"))
     try:
-        # A venv under /root is out of the service user's reach; any Python >= 3.10 it may
-        # run will do, with this checkout on its path.
+        readable.chmod(0o755)
+        shutil.copytree(Path(paths.__file__).parent, readable / "pywats_client",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         runnable = [exe for exe in (sys.executable, "/usr/bin/python3") if subprocess.run(
             ["runuser", "-u", "pywats", "--", exe, "-c",
              "import sys; assert sys.version_info >= (3, 10)"],
@@ -106,10 +111,11 @@ def test_the_real_service_user_gets_the_system_folder(tmp_path: Path) -> None:
              "from pywats_client.paths import default_data_dir; print(default_data_dir())"],
             capture_output=True, text=True, timeout=60, check=False,
             env={"HOME": "/var/lib/pywats", "PATH": os.environ.get("PATH", ""),
-                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                 "PYTHONPATH": str(readable)})
     finally:
         if made:
             subprocess.run(["userdel", "pywats"], check=False, timeout=60)
+        shutil.rmtree(readable, ignore_errors=True)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "/var/lib/pywats"
 
