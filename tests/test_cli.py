@@ -34,9 +34,8 @@ from pywats_client.config.document import load_settings
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.store import DurableQueue, read_header
 from tests.conftest import TOKEN, sample
-from tests.station import Station, wsjf_report
+from tests.station import REPO, Station, wsjf_report
 
-REPO = Path(__file__).resolve().parents[1]
 CSV_PLUGIN = REPO / "converters" / "csv_example.py"
 CSV_EXAMPLE = REPO / "converters" / "example.csv"
 

@@ -14,11 +14,11 @@ import pytest
 
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.lock import pid_alive
+from tests.conftest import TOKEN
 from tests.station import REPO, Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "dXNlcjpzZWNyZXQ="
 
 
 def cli(data_dir: Path, *args: str, instance: str = "default") -> subprocess.CompletedProcess[str]:

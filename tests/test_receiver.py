@@ -22,9 +22,9 @@ import requests
 
 from pywats_client.http.receiver import Faults, Receiver, add_arguments, find_wsjf_problem, run
 from tests.conftest import SAMPLES, TOKEN, samples_in
+from tests.station import REPO
 
 AUTH = {"Authorization": f"Basic {TOKEN}"}
-REPO = Path(__file__).resolve().parents[1]
 
 
 def make_report(**changes: Any) -> dict[str, Any]:

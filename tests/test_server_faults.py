@@ -13,11 +13,11 @@ import pytest
 
 from pywats_client.http.receiver import Faults, Receiver
 from pywats_client.queue.store import read_header
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "dXNlcjpzZWNyZXQ="
 REPORTS = 300
 POST = "POST /api/Report/WSJF"
 PROBE = "GET /api/App/Version"

@@ -17,11 +17,11 @@ import pytest
 
 from pywats_client.http.receiver import Faults, Receiver
 from pywats_client.report.model import report_id_for
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "dXNlcjpzZWNyZXQ="
 FILES = 2000
 KILLS = 20
 BACKLOG = 200  # files waiting in the watch folder before more are dropped
