@@ -20,19 +20,12 @@ from tests.station import REPO, Station, wait_until, wsjf_report
 pytestmark = pytest.mark.slow
 
 
-
 def cli(data_dir: Path, *args: str, instance: str = "default") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATS_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
         [sys.executable, "-m", "pywats_client", "--data-dir", str(data_dir), "--instance",
          instance, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
-
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 def make_instance(tmp_path: Path, receiver: Receiver, name: str) -> tuple[Path, Path]:

@@ -20,7 +20,6 @@ from tests.station import Station, wait_until, wsjf_report
 pytestmark = pytest.mark.slow
 
 
-
 @contextlib.contextmanager
 def tiny_filesystem(path: Path, size: str = "2m") -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)

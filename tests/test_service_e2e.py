@@ -17,13 +17,6 @@ from tests.station import Station, wait_until, wsjf_report
 pytestmark = pytest.mark.slow
 
 
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
-
-
 @pytest.fixture
 def station(tmp_path: Path, receiver: Receiver):
     st = Station(tmp_path / "station", receiver.url, TOKEN)

@@ -17,7 +17,6 @@ from tests.station import Station, wait_until, wsjf_report
 pytestmark = pytest.mark.slow
 
 
-
 def bind(share: Path, mount_point: Path) -> None:
     result = subprocess.run(["mount", "--bind", str(share), str(mount_point)],
                             capture_output=True, text=True)
