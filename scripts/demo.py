@@ -19,28 +19,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from runkit import REPO, cli, run, service_status, wait_for
+
 from pywats_client.http.receiver import Receiver
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "ZGVtbzpkZW1vLXNlY3JldA=="  # base64("demo:demo-secret")
-
-
-def cli() -> list[str]:
-    script = Path(sys.executable).parent / "pywats-client"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pywats_client"]
-
-
-def run(data_dir: Path, *args: str) -> str:
-    result = subprocess.run([*cli(), "--data-dir", str(data_dir), *args],
-                            capture_output=True, text=True, check=False)
-    if result.returncode not in (0, 6):
-        sys.exit(f"pywats-client {' '.join(args)} failed ({result.returncode}):\n"
-                 f"{result.stdout}{result.stderr}")
-    return result.stdout
 
 
 def report(n: int) -> dict[str, object]:
@@ -114,17 +100,12 @@ def main() -> int:
             print("   ...")
             done = sorted(p.name for p in (watch / "done").iterdir())
             print(f"   sources moved to {watch / 'done'}: {len(done)} files")
-            status_file = data_dir / "default" / "state" / "status.json"
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # the service publishes its status each second
-                try:
-                    if json.loads(status_file.read_text()).get("uploaded", 0) >= expected:
-                        break
-                except (OSError, ValueError):
-                    pass
-                threading.Event().wait(0.1)
+            # The service publishes its status each second; show it in any case.
+            wait_for("the status to count every upload", lambda: service_status(
+                data_dir / "default").get("uploaded", 0) >= expected, 10, required=False)
             print("6. pywats-client status:")
-            print("   " + run(data_dir, "status").strip().replace("\n", "\n   "))
+            status = run(data_dir, "status", ok=(0, 6))
+            print("   " + status.strip().replace("\n", "\n   "))
         finally:
             if service is not None:
                 service.send_signal(signal.SIGTERM)

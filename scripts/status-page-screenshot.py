@@ -19,41 +19,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from runkit import cli, run, service_status, wait_for
 
 from pywats_client.http.receiver import Receiver
 
 TOKEN = "ZGVtbzpkZW1vLXNlY3JldA=="  # base64("demo:demo-secret"), what the receiver accepts
-
-
-def cli() -> list[str]:
-    script = Path(sys.executable).parent / "pywats-client"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pywats_client"]
-
-
-def run(data_dir: Path, *args: str) -> None:
-    result = subprocess.run([*cli(), "--data-dir", str(data_dir), *args],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(f"pywats-client {' '.join(args)} failed ({result.returncode}):\n"
-                 f"{result.stdout}{result.stderr}")
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        tick.wait(0.1)  # another process does the work; look again shortly
 
 
 def report(n: int) -> dict[str, Any]:
@@ -109,11 +83,7 @@ def main() -> int:
                     stdout=subprocess.DEVNULL, stderr=log)
 
             def status() -> dict[str, Any]:
-                try:
-                    data = json.loads((instance / "state" / "status.json").read_text())
-                except (OSError, ValueError):
-                    return {}
-                return data if isinstance(data, dict) else {}
+                return service_status(instance)
 
             url = wait_for("the control API", lambda: status().get("api_url"))
             for n in range(6):

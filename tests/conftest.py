@@ -1,5 +1,6 @@
-"""Fixtures shared by the whole suite: a real loopback WATS receiver and its token, over plain
-HTTP or over HTTPS with a self-signed certificate."""
+"""What the whole suite shares: a real loopback WATS receiver and its token, over plain HTTP
+or over HTTPS with a self-signed certificate; and the real equipment files of
+../shared/samples, with the skip of a test that needs them where they are absent."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import base64
 import datetime
 import ipaddress
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -22,6 +24,35 @@ TOKEN = base64.b64encode(b"user:secret").decode("ascii")
 """The token the `receiver` fixture accepts, as WATS issues them: base64 of user:secret."""
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+"""The real equipment files, beside the repository; not every checkout has them."""
+
+needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} is absent")
+"""Marks a test that reads the samples: it skips where they are absent."""
+
+
+def sample(*parts: str | Path) -> Path:
+    """The file or folder SAMPLES/`parts` (or a path already under SAMPLES); the calling test
+    skips where it is absent."""
+    path = SAMPLES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"sample {path} is absent")
+    return path
+
+
+def samples_in(folder: str, pattern: str = "*") -> list[Path]:
+    """The files SAMPLES/`folder`/`pattern`, sorted; [] where they are absent."""
+    where = SAMPLES / folder
+    return sorted(p for p in where.glob(pattern) if p.is_file()) if where.is_dir() else []
+
+
+def each_sample(found: Sequence[Path | str]) -> list[Any]:
+    """The sample files (named by their place under SAMPLES) or names in `found` as the
+    parameters of a test; where there are none (the samples are absent), one that skips."""
+    if not found:
+        return [pytest.param(None, id="none",
+                             marks=pytest.mark.skip(reason=f"no samples in {SAMPLES}"))]
+    return [pytest.param(item, id=item.relative_to(SAMPLES).as_posix()
+                         if isinstance(item, Path) else item) for item in found]
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""What the converter tests share: finishing reports as the service does, the checks their
-fuzz tests make, the damage those tests do to a good file, and the real samples a converter
-must not claim as its own."""
+"""What the converter tests share: a converter as a station runs it, finishing reports as the
+service does, the checks their fuzz tests make, the damage those tests do to a good file, and
+the real samples a converter must not claim as its own."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,27 @@ from pywats_client.converters import (
 )
 from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import ReportDict, to_json_bytes
+from pywats_client.service.pipeline import convert_file
 from tests.conftest import SAMPLES
+
+
+class AtStation:
+    """A converter as one station runs it: `make` builds the converter, `values` are the
+    station's settings as ConverterContext takes them (name, timezone, defaults...)."""
+
+    def __init__(self, make: Callable[[], Converter], **values: Any) -> None:
+        self.make = make
+        self.values = values
+
+    def context(self, path: Path | None = None, **arguments: Any) -> ConverterContext:
+        """The context the service gives the converter for `path`: the station's settings,
+        the folder's converter `arguments` and the file's mtime (none without a file)."""
+        mtime = path.stat().st_mtime if path is not None and path.exists() else None
+        return ConverterContext(arguments=arguments, file_mtime=mtime, **self.values)
+
+    def convert(self, path: Path, **arguments: Any) -> list[dict[str, Any]]:
+        """What the service does with the file: convert, finalise and validate every report."""
+        return convert_file(path, self.make(), self.context(path, **arguments)).reports
 
 
 def finish_like_the_service(result: Any, converter: str, context: ConverterContext, *,

@@ -178,6 +178,12 @@ class Station:
         except FileNotFoundError:
             return []
 
+    def queue_idle(self) -> bool:
+        """Nothing pending or being uploaded. processing/ is looked at on both sides of
+        pending/, so a report moving between the two cannot slip through unseen."""
+        return not (self.queue_files("processing") or self.queue_files("pending")
+                    or self.queue_files("processing"))
+
     def done_files(self) -> list[str]:
         try:
             return sorted(os.listdir(self.watch / "done"))

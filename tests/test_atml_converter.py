@@ -24,10 +24,11 @@ from pywats_client.converters.atml import ATMLConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.model import ReportDict, iter_steps
 from pywats_client.service.pipeline import convert_file
+from tests.conftest import needs_samples, samples_in
+from tests.converting import sample_files
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "atml"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-ATML_SAMPLES = sorted((SAMPLES / "atml").iterdir()) if (SAMPLES / "atml").is_dir() else []
+ATML_SAMPLES = samples_in("atml")
 # ATML names no WATS process: the station's folder says which (here SW Debug, 10).
 CONTEXT = ConverterContext(station_name="ST-CONFIG", location="Lab", purpose="Test",
                            file_mtime=1_700_000_000.0, defaults={"process_code": 10})
@@ -351,12 +352,9 @@ def test_detect_is_sure_of_the_fixtures(name: str) -> None:
     assert score >= 0.95 and "ATML" in why
 
 
+@needs_samples
 def test_detect_is_zero_on_every_other_format() -> None:
-    others = [p for p in sorted(SAMPLES.rglob("*")) if p.is_file() and "atml" not in p.parts
-              and "_expected" not in p.parts]
-    if not others:
-        pytest.skip(f"samples not found in {SAMPLES}")
-    for path in others:
+    for path in sample_files(besides="atml"):
         score, why = CONVERTER.detect_with_reason(path, path.read_bytes()[:65536])
         assert score == 0.0, (path, why)
 

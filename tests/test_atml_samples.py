@@ -21,10 +21,9 @@ from pywats_client.converters.atml import ATMLConverter
 from pywats_client.report.model import iter_steps, to_json_bytes
 from pywats_client.report.operators import numeric_passes
 from pywats_client.service.pipeline import convert_file
+from tests.conftest import each_sample, sample, samples_in
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-ATML_DIR = SAMPLES / "atml"
-SAMPLE_FILES = sorted(ATML_DIR.iterdir()) if ATML_DIR.is_dir() else []
+SAMPLE_FILES = samples_in("atml")
 MOTHERBOARD = {
     "2.02": "ATML 2.02 [123456789][2 30 27 PM][5 15 2019].XML",
     "5.00": "ATML 5.00 [2 31 11 PM][5 15 2019].xml",
@@ -40,16 +39,9 @@ CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Pro
 CONVERTER = ATMLConverter()
 
 
-def sample(name: str) -> Path:
-    path = ATML_DIR / name
-    if not path.is_file():
-        pytest.skip(f"sample {path} not found")
-    return path
-
-
 def reports(name: str, converter: ATMLConverter = CONVERTER) -> list[dict[str, Any]]:
     """The finalised, validated reports of a sample, as the service makes them."""
-    return convert_file(sample(name), converter, CONTEXT).reports
+    return convert_file(sample("atml", name), converter, CONTEXT).reports
 
 
 def only_report(name: str) -> dict[str, Any]:
@@ -80,10 +72,8 @@ def counts(report: dict[str, Any]) -> Counter[str]:
 # -- every sample ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", SAMPLE_FILES or [None], ids=lambda p: p.name if p else "none")
-def test_sample_converts_to_valid_wsjf_the_same_way_twice(path: Path | None) -> None:
-    if path is None:
-        pytest.skip(f"ATML samples not found in {ATML_DIR}")
+@pytest.mark.parametrize("path", each_sample(SAMPLE_FILES))
+def test_sample_converts_to_valid_wsjf_the_same_way_twice(path: Path) -> None:
     first = convert_file(path, CONVERTER, CONTEXT).reports  # validated by finalize()
     second = convert_file(path, ATMLConverter(), CONTEXT).reports
     assert len(first) == 1
@@ -93,20 +83,16 @@ def test_sample_converts_to_valid_wsjf_the_same_way_twice(path: Path | None) -> 
     assert score >= 0.95, why
 
 
-@pytest.mark.parametrize("path", SAMPLE_FILES or [None], ids=lambda p: p.name if p else "none")
-def test_auto_detection_picks_atml(path: Path | None) -> None:
-    if path is None:
-        pytest.skip(f"ATML samples not found in {ATML_DIR}")
+@pytest.mark.parametrize("path", each_sample(SAMPLE_FILES))
+def test_auto_detection_picks_atml(path: Path) -> None:
     detection = ConverterRegistry().detect(path, path.read_bytes()[:65536])
     assert detection.name == "ATMLConverter", detection.reason
 
 
-@pytest.mark.parametrize("path", SAMPLE_FILES or [None], ids=lambda p: p.name if p else "none")
-def test_every_numeric_status_agrees_with_its_limits(path: Path | None) -> None:
+@pytest.mark.parametrize("path", each_sample(SAMPLE_FILES))
+def test_every_numeric_status_agrees_with_its_limits(path: Path) -> None:
     """TestStand judged the values; judged again by limits.py they must agree, which checks
     the operators, limit order, thresholds and units read from the file."""
-    if path is None:
-        pytest.skip(f"ATML samples not found in {ATML_DIR}")
     [report] = convert_file(path, CONVERTER, CONTEXT).reports
     checked = 0
     for step in steps_of(report):

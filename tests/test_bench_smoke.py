@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.station import REPO
+
 BENCH = REPO / "scripts" / "bench.py"
 SECTIONS = ("throughput", "latency", "idle", "startup", "scale", "conversion", "disk")
 

@@ -33,11 +33,9 @@ from pywats_client.cli.main import EXIT_CODES, main
 from pywats_client.config.document import load_settings
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.store import DurableQueue, read_header
-from tests.conftest import TOKEN
-from tests.station import Station, wsjf_report
+from tests.conftest import TOKEN, sample
+from tests.station import REPO, Station, wsjf_report
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 CSV_PLUGIN = REPO / "converters" / "csv_example.py"
 CSV_EXAMPLE = REPO / "converters" / "example.csv"
 
@@ -654,12 +652,10 @@ def test_convert_a_file_with_two_reports_prints_a_list(cli: Cli, tmp_path: Path)
 
 
 def test_convert_keeps_the_id_of_a_real_wsjf_sample(cli: Cli) -> None:
-    sample = SAMPLES / "wsjf" / "WATS - WSJF UUT Example file.json"
-    if not sample.is_file():
-        pytest.skip(f"sample not found: {sample}")
-    result = cli("convert", "--file", str(sample))
+    path = sample("wsjf", "WATS - WSJF UUT Example file.json")
+    result = cli("convert", "--file", str(path))
     assert result.code == OK, result.err
-    assert json.loads(result.out)["id"] == json.loads(sample.read_text())["id"]
+    assert json.loads(result.out)["id"] == json.loads(path.read_text())["id"]
 
 
 def test_convert_with_an_unknown_converter_names_the_known_ones(

@@ -25,8 +25,7 @@ from pywats_client.converters import (
 from pywats_client.converters.base import HEAD_SIZE
 from pywats_client.http.receiver import PROCESSES_LIST
 from pywats_client.service.pipeline import convert_file
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from tests.conftest import SAMPLES, needs_samples, samples_in
 
 # Which converter owns which sample files (globs under ../shared/samples).
 OWNERS: dict[str, tuple[str, ...]] = {
@@ -48,10 +47,8 @@ CONVERTERS = [name for name in BUILTIN_CONVERTERS if name != "AIConverter"]
 
 
 def _owned() -> list[tuple[str, Path]]:
-    if not SAMPLES.is_dir():
-        return []
     return [(name, path) for name, globs in OWNERS.items() for pattern in globs
-            for path in sorted(SAMPLES.glob(pattern)) if path.is_file()]
+            for path in samples_in(*pattern.rsplit("/", 1))]
 
 
 def _all_samples() -> list[Path]:
@@ -67,7 +64,6 @@ def _id(path: Path) -> str:
 
 OWNED = _owned()
 OWNER_OF = {path: name for name, path in OWNED}
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples is absent")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ import pytest
 
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.lock import pid_alive
+from tests.conftest import TOKEN
 from tests.station import REPO, Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "dXNlcjpzZWNyZXQ="
 
 
 def cli(data_dir: Path, *args: str, instance: str = "default") -> subprocess.CompletedProcess[str]:
@@ -27,12 +26,6 @@ def cli(data_dir: Path, *args: str, instance: str = "default") -> subprocess.Com
     return subprocess.run(
         [sys.executable, "-m", "pywats_client", "--data-dir", str(data_dir), "--instance",
          instance, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
-
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 def make_instance(tmp_path: Path, receiver: Receiver, name: str) -> tuple[Path, Path]:

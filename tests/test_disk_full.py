@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from pywats_client.http.receiver import Receiver
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "dXNlcjpzZWNyZXQ="
 
 
 @contextlib.contextmanager

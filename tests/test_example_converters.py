@@ -13,8 +13,8 @@ from pywats_client.converters import Converter, ConverterContext, ConverterRegis
 from pywats_client.errors import ConversionError, IncompleteFileError, PluginError
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
+from tests.station import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 KIT = REPO / "converters"
 EXAMPLE_CSV = KIT / "example.csv"
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production")

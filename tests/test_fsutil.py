@@ -11,6 +11,7 @@ import pytest
 
 import pywats_client.fsutil as fsutil
 from pywats_client.fsutil import FolderSyncer, move_no_clobber
+from tests.station import wait_until
 
 
 def test_concurrent_callers_share_fsyncs_and_all_return(tmp_path: Path, monkeypatch) -> None:
@@ -32,6 +33,9 @@ def test_concurrent_callers_share_fsyncs_and_all_return(tmp_path: Path, monkeypa
     assert started.wait(10)
     for t in threads[1:]:
         t.start()
+    # Let go only once every caller holds a ticket: one that came later would need an fsync
+    # of its own.
+    wait_until(lambda: syncer._issued == 20, 10, "every caller to wait")
     release.set()
     for t in threads:
         t.join(10)

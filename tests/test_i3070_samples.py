@@ -17,33 +17,18 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.base import HEAD_SIZE
 from pywats_client.converters.i3070 import KeysightI3070Converter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.service.pipeline import convert_file
-from tests.converting import sample_files
+from tests.conftest import SAMPLES, each_sample, needs_samples, sample, samples_in
+from tests.converting import AtStation, sample_files
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 I3070 = SAMPLES / "i3070"
 NEXTEER = I3070 / "FelixSnz_2-210805125029095MCALLEN241.log"
 FANCY = I3070 / "felixsnz_sample_ict_log.log"
 CEST = timezone(timedelta(hours=2))
 CONVERTER = KeysightI3070Converter()
-
-
-def context(path: Path) -> ConverterContext:
-    # i3070 logs name no WATS process: the station's folder says which (here SW Debug, 10).
-    return ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",
-                            timezone=CEST, file_mtime=path.stat().st_mtime,
-                            defaults={"process_code": 10})
-
-
-def sample(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"i3070 sample not found at {path}")
-    return path
-
-
-def convert(path: Path) -> list[dict[str, Any]]:
-    """The finished reports, as the service would queue them (validated)."""
-    return convert_file(path, CONVERTER, context(path)).reports
+# i3070 logs name no WATS process: the station's folder says which (here SW Debug, 10).
+STATION = AtStation(KeysightI3070Converter, station_name="ST-01", location="Line 3",
+                    purpose="Production", timezone=CEST, defaults={"process_code": 10})
+convert = STATION.convert
 
 
 def steps(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -169,15 +154,8 @@ def test_fancy_steps_and_measurements() -> None:
 # -- every sample ---------------------------------------------------------------------------------
 
 
-def _i3070_samples() -> list[Path]:
-    return sorted(I3070.iterdir()) if I3070.is_dir() else []
-
-
-@pytest.mark.parametrize("path", _i3070_samples() or [None],
-                         ids=lambda p: p.name if p else "none")
-def test_sample_is_detected_and_chosen_by_content(path: Path | None, tmp_path: Path) -> None:
-    if path is None:
-        pytest.skip("i3070 samples are absent")
+@pytest.mark.parametrize("path", each_sample(samples_in("i3070")))
+def test_sample_is_detected_and_chosen_by_content(path: Path, tmp_path: Path) -> None:
     head = path.read_bytes()[:HEAD_SIZE]
     score, why = CONVERTER.detect_with_reason(path, head)
     assert score >= 0.9 and "{@BATCH|" in why
@@ -188,20 +166,15 @@ def test_sample_is_detected_and_chosen_by_content(path: Path | None, tmp_path: P
     assert detection.name == "KeysightI3070Converter", detection.reason
 
 
-@pytest.mark.parametrize("path", _i3070_samples() or [None],
-                         ids=lambda p: p.name if p else "none")
-def test_sample_converts_the_same_twice(path: Path | None) -> None:
-    if path is None:
-        pytest.skip("i3070 samples are absent")
+@pytest.mark.parametrize("path", each_sample(samples_in("i3070")))
+def test_sample_converts_the_same_twice(path: Path) -> None:
     first, second = convert(path), convert(path)
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
 
 
+@needs_samples
 def test_other_formats_are_not_claimed() -> None:
-    others = sample_files(besides="i3070")
-    if not others:
-        pytest.skip("../shared/samples is absent")
-    for path in others:
+    for path in sample_files(besides="i3070"):
         head = path.read_bytes()[:HEAD_SIZE]
         assert CONVERTER.detect(path, head) == 0.0, path
         with pytest.raises(ConversionError, match=r"not an i3070 log|empty"):
@@ -225,15 +198,11 @@ def test_every_prefix_of_a_sample_is_incomplete(tmp_path: Path) -> None:
 # -- fuzzing the samples ---------------------------------------------------------------------------
 
 
-def _sample_bytes() -> list[bytes]:
-    return [path.read_bytes() for path in _i3070_samples()]
+SAMPLE_BYTES = [path.read_bytes() for path in samples_in("i3070")]
+needs_sample_bytes = pytest.mark.skipif(not SAMPLE_BYTES, reason="no i3070 samples")
 
 
-SAMPLE_BYTES = _sample_bytes()
-needs_samples = pytest.mark.skipif(not SAMPLE_BYTES, reason="i3070 samples are absent")
-
-
-@needs_samples
+@needs_sample_bytes
 @settings(max_examples=150, deadline=2000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
@@ -247,7 +216,7 @@ def test_truncated_samples_only_raise_conversion_errors(tmp_path: Path, data: st
         CONVERTER.convert(path, ConverterContext())
 
 
-@needs_samples
+@needs_sample_bytes
 @settings(max_examples=200, deadline=2000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())

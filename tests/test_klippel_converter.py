@@ -18,8 +18,9 @@ from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.checks import validate
 from pywats_client.report.model import iter_steps
 from pywats_client.service.pipeline import convert_file
+from tests.conftest import SAMPLES, needs_samples, sample
+from tests.converting import sample_files
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 KLIPPEL_LOG = SAMPLES / "klippel" / "Log"
 SAMPLE = KLIPPEL_LOG / "DUT xyz115 2020-05-14 10-01-37-5 UTC+0200.txt"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "klippel"
@@ -32,8 +33,7 @@ OPTIONS = {"part_number": "SPK-115", "revision": "B", "process_code": 50}
 
 
 def needs_sample() -> None:
-    if not SAMPLE.is_file():
-        pytest.skip(f"Klippel sample not found in {KLIPPEL_LOG}")
+    sample(SAMPLE)
 
 
 def convert(path: Path, context: ConverterContext = CONTEXT, **options: Any) -> dict[str, Any]:
@@ -196,11 +196,10 @@ def test_header_without_its_folder_is_still_recognised(tmp_path: Path) -> None:
     assert KlippelConverter().detect(header, header.read_bytes()) == 0.9
 
 
+@needs_samples
 def test_other_formats_are_not_detected() -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"samples not found in {SAMPLES}")
     converter = KlippelConverter()
-    others = [p for p in SAMPLES.rglob("*") if p.is_file() and p != SAMPLE]
+    others = [p for p in sample_files() if p != SAMPLE]
     assert others
     for path in others:  # includes the Klippel data files themselves
         assert converter.detect(path, path.read_bytes()[:65536]) == 0.0, path

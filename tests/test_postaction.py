@@ -20,8 +20,7 @@ from pywats_client.service.postaction import (
     apply_post_action,
     move_to_error,
 )
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from tests.conftest import sample
 
 
 class FixedClock(Clock):
@@ -105,20 +104,18 @@ def test_archive_never_overwrites(tmp_path: Path, seen: SeenFiles) -> None:
 
 
 def test_archive_of_a_real_sample_file(tmp_path: Path, seen: SeenFiles) -> None:
-    sample = SAMPLES / "atml" / "ATML 6.01 [2 31 52 PM][5 15 2019].xml"
-    if not sample.is_file():
-        pytest.skip(f"sample files not available at {SAMPLES}")
+    original = sample("atml", "ATML 6.01 [2 31 52 PM][5 15 2019].xml")
     folder = WatchFolder(path=tmp_path / "in", post_action="archive")
     folder.path.mkdir()
-    path = folder.path / sample.name
-    shutil.copyfile(sample, path)
+    path = folder.path / original.name
+    shutil.copyfile(original, path)
     st = path.stat()
 
     dest = apply_post_action(SourceFile(folder, path, st.st_size, st.st_mtime_ns), seen)
 
     assert dest is not None
     with zipfile.ZipFile(dest) as zf:
-        assert zf.read(sample.name) == sample.read_bytes()
+        assert zf.read(original.name) == original.read_bytes()
         assert zf.testzip() is None
 
 

@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from pywats_client.http.receiver import Faults, Receiver, add_arguments, find_wsjf_problem, run
-from tests.conftest import SAMPLES, TOKEN
+from tests.conftest import SAMPLES, TOKEN, samples_in
+from tests.station import REPO
 
 AUTH = {"Authorization": f"Basic {TOKEN}"}
-REPO = Path(__file__).resolve().parents[1]
 
 
 def make_report(**changes: Any) -> dict[str, Any]:
@@ -111,9 +111,9 @@ def test_reading_back_an_unknown_or_malformed_id_is_404(receiver: Receiver) -> N
 
 
 def test_accepts_every_real_wsjf_sample(receiver: Receiver) -> None:
-    samples = sorted((SAMPLES / "wsjf").glob("*.json"))
+    samples = samples_in("wsjf", "*.json")
     if not samples:
-        pytest.skip(f"sample files not found in {SAMPLES}")
+        pytest.skip(f"no WSJF samples in {SAMPLES}")
     for sample in samples:
         answer = post(receiver, sample.read_bytes())
         assert answer.status_code == 200, f"{sample.name}: {answer.text}"

@@ -14,9 +14,8 @@ import pytest
 
 from pywats_client.http.receiver import Receiver
 from pywats_client.sdnotify import Notifier
+from tests.conftest import TOKEN
 from tests.station import REPO, Station
-
-TOKEN = "dXNlcjpzZWNyZXQ="
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from pywats_client.converters import (
     ConversionError,
-    ConverterContext,
     ConverterRegistry,
     IncompleteFileError,
     ReportValidationError,
@@ -23,27 +22,15 @@ from pywats_client.converters import (
 )
 from pywats_client.converters.seica import SeicaXMLConverter
 from pywats_client.report.model import iter_steps
-from pywats_client.service.pipeline import convert_file
-from tests.converting import convert_or_refuse, sample_files, spliced
+from tests.conftest import needs_samples
+from tests.converting import AtStation, convert_or_refuse, sample_files, spliced
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "seica"
 OSLO = ZoneInfo("Europe/Oslo")
-
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples is absent")
-
-
-def _context(path: Path | None = None, **arguments: Any) -> ConverterContext:
-    mtime = path.stat().st_mtime if path is not None and path.exists() else None
-    # Seica files name no WATS process: the station's defaults say which (here SW Debug, 10).
-    return ConverterContext(station_name="fp-01", location="Line 1", purpose="Flying probe",
-                            arguments=arguments, timezone=OSLO, file_mtime=mtime,
-                            defaults={"process_code": 10})
-
-
-def _convert(path: Path, **arguments: Any) -> list[dict[str, Any]]:
-    """What the service does with the file: convert, finalise and validate every report."""
-    return convert_file(path, SeicaXMLConverter(), _context(path, **arguments)).reports
+# Seica files name no WATS process: the station's defaults say which (here SW Debug, 10).
+STATION = AtStation(SeicaXMLConverter, station_name="fp-01", location="Line 1",
+                    purpose="Flying probe", timezone=OSLO, defaults={"process_code": 10})
+_context, _convert = STATION.context, STATION.convert
 
 
 def _steps(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -11,17 +11,10 @@ import pytest
 
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.store import read_header
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "dXNlcjpzZWNyZXQ="  # base64("user:secret")
-
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture

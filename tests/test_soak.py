@@ -10,19 +10,21 @@ import os
 import random
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from pywats_client.http.receiver import Faults, Receiver
 from pywats_client.report.model import report_id_for
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "dXNlcjpzZWNyZXQ="
 FILES = 2000
 KILLS = 20
+BACKLOG = 200  # files waiting in the watch folder before more are dropped
 
 
 def expected_id(data: bytes, report: dict[str, object]) -> str:
@@ -43,11 +45,12 @@ def test_kill_9_soak_loses_nothing(tmp_path: Path) -> None:
         station.config["logging"] = {"level": "INFO"}
         station.write_config()
         expected: dict[str, str] = {}  # file name -> report id
-        dropped = threading.Event()
+        halt = threading.Event()  # the test failed: stop dropping
 
         def drop_all() -> None:
-            pace = threading.Event()
             for n in range(FILES):
+                if halt.is_set():
+                    return
                 # half the files carry their own id, half get one derived from their content
                 report = wsjf_report(n, report_id=str(uuid.uuid4()) if n % 2 else None)
                 data = json.dumps(report).encode()
@@ -55,30 +58,39 @@ def test_kill_9_soak_loses_nothing(tmp_path: Path) -> None:
                 expected[name] = expected_id(data, report)
                 station.drop(name, data)
                 if n % 50 == 49:
-                    pace.wait(0.05)  # files arrive over time, not in one burst
-            dropped.set()
+                    # Files arrive over time, not in one burst: the next ones when the
+                    # service, killed or not, has taken most of those before.
+                    wait_until(lambda: halt.is_set() or len(station.watch_files()) <= BACKLOG,
+                               120, "the service to take the files dropped so far")
 
+        def progress() -> int:
+            return len(station.done_files()) + len(receiver.stored_ids())
+
+        # The plug is pulled at random moments of the work: when this much of it (files
+        # taken, reports stored: 2 * FILES in all) is done.
+        kill_points = sorted(rng.sample(range(1, 2 * FILES), KILLS))
         station.start()
-        dropper = threading.Thread(target=drop_all, name="dropper")
-        dropper.start()
         kills = 0
-        try:
-            moment = threading.Event()
-            while kills < KILLS or not dropped.is_set():
-                moment.wait(rng.uniform(0.1, 0.8))  # a random moment to pull the plug
+        with ThreadPoolExecutor(1, thread_name_prefix="dropper") as dropper:
+            dropping = dropper.submit(drop_all)
+            try:
+                for point in kill_points:
+                    wait_until(lambda point=point: progress() >= point, 120,
+                               f"{point} steps of progress")
+                    station.kill()
+                    kills += 1
+                    station.start()
+                dropping.result(timeout=120)
+                wanted = set(expected.values())
+                wait_until(lambda: wanted <= receiver.stored_ids(), 300,
+                           "every report at the receiver")
+                wait_until(lambda: len(station.done_files()) == FILES, 60,
+                           "every source in done/")
+                wait_until(station.queue_idle, 60, "an idle queue")
+                assert station.stop() == 0
+            finally:
+                halt.set()
                 station.kill()
-                kills += 1
-                station.start()
-            dropper.join(timeout=120)
-            assert not dropper.is_alive()
-            wanted = set(expected.values())
-            wait_until(lambda: wanted <= receiver.stored_ids(), 300,
-                       "every report at the receiver")
-            wait_until(lambda: len(station.done_files()) == FILES, 60, "every source in done/")
-            wait_until(lambda: not station.queue_files("pending"), 60, "an empty pending/")
-            assert station.stop() == 0
-        finally:
-            station.kill()
 
         stored = receiver.stored_ids()
         posts = receiver.posts_by_id()

@@ -22,28 +22,19 @@ from pywats_client.converters import (
 )
 from pywats_client.converters.spea import SPEAConverter
 from pywats_client.report.model import ReportDict, iter_steps
-from pywats_client.service.pipeline import convert_file
-from tests.converting import convert_or_refuse, sample_files, spliced
+from tests.conftest import SAMPLES, sample
+from tests.converting import AtStation, convert_or_refuse, sample_files, spliced
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "spea" / "testdata_SN9871234012.csv"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "spea"
 BERLIN = ZoneInfo("Europe/Berlin")
 
-needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason="../shared/samples is absent")
+needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} is absent")
 
-
-def _context(path: Path | None = None, **arguments: Any) -> ConverterContext:
-    mtime = path.stat().st_mtime if path is not None and path.exists() else None
-    # SPEA logs name no WATS process: the station's defaults say which (here SW Debug, 10).
-    return ConverterContext(station_name="ict-01", location="Line 3", purpose="ICT",
-                            arguments=arguments, timezone=BERLIN, file_mtime=mtime,
-                            defaults={"process_code": 10})
-
-
-def _convert(path: Path, **arguments: Any) -> list[dict[str, Any]]:
-    """What the service does with the file: convert, finalise and validate every report."""
-    return convert_file(path, SPEAConverter(), _context(path, **arguments)).reports
+# SPEA logs name no WATS process: the station's defaults say which (here SW Debug, 10).
+STATION = AtStation(SPEAConverter, station_name="ict-01", location="Line 3", purpose="ICT",
+                    timezone=BERLIN, defaults={"process_code": 10})
+_context, _convert = STATION.context, STATION.convert
 
 
 def _by_line(report: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -83,9 +74,7 @@ BOARD = (
 
 @pytest.fixture(scope="module")
 def sample_reports() -> list[dict[str, Any]]:
-    if not SAMPLE.is_file():
-        pytest.skip("../shared/samples is absent")
-    return _convert(SAMPLE)
+    return _convert(sample(SAMPLE))
 
 
 @needs_sample

@@ -15,9 +15,9 @@ from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.teradyne_gr228x import TeradyneICTConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.service.pipeline import convert_file
+from tests.conftest import SAMPLES, each_sample, sample
 from tests.converting import convert_like_the_service, sample_files, spliced
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "teradyne_gr228x" / "43420_BIO2.LOG"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teradyne"
 CEST = timezone(timedelta(hours=2))
@@ -36,8 +36,7 @@ FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # tmp_path is only written, 
 
 
 def needs_sample() -> None:
-    if not SAMPLE.is_file():
-        pytest.skip(f"GR228x sample not found at {SAMPLE}")
+    sample(SAMPLE)
 
 
 def reports_of(path: Path, context: ConverterContext = CONTEXT) -> list[dict[str, Any]]:
@@ -182,11 +181,8 @@ def test_sample_is_detected_from_its_head_and_chosen_by_content() -> None:
     assert chosen is not None and chosen[1].startswith("TeradyneICTConverter: detect 0.95")
 
 
-@pytest.mark.parametrize("other", sample_files(besides="teradyne_gr228x") or [None],
-                         ids=lambda p: p.relative_to(SAMPLES).as_posix() if p else "none")
-def test_other_formats_are_not_detected(other: Path | None) -> None:
-    if other is None:
-        pytest.skip(f"samples not found in {SAMPLES}")
+@pytest.mark.parametrize("other", each_sample(sample_files(besides="teradyne_gr228x")))
+def test_other_formats_are_not_detected(other: Path) -> None:
     assert CONVERTER.detect(other, other.read_bytes()[:65536]) == 0.0
 
 

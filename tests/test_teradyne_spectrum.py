@@ -21,9 +21,9 @@ from pywats_client.converters.teradyne_spectrum import (
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.model import ReportDict, iter_steps
 from pywats_client.service.pipeline import convert_file
+from tests.conftest import SAMPLES, each_sample, sample
 from tests.converting import convert_like_the_service, sample_files, spliced
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "teradyne_spectrum" / "sample_ict_data.txt"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teradyne"
 CET = timezone(timedelta(hours=1))
@@ -42,8 +42,7 @@ CONTEXT = make_context()
 
 
 def needs_sample() -> None:
-    if not SAMPLE.is_file():
-        pytest.skip(f"Spectrum sample not found at {SAMPLE}")
+    sample(SAMPLE)
 
 
 def reports_of(path: Path, context: ConverterContext = CONTEXT) -> list[dict[str, Any]]:
@@ -192,11 +191,8 @@ def test_sample_is_detected_and_chosen_by_content() -> None:
     assert chosen[1].startswith("TeradyneSpectrumICTConverter: detect 0.95")
 
 
-@pytest.mark.parametrize("other", sample_files(besides="teradyne_spectrum") or [None],
-                         ids=lambda p: p.relative_to(SAMPLES).as_posix() if p else "none")
-def test_other_formats_are_not_detected(other: Path | None) -> None:
-    if other is None:
-        pytest.skip(f"samples not found in {SAMPLES}")
+@pytest.mark.parametrize("other", each_sample(sample_files(besides="teradyne_spectrum")))
+def test_other_formats_are_not_detected(other: Path) -> None:
     assert CONVERTER.detect(other, other.read_bytes()[:65536]) == 0.0
 
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from pywats_client.http.receiver import Receiver
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "dXNlcjpzZWNyZXQ="
 
 
 def bind(share: Path, mount_point: Path) -> None:
@@ -58,18 +56,21 @@ def test_an_unmounted_share_loses_nothing_and_sends_nothing_twice(tmp_path: Path
             assert station.stop() == 0  # a restart while the share is gone...
             station.start()
             bind(share, mount_point)  # ...and it comes back
-            later = threading.Event()
             wait_until(lambda: not station.service_status().get("folders_unavailable"), 30,
                        "the folder to be available again")
-            later.wait(1.5)  # a few rescans of the returned share
-            assert receiver.posts_by_id() == {rid: 1 for rid in ids}, "a file was sent again"
-
-            fresh = str(uuid.uuid4())
-            station.drop("new.json", wsjf_report(9, report_id=fresh))
-            assert receiver.wait_for_reports(4, timeout=30)
-            assert receiver.posts_by_id()[fresh] == 1
+            # New files mark rescans of the returned share: the service watches the mount
+            # point it found empty at start, so only a rescan finds a file on the share, and
+            # each rescan that finds one looks at r0..r2 again too. Two of them, one by one.
+            fresh = [str(uuid.uuid4()) for _ in range(2)]
+            for n, rid in enumerate(fresh):
+                station.drop(f"new{n}.json", wsjf_report(9 + n, report_id=rid))
+                assert receiver.wait_for_reports(len(ids) + n + 1, timeout=30)
+            # Whatever a rescan took was queued before the new file it found: wait for it too.
+            wait_until(station.queue_idle, 30, "an idle queue")
+            assert receiver.posts_by_id() == {rid: 1 for rid in [*ids, *fresh]}, (
+                "a file was sent again")
             assert sorted(p.name for p in share.iterdir()) == [
-                "new.json", "r0.json", "r1.json", "r2.json"]
+                "new0.json", "new1.json", "r0.json", "r1.json", "r2.json"]
             assert station.stop() == 0
         finally:
             station.kill()

@@ -16,8 +16,8 @@ import pytest
 
 from pywats_client import __version__
 from pywats_client.converters import BUILTIN_CONVERTERS
+from tests.station import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUNTIME = {"requests", "watchdog", "cryptography"}
 # pip says these when it cannot fetch the build backend (setuptools) from the index.
 OFFLINE_SIGNS = ("NewConnectionError", "Max retries exceeded", "Temporary failure in name "

@@ -25,9 +25,8 @@ import pytest
 from pywats_client import __version__
 from pywats_client.http.receiver import Receiver
 from tests.conftest import TOKEN
-from tests.station import wsjf_report
+from tests.station import REPO, wsjf_report
 
-REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "scripts" / "build-wheelhouse"
 INSTALL = REPO / "scripts" / "install.sh"
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -17,11 +17,12 @@ from pywats_client.converters.wsjf import MAX_FILE_SIZE, WATSStandardJsonConvert
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportValidationError
 from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import ReportDict, to_json_bytes
+from tests.conftest import SAMPLES, each_sample, samples_in
+from tests.conftest import sample as any_sample
 from tests.converting import convert_like_the_service, finish_like_the_service
 from tests.test_report import PROPERTY_SETTINGS, valid_reports
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-WSJF_SAMPLES = sorted((SAMPLES / "wsjf").glob("*.json")) if (SAMPLES / "wsjf").is_dir() else []
+WSJF_SAMPLES = samples_in("wsjf", "*.json")
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",
                            file_mtime=1_777_777_777.0)
 CONVERTER = WATSStandardJsonConverter()
@@ -36,8 +37,7 @@ SMALL_REPORT: dict[str, Any] = {
 
 
 def needs_samples() -> None:
-    if not WSJF_SAMPLES:
-        pytest.skip(f"WSJF samples not found in {SAMPLES / 'wsjf'}")
+    any_sample("wsjf")
 
 
 def write(tmp_path: Path, data: bytes, name: str = "report.json") -> Path:
@@ -53,10 +53,8 @@ def convert(path: Path, context: ConverterContext = CONTEXT) -> Any:
 # -- real samples --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sample", WSJF_SAMPLES or [None], ids=lambda p: p.name if p else "none")
-def test_sample_converts_and_keeps_every_field(sample: Path | None) -> None:
-    needs_samples()
-    assert sample is not None
+@pytest.mark.parametrize("sample", each_sample(WSJF_SAMPLES))
+def test_sample_converts_and_keeps_every_field(sample: Path) -> None:
     data = sample.read_bytes()
     original = json.loads(data.decode("utf-8-sig"))
     result = convert(sample)
@@ -71,10 +69,8 @@ def test_sample_converts_and_keeps_every_field(sample: Path | None) -> None:
     assert to_json_bytes(report) == to_json_bytes(original)
 
 
-@pytest.mark.parametrize("sample", WSJF_SAMPLES or [None], ids=lambda p: p.name if p else "none")
-def test_sample_is_detected_from_its_head(sample: Path | None) -> None:
-    needs_samples()
-    assert sample is not None
+@pytest.mark.parametrize("sample", each_sample(WSJF_SAMPLES))
+def test_sample_is_detected_from_its_head(sample: Path) -> None:
     head = sample.read_bytes()[:64 * 1024]
     score, why = CONVERTER.detect_with_reason(sample, head)
     assert score >= 0.9, why

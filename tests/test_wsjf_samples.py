@@ -28,11 +28,10 @@ from pywats_client.report.model import (
     to_json_bytes,
 )
 from pywats_client.report.operators import numeric_status, string_status
+from tests.conftest import each_sample, samples_in
+from tests.conftest import sample as any_sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-WSJF = SAMPLES / "wsjf"
-EXPECTED = SAMPLES / "_expected" / "pywats_report_model_testing"
-NAMES = sorted(p.name for p in WSJF.glob("*.json")) if WSJF.is_dir() else []
+NAMES = [path.name for path in samples_in("wsjf", "*.json")]
 CONVERTER = WATSStandardJsonConverter()
 CONTEXT = ConverterContext(station_name="Other station", location="Elsewhere",
                            purpose="Other", file_mtime=0.0)
@@ -45,10 +44,7 @@ SMALL_UUR = "uur_example.json"
 
 
 def sample(name: str) -> Path:
-    path = WSJF / name
-    if not path.is_file():
-        pytest.skip(f"sample {name} not found in {WSJF}")
-    return path
+    return any_sample("wsjf", name)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -64,9 +60,7 @@ def load(name: str) -> dict[str, Any]:
 
 
 def expected(name: str) -> dict[str, Any]:
-    path = EXPECTED / name
-    if not path.is_file():
-        pytest.skip(f"expected result {name} not found in {EXPECTED}")
+    path = any_sample("_expected", "pywats_report_model_testing", name)
     result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return result
 
@@ -105,10 +99,8 @@ def without_nulls(value: Any) -> Any:
 # -- every sample --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES or ["none"])
+@pytest.mark.parametrize("name", each_sample(NAMES))
 def test_every_sample_converts_validates_and_keeps_every_field(name: str) -> None:
-    if not NAMES:
-        pytest.skip(f"WSJF samples not found in {WSJF}")
     report = load(name)
     validate(report)
     original = json.loads(sample(name).read_text(encoding="utf-8-sig"))
@@ -117,23 +109,19 @@ def test_every_sample_converts_validates_and_keeps_every_field(name: str) -> Non
     assert to_json_bytes(report) == to_json_bytes(original)
 
 
-@pytest.mark.parametrize("name", NAMES or ["none"])
+@pytest.mark.parametrize("name", each_sample(NAMES))
 def test_every_sample_is_detected_with_its_body(name: str) -> None:
     # Type, pn and sn, plus the body (root / uur) within the head: the surest score.
-    if not NAMES:
-        pytest.skip(f"WSJF samples not found in {WSJF}")
     path = sample(name)
     score, reason = CONVERTER.detect_with_reason(path, path.read_bytes()[:65536])
     kind = json.loads(path.read_text(encoding="utf-8-sig"))["type"]
     assert (score, reason) == (0.98, f"JSON object with type '{kind}', pn and sn")
 
 
-@pytest.mark.parametrize("name", NAMES or ["none"])
+@pytest.mark.parametrize("name", each_sample(NAMES))
 def test_numeric_statuses_in_every_sample_agree_with_the_operator_rules(name: str) -> None:
     # Real exports are the proof of the operator semantics in limits.py: single-limit
     # operators compare with lowLimit (even LE), LEGE passes outside the range.
-    if not NAMES:
-        pytest.skip(f"WSJF samples not found in {WSJF}")
     report = load(name)
     if report["type"] != "T":
         return

@@ -21,10 +21,10 @@ from pywats_client.converters.wsxf import WATSStandardXMLConverter
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
 from pywats_client.report.operators import numeric_passes
+from tests.conftest import SAMPLES, each_sample, samples_in
+from tests.conftest import sample as any_sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-WSXF_DIR = SAMPLES / "wsxf"
-SAMPLE_FILES = sorted(WSXF_DIR.glob("*.xml")) if WSXF_DIR.is_dir() else []
+SAMPLE_FILES = samples_in("wsxf", "*.xml")
 FAT_WSJF = SAMPLES / "wsjf" / "WATS - WSJF UUT Example file.json"
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",
                            file_mtime=1_777_777_777.0)
@@ -32,10 +32,7 @@ CONVERTER = WATSStandardXMLConverter()
 
 
 def sample(name: str) -> Path:
-    path = WSXF_DIR / name
-    if not path.is_file():
-        pytest.skip(f"sample {path} not found")
-    return path
+    return any_sample("wsxf", name)
 
 
 def only_report(name: str) -> dict[str, Any]:
@@ -56,10 +53,8 @@ def by_name(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {step["name"]: step for step in steps}
 
 
-@pytest.mark.parametrize("path", SAMPLE_FILES or [None], ids=lambda p: p.name if p else "none")
-def test_sample_converts_to_valid_wsjf(path: Path | None) -> None:
-    if path is None:
-        pytest.skip(f"WSXF samples not found in {WSXF_DIR}")
+@pytest.mark.parametrize("path", each_sample(SAMPLE_FILES))
+def test_sample_converts_to_valid_wsjf(path: Path) -> None:
     data = path.read_bytes()
     reports = CONVERTER.convert(path, CONTEXT)
     assert len(reports) == 1
@@ -161,9 +156,7 @@ def test_uut_wsxf_pass_fail_strings_charts_attachments() -> None:
 
 
 def test_uut_wsxf_agrees_with_the_servers_wsjf_of_the_same_sequence() -> None:
-    if not FAT_WSJF.is_file():
-        pytest.skip(f"{FAT_WSJF} not found")
-    wsjf = json.loads(FAT_WSJF.read_text(encoding="utf-8-sig"))
+    wsjf = json.loads(any_sample(FAT_WSJF).read_text(encoding="utf-8-sig"))
     report = only_report("uut-wsxf.xml")
     theirs, ours = by_name(all_steps(wsjf)), by_name(all_steps(report))
     compared = 0

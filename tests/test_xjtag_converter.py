@@ -19,8 +19,10 @@ from pywats_client.converters.xjtag import XJTAGConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.model import iter_steps
 from pywats_client.service.pipeline import convert_file
+from tests.conftest import SAMPLES, needs_samples
+from tests.conftest import sample as any_sample
+from tests.converting import sample_files
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 XJTAG_SAMPLES = SAMPLES / "xjtag"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "xjtag"
 STOPPED_RUN = FIXTURES / "stopped_run.xml"
@@ -34,10 +36,7 @@ INFO = ('<?xml version="1.0" encoding="utf-8"?>\n<LogFileInfo>\n  <Version>1</Ve
 
 
 def sample(name: str) -> Path:
-    path = XJTAG_SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"XJTAG sample {name} not found in {XJTAG_SAMPLES}")
-    return path
+    return any_sample("xjtag", name)
 
 
 def convert(path: Path, context: ConverterContext = CONTEXT, **options: Any
@@ -200,11 +199,10 @@ def test_sample_is_detected(name: str) -> None:
     assert chosen is not None and chosen[1].startswith("XJTAGConverter"), chosen
 
 
+@needs_samples
 def test_other_formats_are_not_detected() -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"samples not found in {SAMPLES}")
     converter = XJTAGConverter()
-    others = [p for p in SAMPLES.rglob("*") if p.is_file() and XJTAG_SAMPLES not in p.parents]
+    others = sample_files(besides="xjtag")
     assert any(p.suffix == ".xlsx" for p in others)  # a ZIP of another kind is among them
     for path in others:
         assert converter.detect(path, path.read_bytes()[:65536]) == 0.0, path
