@@ -1017,6 +1017,59 @@ def test_instances_keep_separate_config_and_queues(cli: Cli) -> None:
     assert not (cli.data_dir / "default").exists()
 
 
+def test_the_instance_may_follow_the_command_as_the_product_documents_write_it(
+        cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.init("https://line-a.example.com", instance="line-a")
+    rid = str(uuid.uuid4())
+    cli.queue("line-a").put(_report_bytes(1, rid), report_id=rid)
+
+    def run(*args: str) -> Result:  # no --data-dir/--instance before the command
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    data = str(cli.data_dir)
+    after = run("status", "--json", "--no-probe", "--instance-id", "line-a", "--data-dir", data)
+    assert after.code == NOT_RUNNING and json.loads(after.out)["instance"] == "line-a"
+    assert json.loads(run("queue", "status", "--json", "--data-dir", data, "--instance-id",
+                          "line-a").out)["pending"] == 1
+    assert run("config", "get", "server_url", "--instance", "line-a",
+               "--data-dir", data).out == "https://line-a.example.com\n"
+    assert run("unlock", "--instance-id", "line-a", "--data-dir", data).code == OK
+    # After the command wins over before it; left out, the value before it stands.
+    both = run("--instance", "nope", "--data-dir", data, "queue", "status", "--json",
+               "--instance-id", "line-a")
+    assert json.loads(both.out)["pending"] == 1
+    before = run("--instance", "line-a", "--data-dir", data, "queue", "status", "--json")
+    assert json.loads(before.out)["pending"] == 1
+
+
+def test_the_queue_commands_of_the_architecture_document_are_aliases(
+        cli: Cli, filled: dict[str, list[str]]) -> None:
+    assert cli("queue", "stats").out == cli("queue", "status").out
+    assert cli("queue", "retry").out == "1 failed report(s) queued again\n"
+    assert cli("queue", "clean").out == "1 completed report(s) removed\n"
+    assert cli.queued("failed") == [] and cli.queued("completed") == []
+
+
+@pytest.mark.parametrize(("command", "names"), [
+    (["gui"], ["status page", "--api"]),
+    (["install-service", "--instance-id", "production"], ["install.sh --systemd",
+                                                          "systemd-unit"]),
+])
+def test_commands_this_client_does_not_have_say_what_replaces_them(
+        cli: Cli, command: list[str], names: list[str]) -> None:
+    result = cli(*command)
+    assert result.code == USAGE and result.out == ""
+    assert len(result.err.splitlines()) == 1
+    for name in names:
+        assert name in result.err
+    code, out, _ = cli.exits("--help")
+    assert code == OK
+    assert "gui" not in out and "install-service" not in out  # not offered as commands
+
+
 @pytest.mark.parametrize("name", ["../escape", "", "-dash", "a/b"])
 def test_an_invalid_instance_name_is_a_usage_error(cli: Cli, name: str) -> None:
     result = cli("config", "show", instance=name)

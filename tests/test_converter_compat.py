@@ -479,3 +479,22 @@ def test_a_skipped_file_is_put_aside_never_destroyed(tmp_path: Path, action: str
     else:
         assert not path.exists()
         assert "run.boards: skipped by X: a template" in note.read_text()
+
+
+def test_convert_and_upload_of_a_skipped_file_say_so_and_succeed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pywats_client.cli import main
+
+    data = tmp_path / "data"
+    assert main(["--data-dir", str(data), "config", "init", "--non-interactive",
+                 "--server-url", "http://127.0.0.1:9", "--api-token", TOKEN]) == 0
+    write_plugin(data / "default" / "converters", "boards.py", FILE_CONVERTER)
+    template = source_file(tmp_path, "SKIP\n", "template.boards")
+    capsys.readouterr()
+    assert main(["--data-dir", str(data), "convert", "--file", str(template)]) == 0
+    shown = capsys.readouterr()
+    assert shown.out == "" and "a template, not a test run; no report" in shown.err
+    # Nothing to send: no server is asked (this one does not exist) and nothing is queued.
+    assert main(["--data-dir", str(data), "upload", "--file", str(template)]) == 0
+    assert "no report, nothing sent" in capsys.readouterr().out
+    assert not list((data / "default" / "queue" / "pending").glob("*.wsq"))

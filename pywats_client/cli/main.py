@@ -20,6 +20,7 @@ from pywats_client.cli.common import (
     LOCKED,
     REJECTED,
     USAGE,
+    AddCommand,
     err,
 )
 
@@ -97,11 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int] | None, help: str,
-                aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
-        """A command's parser; with no handler, a group whose actions are added to it."""
-        p = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
-                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, handler: Callable[[argparse.Namespace], int] | None,
+                help: str | None, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        """A command's parser; with no handler, a group whose actions are added to it; with
+        no help, a command left out of --help."""
+        formatter = argparse.RawDescriptionHelpFormatter
+        if help is None:  # argparse lists a command in --help only when it has a help text
+            p = sub.add_parser(name, aliases=list(aliases), epilog=EXIT_CODES,
+                               formatter_class=formatter)
+        else:
+            p = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
+                               epilog=EXIT_CODES, formatter_class=formatter)
         p.set_defaults(handler=handler or _group_help(name))
         return p
 
@@ -112,7 +119,57 @@ def build_parser() -> argparse.ArgumentParser:
     service_commands.add_station_commands(command)
     queue_commands.add_receiver_command(command)
     systemd_unit.add_commands(command)
+    _add_retired_commands(command)
+    _accept_instance_options_after_the_command(parser)
     return parser
+
+
+def _accept_instance_options_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """`--instance`/`--instance-id` and `--data-dir` also after the command, as the product
+    documents write them (`pywats-client status --instance-id station1`). Given there, they
+    win; left out, the value before the command (or its default) stands."""
+    seen: set[int] = set()
+    pending = [parser]
+    while pending:
+        for action in pending.pop()._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                continue
+            for sub in action.choices.values():
+                if id(sub) in seen:
+                    continue  # an alias names the same parser
+                seen.add(id(sub))
+                pending.append(sub)
+                group = sub.add_argument_group("instance (also accepted before the command)")
+                group.add_argument("--instance", "--instance-id", dest="instance",
+                                   default=argparse.SUPPRESS, metavar="NAME",
+                                   help="which instance")
+                group.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                                   metavar="DIR", help="where instances live")
+
+
+# Commands of the product documents that this client does not have, and what does the job.
+RETIRED_COMMANDS = {
+    "gui": "there is no desktop GUI: the status page of the control API shows the station "
+           "(pywats-client start --api, then open http://127.0.0.1:8765/), and status, queue "
+           "and config do the rest",
+    "install-service": "install the systemd service with install.sh --systemd (offline "
+                       "bundle), or: pywats-client systemd-unit > "
+                       "/etc/systemd/system/pywats-client@.service",
+}
+
+
+def _add_retired_commands(command: AddCommand) -> None:
+    for name, replacement in RETIRED_COMMANDS.items():
+        p = command(name, _retired(name, replacement), None)
+        p.add_argument("ignored", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _retired(name: str, replacement: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        err(f"{name}: {replacement}")
+        return USAGE
+
+    return handler
 
 
 def _group_help(name: str) -> Callable[[argparse.Namespace], int]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def add_commands(command: AddCommand) -> None:
     q = command("queue", None, "look at and manage the report queue")
     qs = q.add_subparsers(title="queue commands", metavar="ACTION")
-    p = qs.add_parser("status", help="how many reports are in each state")
+    p = qs.add_parser("status", aliases=["stats"], help="how many reports are in each state")
     p.set_defaults(handler=cmd_queue_status)
     p.add_argument("--json", action="store_true")
     p = qs.add_parser("list", help="reports in one state: id, source, attempts, next attempt, "
@@ -40,9 +40,11 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    p = qs.add_parser("retry-failed", help="queue every failed report again")
+    p = qs.add_parser("retry-failed", aliases=["retry"],
+                      help="queue every failed report again")
     p.set_defaults(handler=cmd_queue_retry_failed)
-    p = qs.add_parser("clear-completed", help="delete every uploaded report kept in completed/")
+    p = qs.add_parser("clear-completed", aliases=["clean"],
+                      help="delete every uploaded report kept in completed/")
     p.set_defaults(handler=cmd_queue_clear_completed)
 
     p = command("upload", cmd_upload, "convert a file if needed, queue it and upload it now")
@@ -136,13 +138,18 @@ def _check_source(path: Path) -> bool:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from pywats_client.converters import ConversionSkipped
     from pywats_client.service.oneshot import upload_file
 
     if not _check_source(args.file):
         return USAGE
     paths = instance_paths(args)
-    conversion, summary = upload_file(paths, load_settings_for(paths), args.file,
-                                      converter=args.converter, wait=args.wait)
+    try:
+        conversion, summary = upload_file(paths, load_settings_for(paths), args.file,
+                                          converter=args.converter, wait=args.wait)
+    except ConversionSkipped as exc:
+        print(f"{exc}; no report, nothing sent")
+        return OK
     for report in summary.reports:
         print(f"{report.id}: {report.state}" + (f" - {report.message}" if report.message
                                                  else ""))
@@ -180,7 +187,7 @@ def _what_next(waiting: list[ReportResult]) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from pywats_client.converters import ConverterRegistry
+    from pywats_client.converters import ConversionSkipped, ConverterRegistry
     from pywats_client.service import process_table
     from pywats_client.service.pipeline import convert_source
 
@@ -189,9 +196,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     paths = instance_paths(args)
     settings = load_settings_for(paths)
     registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
-    conversion = convert_source(settings, registry, args.file, None,
-                                converter_name=args.converter,
-                                processes=process_table.load(paths.state))
+    try:
+        conversion = convert_source(settings, registry, args.file, None,
+                                    converter_name=args.converter,
+                                    processes=process_table.load(paths.state))
+    except ConversionSkipped as exc:
+        # Not an error: the service files such a file away with a note, and sends nothing.
+        print(f"# {exc}; no report", file=sys.stderr)
+        return OK
     print(f"# {conversion.reason}", file=sys.stderr)
     reports = conversion.reports
     print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2,
