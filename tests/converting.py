@@ -1,6 +1,6 @@
 """What the converter tests share: a converter as a station runs it, finishing reports as the
 service does, the checks their fuzz tests make, the damage those tests do to a good file, and
-the real samples a converter must not claim as its own."""
+the real samples a converter must not claim as its own, and one fuzz target per converter."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pywats_client.converters import (
     ConversionError,
@@ -100,3 +103,46 @@ def sample_files(besides: str | None = None) -> list[Path]:
         return []
     return sorted(path for path in SAMPLES.rglob("*")
                   if path.is_file() and path.relative_to(SAMPLES).parts[0] != besides)
+
+
+# Hypothesis settings of the converters' fuzz tests. tmp_path is only ever written into, never
+# shared between examples, so a function-scoped fixture is fine.
+FUZZ_SETTINGS: dict[str, Any] = {
+    "deadline": 2000, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+
+
+def check_like_the_service(converter: Converter, path: Path, context: ConverterContext) -> None:
+    """The fuzz check of a converter whose step tree must always be valid: only a header
+    value may make the service refuse a report."""
+    convert_like_the_service(converter, path, context, steps_trusted=True)
+
+
+class FuzzTarget:
+    """One converter under fuzzing: bytes are written as a file called `name` and handed to
+    `check(converter, path, context)`, which fails the test on anything but a ConversionError
+    or a valid result."""
+
+    def __init__(self, converter: Converter, name: str, context: ConverterContext, *,
+                 check: Callable[[Converter, Path, ConverterContext], object] = convert_or_refuse
+                 ) -> None:
+        self.converter = converter
+        self.name = name
+        self.context = context
+        self.check = check
+
+    def __call__(self, folder: Path, data: bytes, name: str | None = None) -> None:
+        path = folder / (name or self.name)
+        path.write_bytes(data)
+        self.check(self.converter, path, self.context)
+
+    def garbage_test(self, *, examples: int = 150, max_size: int = 3000
+                     ) -> Callable[[Path, bytes], None]:
+        """The test every converter gets: random bytes are refused or converted, no other
+        exception, never a hang (the deadline)."""
+
+        @settings(max_examples=examples, **FUZZ_SETTINGS)
+        @given(data=st.binary(max_size=max_size))
+        def test(tmp_path: Path, data: bytes) -> None:
+            self(tmp_path, data)
+
+        return test

@@ -4,7 +4,6 @@ aborts, custom records, encodings, options, and the messages an operator gets.""
 from __future__ import annotations
 
 import json
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +20,7 @@ from pywats_client.errors import ConversionError, IncompleteFileError, ReportVal
 from pywats_client.report.checks import validate
 from pywats_client.report.model import ReportDict
 from pywats_client.service.pipeline import convert_file
+from tests.converting import FuzzTarget, convert_like_the_service
 
 FIXTURES = Path(__file__).parent / "fixtures" / "i3070"
 CONVERTER = KeysightI3070Converter()
@@ -525,14 +525,9 @@ def test_registered_and_chosen_by_content(tmp_path: Path) -> None:
     assert detection.name == "KeysightI3070Converter", detection.reason
 
 
-@settings(max_examples=200, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=2048))
-def test_garbage_only_raises_conversion_errors(tmp_path: Path, data: bytes) -> None:
-    path = tmp_path / "garbage.log"
-    path.write_bytes(data)
-    with suppress(ConversionError):  # anything else fails the test
-        CONVERTER.convert(path, ConverterContext())
+test_garbage_only_raises_conversion_errors = FuzzTarget(
+    CONVERTER, "garbage.log", ConverterContext(), check=convert_like_the_service
+).garbage_test(examples=200, max_size=2048)
 
 
 @settings(max_examples=200, deadline=2000,

@@ -23,7 +23,7 @@ from pywats_client.converters import (
 from pywats_client.converters.seica import SeicaXMLConverter
 from pywats_client.report.model import iter_steps
 from tests.conftest import needs_samples
-from tests.converting import AtStation, convert_or_refuse, sample_files, spliced
+from tests.converting import AtStation, FuzzTarget, convert_or_refuse, sample_files, spliced
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "seica"
 OSLO = ZoneInfo("Europe/Oslo")
@@ -340,13 +340,8 @@ def _check(path: Path) -> None:
     convert_or_refuse(SeicaXMLConverter(), path, _context())
 
 
-@settings(max_examples=150, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=3000))
-def test_garbage_only_raises_conversion_errors(tmp_path: Path, data: bytes) -> None:
-    path = tmp_path / "garbage.xml"
-    path.write_bytes(data)
-    _check(path)
+test_garbage_only_raises_conversion_errors = FuzzTarget(
+    SeicaXMLConverter(), "garbage.xml", _context()).garbage_test()
 
 
 _ATTRIBUTE_VALUES = st.sampled_from(["", "0", "1", "-nan", "1e999", "x", "01-02-2024 10:00",

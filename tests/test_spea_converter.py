@@ -23,7 +23,7 @@ from pywats_client.converters import (
 from pywats_client.converters.spea import SPEAConverter
 from pywats_client.report.model import ReportDict, iter_steps
 from tests.conftest import SAMPLES, sample
-from tests.converting import AtStation, convert_or_refuse, sample_files, spliced
+from tests.converting import AtStation, FuzzTarget, convert_or_refuse, sample_files, spliced
 
 SAMPLE = SAMPLES / "spea" / "testdata_SN9871234012.csv"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "spea"
@@ -439,13 +439,8 @@ def _check(path: Path) -> None:
     convert_or_refuse(SPEAConverter(), path, _context())
 
 
-@settings(max_examples=150, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=3000))
-def test_garbage_only_raises_conversion_errors(tmp_path: Path, data: bytes) -> None:
-    path = tmp_path / "garbage.csv"
-    path.write_bytes(data)
-    _check(path)
+test_garbage_only_raises_conversion_errors = FuzzTarget(
+    SPEAConverter(), "garbage.csv", _context()).garbage_test()
 
 
 @settings(max_examples=150, deadline=2000,

@@ -16,7 +16,12 @@ from pywats_client.converters.teradyne_gr228x import TeradyneICTConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.service.pipeline import convert_file
 from tests.conftest import SAMPLES, each_sample, sample
-from tests.converting import convert_like_the_service, sample_files, spliced
+from tests.converting import (
+    FuzzTarget,
+    check_like_the_service,
+    sample_files,
+    spliced,
+)
 
 SAMPLE = SAMPLES / "teradyne_gr228x" / "43420_BIO2.LOG"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teradyne"
@@ -383,17 +388,8 @@ def test_every_prefix_converts_or_is_incomplete_inside_a_uut(tmp_path: Path) -> 
                                     "42842937739687688567")
 
 
-def _convert_bytes(tmp_path: Path, data: bytes) -> None:
-    path = tmp_path / "fuzz.LOG"
-    path.write_bytes(data)
-    # A header value may break a server limit; the step tree the converter builds is valid.
-    convert_like_the_service(CONVERTER, path, CONTEXT, steps_trusted=True)
-
-
-@settings(max_examples=150, deadline=2000, suppress_health_check=FIXTURE_OK)
-@given(data=st.binary(max_size=3000))
-def test_garbage_bytes_only_raise_conversion_errors(tmp_path: Path, data: bytes) -> None:
-    _convert_bytes(tmp_path, data)
+FUZZ = FuzzTarget(CONVERTER, "fuzz.LOG", CONTEXT, check=check_like_the_service)
+test_garbage_bytes_only_raise_conversion_errors = FUZZ.garbage_test()
 
 
 _LINES = st.sampled_from([
@@ -408,7 +404,7 @@ _LINES = st.sampled_from([
 @given(lines=st.lists(_LINES, max_size=30))
 def test_shuffled_log_lines_only_raise_conversion_errors(tmp_path: Path,
                                                          lines: list[str]) -> None:
-    _convert_bytes(tmp_path, "\n".join(lines).encode())
+    FUZZ(tmp_path, "\n".join(lines).encode())
 
 
 @settings(max_examples=100, deadline=2000, suppress_health_check=FIXTURE_OK)
@@ -417,4 +413,4 @@ def test_shuffled_log_lines_only_raise_conversion_errors(tmp_path: Path,
 def test_mutated_sample_only_raises_conversion_errors(tmp_path: Path, cut: int, start: int,
                                                       junk: bytes) -> None:
     needs_sample()
-    _convert_bytes(tmp_path, spliced(SAMPLE.read_bytes(), start, junk, width=cut % 64))
+    FUZZ(tmp_path, spliced(SAMPLE.read_bytes(), start, junk, width=cut % 64))

@@ -22,7 +22,12 @@ from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.model import ReportDict, iter_steps
 from pywats_client.service.pipeline import convert_file
 from tests.conftest import SAMPLES, each_sample, sample
-from tests.converting import convert_like_the_service, sample_files, spliced
+from tests.converting import (
+    FuzzTarget,
+    check_like_the_service,
+    sample_files,
+    spliced,
+)
 
 SAMPLE = SAMPLES / "teradyne_spectrum" / "sample_ict_data.txt"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teradyne"
@@ -430,17 +435,8 @@ def test_prefixes_of_the_sample_are_incomplete_or_a_partial_board(tmp_path: Path
     assert [s["name"] for s in report["root"]["steps"]][-1] == "CAPACITORS"
 
 
-def _convert_bytes(tmp_path: Path, data: bytes) -> None:
-    path = tmp_path / "fuzz.txt"
-    path.write_bytes(data)
-    # A header value may break a server limit; the step tree the converter builds is valid.
-    convert_like_the_service(CONVERTER, path, CONTEXT, steps_trusted=True)
-
-
-@settings(max_examples=150, deadline=2000, suppress_health_check=FIXTURE_OK)
-@given(data=st.binary(max_size=3000))
-def test_garbage_bytes_only_raise_conversion_errors(tmp_path: Path, data: bytes) -> None:
-    _convert_bytes(tmp_path, data)
+FUZZ = FuzzTarget(CONVERTER, "fuzz.txt", CONTEXT, check=check_like_the_service)
+test_garbage_bytes_only_raise_conversion_errors = FUZZ.garbage_test()
 
 
 _PIECES = st.sampled_from([
@@ -457,7 +453,7 @@ _PIECES = st.sampled_from([
 @given(pieces=st.lists(_PIECES, max_size=60))
 def test_shuffled_entries_only_raise_conversion_errors(tmp_path: Path,
                                                        pieces: list[str]) -> None:
-    _convert_bytes(tmp_path, " ".join(pieces).encode())
+    FUZZ(tmp_path, " ".join(pieces).encode())
 
 
 @pytest.fixture(scope="module")
@@ -474,4 +470,4 @@ def sample_excerpt() -> bytes:
        junk=st.binary(max_size=40))
 def test_mutated_sample_only_raises_conversion_errors(
         tmp_path: Path, sample_excerpt: bytes, cut: int, start: int, junk: bytes) -> None:
-    _convert_bytes(tmp_path, spliced(sample_excerpt, start, junk, width=cut % 64))
+    FUZZ(tmp_path, spliced(sample_excerpt, start, junk, width=cut % 64))
