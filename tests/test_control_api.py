@@ -35,6 +35,7 @@ from pywats_client import cli
 from pywats_client.cli.common import ERROR, NOT_RUNNING, SERVER, USAGE
 from pywats_client.config.document import ConfigDocument, init_config, load_settings
 from pywats_client.errors import ControlApiError
+from pywats_client.http import control_api
 from pywats_client.http.control_api import (
     ControlServer,
     is_loopback,
@@ -643,3 +644,71 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), (
         result.stdout + result.stderr)
+
+
+# -- hostile clients ----------------------------------------------------------------------------
+
+
+def _closed_within(sock: socket.socket, seconds: float, *, trickle: bytes = b"") -> float | None:
+    """Seconds until the server closed `sock` (None: still open after `seconds`). With
+    `trickle`, one byte of it is sent each time 0.2 s pass without an answer."""
+    sock.settimeout(0.2)
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            if trickle:
+                try:
+                    sock.sendall(trickle[sent % len(trickle):][:1])
+                except OSError:
+                    return time.monotonic() - started
+                sent += 1
+        except OSError:  # reset by the server
+            return time.monotonic() - started
+    return None
+
+
+def test_a_flood_of_idle_connections_costs_a_bounded_number_of_threads(tmp_path: Path) -> None:
+    api = ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0).start()
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", api.port)) for _ in range(50)]
+    try:
+        late = call(api.url + "/status")  # accepted after the 50 before it
+        extra = threading.active_count() - before
+        assert extra <= 8, f"{extra} threads for 50 idle connections"  # MAX_CONNECTIONS
+        assert late.status == 503 and late.headers["Retry-After"]
+        assert late.headers["Connection"] == "close"
+        worker = threading.Thread(target=lambda: None)  # the service can still start threads
+        worker.start()
+        worker.join()
+    finally:
+        for sock in idle:
+            sock.close()
+    try:  # the idle ones gone, it answers again
+        wait_until(lambda: call(api.url + "/status").status == 200, 10, "the API to answer")
+    finally:
+        api.stop()
+
+
+def test_a_client_sending_its_headers_a_byte_at_a_time_is_cut_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_api._Handler, "head_timeout", 1.0, raising=False)
+    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api:
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            after = _closed_within(sock, 8, trickle=b"abcdefgh")
+        assert after is not None and after < 4, after  # 1 s allowed, each byte resets 10 s
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_api._Handler, "idle_timeout", 1.0, raising=False)
+    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api:
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert b"200 OK" in sock.recv(4096)
+            after = _closed_within(sock, 8)  # kept alive, then silence
+        assert after is not None and after < 4, after

@@ -31,6 +31,7 @@ DEFAULT_PORT = 8765
 TOKEN_FILE = "api.token"
 MAX_PAGE = 1000  # items per /queue/<state> page
 DEFAULT_PAGE = 50
+MAX_CONNECTIONS = 8  # served at once; more are answered 503
 
 
 class ServiceControl(Protocol):
@@ -228,6 +229,9 @@ class _Server(StoppableHTTPServer):
 
     log = logging.getLogger(__name__)
     role = "control API"
+    # A phone, a browser's spare connections, a script and a scraper: a few at once. Each is a
+    # thread, taken from the service's own task limit.
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, control: ControlServer, host: str, port: int) -> None:
         self.control = control
@@ -244,7 +248,10 @@ class _Handler(KeepAliveHandler):
     """One connection (HTTP/1.1, keep-alive): route, check, answer."""
 
     server: _Server
-    timeout = 30  # an idle client cannot pin a thread for long
+    timeout = 10  # each read and write
+    idle_timeout = 10  # a browser's idle keep-alive connection is closed after this
+    head_timeout = 5  # a request's line and headers, from its first byte
+    body_timeout = 10  # nothing here takes a body; one is read (up to 64 KiB) and dropped
     server_version = f"pywats-client/{__version__}"
     log = logging.getLogger(__name__)
     request_log_format = "control API: %s %s"
