@@ -80,6 +80,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    """What a browser sends once someone typed a user name and password into its prompt."""
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {pair}"}
+
+
 # -- a strict reader of the Prometheus text format (0.0.4) ----------------------------------
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -155,6 +161,10 @@ class Running:
 
     def get(self, route: str, headers: dict[str, str] | None = None) -> Answer:
         return call(self.api.url + route, headers=headers)
+
+    def read(self, route: str) -> Answer:
+        """GET with the token, as the routes that show file names and settings need."""
+        return call(self.api.url + route, headers=bearer(self.token))
 
     def post(self, route: str, headers: dict[str, str] | None = None) -> Answer:
         return call(self.api.url + route, "POST", headers)
@@ -257,7 +267,7 @@ def test_failures_are_remembered_with_their_reasons(running: Running) -> None:
     assert [f["kind"] for f in failures] == ["conversion", "rejected"]  # newest first
     assert Path(failures[0]["source"]).name == "garbage.bin"
     assert failures[1]["report_id"] == rid and "HTTP 400" in failures[1]["reason"]
-    failed = running.get("/queue/failed").json()
+    failed = running.read("/queue/failed").json()
     assert failed["total"] == 1 and [i["id"] for i in failed["items"]] == [rid]
     assert "rejected by the server" in failed["items"][0]["last_error"]
     samples = parse_metrics(running.get("/metrics").text)
@@ -276,7 +286,7 @@ def test_pending_reports_are_listed_page_by_page(running: Running) -> None:
 
     seen: list[str] = []
     for offset in (0, 2, 4):
-        page = running.get(f"/queue/pending?limit=2&offset={offset}").json()
+        page = running.read(f"/queue/pending?limit=2&offset={offset}").json()
         assert page["total"] == 5 and page["limit"] == 2 and page["offset"] == offset
         assert len(page["items"]) == (1 if offset == 4 else 2)
         for item in page["items"]:
@@ -285,11 +295,11 @@ def test_pending_reports_are_listed_page_by_page(running: Running) -> None:
             assert "connection" in item["last_error"] and item["next_attempt_at"] > time.time()
         seen += [item["id"] for item in page["items"]]
     assert sorted(seen) == sorted(ids)
-    assert running.get("/queue/pending?offset=5").json()["items"] == []
+    assert running.read("/queue/pending?offset=5").json()["items"] == []
     for bad in ("limit=0", "limit=5000", "offset=-1", "limit=ten"):
-        answer = running.get(f"/queue/pending?{bad}")
+        answer = running.read(f"/queue/pending?{bad}")
         assert answer.status == 400 and "limit" in answer.json()["error"], bad
-    assert running.get("/queue/nowhere").status == 404
+    assert running.read("/queue/nowhere").status == 404
     samples = parse_metrics(running.get("/metrics").text)
     assert samples[("pywats_queue_reports", (("state", "pending"),))] == 5
     assert samples[("pywats_uploads_total", (("outcome", "transient"),))] == 5
@@ -330,12 +340,12 @@ def test_restart_asks_the_service_to_stop_for_a_restart(running: Running) -> Non
 def test_no_answer_carries_a_secret(running: Running) -> None:
     running.drop("one.json", json.dumps(wsjf_report(1)).encode())
     assert running.receiver.wait_for_reports(1, timeout=30)
-    config = running.get("/config")
+    config = running.read("/config")
     assert config.status == 200
     view = config.json()
     assert view["api_token"] == "****" and view["station_name"] == "ICT-07"
     assert view["server_url"] == running.receiver.url
-    answers = [running.get(route) for route in
+    answers = [running.read(route) for route in
                ("/", "/status", "/queue", "/queue/pending", "/queue/completed", "/config",
                 "/metrics", "/nowhere")]
     answers += [running.post("/stop", bearer("guess"))]
@@ -351,6 +361,36 @@ def test_a_loopback_api_answers_loopback_names_only(running: Running) -> None:
         assert running.get("/queue", {"Host": host}).status == 200
     answer = running.get("/status", {"Host": f"rebound.example.com:{running.api.port}"})
     assert answer.status == 403 and "loopback" in answer.json()["error"]
+
+
+def test_file_names_and_settings_need_the_token(running: Running) -> None:
+    for route in ("/config", "/queue/pending", "/queue/failed?limit=5"):
+        answer = running.get(route)
+        assert answer.status == 401, route
+        assert answer.headers["WWW-Authenticate"].startswith("Basic realm=")  # a phone's prompt
+        assert "api.token" in answer.json()["error"] and "password" in answer.json()["error"]
+        assert running.read(route).status == 200, route
+        assert running.get(route, basic("technician", running.token)).status == 200, route
+        assert running.get(route, basic("", running.token)).status == 200, route
+        for wrong in (basic("technician", "guess"), basic(running.token, ""),
+                      bearer("x" * 43), {"Authorization": "Basic !!!"}):
+            assert running.get(route, wrong).status == 401, (route, wrong)
+    for route in ("/", "/status", "/queue", "/metrics"):  # counts and states, on loopback
+        assert running.get(route).status == 200, route
+    # Credentials a browser remembers and sends by itself never stop the service.
+    assert running.post("/stop", basic("technician", running.token)).status == 401
+    assert running.thread.is_alive()
+
+
+def test_beyond_loopback_every_route_needs_the_token(tmp_path: Path) -> None:
+    token = "t" * 43
+    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), token, host="0.0.0.0",
+                       port=0, allow_remote=True) as api:
+        for route in ("/", "/status", "/queue", "/metrics", "/config", "/queue/pending"):
+            assert call(api.url + route).status == 401, route
+            assert call(api.url + route, headers=basic("phone", "guess")).status == 401, route
+            assert call(api.url + route, headers=bearer(token)).status == 200, route
+            assert call(api.url + route, headers=basic("phone", token)).status == 200, route
 
 
 def test_unknown_routes_list_the_real_ones(running: Running) -> None:
@@ -471,7 +511,8 @@ def test_post_stop_stops_the_program(station: Station) -> None:
     assert call(url + "/stop", "POST").status == 401
     assert call(url + "/stop", "POST", bearer("x" * 43)).status == 401
     assert station.proc.poll() is None
-    view = call(url + "/config").json()
+    assert call(url + "/config").status == 401
+    view = call(url + "/config", headers=bearer(token)).json()
     assert view["api_token"] == "****" and WATS_TOKEN not in json.dumps(view)
     status = station.cli("status", "--json", "--no-probe")
     assert json.loads(status.stdout)["api_url"] == url

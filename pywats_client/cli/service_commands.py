@@ -371,5 +371,5 @@ def _add_api_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--api-host", default="127.0.0.1", metavar="ADDRESS",
                        help="address to listen on (default %(default)s: this machine only)")
     group.add_argument("--api-allow-remote", action="store_true",
-                       help="allow a non-loopback --api-host; the GET routes are then readable "
-                       "by anyone who can reach the port (secrets stay masked)")
+                       help="allow a non-loopback --api-host; every route then needs the token "
+                       "(in a browser: any user name, the token as the password)")
