@@ -385,7 +385,7 @@ def test_config_show_text_masks_the_token(cli: Cli) -> None:
     lines = result.out.splitlines()
     assert lines[0] == f"# {cli.instance_dir() / 'config.json'}"
     assert 'server_url = "https://wats.example.com"' in lines
-    assert f'api_token = "****{LONG_TOKEN[-4:]}"' in lines
+    assert 'api_token = "****"' in lines
     assert "queue.retry_delay = 30" in lines
     assert LONG_TOKEN not in result.out + result.err
 
@@ -396,7 +396,7 @@ def test_config_show_json_names_the_file_and_masks_the_token(cli: Cli) -> None:
     assert result.code == OK
     shown = json.loads(result.out)
     assert shown["config_path"] == str(cli.instance_dir() / "config.json")
-    assert shown["api_token"] == "****" + LONG_TOKEN[-4:]
+    assert shown["api_token"] == "****"
     assert shown["station_name"] == "ict-01"
     assert shown["queue"]["retry_delay"] == 30
     assert "environment_overrides" not in shown
@@ -416,7 +416,7 @@ def test_config_get_plain_dotted_section_and_secret(cli: Cli) -> None:
     assert json.loads(cli("config", "get", "queue").out)["max_age"] == 604800
     secret = cli("config", "get", "api_token")
     assert secret.code == OK
-    assert secret.out == f"****{LONG_TOKEN[-4:]}\n"
+    assert secret.out == "****\n"
     unknown = cli("config", "get", "server_ur1")
     assert unknown.code == USAGE
     assert "did you mean 'server_url'" in unknown.err
@@ -1028,7 +1028,7 @@ def test_environment_overrides_are_the_effective_settings(
     assert status["server_url"] == "https://env.example.com"
     shown = cli("config", "show")
     assert 'server_url = "https://env.example.com"  # from $PYWATS_SERVER_URL' in shown.out
-    assert f'api_token = "****{LONG_TOKEN[-4:]}"  # from $PYWATS_API_TOKEN' in shown.out
+    assert 'api_token = "****"  # from $PYWATS_API_TOKEN' in shown.out
     assert LONG_TOKEN not in shown.out
     as_json = json.loads(cli("config", "show", "--format", "json").out)
     assert as_json["server_url"] == "https://env.example.com"
