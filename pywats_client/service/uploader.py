@@ -64,7 +64,10 @@ class Uploader:
 
     def __init__(self, server_url: str, token: str, *, ca_bundle: str | None = None,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 max_retry_after: float | None = None,
                  user_agent: str = f"pywats-client/{__version__}") -> None:
+        """`max_retry_after`: the longest wait a server's Retry-After may ask for
+        (queue.retry_max_delay); longer asks are cut to it."""
         parts = urlsplit(server_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"server_url {server_url!r} is not an http(s) URL: set it to the "
@@ -85,6 +88,7 @@ class Uploader:
         self._auth = _TokenAuth(token)
         self._verify: str | bool = ca_bundle or True  # never False: verification stays on
         self._timeout = (connect_timeout, read_timeout)
+        self._max_retry_after = max_retry_after
         self._user_agent = user_agent
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -168,7 +172,8 @@ class Uploader:
         result = classify_response(response.status_code, response.content,
                                    response.headers.get("Retry-After"),
                                    response.headers.get("Location"), url=url, what=what,
-                                   submit=body is not None, now=time.time())
+                                   submit=body is not None, now=time.time(),
+                                   max_wait=self._max_retry_after)
         payload = response.content if result.outcome is Outcome.STORED and body is None else b""
         return UploadResult(result.outcome, result.status, self._scrub(result.message),
                             result.retry_after, payload)
@@ -244,9 +249,12 @@ def classify_exception(exc: BaseException) -> Outcome:
 
 
 def classify_response(status: int, body: bytes, retry_after: str | None, location: str | None,
-                      *, url: str, what: str, submit: bool, now: float) -> UploadResult:
-    """Map an HTTP answer onto an `Outcome` with a message an operator can act on."""
-    wait = parse_retry_after(retry_after, now) if retry_after else None
+                      *, url: str, what: str, submit: bool, now: float,
+                      max_wait: float | None = None) -> UploadResult:
+    """Map an HTTP answer onto an `Outcome` with a message an operator can act on; a
+    Retry-After longer than `max_wait` (queue.retry_max_delay) is cut to it."""
+    asked = parse_retry_after(retry_after, now) if retry_after else None
+    wait = asked if asked is None or max_wait is None else min(asked, max_wait)
     text = _trim(body.decode("utf-8", "replace"))
     if 200 <= status < 300:
         verb = "stored" if submit else "answered"
@@ -268,7 +276,9 @@ def classify_response(status: int, body: bytes, retry_after: str | None, locatio
         return UploadResult(Outcome.AUTH, status, f"no WATS API at {url} (HTTP {status}): check "
                             "server_url and its path prefix (e.g. https://host/wats)")
     if status in _TRANSIENT_STATUSES or status >= 500 or status < 200:
-        hint = f"; server asks to wait {wait:g} s" if wait is not None else ""
+        hint = f"; server asks to wait {asked:.0f} s" if asked is not None else ""
+        if asked is not None and wait is not None and wait < asked:
+            hint += f", waiting at most {wait:.0f} s (queue.retry_max_delay)"
         detail = f": {_trim(text, 200)}" if text else ""
         return UploadResult(Outcome.TRANSIENT, status, f"WATS could not take {what} now (HTTP "
                             f"{status}){detail}{hint}", wait)
@@ -276,8 +286,9 @@ def classify_response(status: int, body: bytes, retry_after: str | None, locatio
                         f"{text or '(no explanation in the response)'}")
 
 
-def parse_retry_after(value: str, now: float) -> float | None:
-    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (None if bad)."""
+def parse_retry_after(value: str, now: float, limit: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (None if bad),
+    from 0 (a date in the past) to `limit`."""
     value = value.strip()
     try:
         seconds = float(value)
@@ -289,7 +300,9 @@ def parse_retry_after(value: str, now: float) -> float | None:
         if when.tzinfo is None:  # "-0000" means UTC without saying so
             when = when.replace(tzinfo=timezone.utc)
         seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds if limit is None else min(seconds, limit))
 
 
 def _report_number(body: bytes) -> str:
@@ -344,4 +357,5 @@ def uploader_for(settings: Settings) -> Uploader:
         ca_bundle=settings.ca_bundle,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        max_retry_after=settings.queue.retry_max_delay,
     )
