@@ -5,6 +5,7 @@ server is configured. No retries in here: the queue decides when to try again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,11 +28,17 @@ from pywats_client.errors import ConfigError
 from pywats_client.outcomes import Outcome
 
 MAX_MESSAGE = 2000  # characters of a server's explanation kept in a message
+MAX_ANSWER_BYTES = 4 * 2**20  # a larger answer is an error: a server must not fill our memory
+_CHUNK = 64 * 1024
 
 _CONFIG_STATUSES = {401, 403, 404, 405, 407, 410}  # the request cannot work as configured
 _TRANSIENT_STATUSES = {408, 425, 429}  # plus every 5xx
 _CONNECTION_REPR = re.compile(r"^<?HTTPS?Connection(?:Pool)?\([^)]*\)(?: at 0x[0-9a-f]+)?>?: ")
 _MIN_SCRUB = 6  # shorter "tokens" would mangle ordinary words; real ones are far longer
+
+
+class _AnswerProblem(Exception):
+    """The server's answer could not be read whole: too large, too slow, or cut off."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +151,10 @@ class Uploader:
             adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            # identity: a compressed answer could grow a thousandfold once decoded.
             session.headers.update({"User-Agent": self._user_agent,
-                                    "Accept": "application/json"})
+                                    "Accept": "application/json",
+                                    "Accept-Encoding": "identity"})
             # Proxies (HTTPS_PROXY, NO_PROXY) and REQUESTS_CA_BUNDLE are read from the
             # environment once per session, not on every request: requests otherwise walks the
             # whole environment twice per upload, a third of an upload's CPU time. Every
@@ -163,20 +172,72 @@ class Uploader:
 
     def _request(self, method: str, route: str, body: bytes | None, what: str) -> UploadResult:
         url = self.base_url + route
+        connect, read = self._timeout
+        # The whole exchange, not each socket read, is bounded: a server that trickles its
+        # answer a byte at a time would otherwise hold an upload slot for hours.
+        deadline = time.monotonic() + connect + read
         try:
             response = self._send(method, url, body)
         except requests.RequestException as exc:
             outcome = classify_exception(exc)
             message = self._describe(exc, outcome, what, submit=body is not None)
             return UploadResult(outcome, None, self._scrub(message))
-        result = classify_response(response.status_code, response.content,
+        try:
+            content = self._read_answer(response, deadline)
+        except _AnswerProblem as exc:
+            response.close()  # the rest of the answer is unread: the connection cannot be reused
+            resend = "; it may have been stored, so it is sent again with the same id"
+            return UploadResult(Outcome.TRANSIENT, response.status_code, self._scrub(
+                f"WATS at {self.base_url} answered {what} (HTTP {response.status_code}) but "
+                f"{exc}" + (resend if body is not None else "")))
+        result = classify_response(response.status_code, content,
                                    response.headers.get("Retry-After"),
                                    response.headers.get("Location"), url=url, what=what,
                                    submit=body is not None, now=time.time(),
                                    max_wait=self._max_retry_after)
-        payload = response.content if result.outcome is Outcome.STORED and body is None else b""
+        payload = content if result.outcome is Outcome.STORED and body is None else b""
         return UploadResult(result.outcome, result.status, self._scrub(result.message),
                             result.retry_after, payload)
+
+    def _read_answer(self, response: requests.Response, deadline: float) -> bytes:
+        """The body of `response`, read in chunks: at most MAX_ANSWER_BYTES (decoded), and all
+        of it before `deadline` (monotonic); else `_AnswerProblem`."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            raise _AnswerProblem(f"its answer is {int(declared)} bytes long, over the limit of "
+                                 f"{MAX_ANSWER_BYTES} bytes; not read")
+        raw = response.raw
+        read = getattr(raw, "read1", None) or raw.read  # read1: one socket read at most
+        connection = getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _AnswerProblem(self._too_slow(size))
+                if sock is not None:
+                    sock.settimeout(min(remaining, self._timeout[1]))
+                chunk = read(_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise _AnswerProblem(f"its answer is over the limit of {MAX_ANSWER_BYTES} "
+                                         "bytes; the rest was not read")
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+                raise _AnswerProblem(self._too_slow(size)) from None
+            raise _AnswerProblem(f"the connection broke while reading its answer "
+                                 f"({_reason(exc)})") from None
+        finally:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(self._timeout[1])
+        raw.release_conn()  # read to the end: the connection is kept for the next request
+        return b"".join(chunks)
 
     def _send(self, method: str, url: str, body: bytes | None) -> requests.Response:
         # What Session.request() does, less merging the session's settings into each request
@@ -190,9 +251,15 @@ class Uploader:
         request = requests.PreparedRequest()
         request.prepare(method=method, url=url, headers=headers, data=body, auth=self._auth,
                         cookies=session.cookies)
+        # stream: the body is read by _read_answer, with a size limit and a deadline.
         return session.send(request, timeout=self._timeout, allow_redirects=False,
-                            verify=session.verify, proxies=session.proxies, stream=False,
+                            verify=session.verify, proxies=session.proxies, stream=True,
                             cert=None)
+
+    def _too_slow(self, size: int) -> str:
+        connect, read = self._timeout
+        return (f"did not finish its answer within {connect + read:g} s (connect_timeout + "
+                f"read_timeout); {size} bytes of it came")
 
     def _describe(self, exc: requests.RequestException, outcome: Outcome, what: str, *,
                   submit: bool) -> str:
