@@ -276,6 +276,28 @@ def test_failures_are_remembered_with_their_reasons(running: Running) -> None:
     assert samples[("pywats_queue_reports", (("state", "failed"),))] == 1
 
 
+def test_files_in_the_error_folder_are_shown_until_someone_moves_them(running: Running) -> None:
+    running.drop("garbage.bin", b"\x00 not a report")
+    wait_until(lambda: running.get("/status").json()["error_files"] == 1, 30,
+               "the file in error/ to be counted")
+    by_hand = running.watch / "error" / "old.csv"  # put there by someone, not by this run
+    by_hand.write_text("x")
+    wait_until(lambda: running.get("/status").json()["error_files"] == 2, 30, "a second one")
+    status = running.get("/status").json()
+    assert [Path(f["path"]).name for f in status["error_files_newest"]] == ["old.csv",
+                                                                            "garbage.bin"]
+    assert "garbage.bin" in status["error_files_newest"][1]["reason"]
+    samples = parse_metrics(running.get("/metrics").text)
+    assert samples[("pywats_error_files", ())] == 2
+    page = running.get("/").text
+    assert "Needs attention" in page and "Uploading normally" not in page
+    assert "2 file(s) could not be converted" in page
+    by_hand.unlink()
+    (running.watch / "error" / "garbage.bin").unlink()
+    wait_until(lambda: running.get("/status").json()["error_files"] == 0, 30, "none left")
+    assert "Needs attention" not in running.get("/").text  # the note left behind is no file
+
+
 def test_pending_reports_are_listed_page_by_page(running: Running) -> None:
     running.receiver.faults.down = True  # every upload breaks: retried in 10 min, pending
     ids = [str(uuid.uuid4()) for _ in range(5)]

@@ -37,7 +37,8 @@ REJECTED = 5  # a file could not be converted, or the server rejected a report
 NOT_RUNNING = 6  # status: the service is not running
 
 
-DEGRADED = 7  # status: running, but the disk is (nearly) full or a watch folder is unavailable
+DEGRADED = 7  # status: running, but the disk is (nearly) full, a watch folder is unavailable
+# or files wait in an error folder
 
 API_PORT = 8765  # = control_api.DEFAULT_PORT, kept here so --help imports nothing
 
@@ -52,7 +53,8 @@ EXIT_CODES = f"""exit codes:
   {LOCKED}  another process owns this instance (pywats-client status tells which)
   {REJECTED}  a file could not be converted, or the server rejected a report
   {NOT_RUNNING}  status: the service is not running
-  {DEGRADED}  status: running, but the disk is (nearly) full or a watch folder is unavailable
+  {DEGRADED}  status: running, but the disk is (nearly) full, a watch folder is unavailable, or
+     files wait in an error folder
 """
 
 

@@ -328,6 +328,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         for folder in info["folders_unavailable"]:
             print(f"watch folder: UNAVAILABLE {folder} (missing, unmounted or unreadable; "
                   "its files wait)")
+        if info["error_files"]:
+            print(f"error files:  {info['error_files']} could not be converted and wait in "
+                  "the error folders; each .error.txt note says why. Newest:")
+            for item in info["error_files_newest"]:
+                print(f"              {item['path']}: {item['reason'] or '(no note)'}")
         counts = info["queue"]
         print("queue:        " + (", ".join(f"{k} {v}" for k, v in counts.items())
                                   or "empty (no queue folder yet)"))
@@ -339,7 +344,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if info.get("server_authenticated") is False or info["service_server_state"] in (
             ServerState.OFFLINE, ServerState.PAUSED):
         return SERVER
-    if info["disk_full"] or info["disk_low"] or info["folders_unavailable"]:
+    if info["disk_full"] or info["disk_low"] or info["folders_unavailable"] or info[
+            "error_files"]:
         return DEGRADED
     return OK
 

@@ -76,6 +76,10 @@ def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
     yield ("pywats_watch_folders_unavailable", "gauge",
            "Watch folders that are missing, unmounted or unreadable.",
            [({}, len(status.get("folders_unavailable") or []))])
+    yield ("pywats_error_files", "gauge",
+           "Files waiting in the watch folders' error folders (could not be converted; each "
+           "has a .error.txt note saying why).",
+           [({}, int(status.get("error_files") or 0))])
     yield ("pywats_files_settling", "gauge",
            "Files seen in the watch folders that are not yet quiet enough to convert.",
            [({}, int(status.get("watching") or 0))])
