@@ -29,7 +29,7 @@ from pywats_client.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from pywats_client.config.settings import Settings
+    from pywats_client.config.settings import ApiSettings, Settings
     from pywats_client.paths import InstancePaths
 
 
@@ -98,7 +98,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
                         f"({holder.purpose}); 'pywats-client --instance {paths.name} status' "
                         "tells more")
-    if getattr(args, "api", False) and not 0 <= args.api_port <= 65535:
+    if args.api_port is not None and not 0 <= args.api_port <= 65535:
         err(f"--api-port {args.api_port}: give a TCP port from 1 to 65535 (or 0 for any)")
         return USAGE
     restarted = os.environ.pop(RESTARTED_ENV, "")  # only ever for this one program
@@ -182,11 +182,23 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
     return OK
 
 
+def api_options(args: argparse.Namespace, settings: Settings) -> ApiSettings:
+    """The control API as config.json's api.* configure it, with the command line's --api
+    options put over them for this run."""
+    from dataclasses import replace
+
+    given = {name: getattr(args, option, None) for name, option in (
+        ("enabled", "api"), ("port", "api_port"), ("host", "api_host"),
+        ("allow_remote", "api_allow_remote"))}
+    return replace(settings.api, **{k: v for k, v in given.items() if v is not None})
+
+
 def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Settings,
                service: Any) -> Any:
-    """The control API serving `service`, started; None without --api. Binding happens here,
-    so a port in use stops the start with a message naming it."""
-    if not getattr(args, "api", False):
+    """The control API serving `service`, started; None when it is off (api.enabled, --api).
+    Binding happens here, so a port in use stops the start with a message naming it."""
+    api = api_options(args, settings)
+    if not api.enabled:
         return None
     from pywats_client.config.document import ConfigDocument
     from pywats_client.http.control_api import ControlServer, load_or_create_token, token_path
@@ -202,8 +214,8 @@ def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Setting
 
     server = ControlServer(
         service, DurableQueue(paths.queue, settings.queue),
-        load_or_create_token(token_path(paths.root)), host=args.api_host, port=args.api_port,
-        allow_remote=args.api_allow_remote, config_view=config_view, instance=paths.name,
+        load_or_create_token(token_path(paths.root)), host=api.host, port=api.port,
+        allow_remote=api.allow_remote, config_view=config_view, instance=paths.name,
         station=settings.station_name,
     )
     service.status.api_url = server.url
@@ -366,16 +378,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _add_api_arguments(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("control API (off unless --api)")
-    group.add_argument("--api", action="store_true",
-                       help="serve the HTTP control API and status page: GET / /status /queue "
-                       "/queue/pending /config /metrics; POST /stop /restart (need the token "
-                       "from 'pywats-client api-token')")
-    group.add_argument("--api-port", type=int, default=API_PORT, metavar="PORT",
-                       help="TCP port (default %(default)s; one per instance; 0 = any free port, "
-                       "written to state/status.json as api_url)")
-    group.add_argument("--api-host", default="127.0.0.1", metavar="ADDRESS",
-                       help="address to listen on (default %(default)s: this machine only)")
-    group.add_argument("--api-allow-remote", action="store_true",
-                       help="allow a non-loopback --api-host; every route then needs the token "
-                       "(in a browser: any user name, the token as the password)")
+    # Defaults are None: an option not given leaves config.json's api.* as they are.
+    group = p.add_argument_group(
+        "control API (as config.json's api.* say, off by default; these override them for "
+        "this run)")
+    group.add_argument("--api", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve the HTTP control API and status page (api.enabled): GET / "
+                       "/status /queue /metrics, and with the token GET /config "
+                       "/queue/<state>, POST /stop /restart ('pywats-client api-token')")
+    group.add_argument("--api-port", type=int, default=None, metavar="PORT",
+                       help=f"TCP port (api.port, default {API_PORT}; one per instance; 0 = any "
+                       "free port, written to state/status.json as api_url)")
+    group.add_argument("--api-host", default=None, metavar="ADDRESS",
+                       help="address to listen on (api.host, default 127.0.0.1: this machine "
+                       "only)")
+    group.add_argument("--api-allow-remote", action=argparse.BooleanOptionalAction,
+                       default=None,
+                       help="allow a non-loopback --api-host (api.allow_remote); every route "
+                       "then needs the token (in a browser: any user name, the token as the "
+                       "password)")
