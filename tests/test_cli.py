@@ -45,7 +45,7 @@ WRONG_TOKEN = base64.b64encode(b"wrong:token").decode("ascii")
 # Longer than 16 characters, so the mask shows its last four: the rest must never appear.
 LONG_TOKEN = base64.b64encode(b"line-operator:a-long-secret-value").decode("ascii")
 
-OK, USAGE, SERVER, LOCKED, REJECTED, NOT_RUNNING = 0, 2, 3, 4, 5, 6
+OK, USAGE, SERVER, LOCKED, REJECTED, NOT_RUNNING, REFUSED = 0, 2, 3, 4, 5, 6, 8
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
@@ -790,7 +790,7 @@ def test_upload_with_a_wrong_token_pauses_and_keeps_the_report(
     cli.init(receiver.url, token=WRONG_TOKEN)
     source = write_json(tmp_path / "uut.json", wsjf_report(4))
     result = cli("upload", "--file", str(source))
-    assert result.code == SERVER
+    assert result.code == REFUSED  # not SERVER: waiting will not fix a wrong token
     [rid] = cli.queued("pending")
     assert f"{rid}: pending" in result.out and "api_token" in result.out
     assert "uploads paused" in result.err and "config set api_token" in result.err
@@ -830,7 +830,7 @@ STATUS_KEYS = {"instance", "config", "running", "pid", "lock_holder", "uptime_se
                "last_error_at", "service_server_state", "service_server_detail", "disk_full",
                "disk_low", "disk_free_mb", "folders_unavailable", "supervisor",
                "error_files", "error_files_newest"}
-PROBE_KEYS = {"server_reachable", "server_authenticated", "server_message"}
+PROBE_KEYS = {"server_reachable", "server_authenticated", "server_refused", "server_message"}
 
 
 def test_status_without_a_service_says_not_running(cli: Cli) -> None:

@@ -17,6 +17,7 @@ from pywats_client.cli.common import (
     ERROR,
     NOT_RUNNING,
     OK,
+    REFUSED,
     REJECTED,
     RESTARTED_ENV,
     SERVER,
@@ -176,7 +177,9 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
               f"server {summary.server}; left in queue: {remaining}")
         if not summary.server.can_send:
             print(f"server problem: {summary.server_detail}", file=sys.stderr)
-            return SERVER
+            from pywats_client.outcomes import ServerState
+
+            return REFUSED if summary.server is ServerState.PAUSED else SERVER
         if summary.conversion_errors or summary.rejected:
             return REJECTED
     return OK
@@ -353,8 +356,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"last error:   {when(info['last_error_at'])} {info['last_error']}")
     if not info["running"]:
         return NOT_RUNNING
-    if info.get("server_authenticated") is False or info["service_server_state"] in (
-            ServerState.OFFLINE, ServerState.PAUSED):
+    if info.get("server_refused") or info["service_server_state"] == ServerState.PAUSED:
+        return REFUSED  # a wrong token or URL: waiting will not fix it
+    if info.get("server_authenticated") is False or info[
+            "service_server_state"] == ServerState.OFFLINE:
         return SERVER
     if info["disk_full"] or info["disk_low"] or info["folders_unavailable"] or info[
             "error_files"]:

@@ -72,6 +72,7 @@ def gather_status(
             client.close()
         info["server_reachable"] = result.outcome not in (Outcome.OFFLINE,)
         info["server_authenticated"] = result.outcome is Outcome.STORED
+        info["server_refused"] = result.outcome is Outcome.AUTH  # credentials or URL
         info["server_message"] = result.message
     return info
 
