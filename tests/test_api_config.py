@@ -79,6 +79,8 @@ def station(tmp_path: Path) -> Iterator[Station]:
 def test_restart_keeps_the_api_as_configured(station: Station) -> None:
     for key, value in (("api.enabled", "true"), ("api.port", "0")):
         assert station.cli("config", "set", key, value).returncode == 0
+    once = station.cli("start", "--once")  # a one-shot run serves it on --api only
+    assert once.returncode == 0 and not station.service_status().get("api_url"), once.stderr
     started = station.cli("start", "--daemon")  # no --api: config.json says so
     assert started.returncode == 0, started.stderr
     pid = int(started.stdout.split("started pid ")[1].split()[0])

@@ -201,8 +201,8 @@ def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Setting
     """The control API serving `service`, started; None when it is off (api.enabled, --api).
     Binding happens here, so a port in use stops the start with a message naming it."""
     api = api_options(args, settings)
-    if not api.enabled:
-        return None
+    if not api.enabled or (args.once and args.api is None):
+        return None  # api.enabled is for the service; a one-shot run serves it on --api only
     from pywats_client.config.document import ConfigDocument
     from pywats_client.http.control_api import ControlServer, load_or_create_token, token_path
     from pywats_client.queue.store import DurableQueue
