@@ -35,6 +35,7 @@ from pywats_client import cli
 from pywats_client.cli.common import ERROR, NOT_RUNNING, SERVER, USAGE
 from pywats_client.config.document import ConfigDocument, init_config, load_settings
 from pywats_client.errors import ControlApiError
+from pywats_client.http import control_api
 from pywats_client.http.control_api import (
     ControlServer,
     is_loopback,
@@ -77,6 +78,12 @@ def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """What a browser sends once someone typed a user name and password into its prompt."""
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {pair}"}
 
 
 # -- a strict reader of the Prometheus text format (0.0.4) ----------------------------------
@@ -154,6 +161,10 @@ class Running:
 
     def get(self, route: str, headers: dict[str, str] | None = None) -> Answer:
         return call(self.api.url + route, headers=headers)
+
+    def read(self, route: str) -> Answer:
+        """GET with the token, as the routes that show file names and settings need."""
+        return call(self.api.url + route, headers=bearer(self.token))
 
     def post(self, route: str, headers: dict[str, str] | None = None) -> Answer:
         return call(self.api.url + route, "POST", headers)
@@ -256,13 +267,35 @@ def test_failures_are_remembered_with_their_reasons(running: Running) -> None:
     assert [f["kind"] for f in failures] == ["conversion", "rejected"]  # newest first
     assert Path(failures[0]["source"]).name == "garbage.bin"
     assert failures[1]["report_id"] == rid and "HTTP 400" in failures[1]["reason"]
-    failed = running.get("/queue/failed").json()
+    failed = running.read("/queue/failed").json()
     assert failed["total"] == 1 and [i["id"] for i in failed["items"]] == [rid]
     assert "rejected by the server" in failed["items"][0]["last_error"]
     samples = parse_metrics(running.get("/metrics").text)
     assert samples[("pywats_uploads_total", (("outcome", "rejected"),))] == 1
     assert samples[("pywats_conversion_errors_total", ())] == 1
     assert samples[("pywats_queue_reports", (("state", "failed"),))] == 1
+
+
+def test_files_in_the_error_folder_are_shown_until_someone_moves_them(running: Running) -> None:
+    running.drop("garbage.bin", b"\x00 not a report")
+    wait_until(lambda: running.get("/status").json()["error_files"] == 1, 30,
+               "the file in error/ to be counted")
+    by_hand = running.watch / "error" / "old.csv"  # put there by someone, not by this run
+    by_hand.write_text("x")
+    wait_until(lambda: running.get("/status").json()["error_files"] == 2, 30, "a second one")
+    status = running.get("/status").json()
+    assert [Path(f["path"]).name for f in status["error_files_newest"]] == ["old.csv",
+                                                                            "garbage.bin"]
+    assert "garbage.bin" in status["error_files_newest"][1]["reason"]
+    samples = parse_metrics(running.get("/metrics").text)
+    assert samples[("pywats_error_files", ())] == 2
+    page = running.get("/").text
+    assert "Needs attention" in page and "Uploading normally" not in page
+    assert "2 file(s) could not be converted" in page
+    by_hand.unlink()
+    (running.watch / "error" / "garbage.bin").unlink()
+    wait_until(lambda: running.get("/status").json()["error_files"] == 0, 30, "none left")
+    assert "Needs attention" not in running.get("/").text  # the note left behind is no file
 
 
 def test_pending_reports_are_listed_page_by_page(running: Running) -> None:
@@ -275,7 +308,7 @@ def test_pending_reports_are_listed_page_by_page(running: Running) -> None:
 
     seen: list[str] = []
     for offset in (0, 2, 4):
-        page = running.get(f"/queue/pending?limit=2&offset={offset}").json()
+        page = running.read(f"/queue/pending?limit=2&offset={offset}").json()
         assert page["total"] == 5 and page["limit"] == 2 and page["offset"] == offset
         assert len(page["items"]) == (1 if offset == 4 else 2)
         for item in page["items"]:
@@ -284,11 +317,11 @@ def test_pending_reports_are_listed_page_by_page(running: Running) -> None:
             assert "connection" in item["last_error"] and item["next_attempt_at"] > time.time()
         seen += [item["id"] for item in page["items"]]
     assert sorted(seen) == sorted(ids)
-    assert running.get("/queue/pending?offset=5").json()["items"] == []
+    assert running.read("/queue/pending?offset=5").json()["items"] == []
     for bad in ("limit=0", "limit=5000", "offset=-1", "limit=ten"):
-        answer = running.get(f"/queue/pending?{bad}")
+        answer = running.read(f"/queue/pending?{bad}")
         assert answer.status == 400 and "limit" in answer.json()["error"], bad
-    assert running.get("/queue/nowhere").status == 404
+    assert running.read("/queue/nowhere").status == 404
     samples = parse_metrics(running.get("/metrics").text)
     assert samples[("pywats_queue_reports", (("state", "pending"),))] == 5
     assert samples[("pywats_uploads_total", (("outcome", "transient"),))] == 5
@@ -329,12 +362,12 @@ def test_restart_asks_the_service_to_stop_for_a_restart(running: Running) -> Non
 def test_no_answer_carries_a_secret(running: Running) -> None:
     running.drop("one.json", json.dumps(wsjf_report(1)).encode())
     assert running.receiver.wait_for_reports(1, timeout=30)
-    config = running.get("/config")
+    config = running.read("/config")
     assert config.status == 200
     view = config.json()
     assert view["api_token"] == "****" and view["station_name"] == "ICT-07"
     assert view["server_url"] == running.receiver.url
-    answers = [running.get(route) for route in
+    answers = [running.read(route) for route in
                ("/", "/status", "/queue", "/queue/pending", "/queue/completed", "/config",
                 "/metrics", "/nowhere")]
     answers += [running.post("/stop", bearer("guess"))]
@@ -350,6 +383,36 @@ def test_a_loopback_api_answers_loopback_names_only(running: Running) -> None:
         assert running.get("/queue", {"Host": host}).status == 200
     answer = running.get("/status", {"Host": f"rebound.example.com:{running.api.port}"})
     assert answer.status == 403 and "loopback" in answer.json()["error"]
+
+
+def test_file_names_and_settings_need_the_token(running: Running) -> None:
+    for route in ("/config", "/queue/pending", "/queue/failed?limit=5"):
+        answer = running.get(route)
+        assert answer.status == 401, route
+        assert answer.headers["WWW-Authenticate"].startswith("Basic realm=")  # a phone's prompt
+        assert "api.token" in answer.json()["error"] and "password" in answer.json()["error"]
+        assert running.read(route).status == 200, route
+        assert running.get(route, basic("technician", running.token)).status == 200, route
+        assert running.get(route, basic("", running.token)).status == 200, route
+        for wrong in (basic("technician", "guess"), basic(running.token, ""),
+                      bearer("x" * 43), {"Authorization": "Basic !!!"}):
+            assert running.get(route, wrong).status == 401, (route, wrong)
+    for route in ("/", "/status", "/queue", "/metrics"):  # counts and states, on loopback
+        assert running.get(route).status == 200, route
+    # Credentials a browser remembers and sends by itself never stop the service.
+    assert running.post("/stop", basic("technician", running.token)).status == 401
+    assert running.thread.is_alive()
+
+
+def test_beyond_loopback_every_route_needs_the_token(tmp_path: Path) -> None:
+    token = "t" * 43
+    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), token, host="0.0.0.0",
+                       port=0, allow_remote=True) as api:
+        for route in ("/", "/status", "/queue", "/metrics", "/config", "/queue/pending"):
+            assert call(api.url + route).status == 401, route
+            assert call(api.url + route, headers=basic("phone", "guess")).status == 401, route
+            assert call(api.url + route, headers=bearer(token)).status == 200, route
+            assert call(api.url + route, headers=basic("phone", token)).status == 200, route
 
 
 def test_unknown_routes_list_the_real_ones(running: Running) -> None:
@@ -470,7 +533,8 @@ def test_post_stop_stops_the_program(station: Station) -> None:
     assert call(url + "/stop", "POST").status == 401
     assert call(url + "/stop", "POST", bearer("x" * 43)).status == 401
     assert station.proc.poll() is None
-    view = call(url + "/config").json()
+    assert call(url + "/config").status == 401
+    view = call(url + "/config", headers=bearer(token)).json()
     assert view["api_token"] == "****" and WATS_TOKEN not in json.dumps(view)
     status = station.cli("status", "--json", "--no-probe")
     assert json.loads(status.stdout)["api_url"] == url
@@ -643,3 +707,71 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), (
         result.stdout + result.stderr)
+
+
+# -- hostile clients ----------------------------------------------------------------------------
+
+
+def _closed_within(sock: socket.socket, seconds: float, *, trickle: bytes = b"") -> float | None:
+    """Seconds until the server closed `sock` (None: still open after `seconds`). With
+    `trickle`, one byte of it is sent each time 0.2 s pass without an answer."""
+    sock.settimeout(0.2)
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            if trickle:
+                try:
+                    sock.sendall(trickle[sent % len(trickle):][:1])
+                except OSError:
+                    return time.monotonic() - started
+                sent += 1
+        except OSError:  # reset by the server
+            return time.monotonic() - started
+    return None
+
+
+def test_a_flood_of_idle_connections_costs_a_bounded_number_of_threads(tmp_path: Path) -> None:
+    api = ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0).start()
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", api.port)) for _ in range(50)]
+    try:
+        late = call(api.url + "/status")  # accepted after the 50 before it
+        extra = threading.active_count() - before
+        assert extra <= 8, f"{extra} threads for 50 idle connections"  # MAX_CONNECTIONS
+        assert late.status == 503 and late.headers["Retry-After"]
+        assert late.headers["Connection"] == "close"
+        worker = threading.Thread(target=lambda: None)  # the service can still start threads
+        worker.start()
+        worker.join()
+    finally:
+        for sock in idle:
+            sock.close()
+    try:  # the idle ones gone, it answers again
+        wait_until(lambda: call(api.url + "/status").status == 200, 10, "the API to answer")
+    finally:
+        api.stop()
+
+
+def test_a_client_sending_its_headers_a_byte_at_a_time_is_cut_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_api._Handler, "head_timeout", 1.0, raising=False)
+    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api:
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            after = _closed_within(sock, 8, trickle=b"abcdefgh")
+        assert after is not None and after < 4, after  # 1 s allowed, each byte resets 10 s
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_api._Handler, "idle_timeout", 1.0, raising=False)
+    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api:
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert b"200 OK" in sock.recv(4096)
+            after = _closed_within(sock, 8)  # kept alive, then silence
+        assert after is not None and after < 4, after

@@ -22,7 +22,7 @@ import requests
 
 from pywats_client.http.receiver import Faults, Receiver, add_arguments, find_wsjf_problem, run
 from tests.conftest import SAMPLES, TOKEN, samples_in
-from tests.station import REPO
+from tests.station import REPO, wait_until
 
 AUTH = {"Authorization": f"Basic {TOKEN}"}
 
@@ -499,3 +499,20 @@ def test_run_says_when_the_port_is_taken(tmp_path: Path, capsys: pytest.CaptureF
         port = taken.getsockname()[1]
         assert run(_args("--store", str(tmp_path), "--port", str(port))) == 1
     assert f"Cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_receiver_serves_a_bounded_number_of_connections(tmp_path: Path) -> None:
+    with Receiver(tmp_path / "store", token=TOKEN) as rx:
+        port = int(rx.url.rsplit(":", 1)[1])
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(80)]
+        try:
+            late = get(rx, "/api/App/Version")  # accepted after the 80 before it
+            extra = threading.active_count() - before
+            assert extra <= 64, f"{extra} threads for 80 idle connections"
+            assert late.status_code == 503 and late.headers["Retry-After"]
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_until(lambda: get(rx, "/api/App/Version").status_code == 200, 10,
+                   "the receiver to answer again")

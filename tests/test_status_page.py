@@ -117,6 +117,23 @@ def test_the_headline_says_the_one_thing_to_know_first(
     assert detail in text_of(page)
 
 
+def test_files_in_the_error_folders_are_not_uploading_normally() -> None:
+    newest = [{"path": f"/data/ict/error/bad-{n}.csv", "at": NOW - 60 * n,
+               "reason": f"no converter recognises bad-{n}.csv <b>"} for n in range(3)]
+    page = render(error_files=4, error_files_newest=newest, recent_failures=[])
+    tone, shown = banner(page)
+    assert tone == "warn" and shown.startswith("Needs attention")
+    assert "Uploading normally" not in page
+    seen = text_of(page)
+    assert "In error folders 4" in seen and "4 file(s) could not be converted" in seen
+    assert "In the error folders (newest 3 of 4)" in seen
+    for n in range(3):
+        assert f"bad-{n}.csv no converter" not in seen  # name, then time, then reason
+        assert f"bad-{n}.csv" in seen and f"no converter recognises bad-{n}.csv <b>" in seen
+    assert "<b>" not in page  # the reason is text
+    assert 'id="count-error-files"><dt>In error folders</dt><dd>4</dd>' in page
+
+
 def test_long_reasons_are_shortened_on_the_page() -> None:
     long_reason = "x" * 2000
     page = render(recent_failures=[{"at": NOW, "kind": "transient", "report_id": "r",

@@ -25,7 +25,7 @@ ERROR = 1
 USAGE = 2  # bad command line or invalid configuration
 
 
-SERVER = 3  # server unreachable or credentials refused: reports are kept and retried
+SERVER = 3  # server unreachable or busy: reports are kept and sent later ("try later")
 
 
 LOCKED = 4  # another process owns this instance's queue
@@ -37,7 +37,10 @@ REJECTED = 5  # a file could not be converted, or the server rejected a report
 NOT_RUNNING = 6  # status: the service is not running
 
 
-DEGRADED = 7  # status: running, but the disk is (nearly) full or a watch folder is unavailable
+DEGRADED = 7  # status: running, but the disk is (nearly) full, a watch folder is unavailable
+# or files wait in an error folder
+
+REFUSED = 8  # the server refused the credentials or the URL: reports wait for a config fix
 
 API_PORT = 8765  # = control_api.DEFAULT_PORT, kept here so --help imports nothing
 
@@ -48,11 +51,14 @@ EXIT_CODES = f"""exit codes:
   {OK}  success
   {ERROR}  unexpected error (see the message and the log)
   {USAGE}  bad command line or invalid configuration (the message names the key and the fix)
-  {SERVER}  server unreachable, or credentials refused: nothing is lost, reports wait in the queue
+  {SERVER}  server unreachable or busy: try later; nothing is lost, reports wait in the queue
   {LOCKED}  another process owns this instance (pywats-client status tells which)
   {REJECTED}  a file could not be converted, or the server rejected a report
   {NOT_RUNNING}  status: the service is not running
-  {DEGRADED}  status: running, but the disk is (nearly) full or a watch folder is unavailable
+  {DEGRADED}  status: running, but the disk is (nearly) full, a watch folder is unavailable, or
+     files wait in an error folder
+  {REFUSED}  the server refused the credentials or the URL (401/403, 404, a redirect): fix
+     api_token or server_url; nothing is lost, reports wait in the queue
 """
 
 

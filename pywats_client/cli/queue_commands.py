@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pywats_client.cli.common import (
     OK,
+    REFUSED,
     REJECTED,
     SERVER,
     USAGE,
@@ -165,6 +166,10 @@ def cmd_upload(args: argparse.Namespace) -> int:
         err(_what_next(waiting))
     if "failed" in states:
         return REJECTED
+    from pywats_client.outcomes import Outcome
+
+    if any(r.outcome is Outcome.AUTH for r in waiting):
+        return REFUSED  # credentials or URL refused: only a config fix helps
     return SERVER
 
 

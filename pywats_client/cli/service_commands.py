@@ -17,6 +17,7 @@ from pywats_client.cli.common import (
     ERROR,
     NOT_RUNNING,
     OK,
+    REFUSED,
     REJECTED,
     RESTARTED_ENV,
     SERVER,
@@ -29,7 +30,7 @@ from pywats_client.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from pywats_client.config.settings import Settings
+    from pywats_client.config.settings import ApiSettings, Settings
     from pywats_client.paths import InstancePaths
 
 
@@ -98,7 +99,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
                         f"({holder.purpose}); 'pywats-client --instance {paths.name} status' "
                         "tells more")
-    if getattr(args, "api", False) and not 0 <= args.api_port <= 65535:
+    if args.api_port is not None and not 0 <= args.api_port <= 65535:
         err(f"--api-port {args.api_port}: give a TCP port from 1 to 65535 (or 0 for any)")
         return USAGE
     restarted = os.environ.pop(RESTARTED_ENV, "")  # only ever for this one program
@@ -176,18 +177,32 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
               f"server {summary.server}; left in queue: {remaining}")
         if not summary.server.can_send:
             print(f"server problem: {summary.server_detail}", file=sys.stderr)
-            return SERVER
+            from pywats_client.outcomes import ServerState
+
+            return REFUSED if summary.server is ServerState.PAUSED else SERVER
         if summary.conversion_errors or summary.rejected:
             return REJECTED
     return OK
 
 
+def api_options(args: argparse.Namespace, settings: Settings) -> ApiSettings:
+    """The control API as config.json's api.* configure it, with the command line's --api
+    options put over them for this run."""
+    from dataclasses import replace
+
+    given = {name: getattr(args, option, None) for name, option in (
+        ("enabled", "api"), ("port", "api_port"), ("host", "api_host"),
+        ("allow_remote", "api_allow_remote"))}
+    return replace(settings.api, **{k: v for k, v in given.items() if v is not None})
+
+
 def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Settings,
                service: Any) -> Any:
-    """The control API serving `service`, started; None without --api. Binding happens here,
-    so a port in use stops the start with a message naming it."""
-    if not getattr(args, "api", False):
-        return None
+    """The control API serving `service`, started; None when it is off (api.enabled, --api).
+    Binding happens here, so a port in use stops the start with a message naming it."""
+    api = api_options(args, settings)
+    if not api.enabled or (args.once and args.api is None):
+        return None  # api.enabled is for the service; a one-shot run serves it on --api only
     from pywats_client.config.document import ConfigDocument
     from pywats_client.http.control_api import ControlServer, load_or_create_token, token_path
     from pywats_client.queue.store import DurableQueue
@@ -202,8 +217,8 @@ def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Setting
 
     server = ControlServer(
         service, DurableQueue(paths.queue, settings.queue),
-        load_or_create_token(token_path(paths.root)), host=args.api_host, port=args.api_port,
-        allow_remote=args.api_allow_remote, config_view=config_view, instance=paths.name,
+        load_or_create_token(token_path(paths.root)), host=api.host, port=api.port,
+        allow_remote=api.allow_remote, config_view=config_view, instance=paths.name,
         station=settings.station_name,
     )
     service.status.api_url = server.url
@@ -328,6 +343,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         for folder in info["folders_unavailable"]:
             print(f"watch folder: UNAVAILABLE {folder} (missing, unmounted or unreadable; "
                   "its files wait)")
+        if info["error_files"]:
+            print(f"error files:  {info['error_files']} could not be converted and wait in "
+                  "the error folders; each .error.txt note says why. Newest:")
+            for item in info["error_files_newest"]:
+                print(f"              {item['path']}: {item['reason'] or '(no note)'}")
         counts = info["queue"]
         print("queue:        " + (", ".join(f"{k} {v}" for k, v in counts.items())
                                   or "empty (no queue folder yet)"))
@@ -336,10 +356,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"last error:   {when(info['last_error_at'])} {info['last_error']}")
     if not info["running"]:
         return NOT_RUNNING
-    if info.get("server_authenticated") is False or info["service_server_state"] in (
-            ServerState.OFFLINE, ServerState.PAUSED):
+    if info.get("server_refused") or info["service_server_state"] == ServerState.PAUSED:
+        return REFUSED  # a wrong token or URL: waiting will not fix it
+    if info.get("server_authenticated") is False or info[
+            "service_server_state"] == ServerState.OFFLINE:
         return SERVER
-    if info["disk_full"] or info["disk_low"] or info["folders_unavailable"]:
+    if info["disk_full"] or info["disk_low"] or info["folders_unavailable"] or info[
+            "error_files"]:
         return DEGRADED
     return OK
 
@@ -360,16 +383,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _add_api_arguments(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("control API (off unless --api)")
-    group.add_argument("--api", action="store_true",
-                       help="serve the HTTP control API and status page: GET / /status /queue "
-                       "/queue/pending /config /metrics; POST /stop /restart (need the token "
-                       "from 'pywats-client api-token')")
-    group.add_argument("--api-port", type=int, default=API_PORT, metavar="PORT",
-                       help="TCP port (default %(default)s; one per instance; 0 = any free port, "
-                       "written to state/status.json as api_url)")
-    group.add_argument("--api-host", default="127.0.0.1", metavar="ADDRESS",
-                       help="address to listen on (default %(default)s: this machine only)")
-    group.add_argument("--api-allow-remote", action="store_true",
-                       help="allow a non-loopback --api-host; the GET routes are then readable "
-                       "by anyone who can reach the port (secrets stay masked)")
+    # Defaults are None: an option not given leaves config.json's api.* as they are.
+    group = p.add_argument_group(
+        "control API (as config.json's api.* say, off by default; these override them for "
+        "this run)")
+    group.add_argument("--api", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve the HTTP control API and status page (api.enabled): GET / "
+                       "/status /queue /metrics, and with the token GET /config "
+                       "/queue/<state>, POST /stop /restart ('pywats-client api-token')")
+    group.add_argument("--api-port", type=int, default=None, metavar="PORT",
+                       help=f"TCP port (api.port, default {API_PORT}; one per instance; 0 = any "
+                       "free port, written to state/status.json as api_url)")
+    group.add_argument("--api-host", default=None, metavar="ADDRESS",
+                       help="address to listen on (api.host, default 127.0.0.1: this machine "
+                       "only)")
+    group.add_argument("--api-allow-remote", action=argparse.BooleanOptionalAction,
+                       default=None,
+                       help="allow a non-loopback --api-host (api.allow_remote); every route "
+                       "then needs the token (in a browser: any user name, the token as the "
+                       "password)")

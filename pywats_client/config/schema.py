@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pywats_client.config.settings import (
+    ApiSettings,
     ConverterSettings,
     LoggingSettings,
     QueueSettings,
@@ -37,6 +38,7 @@ class Option:
     default: Any
     help: str
     minimum: float | None = None
+    maximum: float | None = None
     unit: str = ""  # for numbers: "seconds", "days", "megabytes"
     secret: bool = False  # encrypted at rest, masked in display, never echoed
     example: str = ""  # a valid value for the "Fix:" hint
@@ -45,6 +47,7 @@ class Option:
 
 
 _Q, _C, _L, _S = QueueSettings(), ConverterSettings(), LoggingSettings(), Settings()
+_A = ApiSettings()
 
 SCHEMA: tuple[Option, ...] = (
     Option("server_url", "url", _S.server_url, "WATS server address; may carry a path prefix",
@@ -121,10 +124,20 @@ SCHEMA: tuple[Option, ...] = (
            minimum=1, unit="megabytes"),
     Option("logging.backup_count", "integer", _L.backup_count, "rotated log files kept",
            minimum=0),
+    Option("api.enabled", "boolean", _A.enabled,
+           "serve the control API and status page (start --api / --no-api overrides)"),
+    Option("api.port", "integer", _A.port,
+           "its TCP port, one per instance (0: any free port, shown by status)", minimum=0,
+           maximum=65535),
+    Option("api.host", "string", _A.host,
+           "address it listens on; other than loopback needs api.allow_remote",
+           example="127.0.0.1"),
+    Option("api.allow_remote", "boolean", _A.allow_remote,
+           "allow a non-loopback api.host; every route then needs the token"),
 )
 
 BY_KEY = {option.key: option for option in SCHEMA}
-SECTIONS = ("queue", "converters", "logging")
+SECTIONS = ("queue", "converters", "logging", "api")
 OPEN_OBJECTS = ("converters.defaults",)  # objects whose other keys are free-form
 
 # Keys of one object in queue.watch_folders, with their help text.
@@ -172,6 +185,8 @@ def _type_label(option: Option) -> str:
     if option.kind == "number":
         return f"{option.unit} ≥ {plain(option.minimum)}"
     if option.kind == "integer":
+        if option.maximum is not None:
+            return f"whole number {plain(option.minimum)} to {plain(option.maximum)}"
         return f"whole number ≥ {plain(option.minimum)}"
     return {"string": "text", "token": "text (secret)", "url": "http(s) URL",
             "boolean": "true/false", "level": "log level", "names": "list of names",
@@ -183,6 +198,8 @@ def _describe(option: Option) -> str:
     if option.kind == "number":
         return f"a number of {option.unit} ≥ {plain(option.minimum)}"
     if option.kind == "integer":
+        if option.maximum is not None:
+            return f"a whole number from {plain(option.minimum)} to {plain(option.maximum)}"
         return f"a whole number ≥ {plain(option.minimum)}"
     return {"string": "text in quotes", "token": "the token text, without spaces or line breaks",
             "url": _URL, "boolean": "true or false", "level": "one of " + ", ".join(LOG_LEVELS),
@@ -239,7 +256,8 @@ def _check_number(option: Option, value: Any) -> float | int:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok and isinstance(value, float):
         ok = math.isfinite(value) and (not integer or value.is_integer())
-    if not ok or (option.minimum is not None and value < option.minimum):
+    if not ok or (option.minimum is not None and value < option.minimum) or (
+            option.maximum is not None and value > option.maximum):
         raise Invalid(_describe(option))
     return int(value) if integer else float(value)
 

@@ -30,12 +30,10 @@ _warned_lock = threading.Lock()
 
 
 def mask(secret: str) -> str:
-    """`"****"` for display, plus the last 4 characters when the secret is long (> 16)."""
-    if not secret:
-        return ""
-    if len(secret) > 16:
-        return "****" + secret[-4:]
-    return "****"
+    """`"****"` for a secret that is set, `""` for one that is not; nothing more. The token is
+    base64, so any of its characters are characters of the password; and a short hash would let
+    whoever reads it test guesses of a weak password offline."""
+    return "****" if secret else ""
 
 
 class SecretBox:

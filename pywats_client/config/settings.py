@@ -82,6 +82,17 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The control API and status page (`start` serves them when `enabled`; the --api options
+    of `start` override these for one run)."""
+
+    enabled: bool = False
+    port: int = 8765  # 0: any free port, written to state/status.json as api_url
+    host: str = "127.0.0.1"  # loopback: this machine only
+    allow_remote: bool = False  # needed for any other host; every route then needs the token
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one instance needs to run. Secrets are held decrypted, in memory only."""
 
@@ -97,4 +108,5 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     converters: ConverterSettings = field(default_factory=ConverterSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     source: Path | None = None  # the config.json these came from, for messages

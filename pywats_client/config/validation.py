@@ -33,6 +33,7 @@ from pywats_client.config.schema import (
 from pywats_client.config.secrets import SecretBox
 from pywats_client.config.settings import (
     POST_ACTIONS,
+    ApiSettings,
     ConverterSettings,
     LoggingSettings,
     QueueSettings,
@@ -101,7 +102,8 @@ def build_settings(path: Path, data: dict[str, Any], box: SecretBox,
     top["station_name"] = top["station_name"] or socket.gethostname()
     return Settings(**top, queue=QueueSettings(**queue),
                     converters=ConverterSettings(**converters),
-                    logging=LoggingSettings(**section("logging")), source=path)
+                    logging=LoggingSettings(**section("logging")),
+                    api=ApiSettings(**section("api")), source=path)
 
 
 class Validation:

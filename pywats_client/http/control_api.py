@@ -1,10 +1,12 @@
 """The control API inside the service (`start --api`): the listening socket, the read-only GET
 routes served from the service's published snapshot and the queue folders, and POST /stop and
-/restart behind the per-instance token (`<instance>/api.token`, 0600).
+/restart, with who may use which behind the per-instance token (`<instance>/api.token`, 0600).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 import json
@@ -31,6 +33,7 @@ DEFAULT_PORT = 8765
 TOKEN_FILE = "api.token"
 MAX_PAGE = 1000  # items per /queue/<state> page
 DEFAULT_PAGE = 50
+MAX_CONNECTIONS = 8  # served at once; more are answered 503
 
 
 class ServiceControl(Protocol):
@@ -133,9 +136,9 @@ class ControlServer:
         if not is_loopback(host) and not allow_remote:
             raise ControlApiError(
                 f"refusing to serve the control API on {host}: it is for this machine "
-                "(--api-host 127.0.0.1). To reach it from the network, add --api-allow-remote; "
-                "then anyone who can reach the port can read the status, queue and config "
-                "(secrets masked), and stop/restart still need the token")
+                "(--api-host 127.0.0.1). To reach it from the network, add --api-allow-remote "
+                "(or set api.allow_remote); then every route needs the token, which crosses "
+                "the network in clear text unless a VPN or SSH tunnel carries it")
         self.service = service
         self.queue = queue
         self.config_view = config_view
@@ -152,9 +155,9 @@ class ControlServer:
         self.port = int(self._server.server_address[1])
         self.url = _url(host, self.port)
         if not self.loopback_only:
-            log.warning("the control API listens on %s (not loopback): anyone who can reach "
-                        "port %d can read the status, queue and config (secrets masked); "
-                        "stop and restart need the token", host, self.port)
+            log.warning("the control API listens on %s (not loopback): every route needs the "
+                        "token, and it crosses the network to port %d in clear text", host,
+                        self.port)
 
     def __repr__(self) -> str:  # no token here, ever
         return f"ControlServer(url={self.url!r}, instance={self.instance!r})"
@@ -179,11 +182,23 @@ class ControlServer:
 
     # -- used by the handler --------------------------------------------------------------
 
-    def authorised(self, header: str | None) -> bool:
+    def authorised(self, header: str | None, *, browser: bool = False) -> bool:
+        """True if `header` (Authorization) carries the token: as `Bearer <token>`, or with
+        `browser`, as HTTP Basic with any user name and the token as the password.
+
+        A browser sends Basic credentials it remembers on its own, also for a form another web
+        page posts here; so they open the read-only routes only, never stop or restart."""
         scheme, _, credentials = (header or "").partition(" ")
-        if scheme.lower() != "bearer":
+        scheme, credentials = scheme.lower(), credentials.strip()
+        if scheme == "basic" and browser:
+            try:
+                decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                return False
+            credentials = decoded.partition(":")[2]
+        elif scheme != "bearer":
             return False
-        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
+        return hmac.compare_digest(credentials.encode("utf-8"), self._token)
 
     def control(self, action: str) -> tuple[int, dict[str, Any]]:
         """Ask the service to stop or restart, once; the answer for the client."""
@@ -228,6 +243,9 @@ class _Server(StoppableHTTPServer):
 
     log = logging.getLogger(__name__)
     role = "control API"
+    # A phone, a browser's spare connections, a script and a scraper: a few at once. Each is a
+    # thread, taken from the service's own task limit.
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, control: ControlServer, host: str, port: int) -> None:
         self.control = control
@@ -236,6 +254,9 @@ class _Server(StoppableHTTPServer):
 
 _GET_ROUTES = ("/", "/status", "/queue", "/config", "/metrics")
 _POST_ROUTES = ("/stop", "/restart")
+# Open without the token on a loopback API (they show counts and states, not file names or
+# settings); beyond loopback every route needs it.
+_OPEN_ON_LOOPBACK = ("/", "/status", "/queue", "/metrics")
 _STATES = tuple(s.value for s in State)
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -244,7 +265,10 @@ class _Handler(KeepAliveHandler):
     """One connection (HTTP/1.1, keep-alive): route, check, answer."""
 
     server: _Server
-    timeout = 30  # an idle client cannot pin a thread for long
+    timeout = 10  # each read and write
+    idle_timeout = 10  # a browser's idle keep-alive connection is closed after this
+    head_timeout = 5  # a request's line and headers, from its first byte
+    body_timeout = 10  # nothing here takes a body; one is read (up to 64 KiB) and dropped
     server_version = f"pywats-client/{__version__}"
     log = logging.getLogger(__name__)
     request_log_format = "control API: %s %s"
@@ -286,6 +310,17 @@ class _Handler(KeepAliveHandler):
         if method not in ("GET", "HEAD"):
             self._json(405, {"error": f"{path} is read-only: use GET"},
                        headers={"Allow": "GET, HEAD"})
+            return
+        open_route = control.loopback_only and path in _OPEN_ON_LOOPBACK
+        if not open_route and not control.authorised(self.headers.get("Authorization"),
+                                                     browser=True):
+            self._json(401, {"error": f"{path} needs the control API token: send "
+                                      "'Authorization: Bearer <token>' with the token from the "
+                                      f"instance's {TOKEN_FILE} file (pywats-client api-token "
+                                      "shows where it is); in a browser, log in with any user "
+                                      "name and the token as the password"},
+                       headers={"WWW-Authenticate":
+                                'Basic realm="pywats-client", charset="UTF-8"'})
             return
         if queue_state is not None:
             self._queue_page(queue_state, parse_qs(parts.query))

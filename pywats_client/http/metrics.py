@@ -39,8 +39,10 @@ def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
     server = status.get("server") or ServerState.UNKNOWN
     yield ("pywats_up", "gauge", "1 while the service is running, 0 while it starts or stops.",
            [({}, 1 if status.get("state") == "running" else 0)])
-    yield ("pywats_info", "gauge", "Version and instance of the running client (always 1).",
-           [({"version": str(status.get("version") or ""), "instance": instance}, 1)])
+    # Not "instance": Prometheus sets that label itself (host:port) on every series it scrapes.
+    yield ("pywats_info", "gauge",
+           "Version and pywats-client instance of the running client (always 1).",
+           [({"version": str(status.get("version") or ""), "pywats_instance": instance}, 1)])
     yield ("pywats_start_time_seconds", "gauge", "When the service process started (Unix time).",
            [({}, float(status.get("started_at") or 0))])
     yield ("pywats_queue_reports", "gauge", "Reports in the queue, by state.",
@@ -67,7 +69,7 @@ def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
            [({"state": s}, 1 if server == s else 0) for s in SERVER_STATES])
     free_mb = status.get("disk_free_mb")
     yield ("pywats_disk_free_bytes", "gauge", "Free space on the filesystem of the queue.",
-           [({}, float(free_mb) * 2**20)] if free_mb is not None else [])
+           [({}, int(float(free_mb) * 2**20))] if free_mb is not None else [])
     yield ("pywats_disk_low", "gauge", "1 when the queue's filesystem is nearly full.",
            [({}, 1 if status.get("disk_low") else 0)])
     yield ("pywats_disk_full", "gauge",
@@ -76,6 +78,10 @@ def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
     yield ("pywats_watch_folders_unavailable", "gauge",
            "Watch folders that are missing, unmounted or unreadable.",
            [({}, len(status.get("folders_unavailable") or []))])
+    yield ("pywats_error_files", "gauge",
+           "Files waiting in the watch folders' error folders (could not be converted; each "
+           "has a .error.txt note saying why).",
+           [({}, int(status.get("error_files") or 0))])
     yield ("pywats_files_settling", "gauge",
            "Files seen in the watch folders that are not yet quiet enough to convert.",
            [({}, int(status.get("watching") or 0))])

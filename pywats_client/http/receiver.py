@@ -402,6 +402,7 @@ class _Server(StoppableHTTPServer):
 
     log = logging.getLogger(__name__)
     role = "receiver"
+    max_connections = 64  # many stations' upload workers at once; still a bound
 
     def __init__(self, receiver: Receiver, host: str, port: int,
                  tls: ssl.SSLContext | None = None) -> None:
@@ -457,7 +458,10 @@ class _Handler(KeepAliveHandler):
     """One connection; HTTP/1.1 with keep-alive, so every answer carries Content-Length."""
 
     server: _Server
-    timeout = 120  # an idle client cannot pin a thread forever
+    timeout = 120  # each read and write
+    idle_timeout = 120  # an idle keep-alive connection is closed after this
+    head_timeout = 30  # a request's line and headers, from its first byte
+    body_timeout = 300  # a report body of up to max_body_bytes (50 MB)
     server_version = f"pywats-client-receiver/{__version__}"
     log = logging.getLogger(__name__)
     request_log_level = logging.INFO

@@ -94,7 +94,8 @@ def render(status: Mapping[str, Any], queue: Mapping[str, int], *, instance: str
         *([f'<p class="detail">{_e(detail)}</p>'] if detail else []),
         "</section>",
         *_warnings(status),
-        *_counts(queue),
+        *_counts(queue, int(status.get("error_files") or 0)),
+        *_error_files(status, now),
         *_failures(status.get("recent_failures") or [], now),
         *_uploads(status.get("recent_uploads") or [], now),
         "<footer>",
@@ -131,7 +132,8 @@ def _health(status: Mapping[str, Any], now: float) -> tuple[str, str, str]:
     if server == ServerState.OFFLINE:
         return ("warn", "Server unreachable",
                 f"{why}. Reports are kept and sent when it is back. {last_text}")
-    if status.get("disk_low") or status.get("folders_unavailable"):
+    errors = int(status.get("error_files") or 0)
+    if status.get("disk_low") or status.get("folders_unavailable") or errors:
         return "warn", "Needs attention", f"Uploads work, but see below. {last_text}"
     if server == ServerState.ONLINE:
         return "ok", "Uploading normally", f"Server online. {last_text}"
@@ -147,24 +149,49 @@ def _warnings(status: Mapping[str, Any]) -> list[str]:
     for folder in status.get("folders_unavailable") or []:
         items.append(f"Watch folder unavailable (missing, unmounted or unreadable): {folder}. "
                      "Its files wait until it is back.")
+    errors = int(status.get("error_files") or 0)
+    if errors:
+        items.append(f"{errors} file(s) could not be converted and wait in an error folder: "
+                     "fix each as its .error.txt note says, then move it back into its watch "
+                     "folder.")
     if not items:
         return []
     return ['<ul class="warnings" id="warnings">',
             *(f'<li class="warn">{_e(text)}</li>' for text in items), "</ul>"]
 
 
-def _counts(queue: Mapping[str, int]) -> list[str]:
+def _counts(queue: Mapping[str, int], error_files: int = 0) -> list[str]:
     tiles = [("pending", "Waiting to upload"), ("processing", "Uploading now"),
              ("failed", "Failed"), ("completed", "Uploaded (kept)")]
     if queue.get("corrupt"):
         tiles.append(("corrupt", "Damaged files"))
+    counts = {**queue, "error-files": error_files}
+    tiles.append(("error-files", "In error folders"))
     out = ['<section id="queue">', "<h2>Queue</h2>", '<dl class="counts">']
     for state, label in tiles:
-        n = int(queue.get(state, 0))
-        alert = ' class="alert"' if state in ("failed", "corrupt") and n else ""
+        n = int(counts.get(state, 0))
+        alert = ' class="alert"' if state in ("failed", "corrupt", "error-files") and n else ""
         out.append(f'<div{alert} id="count-{state}"><dt>{_e(label)}</dt><dd>{n}</dd></div>')
     out += ["</dl>", "</section>"]
     return out
+
+
+def _error_files(status: Mapping[str, Any], now: float) -> list[str]:
+    """The newest files in the error folders, with the reason from each one's note."""
+    files = status.get("error_files_newest") or []
+    if not files:
+        return []
+    total = int(status.get("error_files") or 0)
+    heading = "In the error folders" + (f" (newest {len(files)} of {total})"
+                                        if total > len(files) else "")
+    out = ['<section id="error-files">', f"<h2>{_e(heading)}</h2>", '<ol class="events">']
+    for item in files:
+        path = str(item.get("path") or "")
+        out += ["<li>", f'<p class="what">{_e(os.path.basename(path))}</p>',
+                f'<p class="when">{_e(_clock(item.get("at"), now))}</p>',
+                f'<p class="why">{_e(_reason({"reason": item.get("reason")}))}</p>',
+                f'<p class="id">{_e(os.path.dirname(path))}</p>', "</li>"]
+    return [*out, "</ol>", "</section>"]
 
 
 def _failures(events: list[Mapping[str, Any]], now: float) -> list[str]:

@@ -373,7 +373,12 @@ class DurableQueue:
             )
         delay = self.backoff(attempts)
         if retry_after is not None:
-            delay = max(delay, retry_after)
+            limit = self.settings.retry_max_delay
+            if retry_after > limit:  # a server asking for years must not park the report
+                log.warning("report %s: the server asked to wait %.0fs (Retry-After); waiting "
+                            "at most %s (queue.retry_max_delay)", item.id, retry_after,
+                            _duration(limit))
+            delay = max(delay, min(retry_after, limit))
         # PROCESSING -> PENDING (rewritten: attempts and error change)
         self._write(header, item.body, State.PENDING, not_before=now + delay)
         self._drop_processing(item.id)

@@ -267,7 +267,11 @@ class UploadDispatcher:
         """A server error: honour its Retry-After, and after a run of them hold every upload
         off for a growing while (the server is struggling; a report is not at fault)."""
         self._consecutive_transient += 1
-        hold = result.retry_after or 0.0
+        asked, limit = result.retry_after or 0.0, self.settings.retry_max_delay
+        hold = min(asked, limit)  # a server asking for years must not park the station
+        if asked > limit:
+            log.warning("the server asked to wait %.0fs (Retry-After); holding uploads for at "
+                        "most %.0fs (queue.retry_max_delay)", asked, limit)
         if self._consecutive_transient >= HOLD_AFTER_TRANSIENT:
             hold = max(hold, self.queue.backoff(
                 self._consecutive_transient - HOLD_AFTER_TRANSIENT + 1))

@@ -50,7 +50,13 @@ from pywats_client.service.postaction import (
     move_to_error,
     put_skipped_aside,
 )
-from pywats_client.service.status import RunSummary, ServiceStatus, write_status
+from pywats_client.service.status import (
+    ERROR_COUNT_INTERVAL,
+    RunSummary,
+    ServiceStatus,
+    count_error_files,
+    write_status,
+)
 from pywats_client.service.uploader import uploader_for
 from pywats_client.service.watcher import FolderWatcher, SourceFile
 
@@ -257,6 +263,7 @@ class Service:
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self._check_config()
             self._refresh_processes(now)
+            self._count_error_files(now)
             changed = self._status_key() != published
             if changed and now >= next_status:
                 self._publish()
@@ -462,7 +469,18 @@ class Service:
         s = self.status
         return (s.state, s.server, s.server_detail, s.disk_full, s.uploaded, s.rejected,
                 s.converted, s.conversion_errors, s.last_error_at, self.watcher.pending_count(),
-                tuple(self.watcher.unavailable()))
+                tuple(self.watcher.unavailable()), s.error_files)
+
+    _next_error_count = 0.0  # monotonic
+
+    def _count_error_files(self, now: float) -> None:
+        """Count the files waiting in the error folders: a scandir of each, every
+        ERROR_COUNT_INTERVAL at most, whoever put them there."""
+        if now < self._next_error_count:
+            return
+        self._next_error_count = now + ERROR_COUNT_INTERVAL
+        self.status.error_files, self.status.error_files_newest = count_error_files(
+            folder.error_path for folder in self.settings.queue.watch_folders)
 
     def _publish(self) -> None:
         self.status.watching = self.watcher.pending_count()

@@ -20,7 +20,12 @@ from pywats_client.queue.store import DurableQueue, State
 from pywats_client.service import process_table
 from pywats_client.service.drain import drain
 from pywats_client.service.pipeline import Conversion, convert_source, queue_reports
-from pywats_client.service.status import ReportResult, RunSummary, read_status
+from pywats_client.service.status import (
+    ReportResult,
+    RunSummary,
+    count_error_files,
+    read_status,
+)
 from pywats_client.service.uploader import require_server, uploader_for
 
 
@@ -33,6 +38,8 @@ def gather_status(
     running = holder is not None and holder.purpose.startswith("service")
     queue = DurableQueue(paths.queue, settings.queue)
     counts = {s.value: n for s, n in queue.counts().items()} if paths.queue.exists() else {}
+    error_files, error_newest = count_error_files(
+        folder.error_path for folder in settings.queue.watch_folders)
     info: dict[str, Any] = {
         "instance": paths.name,
         "config": str(paths.config),
@@ -53,6 +60,9 @@ def gather_status(
         "disk_free_mb": service.get("disk_free_mb") if running else None,
         "folders_unavailable": list(service.get("folders_unavailable") or []) if running else [],
         "supervisor": service.get("supervisor") if running else None,
+        # Counted now, running or not: files that could not be converted wait there.
+        "error_files": error_files,
+        "error_files_newest": error_newest,
     }
     if probe and settings.server_url:
         client = uploader_for(settings)
@@ -62,6 +72,7 @@ def gather_status(
             client.close()
         info["server_reachable"] = result.outcome not in (Outcome.OFFLINE,)
         info["server_authenticated"] = result.outcome is Outcome.STORED
+        info["server_refused"] = result.outcome is Outcome.AUTH  # credentials or URL
         info["server_message"] = result.message
     return info
 

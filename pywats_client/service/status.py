@@ -1,19 +1,22 @@
 """What the service and each run report: `ServiceStatus`, written to state/status.json (a view,
-replaced atomically without fsync) and served by the control API, and `RunSummary`, what one
-run or drain did.
+replaced atomically without fsync) and served by the control API; `RunSummary`, what one run or
+drain did; and the count of the files waiting in the watch folders' error folders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pywats_client.outcomes import Outcome, ServerState
+from pywats_client.service.postaction import ERROR_NOTE_SUFFIX
 
 if TYPE_CHECKING:
     from pywats_client.service.uploader import UploadResult
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
 STATUS_FILE = "status.json"
 RECENT = 20  # uploads and failures remembered for the status page and /status
 MAX_REASON = 500  # characters of a failure reason kept (server messages can be long)
+ERROR_FILES_SHOWN = 5  # the newest files in the error folders, named in the status
+ERROR_COUNT_INTERVAL = 5.0  # seconds between two counts of the error folders by the service
+_NOTE_READ = 4096  # bytes of a note read for its reason
 
 
 @dataclass
@@ -49,6 +55,10 @@ class ServiceStatus:
     converted: int = 0
     conversion_errors: int = 0
     watching: int = 0  # files seen but not yet stable
+    # Files waiting in the watch folders' error folders (put there by any run, or by hand),
+    # and the newest few: {"path", "at", "reason"} (reason: from its .error.txt note).
+    error_files: int = 0
+    error_files_newest: list[dict[str, Any]] = field(default_factory=list)
     api_url: str = ""  # where the control API listens (the real port when 0 was asked for)
     # Newest first, at most RECENT each: {"at", "report_id", "source"} and
     # {"at", "kind", "report_id", "source", "reason"} (kind: an upload outcome, "conversion"
@@ -134,6 +144,51 @@ class RunSummary:
         for report in data["reports"]:
             report["outcome"] = report["outcome"].value if report["outcome"] else None
         return data
+
+
+def count_error_files(folders: Iterable[Path], newest: int = ERROR_FILES_SHOWN
+                      ) -> tuple[int, list[dict[str, Any]]]:
+    """(how many files wait in `folders`, the `newest` of them with the reason their note
+    gives). One scandir per folder; the notes (`.error.txt`) and hidden files do not count."""
+    count = 0
+    heap: list[tuple[float, str]] = []  # the newest, at most `newest` of them
+    for folder in dict.fromkeys(folders):  # two watch folders may share one error folder
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or entry.name.endswith(ERROR_NOTE_SUFFIX):
+                        continue
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        mtime = entry.stat(follow_symlinks=False).st_mtime
+                    except OSError:
+                        continue  # gone meanwhile
+                    count += 1
+                    if len(heap) < newest:
+                        heapq.heappush(heap, (mtime, entry.path))
+                    elif heap and mtime > heap[0][0]:
+                        heapq.heapreplace(heap, (mtime, entry.path))
+        except OSError:
+            continue  # no error folder yet, or the share is away: nothing to count there
+    shown = [{"path": path, "at": mtime, "reason": _note_reason(Path(path))}
+             for mtime, path in sorted(heap, reverse=True)]
+    return count, shown
+
+
+def _note_reason(path: Path) -> str:
+    """The reason a file's note gives: the first line under "What happened:", or the note's
+    first line when it has no such heading ("" when there is no note)."""
+    try:
+        with open(f"{path}{ERROR_NOTE_SUFFIX}", "rb") as note:
+            text = note.read(_NOTE_READ).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for at, line in enumerate(lines[:-1]):
+        if line.lower() == "what happened:":
+            return lines[at + 1][:MAX_REASON]
+    return lines[0][:MAX_REASON] if lines else ""
 
 
 def write_status(state_dir: Path, status: ServiceStatus) -> None:

@@ -5,6 +5,7 @@ server is configured. No retries in here: the queue decides when to try again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,11 +28,17 @@ from pywats_client.errors import ConfigError
 from pywats_client.outcomes import Outcome
 
 MAX_MESSAGE = 2000  # characters of a server's explanation kept in a message
+MAX_ANSWER_BYTES = 4 * 2**20  # a larger answer is an error: a server must not fill our memory
+_CHUNK = 64 * 1024
 
 _CONFIG_STATUSES = {401, 403, 404, 405, 407, 410}  # the request cannot work as configured
 _TRANSIENT_STATUSES = {408, 425, 429}  # plus every 5xx
 _CONNECTION_REPR = re.compile(r"^<?HTTPS?Connection(?:Pool)?\([^)]*\)(?: at 0x[0-9a-f]+)?>?: ")
 _MIN_SCRUB = 6  # shorter "tokens" would mangle ordinary words; real ones are far longer
+
+
+class _AnswerProblem(Exception):
+    """The server's answer could not be read whole: too large, too slow, or cut off."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,10 @@ class Uploader:
 
     def __init__(self, server_url: str, token: str, *, ca_bundle: str | None = None,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 max_retry_after: float | None = None,
                  user_agent: str = f"pywats-client/{__version__}") -> None:
+        """`max_retry_after`: the longest wait a server's Retry-After may ask for
+        (queue.retry_max_delay); longer asks are cut to it."""
         parts = urlsplit(server_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"server_url {server_url!r} is not an http(s) URL: set it to the "
@@ -85,6 +95,7 @@ class Uploader:
         self._auth = _TokenAuth(token)
         self._verify: str | bool = ca_bundle or True  # never False: verification stays on
         self._timeout = (connect_timeout, read_timeout)
+        self._max_retry_after = max_retry_after
         self._user_agent = user_agent
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -140,8 +151,10 @@ class Uploader:
             adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            # identity: a compressed answer could grow a thousandfold once decoded.
             session.headers.update({"User-Agent": self._user_agent,
-                                    "Accept": "application/json"})
+                                    "Accept": "application/json",
+                                    "Accept-Encoding": "identity"})
             # Proxies (HTTPS_PROXY, NO_PROXY) and REQUESTS_CA_BUNDLE are read from the
             # environment once per session, not on every request: requests otherwise walks the
             # whole environment twice per upload, a third of an upload's CPU time. Every
@@ -159,19 +172,72 @@ class Uploader:
 
     def _request(self, method: str, route: str, body: bytes | None, what: str) -> UploadResult:
         url = self.base_url + route
+        connect, read = self._timeout
+        # The whole exchange, not each socket read, is bounded: a server that trickles its
+        # answer a byte at a time would otherwise hold an upload slot for hours.
+        deadline = time.monotonic() + connect + read
         try:
             response = self._send(method, url, body)
         except requests.RequestException as exc:
             outcome = classify_exception(exc)
             message = self._describe(exc, outcome, what, submit=body is not None)
             return UploadResult(outcome, None, self._scrub(message))
-        result = classify_response(response.status_code, response.content,
+        try:
+            content = self._read_answer(response, deadline)
+        except _AnswerProblem as exc:
+            response.close()  # the rest of the answer is unread: the connection cannot be reused
+            resend = "; it may have been stored, so it is sent again with the same id"
+            return UploadResult(Outcome.TRANSIENT, response.status_code, self._scrub(
+                f"WATS at {self.base_url} answered {what} (HTTP {response.status_code}) but "
+                f"{exc}" + (resend if body is not None else "")))
+        result = classify_response(response.status_code, content,
                                    response.headers.get("Retry-After"),
                                    response.headers.get("Location"), url=url, what=what,
-                                   submit=body is not None, now=time.time())
-        payload = response.content if result.outcome is Outcome.STORED and body is None else b""
+                                   submit=body is not None, now=time.time(),
+                                   max_wait=self._max_retry_after)
+        payload = content if result.outcome is Outcome.STORED and body is None else b""
         return UploadResult(result.outcome, result.status, self._scrub(result.message),
                             result.retry_after, payload)
+
+    def _read_answer(self, response: requests.Response, deadline: float) -> bytes:
+        """The body of `response`, read in chunks: at most MAX_ANSWER_BYTES (decoded), and all
+        of it before `deadline` (monotonic); else `_AnswerProblem`."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            raise _AnswerProblem(f"its answer is {int(declared)} bytes long, over the limit of "
+                                 f"{MAX_ANSWER_BYTES} bytes; not read")
+        raw = response.raw
+        read = getattr(raw, "read1", None) or raw.read  # read1: one socket read at most
+        connection = getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _AnswerProblem(self._too_slow(size))
+                if sock is not None:
+                    sock.settimeout(min(remaining, self._timeout[1]))
+                chunk = read(_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise _AnswerProblem(f"its answer is over the limit of {MAX_ANSWER_BYTES} "
+                                         "bytes; the rest was not read")
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+                raise _AnswerProblem(self._too_slow(size)) from None
+            raise _AnswerProblem(f"the connection broke while reading its answer "
+                                 f"({_reason(exc)})") from None
+        finally:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(self._timeout[1])
+        raw.release_conn()  # read to the end: the connection is kept for the next request
+        return b"".join(chunks)
 
     def _send(self, method: str, url: str, body: bytes | None) -> requests.Response:
         # What Session.request() does, less merging the session's settings into each request
@@ -185,9 +251,15 @@ class Uploader:
         request = requests.PreparedRequest()
         request.prepare(method=method, url=url, headers=headers, data=body, auth=self._auth,
                         cookies=session.cookies)
+        # stream: the body is read by _read_answer, with a size limit and a deadline.
         return session.send(request, timeout=self._timeout, allow_redirects=False,
-                            verify=session.verify, proxies=session.proxies, stream=False,
+                            verify=session.verify, proxies=session.proxies, stream=True,
                             cert=None)
+
+    def _too_slow(self, size: int) -> str:
+        connect, read = self._timeout
+        return (f"did not finish its answer within {connect + read:g} s (connect_timeout + "
+                f"read_timeout); {size} bytes of it came")
 
     def _describe(self, exc: requests.RequestException, outcome: Outcome, what: str, *,
                   submit: bool) -> str:
@@ -244,9 +316,12 @@ def classify_exception(exc: BaseException) -> Outcome:
 
 
 def classify_response(status: int, body: bytes, retry_after: str | None, location: str | None,
-                      *, url: str, what: str, submit: bool, now: float) -> UploadResult:
-    """Map an HTTP answer onto an `Outcome` with a message an operator can act on."""
-    wait = parse_retry_after(retry_after, now) if retry_after else None
+                      *, url: str, what: str, submit: bool, now: float,
+                      max_wait: float | None = None) -> UploadResult:
+    """Map an HTTP answer onto an `Outcome` with a message an operator can act on; a
+    Retry-After longer than `max_wait` (queue.retry_max_delay) is cut to it."""
+    asked = parse_retry_after(retry_after, now) if retry_after else None
+    wait = asked if asked is None or max_wait is None else min(asked, max_wait)
     text = _trim(body.decode("utf-8", "replace"))
     if 200 <= status < 300:
         verb = "stored" if submit else "answered"
@@ -268,7 +343,9 @@ def classify_response(status: int, body: bytes, retry_after: str | None, locatio
         return UploadResult(Outcome.AUTH, status, f"no WATS API at {url} (HTTP {status}): check "
                             "server_url and its path prefix (e.g. https://host/wats)")
     if status in _TRANSIENT_STATUSES or status >= 500 or status < 200:
-        hint = f"; server asks to wait {wait:g} s" if wait is not None else ""
+        hint = f"; server asks to wait {asked:.0f} s" if asked is not None else ""
+        if asked is not None and wait is not None and wait < asked:
+            hint += f", waiting at most {wait:.0f} s (queue.retry_max_delay)"
         detail = f": {_trim(text, 200)}" if text else ""
         return UploadResult(Outcome.TRANSIENT, status, f"WATS could not take {what} now (HTTP "
                             f"{status}){detail}{hint}", wait)
@@ -276,8 +353,9 @@ def classify_response(status: int, body: bytes, retry_after: str | None, locatio
                         f"{text or '(no explanation in the response)'}")
 
 
-def parse_retry_after(value: str, now: float) -> float | None:
-    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (None if bad)."""
+def parse_retry_after(value: str, now: float, limit: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (None if bad),
+    from 0 (a date in the past) to `limit`."""
     value = value.strip()
     try:
         seconds = float(value)
@@ -289,7 +367,9 @@ def parse_retry_after(value: str, now: float) -> float | None:
         if when.tzinfo is None:  # "-0000" means UTC without saying so
             when = when.replace(tzinfo=timezone.utc)
         seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds if limit is None else min(seconds, limit))
 
 
 def _report_number(body: bytes) -> str:
@@ -344,4 +424,5 @@ def uploader_for(settings: Settings) -> Uploader:
         ca_bundle=settings.ca_bundle,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        max_retry_after=settings.queue.retry_max_delay,
     )
