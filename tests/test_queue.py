@@ -155,6 +155,24 @@ def test_retry_after_is_honoured_when_longer_than_the_backoff(
     assert mtime - clock.time() == pytest.approx(600, abs=1)
 
 
+def test_a_report_parked_beyond_the_longest_retry_is_brought_forward(
+    queue: DurableQueue, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An older version obeyed "Retry-After: 315360000" and parked the report until 2036.
+    rid = new_id()
+    queue.put(body(), report_id=rid)
+    path = queue.folder(State.PENDING) / f"{rid}{SUFFIX}"
+    parked = clock.time() + 315_360_000
+    os.utime(path, (parked, parked))
+    ids, later = queue.due(10)
+    longest = QueueSettings().retry_max_delay
+    assert ids == [] and later == pytest.approx(clock.time() + longest)
+    assert path.stat().st_mtime == pytest.approx(clock.time() + longest)
+    assert "brought forward" in caplog.text and rid in caplog.text
+    clock.advance(longest + 1)
+    assert queue.due(10)[0] == [rid]
+
+
 def test_backoff_doubles_with_jitter_up_to_the_cap(tmp_path: Path) -> None:
     q = DurableQueue(tmp_path, QueueSettings(retry_delay=30, retry_max_delay=3600),
                     rng=random.Random(3))

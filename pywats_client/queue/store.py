@@ -296,6 +296,9 @@ class DurableQueue:
         Zero-length files (a crash before any byte reached the disk) are quarantined here.
         """
         now = self.clock.time() if now is None else now
+        # No retry waits longer than this; an item parked beyond it was parked by an older
+        # version that obeyed a server's Retry-After of years, or by a clock that was wrong.
+        horizon = now + self.settings.retry_max_delay
         ready: list[tuple[float, str]] = []
         later: float | None = None
         for entry in _scan(self._dirs[State.PENDING.value]):
@@ -306,16 +309,30 @@ class DurableQueue:
             if st.st_size == 0:
                 self._quarantine(Path(entry.path), "empty file")
                 continue
-            if st.st_mtime <= now:
-                item = (-st.st_mtime, entry.name)
+            mtime = st.st_mtime
+            if mtime > horizon:
+                mtime = self._unpark(entry, horizon)
+            if mtime <= now:
+                item = (-mtime, entry.name)
                 if len(ready) < limit:
                     heapq.heappush(ready, item)
                 elif item > ready[0]:
                     heapq.heapreplace(ready, item)
-            elif later is None or st.st_mtime < later:
-                later = st.st_mtime
+            elif later is None or mtime < later:
+                later = mtime
         ordered = sorted(ready, reverse=True)
         return [name[: -len(SUFFIX)] for _, name in ordered], later
+
+    def _unpark(self, entry: os.DirEntry[str], horizon: float) -> float:
+        """Bring a pending item's next attempt forward to `horizon`; returns its time now."""
+        try:
+            os.utime(entry.path, (horizon, horizon))
+        except FileNotFoundError:
+            return horizon  # claimed meanwhile: it is not waiting any more
+        log.warning("report %s was parked beyond queue.retry_max_delay (%s); next attempt "
+                    "brought forward to then", entry.name[: -len(SUFFIX)],
+                    _duration(self.settings.retry_max_delay))
+        return horizon
 
     def claim(self, report_id: str) -> Claimed | None:
         """PENDING -> PROCESSING. None if the item is gone or was corrupt (quarantined).
