@@ -96,10 +96,12 @@ def test_everything_arrives_through_a_misbehaving_server_without_a_hot_loop(
 
 def test_a_server_answering_only_429_is_asked_again_only_after_retry_after(
         tmp_path: Path) -> None:
-    faults = Faults(rate_limit_rate=1.0, retry_after=2)
+    # The client's own backoff starts at 1 s; the server asks for 3 s, which the longest
+    # retry delay (4 s: a server's Retry-After is capped by it) allows.
+    faults = Faults(rate_limit_rate=1.0, retry_after=3)
     with Receiver(tmp_path / "store", token=TOKEN, faults=faults) as receiver:
         station = Station(tmp_path / "station", receiver.url, TOKEN, retry_delay=1,
-                          retry_max_delay=1)
+                          retry_max_delay=4)
         try:
             station.start()
             for n in range(5):
@@ -107,12 +109,12 @@ def test_a_server_answering_only_429_is_asked_again_only_after_retry_after(
             wait_until(lambda: receiver.request_count(POST) >= 5, 30, "the first attempts")
             start, began = receiver.request_count(POST), time.monotonic()
             # Ten more POSTs, two rounds of the five reports, end the window. Asked again only
-            # after each 2-second Retry-After, they take two periods (about 4 s); a client
-            # retrying on its own 1-second delay would send them in about 2.
+            # after each 3-second Retry-After, they take two periods (about 6 s); a client
+            # retrying on its own backoff (1 s, then 2 s) would send them in about 3.
             wait_until(lambda: receiver.request_count(POST) >= start + 10, 30,
                        "two more rounds of attempts")
             took = time.monotonic() - began
-            assert took >= 3, f"10 POSTs in {took:.1f} s despite Retry-After: 2"
+            assert took >= 4.5, f"10 POSTs in {took:.1f} s despite Retry-After: 3"
             receiver.faults.rate_limit_rate = 0.0
             assert receiver.wait_for_reports(5, timeout=30)
         finally:
