@@ -28,6 +28,7 @@ from pywats_client.errors import (
     IncompleteFileError,
     QueueFullError,
 )
+from pywats_client.fsutil import UnsafePathError
 from pywats_client.outcomes import ServerState
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock
@@ -48,6 +49,7 @@ from pywats_client.service.postaction import (
     SeenFiles,
     apply_post_action,
     move_to_error,
+    protected_folders,
     put_skipped_aside,
 )
 from pywats_client.service.status import RunSummary, ServiceStatus, write_status
@@ -96,6 +98,7 @@ class _Converted:
     message: str = ""
     queued: tuple[str, ...] = ()
     companions: tuple[Path, ...] = ()
+    folder_problem: str = ""  # a done or error folder refused (a link, not a folder, protected)
 
 
 class Service:
@@ -135,6 +138,7 @@ class Service:
             enabled=settings.converters.enabled, plugin_dir=paths.converters
         )
         self.seen = SeenFiles(paths.state)
+        self._protect = protected_folders(paths)  # never the destination of a post-action
         self.watcher = FolderWatcher(
             settings.queue.watch_folders,
             settle_time=settings.queue.settle_time,
@@ -318,7 +322,8 @@ class Service:
             companions = companions_of(converter, path)
             context = make_context(self.settings, path, source.folder.arguments, self.processes)
             conversion = convert_file(path, converter, context, reason,
-                                      max_file_bytes(self.settings))
+                                      max_file_bytes(self.settings),
+                                      follow_symlinks=source.folder.follow_symlinks)
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
             return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
@@ -341,38 +346,46 @@ class Service:
             else:
                 log.info("report %s from %s is already %s; not queued twice",
                          result.id, path, result.state.value)
+        problem = ""
         try:
-            apply_post_action(source, self.seen, conversion.companions)
+            apply_post_action(source, self.seen, conversion.companions, protect=self._protect)
         except OSError as exc:
             # The reports are safe in the queue; only the tidy-up failed.
             log.error("report(s) from %s queued, but its post-action failed: %s", path, exc)
+            problem = str(exc) if isinstance(exc, UnsafePathError) else ""
         ids = tuple(r.id for r in results)
         # queue.put() already logged each report with its file and converter.
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
-        return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids)
+        return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids,
+                          folder_problem=problem)
 
     def _skip_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
     ) -> _Converted:
+        problem = ""
         try:
-            moved = put_skipped_aside(source, self.seen, reason, companions=companions)
+            moved = put_skipped_aside(source, self.seen, reason, companions=companions,
+                                      protect=self._protect)
         except OSError as exc:
             log.error("%s; no report made, and the file cannot be put aside: %s", reason, exc)
+            problem = str(exc) if isinstance(exc, UnsafePathError) else ""
         else:
             log.info("%s; no report made%s", reason, f", moved to {moved}" if moved else "")
-        return _Converted(source, ConversionOutcome.SKIPPED, reason)
+        return _Converted(source, ConversionOutcome.SKIPPED, reason, folder_problem=problem)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
     ) -> _Converted:
+        problem = ""
         try:
-            moved = move_to_error(source, reason, companions=companions)
+            moved = move_to_error(source, reason, companions=companions, protect=self._protect)
             log.error("cannot convert %s: %s; moved to %s", source.path, reason, moved)
         except OSError as exc:
             log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
                       source.path, reason, exc)
-        return _Converted(source, ConversionOutcome.ERROR, reason)
+            problem = str(exc) if isinstance(exc, UnsafePathError) else ""
+        return _Converted(source, ConversionOutcome.ERROR, reason, folder_problem=problem)
 
     def _collect_conversions(self) -> None:
         for future in [f for f in self._conversions if f.done()]:
@@ -387,6 +400,10 @@ class Service:
             self._account_conversion(done)
 
     def _account_conversion(self, done: _Converted) -> None:
+        if done.folder_problem:
+            self.status.folder_problems += 1
+            self.status.record_failure("folder", done.folder_problem, self.clock.time(),
+                                       source=str(done.source.path))
         self._conversion_handlers[done.outcome](done)
 
     def _on_queued(self, done: _Converted) -> None:
@@ -461,7 +478,8 @@ class Service:
     def _status_key(self) -> tuple[object, ...]:
         s = self.status
         return (s.state, s.server, s.server_detail, s.disk_full, s.uploaded, s.rejected,
-                s.converted, s.conversion_errors, s.last_error_at, self.watcher.pending_count(),
+                s.converted, s.conversion_errors, s.last_error_at, s.folder_problems,
+                self.watcher.pending_count(),
                 tuple(self.watcher.unavailable()))
 
     def _publish(self) -> None:

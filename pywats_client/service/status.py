@@ -48,6 +48,7 @@ class ServiceStatus:
     rejected: int = 0
     converted: int = 0
     conversion_errors: int = 0
+    folder_problems: int = 0  # done/error folders refused: a link, not a folder, or protected
     watching: int = 0  # files seen but not yet stable
     api_url: str = ""  # where the control API listens (the real port when 0 was asked for)
     # Newest first, at most RECENT each: {"at", "report_id", "source"} and
