@@ -1,0 +1,209 @@
+"""Whoever can write a watch folder cannot have the service run code, read files elsewhere,
+drop a file into its own folders, hide a report behind a reused id, or file a report under a
+process it guessed: the whole service, in process, against the bundled receiver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pywats_client.config.settings import QueueSettings, Settings, WatchFolder
+from pywats_client.converters import ConverterRegistry
+from pywats_client.http.receiver import Receiver
+from pywats_client.paths import InstancePaths
+from pywats_client.service import watcher as watcher_module
+from pywats_client.service.loop import Service
+from pywats_client.service.watcher import FolderWatcher
+from tests.conftest import TOKEN
+from tests.fakes import FakeClock
+
+
+def make_service(tmp_path: Path, server_url: str, *, defaults: dict[str, Any] | None = None,
+                 **folder: Any) -> tuple[Service, InstancePaths, Path]:
+    paths = InstancePaths.for_instance("default", tmp_path / "data")
+    watch = tmp_path / "watch"
+    watch.mkdir(exist_ok=True)
+    settings = Settings(
+        server_url=server_url, api_token=TOKEN, station_name="guard", connect_timeout=2,
+        read_timeout=5,
+        queue=QueueSettings(watch_folders=(WatchFolder(path=watch, **folder),), settle_time=0.1,
+                            rescan_interval=1, upload_interval=1, probe_interval=0.5),
+    )
+    if defaults:
+        from dataclasses import replace
+        settings = replace(settings, converters=replace(settings.converters, defaults=defaults))
+    return Service(settings, paths, stop_timeout=5), paths, watch
+
+
+def run_once(service: Service) -> None:
+    """`start --once`, on a thread that must end."""
+    worker = threading.Thread(target=service.run, kwargs={"once": True}, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the service did not finish its once-run"
+
+
+@pytest.fixture
+def server(receiver: Receiver) -> Iterator[Receiver]:
+    yield receiver
+
+
+def test_a_dropped_script_never_reaches_the_plugin_folder(tmp_path: Path,
+                                                          server: Receiver) -> None:
+    service, paths, watch = make_service(tmp_path, server.url)
+    paths.ensure()
+    paths.key.write_text("the instance's secret key\n")
+    (watch / "error").symlink_to(paths.converters)  # planted by whoever writes the folder
+    evil = watch / "evil.py"
+    evil.write_text("from pathlib import Path\nLEAK = Path(__file__).parent.parent.joinpath("
+                    "'secret.key').read_text()\n")
+
+    run_once(service)
+
+    assert os.listdir(paths.converters) == []
+    assert evil.exists()  # left where it was put
+    status = service.status.to_dict()
+    assert status["folder_problems"] == 1
+    assert any(f["kind"] == "folder" and "symbolic link" in f["reason"]
+               for f in status["recent_failures"])
+    registry = ConverterRegistry(plugin_dir=paths.converters)
+    assert not any(info.origin != "built-in" for info in registry.info())
+
+
+def test_a_link_in_the_watch_folder_is_neither_read_nor_moved(tmp_path: Path,
+                                                              server: Receiver) -> None:
+    outside = tmp_path / "other-station"
+    outside.mkdir()
+    theirs = outside / "r.json"
+    theirs.write_text(json.dumps(_report("SN-OTHER")))
+    service, _paths, watch = make_service(tmp_path, server.url)
+    (watch / "r.json").symlink_to(theirs)
+
+    run_once(service)
+
+    assert server.stored_ids() == set()
+    assert theirs.exists() and (watch / "r.json").is_symlink()
+    assert not (watch / "error").exists() and not (watch / "done").exists()
+
+
+def test_a_folder_that_follows_links_takes_them_and_moves_the_link(tmp_path: Path,
+                                                                   server: Receiver) -> None:
+    outside = tmp_path / "shared-results"
+    outside.mkdir()
+    target = outside / "r.json"
+    target.write_text(json.dumps(_report("SN-LINKED")))
+    service, _paths, watch = make_service(tmp_path, server.url, follow_symlinks=True)
+    (watch / "r.json").symlink_to(target)
+
+    run_once(service)
+
+    assert server.wait_for_reports(1, timeout=20)
+    assert (watch / "done" / "r.json").is_symlink()  # the link moved, its target untouched
+    assert target.exists()
+
+
+def _report(sn: str, **extra: Any) -> dict[str, Any]:
+    from tests.station import wsjf_report
+
+    report = wsjf_report(1, sn=sn)
+    report.update(extra)
+    return report
+
+
+# -- the watcher's scan: links, hard links, pipes ---------------------------------------------
+
+
+def _watcher(tmp_path: Path, folder: WatchFolder, clock: FakeClock) -> FolderWatcher:
+    return FolderWatcher([folder], settle_time=1.0, rescan_interval=3600.0,
+                         state_dir=tmp_path / "state", clock=clock)
+
+
+def _poll_twice(watcher: FolderWatcher, clock: FakeClock) -> list[str]:
+    """Everything taken in a first look and a rescan later."""
+    ready, _ = watcher.poll()
+    clock.advance(3601.0)
+    later, _ = watcher.poll()
+    return sorted(s.path.name for s in ready + later)
+
+
+def test_links_are_left_alone_and_named_once(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    (tmp_path / "shadow").write_text("root:$6$")
+    (watch / "shadow.json").symlink_to(tmp_path / "shadow")
+    (watch / "dangling.json").symlink_to(tmp_path / "nowhere")
+    (watch / "real.json").write_text("{}")
+    os.utime(watch / "real.json", (0, 0))
+    clock = FakeClock()
+    watcher = _watcher(tmp_path, WatchFolder(path=watch), clock)
+    watcher.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
+            watcher.hint(watch / "shadow.json")  # an event names it too
+            taken = _poll_twice(watcher, clock)
+    finally:
+        watcher.stop()
+
+    assert taken == ["real.json"]
+    refusals = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
+    assert len(refusals) == 2  # one line per link, not one per look
+    assert all("follow_symlinks" in line for line in refusals)
+
+
+def test_a_named_pipe_or_socket_in_the_watch_folder_does_not_block(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    os.mkfifo(watch / "pipe.json")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(watch / "sock.json"))
+    clock = FakeClock()
+    watcher = _watcher(tmp_path, WatchFolder(path=watch, follow_symlinks=True), clock)
+    (watch / "to-pipe.json").symlink_to(watch / "pipe.json")
+    watcher.start()
+    result: list[list[str]] = []
+    try:
+        looker = threading.Thread(target=lambda: result.append(_poll_twice(watcher, clock)),
+                                  daemon=True)
+        looker.start()
+        looker.join(10)
+        assert not looker.is_alive(), "the watcher blocks on a named pipe"
+    finally:
+        watcher.stop()
+        server.close()
+    assert result == [[]]
+
+
+def test_hard_links_are_left_alone_where_the_kernel_does_not_protect_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(watcher_module, "_hardlinks_protected", lambda: False)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the watch folder's writer")
+    os.link(secret, watch / "linked.json")
+    interrupted = watch / "moved.json"
+    interrupted.write_text("{}")
+    (watch / "done").mkdir()
+    os.link(interrupted, watch / "done" / "moved.json")  # a crash between link and unlink
+    for path in (watch / "linked.json", interrupted):
+        os.utime(path, (0, 0), follow_symlinks=False)
+    clock = FakeClock()
+    watcher = _watcher(tmp_path, WatchFolder(path=watch), clock)
+    watcher.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
+            taken = _poll_twice(watcher, clock)
+    finally:
+        watcher.stop()
+    assert taken == ["moved.json"]  # the interrupted move is finished by its post-action
+    assert sum("hard links" in r.getMessage() for r in caplog.records) == 1
