@@ -93,3 +93,16 @@ def test_an_error_from_a_file_that_was_swapped_meanwhile_is_not_reported(
     path.write_text("PASS")
     with pytest.raises(IncompleteFileError, match="changed while it was being converted"):
         convert_file(path, _Swapping(), ConverterContext(station_name="s"))
+
+
+def test_a_wsjf_file_that_is_not_utf8_is_an_error_naming_the_byte(tmp_path: Path) -> None:
+    report = json.dumps(wsjf_report(1, report_id=str(uuid.uuid4()), sn="SN-\u00c5"),
+                        ensure_ascii=False).encode()
+    at = report.index("\u00c5".encode())
+    path = tmp_path / "r.json"
+    path.write_bytes(report[:at] + b"\xc5" + report[at + 2:])  # a cp1252 byte in UTF-8 text
+    with pytest.raises(ConversionError, match=rf"not valid utf-8 \(byte {at}\)"):
+        convert_source(Settings(station_name="s"), ConverterRegistry(), path, None)
+    path.write_bytes(report)
+    assert convert_source(Settings(station_name="s"), ConverterRegistry(), path,
+                          None).reports[0]["sn"] == "SN-\u00c5"
