@@ -207,3 +207,31 @@ def test_hard_links_are_left_alone_where_the_kernel_does_not_protect_them(
         watcher.stop()
     assert taken == ["moved.json"]  # the interrupted move is finished by its post-action
     assert sum("hard links" in r.getMessage() for r in caplog.records) == 1
+
+
+# -- one report id, two different reports ------------------------------------------------------
+
+
+def test_a_second_report_under_a_used_id_goes_to_the_error_folder(tmp_path: Path,
+                                                                  server: Receiver) -> None:
+    rid = "5b7f61f3-0d7c-4bd4-9a55-0c1f1e6f2a10"
+    first = json.dumps(_report("SN-FIRST", id=rid))
+    service, _paths, watch = make_service(tmp_path, server.url)
+    (watch / "template.json").write_text(first)
+    run_once(service)
+    assert server.wait_for_reports(1, timeout=20)
+
+    service, _paths, watch = make_service(tmp_path, server.url)
+    (watch / "copy.json").write_text(json.dumps(_report("SN-SECOND", id=rid)))
+    (watch / "template-again.json").write_text(first)  # the same report, converted again
+    run_once(service)
+
+    assert sorted(os.listdir(watch / "error")) == ["copy.json", "copy.json.error.txt"]
+    note = (watch / "error" / "copy.json.error.txt").read_text(encoding="utf-8")
+    assert rid in note and str(watch / "template.json") in note
+    assert sorted(os.listdir(watch / "done")) == ["template-again.json", "template.json"]
+    status = service.status.to_dict()
+    assert (status["id_clashes"], status["conversion_errors"]) == (1, 1)
+    assert server.stored_ids() == {rid}
+    stored = json.loads((server.store / f"{rid}.json").read_text())
+    assert stored["sn"] == "SN-FIRST"

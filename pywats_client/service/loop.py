@@ -5,6 +5,7 @@ its main loop, its conversion pool, the accounting of each file's conversion, an
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import logging
 import os
@@ -38,6 +39,7 @@ from pywats_client.service import process_table
 from pywats_client.service.dispatcher import UploadDispatcher
 from pywats_client.service.drain import remaining
 from pywats_client.service.pipeline import (
+    ReportIdClashError,
     companions_of,
     convert_file,
     converter_for,
@@ -87,6 +89,7 @@ class ConversionOutcome(enum.Enum):
     DISK_FULL = "disk_full"  # no room for its reports: the file waits, tried again soon
     GONE = "gone"  # vanished before it was converted
     SKIPPED = "skipped"  # its converter said it holds no report: put aside with a note
+    ID_CLASH = "id_clash"  # a report id taken by a different report: moved to the error folder
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,9 @@ class Service:
             return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
         except ConversionSkipped as exc:
             return self._skip_source(source, str(exc), companions)
+        except ReportIdClashError as exc:
+            rejected = self._reject_source(source, str(exc), companions)
+            return dataclasses.replace(rejected, outcome=ConversionOutcome.ID_CLASH)
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
@@ -446,6 +452,10 @@ class Service:
     def _on_error(self, done: _Converted) -> None:
         self._count_conversion_error(done)
         self.watcher.done(done.source)
+
+    def _on_id_clash(self, done: _Converted) -> None:
+        self.status.id_clashes += 1
+        self._on_error(done)
 
     def _count_conversion_error(self, done: _Converted) -> None:
         self.status.conversion_errors += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -18,8 +19,8 @@ from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.fsutil import UnsafePathError, open_regular
-from pywats_client.queue.store import DurableQueue, PutResult
+from pywats_client.fsutil import UnsafePathError, open_regular, shown
+from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult
 from pywats_client.report.builder import apply_context
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
@@ -36,6 +37,12 @@ class Conversion:
     reason: str
     reports: list[dict[str, Any]]
     companions: tuple[Path, ...] = ()  # files/folders that form one unit with `path`
+    content_sha256: str = ""  # of the source file, as converted
+
+
+class ReportIdClashError(ConversionError):
+    """A report's id is already taken by a different report (a template copied with its
+    sample's id, a tester that reuses ids): the file is not queued."""
 
 
 def make_context(
@@ -146,7 +153,8 @@ def convert_file(
         )
         for index, report in enumerate(reports)
     ]
-    return Conversion(path, converter.name, reason, finished, companions_of(converter, path))
+    return Conversion(path, converter.name, reason, finished, companions_of(converter, path),
+                      digest)
 
 
 def as_report_dict(report: object, context: ConverterContext, path: Path, converter: str
@@ -219,17 +227,45 @@ def queue_reports(queue: DurableQueue, conversion: Conversion) -> list[PutResult
     """Put every report of a conversion into the queue, durably, before the source is touched.
 
     If the disk fills half-way, the reports already written stay: they have deterministic ids,
-    so converting the file again later re-queues only what is missing.
+    so converting the file again later re-queues only what is missing. A report whose id is
+    taken by a different report (in the queue, or earlier in the same file) raises
+    ReportIdClashError naming the file that came first; it is checked before anything of the
+    file is queued.
     """
-    return [
-        queue.put(
-            to_json_bytes(report),
-            report_id=report["id"],
-            source=str(conversion.path),
-            converter=conversion.converter,
-        )
-        for report in conversion.reports
-    ]
+    bodies = [(str(report["id"]), to_json_bytes(report)) for report in conversion.reports]
+    first: dict[str, bytes] = {}
+    for report_id, body in bodies:
+        if first.setdefault(report_id, body) != body:
+            raise ReportIdClashError(
+                f"{conversion.path.name} holds two different reports with the same id "
+                f"{report_id}; WATS would keep only one of them. {_ID_FIX}")
+    for report_id, body in bodies:
+        stored = queue.clash(body, report_id=report_id,
+                             source_sha256=conversion.content_sha256)
+        if stored is not None:
+            raise _clash(conversion, report_id, stored)
+    results = []
+    for report_id, body in bodies:
+        result = queue.put(body, report_id=report_id, source=str(conversion.path),
+                           converter=conversion.converter,
+                           source_sha256=conversion.content_sha256)
+        if result.clash is not None:  # taken by another file in the meantime
+            raise _clash(conversion, report_id, result.clash)
+        results.append(result)
+    return results
+
+
+_ID_FIX = ("Give each report its own id (a copy of a sample keeps the sample's id), or leave "
+           "the id out and one is made from the file's content; then put the file back")
+
+
+def _clash(conversion: Conversion, report_id: str, stored: ItemHeader) -> ReportIdClashError:
+    first = f"from {shown(stored.source)}" if stored.source else "through the library"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stored.queued_at))
+    return ReportIdClashError(
+        f"{shown(conversion.path.name)}: its report id {report_id} is already used by a "
+        f"different report, queued {first} at {when}; this one was not queued, as WATS would "
+        f"keep only one of them. {_ID_FIX}")
 
 
 def _sha256(path: Path, follow_symlinks: bool = True) -> str:
