@@ -828,7 +828,8 @@ def test_upload_a_garbage_file_queues_nothing(
 STATUS_KEYS = {"instance", "config", "running", "pid", "lock_holder", "uptime_seconds",
                "server_url", "queue", "last_upload_at", "last_upload_id", "last_error",
                "last_error_at", "service_server_state", "service_server_detail", "disk_full",
-               "disk_low", "disk_free_mb", "folders_unavailable", "supervisor"}
+               "disk_low", "disk_free_mb", "folders_unavailable", "supervisor",
+               "waiting_for_processes", "id_clashes", "folder_problems"}
 PROBE_KEYS = {"server_reachable", "server_authenticated", "server_message"}
 
 

@@ -386,7 +386,8 @@ def test_a_watch_folder_inside_the_instance_folder_keeps_its_own_done_folder(
     source = make_source(folder, "r.json", b"{}")
     protect = protected_folders(InstancePaths("default", instance))
 
-    assert apply_post_action(source, seen, protect=protect) == instance / "inbox" / "done" / "r.json"
+    dest = apply_post_action(source, seen, protect=protect)
+    assert dest == instance / "inbox" / "done" / "r.json"
 
 
 def test_a_done_folder_that_is_a_file_is_refused(tmp_path: Path, seen: SeenFiles) -> None:

@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 
 from pywats_client.config.settings import QueueSettings, Settings, WatchFolder
-from pywats_client.converters import ConverterRegistry
+from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
 from pywats_client.service import watcher as watcher_module
 from pywats_client.service.loop import Service
+from pywats_client.service.oneshot import gather_status
 from pywats_client.service.watcher import FolderWatcher
 from tests.conftest import TOKEN
 from tests.fakes import FakeClock
+from tests.station import wait_until
 
 
 def make_service(tmp_path: Path, server_url: str, *, defaults: dict[str, Any] | None = None,
@@ -235,3 +237,73 @@ def test_a_second_report_under_a_used_id_goes_to_the_error_folder(tmp_path: Path
     assert server.stored_ids() == {rid}
     stored = json.loads((server.store / f"{rid}.json").read_text())
     assert stored["sn"] == "SN-FIRST"
+
+
+# -- a named process is never guessed ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_named_process_waits_for_the_process_list_instead_of_the_default(
+        tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there yet: the first start is offline
+    service, paths, watch = make_service(tmp_path, f"http://127.0.0.1:{port}",
+                                         defaults={"process_code": 50})
+    report = _report("SN-DEBUG", processName="SW Debug")
+    del report["processCode"]
+    (watch / "debug.json").write_text(json.dumps(report))
+    worker = threading.Thread(target=service.run, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: service.snapshot().get("waiting_for_processes") == 1, 30,
+                   "the file to wait for the process list")
+        assert (watch / "debug.json").exists() and not os.listdir(paths.queue / "pending")
+        wait_until(lambda: gather_status(paths, service.settings, probe=False)
+                   ["waiting_for_processes"] == 1, 10, "`status` to show the waiting file")
+        with Receiver(tmp_path / "store", port=port, token=TOKEN) as server:
+            assert server.wait_for_reports(1, timeout=30)
+            [rid] = server.stored_ids()
+            stored = json.loads((server.store / f"{rid}.json").read_text())
+        assert (stored["processCode"], stored["processName"]) == (10, "SW Debug")
+        wait_until(lambda: service.snapshot().get("waiting_for_processes") == 0, 10,
+                   "the status to show no file waiting")
+    finally:
+        service.request_stop()
+        worker.join(30)
+    assert not worker.is_alive()
+
+
+def test_the_process_rule_of_converters_and_report_objects() -> None:
+    from pywats_client.converters.builtin import ConversionOptions
+    from pywats_client.converters.wstf import WATSStandardTextConverter
+    from pywats_client.errors import ConversionError, ProcessListUnknownError
+    from pywats_client.report.builder import apply_context
+
+    converter = WATSStandardTextConverter()
+    unknown = ConverterContext(defaults={"process_code": 50})
+    known = ConverterContext(defaults={"process_code": 50},
+                             processes={"SW Debug": 10, "PCBA test": 50})
+
+    def code(context: ConverterContext, name: str | None) -> int:
+        return ConversionOptions.of(converter, context, Path("r.txt")).process_code(name=name)
+
+    with pytest.raises(ProcessListUnknownError, match=r"'SW Debug'.*not known"):
+        code(unknown, "SW Debug")
+    assert code(known, "SW Debug") == 10
+    with pytest.raises(ConversionError, match=r"'Burn-in' is not one the server knows.*"
+                                              r"'SW Debug' \(10\), 'PCBA test' \(50\)"):
+        code(known, "Burn-in")
+    assert code(unknown, None) == 50  # the default is for reports that name no process
+
+    report: dict[str, Any] = {"type": "T", "pn": "P", "sn": "S", "processName": "SW Debug"}
+    with pytest.raises(ProcessListUnknownError):
+        apply_context(dict(report), unknown)
+    apply_context(report, known)
+    assert (report["processCode"], report["processName"]) == (10, "SW Debug")
+    unnamed: dict[str, Any] = {"type": "T", "pn": "P", "sn": "S"}
+    apply_context(unnamed, unknown)
+    assert unnamed["processCode"] == 50 and "processName" not in unnamed

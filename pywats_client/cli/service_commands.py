@@ -328,6 +328,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         for folder in info["folders_unavailable"]:
             print(f"watch folder: UNAVAILABLE {folder} (missing, unmounted or unreadable; "
                   "its files wait)")
+        if info["waiting_for_processes"]:
+            print(f"files:        {info['waiting_for_processes']} files wait for the server's "
+                  "process list")
+        if info["id_clashes"]:
+            print(f"id clashes:   {info['id_clashes']} file(s) reused a report id of another "
+                  "report; they are in the error folder")
+        if info["folder_problems"]:
+            print(f"folders:      {info['folder_problems']} time(s) a done or error folder was "
+                  "refused (a link, not a folder, or protected; see the log)")
         counts = info["queue"]
         print("queue:        " + (", ".join(f"{k} {v}" for k, v in counts.items())
                                   or "empty (no queue folder yet)"))

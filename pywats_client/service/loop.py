@@ -27,6 +27,7 @@ from pywats_client.errors import (
     ConfigError,
     ConversionError,
     IncompleteFileError,
+    ProcessListUnknownError,
     QueueFullError,
 )
 from pywats_client.fsutil import UnsafePathError
@@ -90,6 +91,9 @@ class ConversionOutcome(enum.Enum):
     GONE = "gone"  # vanished before it was converted
     SKIPPED = "skipped"  # its converter said it holds no report: put aside with a note
     ID_CLASH = "id_clash"  # a report id taken by a different report: moved to the error folder
+    # It names its process and no process list is known yet: it waits in its folder (in flight
+    # to the watcher) until the list is fetched, then it is taken again.
+    WAITING_FOR_PROCESSES = "waiting_for_processes"
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,7 @@ class Service:
         self.notifier = Notifier()
         self.processes = process_table.load(paths.state)
         self._process_fetch: Future[object] | None = None
+        self._awaiting_processes: dict[Path, SourceFile] = {}  # name their process; no list
         self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
         # One handler per outcome, `_on_<outcome>`: a missing one fails here, at the start.
@@ -334,6 +339,8 @@ class Service:
             return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
         except ConversionSkipped as exc:
             return self._skip_source(source, str(exc), companions)
+        except ProcessListUnknownError as exc:
+            return _Converted(source, ConversionOutcome.WAITING_FOR_PROCESSES, str(exc))
         except ReportIdClashError as exc:
             rejected = self._reject_source(source, str(exc), companions)
             return dataclasses.replace(rejected, outcome=ConversionOutcome.ID_CLASH)
@@ -453,6 +460,18 @@ class Service:
         self._count_conversion_error(done)
         self.watcher.done(done.source)
 
+    def _on_waiting_for_processes(self, done: _Converted) -> None:
+        source = done.source
+        if self.processes:  # the list came while this file was being converted
+            self.watcher.retry_later(source, 0.0)
+            return
+        if not self._awaiting_processes:
+            self._next_process_fetch = self.clock.monotonic()  # ask the server now
+        if source.path not in self._awaiting_processes:
+            log.info("%s waits for the server's process list: %s", source.path, done.message)
+        self._awaiting_processes[source.path] = source
+        self.status.waiting_for_processes = len(self._awaiting_processes)
+
     def _on_id_clash(self, done: _Converted) -> None:
         self.status.id_clashes += 1
         self._on_error(done)
@@ -489,7 +508,7 @@ class Service:
         s = self.status
         return (s.state, s.server, s.server_detail, s.disk_full, s.uploaded, s.rejected,
                 s.converted, s.conversion_errors, s.last_error_at, s.folder_problems,
-                self.watcher.pending_count(),
+                s.waiting_for_processes, self.watcher.pending_count(),
                 tuple(self.watcher.unavailable()))
 
     def _publish(self) -> None:
@@ -527,10 +546,24 @@ class Service:
                     process_table.save(self.paths.state, table)
                 except OSError as exc:
                     log.warning("cannot cache the process list: %s", exc)
-            self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else 600)
-        if (self._process_fetch is None and now >= self._next_process_fetch
-                and self.status.server is ServerState.ONLINE and self.dispatcher.accepting):
+                self._release_awaiting_processes()
+            retry = self.settings.queue.probe_interval if self._awaiting_processes else 600
+            self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else retry)
+        # Files waiting for the list are reason enough to ask, whatever the uploads found.
+        wanted = self.status.server is ServerState.ONLINE or bool(self._awaiting_processes)
+        if (self._process_fetch is None and now >= self._next_process_fetch and wanted
+                and self.dispatcher.accepting):
             self._process_fetch = self.dispatcher.background(self._fetch_processes)
+
+    def _release_awaiting_processes(self) -> None:
+        """The process list is known: files that waited for it are taken again."""
+        waiting, self._awaiting_processes = self._awaiting_processes, {}
+        for source in waiting.values():
+            self.watcher.retry_later(source, 0.0)
+        if waiting:
+            log.info("the server's process list is known: %d waiting file(s) are converted "
+                     "now", len(waiting))
+        self.status.waiting_for_processes = 0
 
     def _fetch_processes(self) -> dict[str, int]:
         """Upload thread: the server's process table ({} when it cannot be had)."""

@@ -53,6 +53,9 @@ def gather_status(
         "disk_free_mb": service.get("disk_free_mb") if running else None,
         "folders_unavailable": list(service.get("folders_unavailable") or []) if running else [],
         "supervisor": service.get("supervisor") if running else None,
+        "waiting_for_processes": int(service.get("waiting_for_processes") or 0) if running else 0,
+        "id_clashes": int(service.get("id_clashes") or 0) if running else 0,
+        "folder_problems": int(service.get("folder_problems") or 0) if running else 0,
     }
     if probe and settings.server_url:
         client = uploader_for(settings)

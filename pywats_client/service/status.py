@@ -50,6 +50,7 @@ class ServiceStatus:
     conversion_errors: int = 0
     folder_problems: int = 0  # done/error folders refused: a link, not a folder, or protected
     id_clashes: int = 0  # files whose report id another report had taken: in the error folder
+    waiting_for_processes: int = 0  # files naming a process, waiting for the process list
     watching: int = 0  # files seen but not yet stable
     api_url: str = ""  # where the control API listens (the real port when 0 was asked for)
     # Newest first, at most RECENT each: {"at", "report_id", "source"} and
