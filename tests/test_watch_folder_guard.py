@@ -307,3 +307,39 @@ def test_the_process_rule_of_converters_and_report_objects() -> None:
     unnamed: dict[str, Any] = {"type": "T", "pn": "P", "sn": "S"}
     apply_context(unnamed, unknown)
     assert unnamed["processCode"] == 50 and "processName" not in unnamed
+
+
+# -- plugins: the file run is the file checked ---------------------------------------------------
+
+PLUGIN = '''
+from pywats_client.converters import Converter
+
+
+class LinkedConverter(Converter):
+    name = "LinkedConverter"
+    file_patterns = ("*.lnk",)
+
+    def convert(self, path, context):
+        return {}
+'''
+
+
+def test_a_plugin_linked_from_a_folder_others_can_write_is_refused(tmp_path: Path) -> None:
+    plugins = tmp_path / "converters"
+    plugins.mkdir(mode=0o755)
+    plugins.chmod(0o755)
+    shared = tmp_path / "share"  # a watch folder, say: everybody writes there
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "linked.py").write_text(PLUGIN)
+    (shared / "linked.py").chmod(0o644)  # the file itself looks safe ...
+    (plugins / "linked.py").symlink_to(shared / "linked.py")
+
+    registry = ConverterRegistry(plugin_dir=plugins)
+
+    assert "LinkedConverter" not in registry.names()
+    assert any("writable by other users" in str(e) and str(shared) in str(e)
+               for e in registry.errors)
+    shared.chmod(0o755)  # ... and once only its owner may change it, it is run
+    assert "LinkedConverter" in ConverterRegistry(plugin_dir=plugins).names()
+
