@@ -31,6 +31,11 @@ class ReportValidationError(ConversionError):
     """A report misses a required field or breaks a limit; the message names the field."""
 
 
+class ProcessListUnknownError(ReportValidationError):
+    """A report names its process, and the server's process list that turns the name into a
+    code is not known yet: the file waits for the list instead of being filed under a guess."""
+
+
 class PluginError(PyWATSClientError):
     """A converter plugin cannot be found or loaded; the message names the file or path."""
 

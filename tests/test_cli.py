@@ -839,7 +839,8 @@ STATUS_KEYS = {"instance", "config", "running", "pid", "lock_holder", "uptime_se
                "server_url", "queue", "last_upload_at", "last_upload_id", "last_error",
                "last_error_at", "service_server_state", "service_server_detail", "disk_full",
                "disk_low", "disk_free_mb", "folders_unavailable", "supervisor",
-               "error_files", "error_files_newest"}
+               "error_files", "error_files_newest",
+               "waiting_for_processes", "id_clashes", "folder_problems"}
 PROBE_KEYS = {"server_reachable", "server_authenticated", "server_refused", "server_message"}
 
 

@@ -30,6 +30,7 @@ from pywats_client.converters.xmlsafe import (
     sniff_root,
     xml_encoding,
 )
+from pywats_client.errors import ProcessListUnknownError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REGISTRY = ConverterRegistry()
@@ -79,6 +80,11 @@ def test_the_process_comes_from_the_settings(name: str) -> None:
     assert codes(name, by_name) == {50}
     with pytest.raises(ConversionError, match="process_name 'PCBA test' is not in the "
                                               "server's process list"):
+        codes(name, ConverterContext(defaults={"process_name": "PCBA test"},
+                                     processes={"ICT": 40}))
+    # A named process is never guessed: without the list, the file waits for it.
+    with pytest.raises(ProcessListUnknownError, match="process_name is set to 'PCBA test', "
+                                                      "which cannot be looked up yet"):
         codes(name, ConverterContext(defaults={"process_name": "PCBA test"}))
 
 
@@ -130,11 +136,16 @@ def test_what_the_file_gives_comes_first(tmp_path: Path, name: str, file: str, t
     assert convert(code, settings_)["processCode"] == 20  # the file's code
     named = convert(process, settings_)
     assert (named["processCode"], named["processName"]) == (40, "ICT")  # its name, looked up
-    assert convert(process, ConverterContext(defaults={"process_code": 50}))["processCode"] == 50
-    if name != "WATSStandardJsonConverter":  # WSJF: validation names the missing field
-        with pytest.raises(ConversionError, match="its process 'ICT' is not in the server's "
-                                                  "process list, which is not known yet"):
-            convert(process, ConverterContext())
+    # A name is never replaced by the default code: without the list the file waits ...
+    for waiting in (ConverterContext(defaults={"process_code": 50}), ConverterContext()):
+        with pytest.raises(ProcessListUnknownError, match="'ICT', which cannot be looked up "
+                                                          "yet"):
+            convert(process, waiting)
+    # ... and a name the list lacks is an error naming the list.
+    with pytest.raises(ConversionError, match=r"the process 'ICT' is not one the server knows "
+                                              r"\(its processes: 'SW Debug' \(10\)\)"):
+        convert(process, ConverterContext(defaults={"process_code": 50},
+                                          processes={"SW Debug": 10}))
 
 
 def test_options_are_trimmed_text_and_know_where_they_were_set() -> None:

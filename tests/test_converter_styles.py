@@ -354,9 +354,6 @@ def test_repair_report() -> None:
 @pytest.mark.parametrize(("report", "context", "expected"), [
     ({"type": "T", "pn": "P", "processName": "SW Debug"}, CONTEXT,
      {"pn": "P", "processCode": 10, "processName": "SW Debug", "rev": ""}),
-    ({"type": "T", "pn": "P", "processName": "Nope"},
-     ConverterContext(defaults={"process_code": 50}),
-     {"pn": "P", "processCode": 50, "rev": ""}),  # no list known yet: the code, not the name
     ({"type": "T", "processCode": 1}, ConverterContext(defaults={
         "part_number": "PN-D", "revision": "R", "operator": "op"}),
      {"processCode": 1, "pn": "PN-D", "rev": "R", "uut": {"user": "op"}}),
@@ -393,6 +390,9 @@ def test_apply_context_names_the_setting_a_missing_value_needs(
     (CONTEXT, r"processName 'Nope' is not a process the server knows \(known: 'SW Debug' "
               r"\(10\)\)"),
     (ConverterContext(), "processName 'Nope' cannot be looked up"),
+    # No list known yet: never the default code in its place; the file waits for the list.
+    (ConverterContext(defaults={"process_code": 50}), "processName 'Nope' cannot be looked "
+                                                      "up yet"),
 ])
 def test_apply_context_refuses_a_process_name_it_cannot_resolve(
         context: ConverterContext, message: str) -> None:

@@ -59,6 +59,22 @@ def test_a_note_of_another_shape_gives_its_first_line(tmp_path: Path) -> None:
     assert count_error_files([error])[1][0]["reason"] == "checksum mismatch in line 3"
 
 
+def test_an_error_folder_or_note_that_is_a_link_is_not_read(tmp_path: Path) -> None:
+    # A watch-folder writer may point error/ or a note at something of the service's.
+    elsewhere = tmp_path / "elsewhere"
+    put_error_file(elsewhere, "secret.bin", 1_700_000_000)
+    linked = tmp_path / "watch" / "error"
+    linked.parent.mkdir()
+    linked.symlink_to(elsewhere, target_is_directory=True)
+    assert count_error_files([linked]) == (0, [])
+    error = tmp_path / "other" / "error"
+    put_error_file(error, "x.bin", 1_700_000_000, note=False)
+    (tmp_path / "private.txt").write_text("the service's private text\n")
+    (error / "x.bin.error.txt").symlink_to(tmp_path / "private.txt")
+    assert count_error_files([error]) == (1, [
+        {"path": str(error / "x.bin"), "at": 1_700_000_000, "reason": ""}])
+
+
 def test_status_counts_the_error_files_running_or_not(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = tmp_path / "data"

@@ -139,3 +139,44 @@ def test_moves_racing_to_create_the_folder_all_succeed(tmp_path: Path) -> None:
         for src in sources:  # back for the next round, with the folder gone again
             os.rename(done / src.name, src)
         done.rmdir()
+
+
+# -- folders others can write ----------------------------------------------------------------------
+
+
+def test_open_dir_never_follows_a_link_below_its_base(tmp_path: Path) -> None:
+    base = tmp_path / "watch"
+    (base / "real" / "done").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (base / "link").symlink_to(elsewhere)
+    fd = fsutil.open_dir(base / "real" / "done", base=base)
+    os.close(fd)
+    for target in (base / "link" / "done", base / "link"):
+        with pytest.raises(fsutil.UnsafePathError, match="is a symbolic link"):
+            fsutil.open_dir(target, base=base, create=True)
+    assert os.listdir(elsewhere) == []  # nothing was made through the link
+    # Above the base (configuration) links are followed: a watch folder may be a link.
+    (tmp_path / "watch-link").symlink_to(base)
+    os.close(fsutil.open_dir(tmp_path / "watch-link" / "done", base=tmp_path / "watch-link",
+                             create=True))
+    assert (base / "done").is_dir()
+
+
+def test_refuse_inside_sees_through_links_and_dot_dot(tmp_path: Path) -> None:
+    instance = tmp_path / "data" / "default"
+    (instance / "converters").mkdir(parents=True)
+    (tmp_path / "via").symlink_to(instance)
+    for path in (instance / "converters", tmp_path / "via" / "converters",
+                 tmp_path / "data" / ".." / "data" / "default"):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(fsutil.UnsafePathError, match="lies inside"):
+                fsutil.refuse_inside(fd, path, [instance])
+        finally:
+            os.close(fd)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fsutil.refuse_inside(fd, tmp_path, [instance])  # above it: fine
+    finally:
+        os.close(fd)

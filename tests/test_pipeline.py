@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
 from pywats_client.config.settings import ConverterSettings, Settings, WatchFolder
-from pywats_client.converters import ConversionError, ConverterRegistry
-from pywats_client.service.pipeline import convert_source, make_context
+from pywats_client.converters import (
+    ConversionError,
+    Converter,
+    ConverterContext,
+    ConverterRegistry,
+    IncompleteFileError,
+)
+from pywats_client.service.pipeline import convert_file, convert_source, make_context
 from tests.station import wsjf_report
 
 
@@ -44,3 +51,58 @@ def test_a_folder_bound_to_a_converter_uses_it_whatever_the_content(tmp_path: Pa
     conversion = convert_source(Settings(station_name="s"), ConverterRegistry(), path, folder)
     assert conversion.converter == "WATSStandardJsonConverter"
     assert conversion.reason == "WATSStandardJsonConverter: configured"
+
+
+# -- a file swapped after the watcher took it ---------------------------------------------------
+
+
+def test_a_file_swapped_for_a_link_is_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps(wsjf_report(7, report_id=str(uuid.uuid4()))))
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    path = watch / "r.json"
+    path.symlink_to(secret)  # was a plain file when it was taken
+    folder = WatchFolder(path=watch)
+    with pytest.raises(IncompleteFileError, match="symbolic link"):
+        convert_source(Settings(station_name="s"), ConverterRegistry(), path, folder)
+    os.mkfifo(watch / "p.json")  # and a named pipe must not block the conversion
+    with pytest.raises(IncompleteFileError):
+        convert_source(Settings(station_name="s"), ConverterRegistry(), watch / "p.json",
+                       WatchFolder(path=watch, converter="WATSStandardJsonConverter"))
+    linked = WatchFolder(path=watch, follow_symlinks=True)
+    assert convert_source(Settings(station_name="s"), ConverterRegistry(), path, linked).reports
+
+
+class _Swapping(Converter):
+    """Reads the file after someone swapped it for another and back: the error it raises
+    quotes what it read."""
+
+    name = "Swapping"
+
+    def convert(self, path: Path, context: ConverterContext) -> dict[str, object]:
+        swapped = path.with_name(".swap")
+        os.rename(path, swapped)  # away and back: same inode, same size and mtime
+        os.rename(swapped, path)
+        raise ConversionError(f"{path.name}: line 1 reads 'root:$6$...'")
+
+
+def test_an_error_from_a_file_that_was_swapped_meanwhile_is_not_reported(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.log"
+    path.write_text("PASS")
+    with pytest.raises(IncompleteFileError, match="changed while it was being converted"):
+        convert_file(path, _Swapping(), ConverterContext(station_name="s"))
+
+
+def test_a_wsjf_file_that_is_not_utf8_is_an_error_naming_the_byte(tmp_path: Path) -> None:
+    report = json.dumps(wsjf_report(1, report_id=str(uuid.uuid4()), sn="SN-\u00c5"),
+                        ensure_ascii=False).encode()
+    at = report.index("\u00c5".encode())
+    path = tmp_path / "r.json"
+    path.write_bytes(report[:at] + b"\xc5" + report[at + 2:])  # a cp1252 byte in UTF-8 text
+    with pytest.raises(ConversionError, match=rf"not valid utf-8 \(byte {at}\)"):
+        convert_source(Settings(station_name="s"), ConverterRegistry(), path, None)
+    path.write_bytes(report)
+    assert convert_source(Settings(station_name="s"), ConverterRegistry(), path,
+                          None).reports[0]["sn"] == "SN-\u00c5"

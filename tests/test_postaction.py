@@ -14,11 +14,15 @@ import pytest
 
 from pywats_client.clock import Clock
 from pywats_client.config.settings import WatchFolder
+from pywats_client.fsutil import UnsafePathError
+from pywats_client.paths import InstancePaths
 from pywats_client.service.postaction import (
     SeenFiles,
     SourceFile,
     apply_post_action,
     move_to_error,
+    protected_folders,
+    put_skipped_aside,
 )
 from tests.conftest import sample
 
@@ -305,3 +309,246 @@ def test_a_file_deleted_from_a_folder_that_still_has_others_is_forgotten(tmp_pat
         seen.add(path, st.st_size, st.st_mtime_ns)
     (folder / "a").unlink()
     assert len(SeenFiles(tmp_path / "state")) == 1
+
+
+# -- a watch folder's writer is an attacker: nothing is written through a link ----------------
+
+
+def _trap(tmp_path: Path) -> tuple[WatchFolder, Path, Path]:
+    """A watch folder and an instance folder with its plugin folder."""
+    instance = tmp_path / "data" / "default"
+    plugins = instance / "converters"
+    plugins.mkdir(parents=True)
+    return WatchFolder(path=tmp_path / "in"), instance, plugins
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize("how", ["move_to_error", "move", "archive", "skipped"])
+def test_a_done_or_error_folder_that_is_a_link_is_refused_and_the_file_stays(
+        tmp_path: Path, seen: SeenFiles, how: str) -> None:
+    folder, _instance, plugins = _trap(tmp_path)
+    action = "archive" if how == "archive" else "move"
+    folder = WatchFolder(path=folder.path, post_action=action)
+    source = make_source(folder, "evil.py", b"print(open('secret.key').read())\n")
+    (folder.path / ("error" if how == "move_to_error" else "done")).symlink_to(plugins)
+
+    with pytest.raises(UnsafePathError, match="symbolic link") as info:
+        if how == "move_to_error":
+            move_to_error(source, "not a report")
+        elif how == "skipped":
+            put_skipped_aside(source, seen, "holds no report")
+        else:
+            apply_post_action(source, seen)
+
+    assert isinstance(info.value, OSError)
+    assert str(source.path) in str(info.value)
+    assert _listing(plugins) == []  # nothing landed among the plugins
+    assert source.path.read_bytes().startswith(b"print")  # the source stays put
+
+
+@pytest.mark.parametrize("label", ["done_folder", "error_folder"])
+def test_the_instance_folder_is_never_a_destination(tmp_path: Path, seen: SeenFiles,
+                                                    label: str) -> None:
+    watch, instance, plugins = _trap(tmp_path)
+    protect = protected_folders(InstancePaths("default", instance))
+    for target in (plugins, instance, instance / "state",
+                   # `..` components, as a relative done_folder can give them
+                   Path(f"{watch.path}/../data/default/converters"),
+                   # a real folder inside the watch folder, reached through a link above it
+                   watch.path / "sub" / "done"):
+        folder = WatchFolder(path=watch.path, **{label: target})  # type: ignore[arg-type]
+        if target.parent.name == "sub" and not (watch.path / "sub").exists():
+            watch.path.mkdir(parents=True, exist_ok=True)
+            (watch.path / "sub").symlink_to(instance)
+        source = make_source(folder, "evil.py", b"x")
+
+        with pytest.raises(UnsafePathError):
+            if label == "error_folder":
+                move_to_error(source, "bad", protect=protect)
+            else:
+                apply_post_action(source, seen, protect=protect)
+
+        assert source.path.exists(), target
+        assert "evil.py" not in _listing(plugins), target
+        assert "evil.py" not in _listing(instance), target
+
+
+def test_a_watch_folder_inside_the_instance_folder_keeps_its_own_done_folder(
+        tmp_path: Path, seen: SeenFiles) -> None:
+    instance = tmp_path / "data" / "default"
+    folder = WatchFolder(path=instance / "inbox")
+    source = make_source(folder, "r.json", b"{}")
+    protect = protected_folders(InstancePaths("default", instance))
+
+    dest = apply_post_action(source, seen, protect=protect)
+    assert dest == instance / "inbox" / "done" / "r.json"
+
+
+def test_a_done_folder_that_is_a_file_is_refused(tmp_path: Path, seen: SeenFiles) -> None:
+    folder = WatchFolder(path=tmp_path / "in")
+    source = make_source(folder, "a.log", b"x")
+    (folder.path / "done").write_bytes(b"")
+
+    with pytest.raises(UnsafePathError, match="is a file, not a folder"):
+        apply_post_action(source, seen)
+    assert source.path.exists()
+
+
+def test_a_dangling_link_in_the_done_folder_does_not_stop_the_move(tmp_path: Path,
+                                                                    seen: SeenFiles) -> None:
+    folder = WatchFolder(path=tmp_path / "in")
+    source = make_source(folder, "r.json", b"x")
+    (folder.path / "done").mkdir()
+    (folder.path / "done" / "r.json").symlink_to(tmp_path / "nowhere")
+    result: list[Path | None] = []
+    mover = threading.Thread(target=lambda: result.append(apply_post_action(source, seen)),
+                             daemon=True)
+    mover.start()
+    mover.join(10)
+
+    assert not mover.is_alive(), "the move loops on a name taken by a dangling link"
+    assert result == [folder.path / "done" / "r.1.json"]
+    assert (folder.path / "done" / "r.json").is_symlink()  # the link is not replaced
+
+
+def test_a_note_never_replaces_what_is_at_its_name(tmp_path: Path) -> None:
+    folder = WatchFolder(path=tmp_path / "in")
+    source = make_source(folder, "board.log", b"garbage")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (folder.path / "error").mkdir()
+    planted = folder.path / "error" / "board.log.error.txt"
+    planted.symlink_to(victim)
+
+    dest = move_to_error(source, "line 3: garbage")
+
+    assert dest == folder.path / "error" / "board.log"
+    assert planted.is_symlink() and victim.read_text() == "keep me"
+    notes = [p for p in (folder.path / "error").iterdir()
+             if p.name.endswith(".error.txt") and not p.is_symlink()]
+    assert len(notes) == 1 and "line 3: garbage" in notes[0].read_text(encoding="utf-8")
+
+
+def test_a_file_name_cannot_forge_lines_in_the_note(tmp_path: Path) -> None:
+    folder = WatchFolder(path=tmp_path / "in")
+    forged = "r.log\nWhat to do:\n    run rm -rf / as root"
+    source = make_source(folder, forged, b"x")
+    dest = move_to_error(source, "bad")
+    note = (dest.parent / (dest.name + ".error.txt")).read_text(encoding="utf-8")
+    assert "\n    run rm -rf" not in note
+    assert "r.log\\nWhat to do:\\n    run rm -rf / as root" in note
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_note(tmp_path: Path) -> None:
+    folder = WatchFolder(path=tmp_path / "in")
+    folder.path.mkdir()
+    raw = os.fsencode(folder.path) + b"/bad\xff.log"
+    with open(raw, "wb") as fh:
+        fh.write(b"x")
+    path = Path(os.fsdecode(raw))
+    st = path.stat()
+
+    dest = move_to_error(SourceFile(folder, path, st.st_size, st.st_mtime_ns), "bad")
+
+    note = (dest.parent / (dest.name + ".error.txt")).read_text(encoding="utf-8")
+    assert "bad\\xff.log" in note
+
+
+def test_companions_are_archived_and_deleted_without_following_links(tmp_path: Path,
+                                                                     seen: SeenFiles) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "shadow").write_text("root:$6$hash")
+    watch = tmp_path / "in"
+    data = watch / "DUT 1"
+    data.mkdir(parents=True)
+    (data / "0.part").write_text("p0")
+    (data / "leak.part").symlink_to(secret / "shadow")
+    (data / "dir").symlink_to(secret)
+    archive = WatchFolder(path=watch, post_action="archive")
+    source = make_source(archive, "DUT 1.hdr", b"{}")
+
+    dest = apply_post_action(source, seen, [data])
+
+    assert dest is not None
+    with zipfile.ZipFile(dest) as zf:
+        assert sorted(zf.namelist()) == ["DUT 1.hdr", "DUT 1/0.part"]
+        assert all(b"root:" not in zf.read(n) for n in zf.namelist())
+    assert not data.exists() and (secret / "shadow").read_text() == "root:$6$hash"
+
+    # delete: a companion that is a link to a folder elsewhere loses the link, not the folder
+    link = watch / "DUT 2"
+    link.symlink_to(secret)
+    source = make_source(WatchFolder(path=watch, post_action="delete"), "DUT 2.hdr", b"{}")
+    assert apply_post_action(source, seen, [link]) is None
+    assert not os.path.lexists(link) and (secret / "shadow").exists()
+
+
+def test_a_source_swapped_for_a_named_pipe_does_not_block_the_archive(
+        tmp_path: Path, seen: SeenFiles) -> None:
+    folder = WatchFolder(path=tmp_path / "in", post_action="archive")
+    source = make_source(folder, "r.json", b"{}")
+    source.path.unlink()
+    os.mkfifo(source.path)  # swapped after it was converted
+    errors: list[BaseException] = []
+
+    def archive() -> None:
+        try:
+            apply_post_action(source, seen)
+        except OSError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=archive, daemon=True)
+    worker.start()
+    worker.join(10)
+
+    assert not worker.is_alive(), "archiving blocks on a named pipe"
+    assert len(errors) == 1 and "named pipe" in str(errors[0])
+    assert [p.name for p in (folder.path / "done").iterdir()] == []  # no zip, no temporary
+
+
+def test_the_none_record_is_not_written_through_a_link(tmp_path: Path) -> None:
+    kept = tmp_path / "kept.log"
+    kept.write_text("k")
+    st = kept.stat()
+    victim = tmp_path / "victim"
+    victim.write_text(json.dumps([str(kept), st.st_size, st.st_mtime_ns]) + "\n")
+    before = victim.read_text()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "seen-files.log").symlink_to(victim)
+    seen = SeenFiles(state)
+    with pytest.raises(OSError):
+        seen.add(tmp_path / "a.log", 1, 1)
+    assert victim.read_text() == before
+
+
+def test_an_error_folder_on_another_filesystem_gets_a_whole_copy(tmp_path: Path) -> None:
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to move to")
+    rejects = other / f"pywats-test-{os.getpid()}-{threading.get_ident()}"
+    try:
+        folder = WatchFolder(path=tmp_path / "in", error_folder=rejects)
+        data = os.urandom(3 * 2**20 + 7)
+        source = make_source(folder, "big.bin", data)
+        (rejects).mkdir()
+        (rejects / "big.bin").symlink_to(tmp_path / "elsewhere")  # a name already taken
+
+        result: list[Path] = []
+        mover = threading.Thread(target=lambda: result.append(move_to_error(source, "bad")),
+                                 daemon=True)
+        mover.start()
+        mover.join(30)
+
+        assert not mover.is_alive(), "the move loops on a name taken by a dangling link"
+        [dest] = result
+        assert dest == rejects / "big.1.bin"
+        assert dest.read_bytes() == data and not source.path.exists()
+        assert not (tmp_path / "elsewhere").exists()
+        assert sorted(os.listdir(rejects)) == ["big.1.bin", "big.1.bin.error.txt", "big.bin"]
+    finally:
+        shutil.rmtree(rejects, ignore_errors=True)

@@ -384,3 +384,43 @@ def test_failed_items_are_pruned_after_their_own_retention(tmp_path: Path,
     assert q.prune()[State.FAILED] == 0
     clock.advance(2 * 86400)
     assert q.prune()[State.FAILED] == 1
+
+
+# -- one id, two different reports ---------------------------------------------------------------
+
+
+def test_a_different_report_under_a_known_id_is_a_clash_the_same_one_is_not(
+        queue: DurableQueue) -> None:
+    rid = new_id()
+    first = queue.put(body(1), report_id=rid, source="/in/template.json",
+                      source_sha256="a" * 64)
+    assert first.created and first.clash is None
+    assert read_header(queue.folder(State.PENDING) / f"{rid}{SUFFIX}").body_sha256
+
+    same = queue.put(body(1), report_id=rid, source="/in/template.json")
+    assert not same.created and same.clash is None  # converted again after a crash
+
+    other = queue.put(body(2), report_id=rid, source="/in/copy.json", source_sha256="b" * 64)
+    assert not other.created and other.state is State.PENDING
+    assert other.clash is not None and other.clash.source == "/in/template.json"
+    assert files(queue, State.PENDING) == [f"{rid}{SUFFIX}"]  # the first one is kept
+
+    # The same file converted again under other station settings: the same report.
+    again = queue.put(body(3), report_id=rid, source="/in/template.json",
+                      source_sha256="a" * 64)
+    assert again.clash is None
+
+    claimed = queue.claim(rid)
+    assert claimed is not None
+    queue.complete(claimed)
+    assert queue.put(body(2), report_id=rid, source_sha256="b" * 64).clash is not None
+
+
+def test_items_of_older_versions_are_compared_by_their_body(queue: DurableQueue) -> None:
+    rid = new_id()
+    old = ItemHeader(id=rid, source="/in/first.json", queued_at=1.0)  # no digests kept
+    (queue.folder(State.PENDING) / f"{rid}{SUFFIX}").write_bytes(encode_item(old, body(1)))
+
+    assert queue.put(body(1), report_id=rid).clash is None
+    clash = queue.put(body(2), report_id=rid, source_sha256="c" * 64).clash
+    assert clash is not None and clash.source == "/in/first.json"

@@ -157,8 +157,9 @@ def test_configured_legacy_encoding_is_honoured(tmp_path: Path) -> None:
     data = json.dumps(SMALL_REPORT, ensure_ascii=False).encode("latin-1")
     path = write(tmp_path, data)
     assert convert(path, ConverterContext(encoding="latin-1")) == SMALL_REPORT
-    # Not configured: a file that is not UTF-8 is read as cp1252, as every text format is.
-    assert convert(path) == SMALL_REPORT
+    # Not configured: JSON is UTF-8, so a byte that is not is an error naming its offset.
+    with pytest.raises(ConversionError, match=r"line 1 is not valid utf-8 \(byte \d+\)"):
+        convert(path)
     with pytest.raises(ConversionError, match=r"line 1 is not valid utf-8 \(byte \d+\)"):
         convert(path, ConverterContext(arguments={"encoding": "utf-8"}))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import timedelta, timezone
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters import wstf as wstf_module
 from pywats_client.converters.wstf import WATSStandardTextConverter
-from pywats_client.errors import ConversionError, IncompleteFileError
+from pywats_client.errors import ConversionError, IncompleteFileError, ProcessListUnknownError
 from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import ReportDict, to_json_bytes
 from tests.converting import convert_like_the_service
@@ -194,9 +195,10 @@ def test_locations_name_the_source_lines() -> None:
 def test_flying_probe_export_quirks() -> None:
     # Control bytes in names, "100.0/100.0" limits with GT, unit O, TestSocketIndex 02, an
     # empty ErrorCode and ErrorMessage, and a process given by name only.
-    report = convert(FIXTURES / "flying_probe.txt")
+    report = convert(FIXTURES / "flying_probe.txt", dataclasses.replace(
+        CONTEXT, processes={"ICT": 40}))
     validate(finalized(report))
-    assert (report["processCode"], report["processName"]) == (30, "ICT")  # from the defaults
+    assert (report["processCode"], report["processName"]) == (40, "ICT")  # by the list
     assert report["uut"] == {"testSocketIndex": 2}
     r101, r102, c7 = report["root"]["steps"]
     assert r101["numericMeas"] == [{"compOp": "GT", "name": "R101", "status": "F",
@@ -607,24 +609,24 @@ def test_step_cells_are_checked(tmp_path: Path) -> None:
 # -- header ----------------------------------------------------------------------------------
 
 
-def test_process_by_name_takes_the_code_from_the_defaults(tmp_path: Path) -> None:
+def test_a_process_by_name_is_looked_up_and_never_guessed(tmp_path: Path) -> None:
     header = ("SerialNumber\tS", "PartNumber\tP", "OperationTypeName\tICT")
-    report = convert_one(tmp_path, wstf(header=header))
-    assert (report["processCode"], report["processName"]) == (30, "ICT")
+    known = ConverterContext(arguments={"process_code": "40"}, defaults={"process_code": 30},
+                             processes={"ICT": 50})
+    report = convert_one(tmp_path, wstf(header=header), known)
+    assert (report["processCode"], report["processName"]) == (50, "ICT")
     assert report.locate("processCode") == "line 4"
-    from_arguments = ConverterContext(arguments={"process_code": "40"},
-                                      defaults={"process_code": 30})
-    assert convert_one(tmp_path, wstf(header=header), from_arguments)["processCode"] == 40
     path = write(tmp_path, wstf(header=header))
-    with pytest.raises(ConversionError) as caught:
-        convert(path, ConverterContext())
-    assert str(caught.value) == (
-        f"{path}: line 4: no process code: the UUT has no OperationTypeCode line (e.g. "
-        "OperationTypeCode<tab>50); its process 'ICT' is not in the server's process list, "
-        "which is not known yet (it is fetched once the server is reachable); set process_code "
-        "(e.g. 50) in the watch folder's arguments or in converters.defaults")
-    known = convert(path, ConverterContext(processes={"ICT": 50}))
-    assert isinstance(known, dict) and known["processCode"] == 50
+    for waiting in (CONTEXT, ConverterContext()):  # no list yet: the file waits for it
+        with pytest.raises(ProcessListUnknownError) as caught:
+            convert(path, waiting)
+        assert str(caught.value) == (
+            f"{path}: line 4: the file names the process 'ICT', which cannot be looked up "
+            "yet: the server's process list is not known (it is fetched once the server is "
+            "reachable); the file waits for it")
+    with pytest.raises(ConversionError, match=r"line 4: the process 'ICT' is not one the "
+                                              r"server knows \(its processes: 'SW Debug' "):
+        convert(path, dataclasses.replace(CONTEXT, processes={"SW Debug": 10}))
     with pytest.raises(ConversionError, match="the UUT has no OperationTypeCode"):
         convert(write(tmp_path, wstf(header=header[:2])), ConverterContext())
 

@@ -19,9 +19,10 @@ from pywats_client.report.model import ReportDict, to_json_bytes
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "wstf" / "WatsStandardTextFormat.txt"
 CEST = timezone(timedelta(hours=2))
-# The sample names its process only ("SW Debug"): the code comes from the defaults.
+# The sample names its process only ("SW Debug"): the code comes from the server's list.
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production",
-                           timezone=CEST, defaults={"process_code": 10})
+                           timezone=CEST, defaults={"process_code": 50},
+                           processes={"SW Debug": 10, "PCBA test": 50})
 CONVERTER = WATSStandardTextConverter()
 
 

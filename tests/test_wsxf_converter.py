@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.converters.wsxf import MAX_FILE_SIZE, WATSStandardXMLConverter
-from pywats_client.errors import ConversionError, IncompleteFileError
+from pywats_client.errors import ConversionError, IncompleteFileError, ProcessListUnknownError
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
 
@@ -336,14 +336,17 @@ def test_start_utc_alone_is_the_start(tmp_path: Path) -> None:
     assert report["start"] == report["startUTC"] == "2026-01-01T09:00:00Z"
 
 
-def test_process_code_falls_back_to_the_configured_one(tmp_path: Path) -> None:
+def test_a_process_name_is_never_replaced_by_the_configured_code(tmp_path: Path) -> None:
     text = uut("").replace('<Process Code="10"/>', '<Process Name="SW Debug"/>')
     context = ConverterContext(station_name="ST", defaults={"process_code": 70})
-    [report] = convert_text(tmp_path, text, context)
-    assert (report["processCode"], report["processName"]) == (70, "SW Debug")
-    with pytest.raises(ConversionError,
-                       match=r'<Process Name="SW Debug"> at line 3: no process code'):
-        convert_text(tmp_path, text)
+    with pytest.raises(ProcessListUnknownError,
+                       match=r'<Process Name="SW Debug"> at line 3: the file names the '
+                             r"process 'SW Debug', which cannot be looked up yet"):
+        convert_text(tmp_path, text, context)
+    known = ConverterContext(station_name="ST", defaults={"process_code": 70},
+                             processes={"SW Debug": 10})
+    [report] = convert_text(tmp_path, text, known)
+    assert (report["processCode"], report["processName"]) == (10, "SW Debug")
 
 
 def test_operator_default_fills_a_missing_user(tmp_path: Path) -> None:

@@ -348,6 +348,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "the error folders; each .error.txt note says why. Newest:")
             for item in info["error_files_newest"]:
                 print(f"              {item['path']}: {item['reason'] or '(no note)'}")
+        if info["waiting_for_processes"]:
+            print(f"files:        {info['waiting_for_processes']} files wait for the server's "
+                  "process list")
+        if info["id_clashes"]:
+            print(f"id clashes:   {info['id_clashes']} file(s) reused a report id of another "
+                  "report; they are in the error folder")
+        if info["folder_problems"]:
+            print(f"folders:      {info['folder_problems']} time(s) a done or error folder was "
+                  "refused (a link, not a folder, or protected; see the log)")
         counts = info["queue"]
         print("queue:        " + (", ".join(f"{k} {v}" for k, v in counts.items())
                                   or "empty (no queue folder yet)"))

@@ -152,11 +152,14 @@ WATCH_FOLDER_KEYS = {
                      "go, with a note saying why"),
     "file_patterns": ("list of globs", '["*"]', "which file names are taken"),
     "polling": ("true/false", "false", "poll instead of file events (SMB/NFS shares)"),
+    "follow_symlinks": ("true/false", "false", "take files that are symbolic links (to "
+                        "wherever they point); off: links are left in place"),
     "arguments": ("object", "{}", "passed to the converter"),
 }
 # Keys of one entry of `converters` given as a list (the older per-converter shape).
 CONVERTER_ENTRY_KEYS = ("name", "module_path", "watch_folder", "done_folder", "error_folder",
-                        "file_patterns", "post_action", "enabled", "arguments", "polling")
+                        "file_patterns", "post_action", "enabled", "arguments", "polling",
+                        "follow_symlinks")
 
 
 def reference_rows() -> list[tuple[str, str, str, str]]:

@@ -30,6 +30,9 @@ class WatchFolder:
     error_folder: Path | None = None  # None: <path>/error
     file_patterns: tuple[str, ...] = ("*",)
     polling: bool = False  # for SMB/NFS shares where inotify sees nothing
+    # Take files that are symbolic links (to wherever they point). Off: a link is left alone,
+    # so whoever can write the folder cannot have the service read files elsewhere.
+    follow_symlinks: bool = False
     arguments: Mapping[str, Any] = field(default_factory=dict)  # passed to the converter
 
     @property

@@ -249,6 +249,9 @@ class Validation:
         polling = entry.get("polling", False)
         if not isinstance(polling, bool):
             self.problem(f"{where}.polling", "true or false", polling, fix)
+        follow = entry.get("follow_symlinks", False)
+        if not isinstance(follow, bool):
+            self.problem(f"{where}.follow_symlinks", "true or false", follow, fix)
         arguments = entry.get("arguments", {})
         if not isinstance(arguments, dict):
             self.problem(f"{where}.arguments", "an object {...}", arguments, fix)
@@ -258,7 +261,7 @@ class Validation:
             path=folder, converter=converter.strip() if converter else None,
             post_action=action.lower(), done_folder=extra["done_folder"],
             error_folder=extra["error_folder"], file_patterns=tuple(patterns),
-            polling=polling, arguments=dict(arguments))
+            polling=polling, follow_symlinks=follow, arguments=dict(arguments))
 
     def raise_if_problems(self) -> None:
         if self.problems:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pywats_client.converters.base import Converter, ConverterContext
-from pywats_client.errors import ConversionError
+from pywats_client.errors import ConversionError, ProcessListUnknownError
 from pywats_client.report.model import INT16
 
 # Option keys every built-in converter understands (see `Converter.option`).
@@ -107,8 +107,10 @@ class ConversionOptions:
                      name: str | None = None, lacks: str = "the file names no process") -> int:
         """The WATS process code of a report, by the rule every built-in converter follows:
         the code the file gives; else the process name the file gives, looked up in the
-        server's process list; else the `process_code` option; else the `process_name`
-        option, looked up in the server's process list.
+        server's process list (never replaced by a setting: a name the list lacks is a
+        ConversionError naming the list, and while no list is known the file waits,
+        ProcessListUnknownError); else the `process_code` option; else the `process_name`
+        option, looked up in the server's process list (waiting for it the same way).
 
         No built-in default: a guessed operation files reports where nobody looks, while
         this ConversionError (naming `where`, default the file, and saying what to set)
@@ -130,16 +132,24 @@ class ConversionOptions:
         if code is not None:
             return code
         where = where or str(self.path)
-        found = self.processes.get(name) if name else None
-        if found is None and self.process_code_setting:
+        found: int | None = None
+        if name:
+            found = self._named(where, name, f"the file names the process {name!r}")
+            if found is None:
+                raise ConversionError(
+                    f"{where}: the process {name!r} is not one the server knows (its "
+                    f"processes: {_names(self.processes)}); use one of those names in the "
+                    "file, or give the process code as a number")
+        elif self.process_code_setting:
             if _whole(self.process_code_setting) is None:
                 raise ConversionError(
                     f"{where}: process_code {self.process_code_setting!r} is not a whole "
                     f"number; {PROCESS_CODE_FIX}"
                 )
-            found = self._lookup(name)
-        if found is None and self.process_name:
-            found = self._lookup(self.process_name)
+            found = self._lookup(None)
+        elif self.process_name:
+            found = self._named(where, self.process_name,
+                                f"process_name is set to {self.process_name!r}")
         if found is None:
             return None
         found = int(found)
@@ -180,6 +190,16 @@ class ConversionOptions:
                 "folder's converter arguments is not '.' or ','"
             )
         return self.decimal_separator
+
+    def _named(self, where: str, name: str, whose: str) -> int | None:
+        """The code of process `name` in the server's list (None: not in it); while no list
+        is known, ProcessListUnknownError: a named process is never guessed."""
+        if not self.processes:
+            raise ProcessListUnknownError(
+                f"{where}: {whose}, which cannot be looked up yet: the server's process list "
+                "is not known (it is fetched once the server is reachable); the file waits "
+                "for it")
+        return self._lookup(name) if name in self.processes else None
 
     def _lookup(self, name: str | None) -> int | None:
         # Converter.process_code(): `name` in the server's list, else the process_code option
@@ -224,6 +244,12 @@ def local_time(moment: datetime, zone: tzinfo | None) -> datetime:
     if moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()
+
+
+def _names(processes: Mapping[str, int], most: int = 30) -> str:
+    ordered = sorted(processes.items(), key=lambda item: (item[1], item[0]))
+    shown = ", ".join(f"{name!r} ({code})" for name, code in ordered[:most])
+    return shown + (f" and {len(ordered) - most} more" if len(ordered) > most else "")
 
 
 def _whole(text: Any) -> int | None:

@@ -14,6 +14,7 @@ import importlib.util
 import itertools
 import logging
 import os
+import stat
 import sys
 import threading
 import traceback
@@ -289,14 +290,14 @@ class ConverterRegistry:
             self._record(PluginError(unsafe))
             return
         for file in files:
-            unsafe = _unsafe_to_run(file)
-            if unsafe:
-                self._record(PluginError(unsafe))
+            source = _read_plugin(file)
+            if isinstance(source, str):
+                self._record(PluginError(source))
                 continue
-            self._load_plugin_file(file)
+            self._load_plugin_file(file, source)
 
-    def _load_plugin_file(self, file: Path) -> None:
-        module = _exec_plugin(file)
+    def _load_plugin_file(self, file: Path, source: bytes) -> None:
+        module = _exec_plugin(file, source)
         if isinstance(module, PluginError):
             self._record(module)
             return
@@ -324,18 +325,20 @@ class ConverterRegistry:
             log.debug("loaded converter %s from %s", name, file)
 
 
-def _exec_plugin(file: Path) -> ModuleType | PluginError:
-    """Import one plugin file under a private module name; errors are returned, not raised."""
+def _exec_plugin(file: Path, source: bytes) -> ModuleType | PluginError:
+    """Run one plugin's `source` (read from the checked file) as a module under a private
+    name; errors are returned, not raised."""
     pywats_names.install()
     module_name = f"{_PLUGIN_MODULE_PREFIX}{next(_plugin_counter)}_{_identifier(file.stem)}"
     try:
-        spec = importlib.util.spec_from_file_location(module_name, file)
-        if spec is None or spec.loader is None:
+        spec = importlib.util.spec_from_loader(module_name, loader=None, origin=str(file))
+        if spec is None:
             return PluginError(f"converter plugin {file}: cannot be loaded as a Python module")
         module = importlib.util.module_from_spec(spec)
+        module.__file__ = str(file)
         # Registered before running it: dataclasses and typing look their module up by name.
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        exec(compile(source, str(file), "exec", dont_inherit=True), module.__dict__)
     except KeyboardInterrupt:
         sys.modules.pop(module_name, None)
         raise  # the operator's, not the plugin's
@@ -392,6 +395,37 @@ def _import_class(target: str, name: str) -> type[Converter]:
     return cls
 
 
+def _read_plugin(file: Path) -> bytes | str:
+    """The source of plugin `file`, read through the very descriptor whose owner and mode were
+    checked, so the code run is the code checked; or why it must not run. A plugin that is a
+    symbolic link is run only if the folder holding its target passes the same check (whoever
+    may write there could replace the target)."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"cannot check converter plugin {file}: {exc}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"refusing converter plugin {file}: it is not a regular file"
+        unsafe = _unsafe_stat(file, st, "file")
+        if not unsafe and os.path.islink(file):
+            target = Path(os.path.realpath(file)).parent
+            unsafe = _unsafe_to_run(target)
+            if unsafe:
+                unsafe += f" (it holds the file {file} links to)"
+        if unsafe:
+            return unsafe
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        return f"cannot read converter plugin {file}: {exc}"
+    finally:
+        os.close(fd)
+
+
 def _unsafe_to_run(path: Path) -> str:
     """Why code at `path` must not be run ("" if it may): a plugin runs with the service's
     rights, so a file or folder that another user can change is a way into the station."""
@@ -399,7 +433,10 @@ def _unsafe_to_run(path: Path) -> str:
         st = path.stat()
     except OSError as exc:
         return f"cannot check converter plugin {path}: {exc}"
-    kind = "folder" if path.is_dir() else "file"
+    return _unsafe_stat(path, st, "folder" if stat.S_ISDIR(st.st_mode) else "file")
+
+
+def _unsafe_stat(path: Path, st: os.stat_result, kind: str) -> str:
     if st.st_mode & 0o022:
         return (f"refusing converter plugins from {path}: the {kind} is writable by other "
                 f"users (mode {st.st_mode & 0o777:o}). Fix: chmod go-w '{path}'")

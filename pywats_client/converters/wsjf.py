@@ -210,10 +210,11 @@ def _reject_constant(literal: str) -> Any:
 
 def _decode(data: bytes, path: Path, encoding: str | None) -> str:
     # JSON is UTF-8 by RFC 8259, but UTF-16/32 are recognised by their byte pattern even
-    # without a byte order mark; otherwise the rule of every text format applies.
+    # without a byte order mark. Unless the folder names an encoding, UTF-8 is read strictly:
+    # a byte that is not UTF-8 is an error naming its offset, never quietly replaced.
     detected = json.detect_encoding(data)
     return decode(data, path, detected if detected.startswith("utf-16") or detected.startswith(
-        "utf-32") else encoding)
+        "utf-32") else encoding or "utf-8")
 
 
 def _truncated(exc: json.JSONDecodeError) -> bool:

@@ -12,7 +12,8 @@ Layout (one local filesystem, so every rename is atomic)::
 Every item is `<report id>.wsq` in exactly one state folder. A file is self-checking::
 
     WSQ1 <header bytes> <body bytes> <sha256 of header+body>\\n
-    <header: JSON with id, source, converter, queued_at, attempts, last_error>
+    <header: JSON with id, source, converter, queued_at, attempts, last_error, and the SHA-256
+             of the body and of the source file it was made from>
     <body: the WSJF report, UTF-8 JSON>
     \\nEND\\n
 
@@ -101,6 +102,10 @@ class ItemHeader:
     attempts: int = 0
     last_error: str = ""
     last_attempt_at: float | None = None
+    # What the report is, to tell a second, different report under the same id from the same
+    # report queued again (items written by older versions have neither: "").
+    body_sha256: str = ""
+    source_sha256: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
@@ -139,6 +144,8 @@ class PutResult:
     id: str
     created: bool  # False: the same report id was already queued or uploaded
     state: State
+    # Set when the id is taken by a *different* report: the header of the one stored first.
+    clash: ItemHeader | None = None
 
 
 def encode_item(header: ItemHeader, body: bytes) -> bytes:
@@ -239,21 +246,26 @@ class DurableQueue:
         return None
 
     def put(
-        self, body: bytes, *, report_id: str, source: str = "", converter: str = ""
+        self, body: bytes, *, report_id: str, source: str = "", converter: str = "",
+        source_sha256: str = "",
     ) -> PutResult:
         """(new) -> PENDING, durably. Returns once the report survives a power cut.
 
         A report id that is already pending, processing or completed is not written again:
-        re-converting a source after a crash yields the same id, and it is already here. An id
-        in failed/ is queued afresh (the operator dropped the file again on purpose).
+        re-converting a source after a crash yields the same id, and it is already here. When
+        the report stored under that id is a different one (see `clash`), the result says so
+        in its `clash`. An id in failed/ is queued afresh (the operator dropped the file again
+        on purpose). `source_sha256` is the digest of the source file the report was made from.
         Raises QueueFullError when the disk is full (nothing is left behind).
         """
         _check_id(report_id)
         existing = self.find(report_id)
         if existing in (State.PENDING, State.PROCESSING, State.COMPLETED):
-            return PutResult(report_id, False, existing)
+            clash = self.clash(body, report_id=report_id, source_sha256=source_sha256)
+            return PutResult(report_id, False, existing, clash)
         header = ItemHeader(
-            id=report_id, source=source, converter=converter, queued_at=self.clock.time()
+            id=report_id, source=source, converter=converter, queued_at=self.clock.time(),
+            body_sha256=hashlib.sha256(body).hexdigest(), source_sha256=source_sha256,
         )
         self._write(header, body, State.PENDING, not_before=None)
         if existing is State.FAILED:
@@ -264,6 +276,37 @@ class DurableQueue:
         log.info("queued report %s from %s%s", report_id, source or "(api)",
                  f" ({converter})" if converter else "")
         return PutResult(report_id, True, State.PENDING)
+
+    def clash(self, body: bytes, *, report_id: str, source_sha256: str = ""
+              ) -> ItemHeader | None:
+        """The header of the report kept under `report_id` when it is not the report `body`
+        (None when none is kept, or it is the same report).
+
+        The same report is the same body, or one made from the same source file (converted
+        again after a crash, when the station's settings may have changed meanwhile). Items
+        written by older versions keep no digests: their body is compared.
+        """
+        for _ in range(4):  # an item may move between states while it is looked at
+            state = self.find(report_id)
+            if state not in (State.PENDING, State.PROCESSING, State.COMPLETED):
+                return None
+            path = self._path(state, report_id)
+            try:
+                header = read_header(path)
+                stored = b"" if header.body_sha256 else decode_item(read_file(path))[1]
+            except FileNotFoundError:
+                continue
+            except (OSError, CorruptItemError):
+                return None  # the sweep or the next claim quarantines it; nothing to compare
+            if header.body_sha256:
+                if header.body_sha256 == hashlib.sha256(body).hexdigest():
+                    return None
+            elif stored == body:
+                return None
+            if source_sha256 and header.source_sha256 == source_sha256:
+                return None
+            return header
+        return None
 
     def _write(
         self, header: ItemHeader, body: bytes, state: State, *, not_before: float | None

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pywats_client.errors import ReportValidationError
+from pywats_client.errors import ProcessListUnknownError, ReportValidationError
 from pywats_client.report.checks import validate
 from pywats_client.report.model import (
     CHART_TYPES,
@@ -735,20 +735,22 @@ def _fill_process(obj: dict[str, Any], where: str, table: Mapping[str, int],
     if obj.get("processCode") is not None:
         return
     name = obj.get("processName")
-    if isinstance(name, str) and name in table:
-        obj["processCode"] = int(table[name])
-        return
-    if isinstance(name, str) and table:
-        known = ", ".join(f"{n!r} ({c})" for n, c in sorted(table.items(), key=lambda i: i[1]))
-        raise ReportValidationError(
-            f"{where}processName {name!r} is not a process the server knows (known: {known}); "
-            "use one of those names or give the process code as a number")
-    if default is None:
-        if isinstance(name, str):
+    if isinstance(name, str) and name:
+        # A report that names its process is filed under that process or not at all: the
+        # default code stands in only for reports that name none.
+        if name in table:
+            obj["processCode"] = int(table[name])
+            return
+        if table:
+            known = ", ".join(f"{n!r} ({c})"
+                              for n, c in sorted(table.items(), key=lambda i: i[1]))
             raise ReportValidationError(
-                f"{where}processName {name!r} cannot be looked up: the server's process list "
-                "is not known yet (it is fetched once the server is reachable). Give the "
-                "process code as a number, or set converters.defaults.process_code")
+                f"{where}processName {name!r} is not a process the server knows (known: "
+                f"{known}); use one of those names or give the process code as a number")
+        raise ProcessListUnknownError(
+            f"{where}processName {name!r} cannot be looked up yet: the server's process list "
+            "is not known (it is fetched once the server is reachable); the file waits for it")
+    if default is None:
         return  # validation names the missing processCode and the fix
     try:
         obj["processCode"] = int(default)

@@ -5,6 +5,7 @@ its main loop, its conversion pool, the accounting of each file's conversion, an
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import logging
 import os
@@ -26,8 +27,10 @@ from pywats_client.errors import (
     ConfigError,
     ConversionError,
     IncompleteFileError,
+    ProcessListUnknownError,
     QueueFullError,
 )
+from pywats_client.fsutil import UnsafePathError
 from pywats_client.outcomes import ServerState
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock
@@ -37,6 +40,7 @@ from pywats_client.service import process_table
 from pywats_client.service.dispatcher import UploadDispatcher
 from pywats_client.service.drain import remaining
 from pywats_client.service.pipeline import (
+    ReportIdClashError,
     companions_of,
     convert_file,
     converter_for,
@@ -48,6 +52,7 @@ from pywats_client.service.postaction import (
     SeenFiles,
     apply_post_action,
     move_to_error,
+    protected_folders,
     put_skipped_aside,
 )
 from pywats_client.service.status import (
@@ -91,6 +96,10 @@ class ConversionOutcome(enum.Enum):
     DISK_FULL = "disk_full"  # no room for its reports: the file waits, tried again soon
     GONE = "gone"  # vanished before it was converted
     SKIPPED = "skipped"  # its converter said it holds no report: put aside with a note
+    ID_CLASH = "id_clash"  # a report id taken by a different report: moved to the error folder
+    # It names its process and no process list is known yet: it waits in its folder (in flight
+    # to the watcher) until the list is fetched, then it is taken again.
+    WAITING_FOR_PROCESSES = "waiting_for_processes"
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class _Converted:
     message: str = ""
     queued: tuple[str, ...] = ()
     companions: tuple[Path, ...] = ()
+    folder_problem: str = ""  # a done or error folder refused (a link, not a folder, protected)
 
 
 class Service:
@@ -141,6 +151,7 @@ class Service:
             enabled=settings.converters.enabled, plugin_dir=paths.converters
         )
         self.seen = SeenFiles(paths.state)
+        self._protect = protected_folders(paths)  # never the destination of a post-action
         self.watcher = FolderWatcher(
             settings.queue.watch_folders,
             settle_time=settings.queue.settle_time,
@@ -163,6 +174,7 @@ class Service:
         self.notifier = Notifier()
         self.processes = process_table.load(paths.state)
         self._process_fetch: Future[object] | None = None
+        self._awaiting_processes: dict[Path, SourceFile] = {}  # name their process; no list
         self._next_process_fetch = 0.0
         self._conversion_started: dict[Future[_Converted], float] = {}
         # One handler per outcome, `_on_<outcome>`: a missing one fails here, at the start.
@@ -325,7 +337,8 @@ class Service:
             companions = companions_of(converter, path)
             context = make_context(self.settings, path, source.folder.arguments, self.processes)
             conversion = convert_file(path, converter, context, reason,
-                                      max_file_bytes(self.settings))
+                                      max_file_bytes(self.settings),
+                                      follow_symlinks=source.folder.follow_symlinks)
             results = queue_reports(self.queue, conversion)
         except IncompleteFileError as exc:
             return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
@@ -333,6 +346,11 @@ class Service:
             return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
         except ConversionSkipped as exc:
             return self._skip_source(source, str(exc), companions)
+        except ProcessListUnknownError as exc:
+            return _Converted(source, ConversionOutcome.WAITING_FOR_PROCESSES, str(exc))
+        except ReportIdClashError as exc:
+            rejected = self._reject_source(source, str(exc), companions)
+            return dataclasses.replace(rejected, outcome=ConversionOutcome.ID_CLASH)
         except ConversionError as exc:
             return self._reject_source(source, str(exc), companions)
         except FileNotFoundError:
@@ -348,38 +366,46 @@ class Service:
             else:
                 log.info("report %s from %s is already %s; not queued twice",
                          result.id, path, result.state.value)
+        problem = ""
         try:
-            apply_post_action(source, self.seen, conversion.companions)
+            apply_post_action(source, self.seen, conversion.companions, protect=self._protect)
         except OSError as exc:
             # The reports are safe in the queue; only the tidy-up failed.
             log.error("report(s) from %s queued, but its post-action failed: %s", path, exc)
+            problem = str(exc) if isinstance(exc, UnsafePathError) else ""
         ids = tuple(r.id for r in results)
         # queue.put() already logged each report with its file and converter.
         log.debug("converted %s with %s into %s", path.name, conversion.reason,
                   ", ".join(ids))
-        return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids)
+        return _Converted(source, ConversionOutcome.QUEUED, conversion.reason, ids,
+                          folder_problem=problem)
 
     def _skip_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
     ) -> _Converted:
+        problem = ""
         try:
-            moved = put_skipped_aside(source, self.seen, reason, companions=companions)
+            moved = put_skipped_aside(source, self.seen, reason, companions=companions,
+                                      protect=self._protect)
         except OSError as exc:
             log.error("%s; no report made, and the file cannot be put aside: %s", reason, exc)
+            problem = str(exc) if isinstance(exc, UnsafePathError) else ""
         else:
             log.info("%s; no report made%s", reason, f", moved to {moved}" if moved else "")
-        return _Converted(source, ConversionOutcome.SKIPPED, reason)
+        return _Converted(source, ConversionOutcome.SKIPPED, reason, folder_problem=problem)
 
     def _reject_source(
         self, source: SourceFile, reason: str, companions: tuple[Path, ...] = ()
     ) -> _Converted:
+        problem = ""
         try:
-            moved = move_to_error(source, reason, companions=companions)
+            moved = move_to_error(source, reason, companions=companions, protect=self._protect)
             log.error("cannot convert %s: %s; moved to %s", source.path, reason, moved)
         except OSError as exc:
             log.error("cannot convert %s: %s; and cannot move it to the error folder: %s",
                       source.path, reason, exc)
-        return _Converted(source, ConversionOutcome.ERROR, reason)
+            problem = str(exc) if isinstance(exc, UnsafePathError) else ""
+        return _Converted(source, ConversionOutcome.ERROR, reason, folder_problem=problem)
 
     def _collect_conversions(self) -> None:
         for future in [f for f in self._conversions if f.done()]:
@@ -394,6 +420,10 @@ class Service:
             self._account_conversion(done)
 
     def _account_conversion(self, done: _Converted) -> None:
+        if done.folder_problem:
+            self.status.folder_problems += 1
+            self.status.record_failure("folder", done.folder_problem, self.clock.time(),
+                                       source=str(done.source.path))
         self._conversion_handlers[done.outcome](done)
 
     def _on_queued(self, done: _Converted) -> None:
@@ -437,6 +467,22 @@ class Service:
         self._count_conversion_error(done)
         self.watcher.done(done.source)
 
+    def _on_waiting_for_processes(self, done: _Converted) -> None:
+        source = done.source
+        if self.processes:  # the list came while this file was being converted
+            self.watcher.retry_later(source, 0.0)
+            return
+        if not self._awaiting_processes:
+            self._next_process_fetch = self.clock.monotonic()  # ask the server now
+        if source.path not in self._awaiting_processes:
+            log.info("%s waits for the server's process list: %s", source.path, done.message)
+        self._awaiting_processes[source.path] = source
+        self.status.waiting_for_processes = len(self._awaiting_processes)
+
+    def _on_id_clash(self, done: _Converted) -> None:
+        self.status.id_clashes += 1
+        self._on_error(done)
+
     def _count_conversion_error(self, done: _Converted) -> None:
         self.status.conversion_errors += 1
         self.summary.conversion_errors += 1
@@ -468,7 +514,8 @@ class Service:
     def _status_key(self) -> tuple[object, ...]:
         s = self.status
         return (s.state, s.server, s.server_detail, s.disk_full, s.uploaded, s.rejected,
-                s.converted, s.conversion_errors, s.last_error_at, self.watcher.pending_count(),
+                s.converted, s.conversion_errors, s.last_error_at, s.folder_problems,
+                s.waiting_for_processes, self.watcher.pending_count(),
                 tuple(self.watcher.unavailable()), s.error_files)
 
     _next_error_count = 0.0  # monotonic
@@ -517,10 +564,24 @@ class Service:
                     process_table.save(self.paths.state, table)
                 except OSError as exc:
                     log.warning("cannot cache the process list: %s", exc)
-            self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else 600)
-        if (self._process_fetch is None and now >= self._next_process_fetch
-                and self.status.server is ServerState.ONLINE and self.dispatcher.accepting):
+                self._release_awaiting_processes()
+            retry = self.settings.queue.probe_interval if self._awaiting_processes else 600
+            self._next_process_fetch = now + (process_table.REFRESH_SECONDS if table else retry)
+        # Files waiting for the list are reason enough to ask, whatever the uploads found.
+        wanted = self.status.server is ServerState.ONLINE or bool(self._awaiting_processes)
+        if (self._process_fetch is None and now >= self._next_process_fetch and wanted
+                and self.dispatcher.accepting):
             self._process_fetch = self.dispatcher.background(self._fetch_processes)
+
+    def _release_awaiting_processes(self) -> None:
+        """The process list is known: files that waited for it are taken again."""
+        waiting, self._awaiting_processes = self._awaiting_processes, {}
+        for source in waiting.values():
+            self.watcher.retry_later(source, 0.0)
+        if waiting:
+            log.info("the server's process list is known: %d waiting file(s) are converted "
+                     "now", len(waiting))
+        self.status.waiting_for_processes = 0
 
     def _fetch_processes(self) -> dict[str, int]:
         """Upload thread: the server's process table ({} when it cannot be had)."""

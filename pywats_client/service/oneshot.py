@@ -63,6 +63,9 @@ def gather_status(
         # Counted now, running or not: files that could not be converted wait there.
         "error_files": error_files,
         "error_files_newest": error_newest,
+        "waiting_for_processes": int(service.get("waiting_for_processes") or 0) if running else 0,
+        "id_clashes": int(service.get("id_clashes") or 0) if running else 0,
+        "folder_problems": int(service.get("folder_problems") or 0) if running else 0,
     }
     if probe and settings.server_url:
         client = uploader_for(settings)

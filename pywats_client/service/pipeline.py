@@ -6,6 +6,8 @@ reports, with the same ids, whichever way it arrives.
 from __future__ import annotations
 
 import hashlib
+import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -17,7 +19,8 @@ from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.queue.store import DurableQueue, PutResult
+from pywats_client.fsutil import UnsafePathError, open_regular, shown
+from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult
 from pywats_client.report.builder import apply_context
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
@@ -34,6 +37,12 @@ class Conversion:
     reason: str
     reports: list[dict[str, Any]]
     companions: tuple[Path, ...] = ()  # files/folders that form one unit with `path`
+    content_sha256: str = ""  # of the source file, as converted
+
+
+class ReportIdClashError(ConversionError):
+    """A report's id is already taken by a different report (a template copied with its
+    sample's id, a tester that reuses ids): the file is not queued."""
 
 
 def make_context(
@@ -79,12 +88,14 @@ def choose_converter(
     name: str | None,
     arguments: Mapping[str, Any] | None = None,
     auto_detect: bool = True,
+    follow_symlinks: bool = True,
 ) -> tuple[Converter, str]:
     """The converter for `path`: the one named (bound to the folder or given on the command
     line), else the best match by content. Raises ConversionError when nothing fits."""
     if name and name != AUTO_NAME:
         return registry.create(name, arguments), f"{name}: configured"
-    with open(path, "rb", buffering=0) as fh:  # unbuffered: fewer system calls per file
+    fd = _open_source(path, follow_symlinks)
+    with open(fd, "rb", buffering=0) as fh:  # unbuffered: fewer system calls per file
         head = fh.read(HEAD_BYTES)
     choice = registry.choose(path, head, auto_detect=auto_detect or name == AUTO_NAME)
     if choice is None:
@@ -98,24 +109,34 @@ def choose_converter(
 
 def convert_file(
     path: Path, converter: Converter, context: ConverterContext, reason: str = "",
-    max_bytes: int | None = None,
+    max_bytes: int | None = None, *, follow_symlinks: bool = True,
 ) -> Conversion:
     """Run `converter` on `path` and finalise every report (ids, defaults, validation).
 
     The id of each report is derived from the file's content, the converter and the report's
     position, so converting the same file again gives the same ids. If the file changes while
-    it is being converted, IncompleteFileError asks the caller to try again later.
+    it is being converted — rewritten, or swapped for another file or a link, also when the
+    converter then fails — IncompleteFileError asks the caller to try again later; without
+    `follow_symlinks` a link (or anything but a regular file) is never read.
     """
-    before = _fingerprint(path)
+    before = _fingerprint(path, follow_symlinks)
     if max_bytes is not None and before[0] > max_bytes:
         raise ConversionError(
             f"{path.name} is {before[0] / 2**20:.1f} MB, over the {max_bytes / 2**20:.3g} MB "
             "limit (converters.max_file_mb); it was not read. If it is a real report, raise "
             "the limit with 'pywats-client config set converters.max_file_mb N'"
         )
-    digest = _sha256(path)
-    raw = converter.convert(path, context)
-    if _fingerprint(path) != before:
+    digest = _sha256(path, follow_symlinks)
+    try:
+        raw = converter.convert(path, context)
+    except ConversionError:
+        # What the converter read may not be what was checked: an error about another file's
+        # content must not land in a note the folder's writer can read.
+        if _fingerprint(path, follow_symlinks) != before:
+            raise IncompleteFileError(
+                f"{path.name} changed while it was being converted") from None
+        raise
+    if _fingerprint(path, follow_symlinks) != before:
         raise IncompleteFileError(f"{path.name} changed while it was being converted")
     reports = [as_report_dict(report, context, path, converter.name)
                for report in (raw if isinstance(raw, list) else [raw])]
@@ -132,7 +153,8 @@ def convert_file(
         )
         for index, report in enumerate(reports)
     ]
-    return Conversion(path, converter.name, reason, finished, companions_of(converter, path))
+    return Conversion(path, converter.name, reason, finished, companions_of(converter, path),
+                      digest)
 
 
 def as_report_dict(report: object, context: ConverterContext, path: Path, converter: str
@@ -181,6 +203,7 @@ def converter_for(
         registry, path, name=converter_name or (folder.converter if folder else None),
         arguments=folder.arguments if folder else {},
         auto_detect=settings.converters.auto_detect,
+        follow_symlinks=folder.follow_symlinks if folder else True,
     )
 
 
@@ -192,7 +215,8 @@ def convert_source(
     converter, reason = converter_for(settings, registry, path, folder, converter_name)
     arguments = folder.arguments if folder else {}
     context = make_context(settings, path, arguments, processes)
-    return convert_file(path, converter, context, reason, max_file_bytes(settings))
+    return convert_file(path, converter, context, reason, max_file_bytes(settings),
+                        follow_symlinks=folder.follow_symlinks if folder else True)
 
 
 def max_file_bytes(settings: Settings) -> int:
@@ -203,27 +227,72 @@ def queue_reports(queue: DurableQueue, conversion: Conversion) -> list[PutResult
     """Put every report of a conversion into the queue, durably, before the source is touched.
 
     If the disk fills half-way, the reports already written stay: they have deterministic ids,
-    so converting the file again later re-queues only what is missing.
+    so converting the file again later re-queues only what is missing. A report whose id is
+    taken by a different report (in the queue, or earlier in the same file) raises
+    ReportIdClashError naming the file that came first; it is checked before anything of the
+    file is queued.
     """
-    return [
-        queue.put(
-            to_json_bytes(report),
-            report_id=report["id"],
-            source=str(conversion.path),
-            converter=conversion.converter,
-        )
-        for report in conversion.reports
-    ]
+    bodies = [(str(report["id"]), to_json_bytes(report)) for report in conversion.reports]
+    first: dict[str, bytes] = {}
+    for report_id, body in bodies:
+        if first.setdefault(report_id, body) != body:
+            raise ReportIdClashError(
+                f"{conversion.path.name} holds two different reports with the same id "
+                f"{report_id}; WATS would keep only one of them. {_ID_FIX}")
+    for report_id, body in bodies:
+        stored = queue.clash(body, report_id=report_id,
+                             source_sha256=conversion.content_sha256)
+        if stored is not None:
+            raise _clash(conversion, report_id, stored)
+    results = []
+    for report_id, body in bodies:
+        result = queue.put(body, report_id=report_id, source=str(conversion.path),
+                           converter=conversion.converter,
+                           source_sha256=conversion.content_sha256)
+        if result.clash is not None:  # taken by another file in the meantime
+            raise _clash(conversion, report_id, result.clash)
+        results.append(result)
+    return results
 
 
-def _sha256(path: Path) -> str:
+_ID_FIX = ("Give each report its own id (a copy of a sample keeps the sample's id), or leave "
+           "the id out and one is made from the file's content; then put the file back")
+
+
+def _clash(conversion: Conversion, report_id: str, stored: ItemHeader) -> ReportIdClashError:
+    first = f"from {shown(stored.source)}" if stored.source else "through the library"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stored.queued_at))
+    return ReportIdClashError(
+        f"{shown(conversion.path.name)}: its report id {report_id} is already used by a "
+        f"different report, queued {first} at {when}; this one was not queued, as WATS would "
+        f"keep only one of them. {_ID_FIX}")
+
+
+def _sha256(path: Path, follow_symlinks: bool = True) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
+    with open(_open_source(path, follow_symlinks), "rb", buffering=0) as fh:
         for block in iter(lambda: fh.read(1 << 16), b""):  # small reads stay off mmap()
             digest.update(block)
     return digest.hexdigest()
 
 
-def _fingerprint(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
+def _open_source(path: Path, follow_symlinks: bool) -> int:
+    """A descriptor of the regular file `path`; something else in its place (a link where
+    links are not followed, a named pipe, which would block the read) is a file that changed
+    since it was taken: IncompleteFileError."""
+    try:
+        return open_regular(path, follow_symlinks=follow_symlinks)[0]
+    except UnsafePathError as exc:
+        raise IncompleteFileError(f"{path.name} is no longer a plain file: {exc}") from None
+
+
+def _fingerprint(path: Path, follow_symlinks: bool = True) -> tuple[int, ...]:
+    """Size and mtime of the content, and which file (inode, ctime) holds the name: a file
+    swapped under the same name, also back and forth, changes the ctime."""
+    own = path.lstat()
+    if stat.S_ISLNK(own.st_mode) and not follow_symlinks:
+        raise IncompleteFileError(f"{path.name} is now a symbolic link; it is not read")
+    st = path.stat() if stat.S_ISLNK(own.st_mode) else own
+    if not stat.S_ISREG(st.st_mode):
+        raise IncompleteFileError(f"{path.name} is no longer a plain file")
+    return st.st_size, st.st_mtime_ns, own.st_dev, own.st_ino, own.st_ctime_ns

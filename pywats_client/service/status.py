@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pywats_client.fsutil import open_dir, open_regular
 from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.service.postaction import ERROR_NOTE_SUFFIX
 
@@ -54,6 +55,9 @@ class ServiceStatus:
     rejected: int = 0
     converted: int = 0
     conversion_errors: int = 0
+    folder_problems: int = 0  # done/error folders refused: a link, not a folder, or protected
+    id_clashes: int = 0  # files whose report id another report had taken: in the error folder
+    waiting_for_processes: int = 0  # files naming a process, waiting for the process list
     watching: int = 0  # files seen but not yet stable
     # Files waiting in the watch folders' error folders (put there by any run, or by hand),
     # and the newest few: {"path", "at", "reason"} (reason: from its .error.txt note).
@@ -154,7 +158,12 @@ def count_error_files(folders: Iterable[Path], newest: int = ERROR_FILES_SHOWN
     heap: list[tuple[float, str]] = []  # the newest, at most `newest` of them
     for folder in dict.fromkeys(folders):  # two watch folders may share one error folder
         try:
-            with os.scandir(folder) as entries:
+            # A watch-folder writer may have made error/ a link: then it is not ours to read.
+            fd = open_dir(folder)
+        except OSError:
+            continue  # no error folder yet, the share is away, or it is a link or no folder
+        try:
+            with os.scandir(fd) as entries:
                 for entry in entries:
                     if entry.name.startswith(".") or entry.name.endswith(ERROR_NOTE_SUFFIX):
                         continue
@@ -165,12 +174,15 @@ def count_error_files(folders: Iterable[Path], newest: int = ERROR_FILES_SHOWN
                     except OSError:
                         continue  # gone meanwhile
                     count += 1
+                    item = (mtime, os.path.join(folder, entry.name))
                     if len(heap) < newest:
-                        heapq.heappush(heap, (mtime, entry.path))
+                        heapq.heappush(heap, item)
                     elif heap and mtime > heap[0][0]:
-                        heapq.heapreplace(heap, (mtime, entry.path))
+                        heapq.heapreplace(heap, item)
         except OSError:
-            continue  # no error folder yet, or the share is away: nothing to count there
+            continue
+        finally:
+            os.close(fd)
     shown = [{"path": path, "at": mtime, "reason": _note_reason(Path(path))}
              for mtime, path in sorted(heap, reverse=True)]
     return count, shown
@@ -178,12 +190,13 @@ def count_error_files(folders: Iterable[Path], newest: int = ERROR_FILES_SHOWN
 
 def _note_reason(path: Path) -> str:
     """The reason a file's note gives: the first line under "What happened:", or the note's
-    first line when it has no such heading ("" when there is no note)."""
+    first line when it has no such heading ("" when there is no note, or it is no file)."""
     try:
-        with open(f"{path}{ERROR_NOTE_SUFFIX}", "rb") as note:
-            text = note.read(_NOTE_READ).decode("utf-8", "replace")
+        fd, _ = open_regular(f"{path}{ERROR_NOTE_SUFFIX}")
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as note:
+        text = note.read(_NOTE_READ).decode("utf-8", "replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for at, line in enumerate(lines[:-1]):
         if line.lower() == "what happened:":

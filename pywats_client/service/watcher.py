@@ -5,6 +5,7 @@ settle rule (a file is taken once quiet for a while) and the set of files in fli
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import itertools
 import logging
@@ -31,7 +32,7 @@ from watchdog.observers.polling import PollingObserver
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import WatchFolder
 from pywats_client.errors import ConfigError
-from pywats_client.fsutil import mount_points
+from pywats_client.fsutil import linked_name, mount_points, open_dir
 from pywats_client.service.postaction import SeenFiles, SourceFile
 
 __all__ = ["FolderWatcher", "SourceFile", "is_ignored_name"]
@@ -72,6 +73,10 @@ class _Folder:
 
     def accepts(self, name: str) -> bool:
         return not is_ignored_name(name) and self._patterns.match(name) is not None
+
+    @property
+    def follow_symlinks(self) -> bool:
+        return self.settings.follow_symlinks
 
 
 @dataclass
@@ -175,6 +180,10 @@ class FolderWatcher:
         self._next_due: float | None = None  # when poll() has work again; None: at once
         self._scan_failing: set[str] = set()
         self._mount_points: set[str] = set()  # folders that were mount points at start
+        # Files left alone on purpose (links, hard links to elsewhere), each logged once; a
+        # name is forgotten when it is gone from its folder.
+        self._refused: set[str] = set()
+        self._hardlinks_protected = _hardlinks_protected()
         self._observers: list[BaseObserver] = []
         self._started = False
 
@@ -382,7 +391,15 @@ class FolderWatcher:
                 continue
             try:
                 with os.scandir(key) as entries:
-                    names = [e.name for e in entries if folder.accepts(e.name) and _is_file(e)]
+                    names = []
+                    for e in entries:
+                        if not folder.accepts(e.name):
+                            continue
+                        if _is_file(e, folder.follow_symlinks):
+                            names.append(e.name)
+                        elif not folder.follow_symlinks and e.is_symlink():
+                            self._refuse(os.path.join(key, e.name), _LINK_REFUSED)
+                            names.append(e.name)  # still there: its refusal is kept
             except OSError as exc:
                 if key not in self._scan_failing:
                     self._scan_failing.add(key)
@@ -399,13 +416,17 @@ class FolderWatcher:
             for key in [k for k in self._left_behind if k not in found]:
                 if os.path.dirname(key) in scanned:
                     del self._left_behind[key]  # gone: nothing to keep it from
-        return found
+        for key in [k for k in self._refused if k not in found]:
+            if os.path.dirname(key) in scanned:
+                self._refused.discard(key)
+        return {key for key in found if key not in self._refused}
 
     def _check(self, key: str, now: float) -> SourceFile | None:
         """Stat one candidate path and decide: drop, keep waiting, or take it now."""
         folder = self._folders.get(os.path.dirname(key))
+        follow = folder is not None and folder.follow_symlinks
         try:
-            st = os.stat(key)
+            st = os.stat(key, follow_symlinks=follow)
         except OSError:
             st = None
         if folder is None or st is None or not stat.S_ISREG(st.st_mode):
@@ -413,6 +434,13 @@ class FolderWatcher:
             if st is None:
                 with self._lock:
                     self._left_behind.pop(key, None)
+            elif stat.S_ISLNK(st.st_mode):
+                self._refuse(key, _LINK_REFUSED)
+            return None
+        if st.st_nlink > 1 and not follow and not self._hardlinks_protected and not _moving(
+                folder.settings, key, st):
+            self._candidates.pop(key, None)
+            self._refuse(key, _HARDLINK_REFUSED)
             return None
         state = (st.st_size, st.st_mtime_ns)
         with self._lock:
@@ -441,17 +469,35 @@ class FolderWatcher:
             return None
         try:
             # Some writers (SMB clients, Windows tools) hold files locked until they finish.
-            os.close(os.open(key, os.O_RDONLY))
+            # Never blocking (a named pipe swapped in meanwhile), never through a link.
+            fd = os.open(key, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                         | (0 if follow else os.O_NOFOLLOW))
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            os.close(fd)
         except OSError as exc:
+            if exc.errno == errno.ELOOP and not follow:
+                self._candidates.pop(key, None)
+                self._refuse(key, _LINK_REFUSED)
+                return None
             candidate.since = now
             if not candidate.warned_unreadable:
                 candidate.warned_unreadable = True
                 log.warning("cannot open %s for reading (%s); trying again. If this lasts, let "
                             "the service user read it", key, exc.strerror or exc)
             return None
+        if not regular:
+            self._candidates.pop(key, None)
+            return None
         del self._candidates[key]
         log.debug("taking %s (%d bytes)", key, st.st_size)
         return SourceFile(folder.settings, Path(key), st.st_size, st.st_mtime_ns)
+
+    def _refuse(self, key: str, why: str) -> None:
+        """Leave `key` alone, saying why once (until it is gone from its folder)."""
+        if key in self._refused:
+            return
+        self._refused.add(key)
+        log.warning("%r %s", key, why)
 
 
 def _schedule(observer: BaseObserver, handler: FileSystemEventHandler, path: str) -> None:
@@ -461,8 +507,44 @@ def _schedule(observer: BaseObserver, handler: FileSystemEventHandler, path: str
         observer.schedule(handler, path, recursive=False)
 
 
-def _is_file(entry: os.DirEntry[str]) -> bool:
+_LINK_REFUSED = (
+    "is a symbolic link: it is left where it is and not converted, since a link could make "
+    "the service read files elsewhere. If links are meant to be taken from this folder, set "
+    "follow_symlinks for it in queue.watch_folders")
+_HARDLINK_REFUSED = (
+    "has other hard links and this system does not protect hard links "
+    "(fs.protected_hardlinks is 0): it could be a link to a file elsewhere, so it is left "
+    "where it is. Copy it into the folder instead of linking it")
+
+
+def _is_file(entry: os.DirEntry[str], follow_symlinks: bool) -> bool:
     try:
-        return entry.is_file()
+        return entry.is_file(follow_symlinks=follow_symlinks)
     except OSError:
         return False
+
+
+def _hardlinks_protected() -> bool:
+    """True when the kernel lets a user hard-link only files they own or may read and write
+    (so a hard link in a watch folder cannot reveal a file its writer could not read)."""
+    try:
+        with open("/proc/sys/fs/protected_hardlinks", encoding="ascii") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def _moving(folder: WatchFolder, key: str, st: os.stat_result) -> bool:
+    """True when the file's other name is in its own done or error folder: a move that a crash
+    interrupted, which the post-action finishes."""
+    for dest in (folder.done_path, folder.error_path):
+        try:
+            fd = open_dir(dest, base=folder.path)
+        except OSError:
+            continue
+        try:
+            if linked_name(fd, os.path.basename(key), st) is not None:
+                return True
+        finally:
+            os.close(fd)
+    return False
