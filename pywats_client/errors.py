@@ -31,6 +31,11 @@ class ReportValidationError(ConversionError):
     """A report misses a required field or breaks a limit; the message names the field."""
 
 
+class ReportIdClashError(ConversionError):
+    """A report's id is already taken by a different report (a template copied with its
+    sample's id, a tester that reuses ids): the report is not queued."""
+
+
 class ProcessListUnknownError(ReportValidationError):
     """A report names its process, and the server's process list that turns the name into a
     code is not known yet: the file waits for the list instead of being filed under a guess."""

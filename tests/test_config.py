@@ -672,7 +672,8 @@ def test_to_display_fills_defaults_and_masks_secrets(tmp_path: Path) -> None:
     assert shown["extra"] == 1
     assert shown["queue"]["watch_folders"] == [{
         "path": "/d", "converter": None, "post_action": "move", "done_folder": "/d/done",
-        "error_folder": "/d/error", "file_patterns": ["*"], "polling": False, "arguments": {}}]
+        "error_folder": "/d/error", "file_patterns": ["*"], "polling": False,
+        "follow_symlinks": False, "arguments": {}}]
     every_plain_key = [o.key for o in SCHEMA if not o.optional]
     for key in every_plain_key:
         node: Any = shown

@@ -9,6 +9,7 @@ import os
 import socket
 import stat
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ from pywats_client import __version__
 from pywats_client.config.settings import WatchFolder
 from pywats_client.core import ClientConfig, WATSClient
 from pywats_client.core.queue import QueueStatus, ReportQueue
-from pywats_client.errors import ConfigError, LockError, ReportValidationError
+from pywats_client.errors import (
+    ConfigError,
+    LockError,
+    ReportIdClashError,
+    ReportValidationError,
+)
 from pywats_client.http.receiver import Faults, Receiver
 from pywats_client.report import UUTReport
 from pywats_client.services import ConnectionService, QueueService
@@ -281,6 +287,18 @@ def test_a_report_needs_a_start_time_and_valid_fields(config: ClientConfig) -> N
     with pytest.raises(TypeError, match="cannot queue a int"):
         queue.add(42)  # type: ignore[arg-type]
     assert queue.get_status().pending_count == 0
+
+
+def test_a_different_report_under_a_used_id_is_refused_the_same_one_is_not(
+        config: ClientConfig) -> None:
+    queue = ReportQueue(config)
+    report_id = str(uuid.uuid4())
+    first = {**wsjf_report(1), "id": report_id}
+    assert queue.add(first) == report_id
+    assert queue.add(dict(first)) == report_id  # the same report again: queued once
+    with pytest.raises(ReportIdClashError, match=f"report id {report_id} is already used"):
+        queue.add({**wsjf_report(2), "id": report_id})
+    assert queue.get_status().pending_count == 1
 
 
 def test_rejected_reports_fail_and_retry_failed_queues_them_again(

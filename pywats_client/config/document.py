@@ -22,6 +22,7 @@ from pywats_client.config.schema import (
     OPEN_OBJECTS,
     SCHEMA,
     SECTIONS,
+    WATCH_FOLDER_KEYS,
     Invalid,
     check,
     fix_for,
@@ -31,7 +32,7 @@ from pywats_client.config.schema import (
     shown,
 )
 from pywats_client.config.secrets import SecretBox, mask
-from pywats_client.config.settings import POST_ACTIONS, Settings
+from pywats_client.config.settings import POST_ACTIONS, Settings, WatchFolder
 from pywats_client.config.validation import Validation, build_settings
 from pywats_client.errors import ConfigError, SecretError
 from pywats_client.fsutil import atomic_write
@@ -383,10 +384,15 @@ def _display_folder(entry: Any) -> Any:
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         return entry
     path = entry["path"]
-    full: dict[str, Any] = {"path": path, "converter": None, "post_action": "move",
-                            "done_folder": os.path.join(path, "done"),
-                            "error_folder": os.path.join(path, "error"),
-                            "file_patterns": ["*"], "polling": False, "arguments": {}}
+    # Every key of a watch folder with its default, from the settings type itself.
+    defaults = WatchFolder(path=Path(path))
+    full: dict[str, Any] = {}
+    for name in WATCH_FOLDER_KEYS:
+        value = getattr(defaults, name)
+        full[name] = list(value) if isinstance(value, tuple) else dict(value) if isinstance(
+            value, Mapping) else value
+    full.update(path=path, done_folder=str(defaults.done_path),
+                error_folder=str(defaults.error_path))
     full.update({k: v for k, v in entry.items() if v is not None or k == "converter"})
     return full
 

@@ -16,7 +16,7 @@ from typing import Any
 from pywats_client.config.settings import Settings
 from pywats_client.converters import ConverterContext, ConverterRegistry
 from pywats_client.core.config import ClientConfig, resolve_config
-from pywats_client.errors import ReportValidationError
+from pywats_client.errors import ReportIdClashError, ReportValidationError
 from pywats_client.outcomes import ServerState
 from pywats_client.queue.lock import InstanceLock
 from pywats_client.queue.store import DurableQueue, State
@@ -151,6 +151,12 @@ class ReportQueue:
         self._queue.ensure_layout()
         result = self._queue.put(to_json_bytes(finished), report_id=finished["id"],
                                  source="", converter=API_SOURCE)
+        if result.clash is not None:
+            first = result.clash.source or "the library"
+            raise ReportIdClashError(
+                f"report id {result.id} is already used by a different report (from {first}); "
+                "WATS would keep only one of them. Give each report its own id, or leave it "
+                "out and one is made from the report's content")
         if not result.created:
             log.info("report %s is already %s; not queued twice", result.id,
                      result.state.value)

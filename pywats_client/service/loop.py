@@ -29,6 +29,7 @@ from pywats_client.errors import (
     IncompleteFileError,
     ProcessListUnknownError,
     QueueFullError,
+    ReportIdClashError,
 )
 from pywats_client.fsutil import UnsafePathError
 from pywats_client.outcomes import ServerState
@@ -40,7 +41,6 @@ from pywats_client.service import process_table
 from pywats_client.service.dispatcher import UploadDispatcher
 from pywats_client.service.drain import remaining
 from pywats_client.service.pipeline import (
-    ReportIdClashError,
     companions_of,
     convert_file,
     converter_for,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME
-from pywats_client.errors import ConversionError, IncompleteFileError
+from pywats_client.errors import ConversionError, IncompleteFileError, ReportIdClashError
 from pywats_client.fsutil import UnsafePathError, open_regular, shown
 from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult
 from pywats_client.report.builder import apply_context
@@ -38,11 +38,6 @@ class Conversion:
     reports: list[dict[str, Any]]
     companions: tuple[Path, ...] = ()  # files/folders that form one unit with `path`
     content_sha256: str = ""  # of the source file, as converted
-
-
-class ReportIdClashError(ConversionError):
-    """A report's id is already taken by a different report (a template copied with its
-    sample's id, a tester that reuses ids): the file is not queued."""
 
 
 def make_context(
