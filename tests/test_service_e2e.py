@@ -117,7 +117,7 @@ def test_auth_failure_at_the_server_resumes_when_a_probe_succeeds(
     assert receiver.wait_for_reports(1, timeout=30), station.output()
 
 
-def test_a_file_still_being_written_is_not_taken_before_it_is_complete(
+def test_a_file_still_open_for_writing_is_not_taken_before_its_writer_closes_it(
     station: Station, receiver: Receiver
 ) -> None:
     station.start()
@@ -127,13 +127,15 @@ def test_a_file_still_being_written_is_not_taken_before_it_is_complete(
     with open(target, "wb") as fh:
         fh.write(data[: len(data) // 2])
         fh.flush()
-        # The half-written file settles and is looked at: it must be left alone.
-        wait_until(lambda: "looks incomplete" in _log(station), 30, "the incomplete look")
+        # Settled, and looked at: while its writer holds it open it is left alone.
+        wait_until(lambda: "slow.json is still open for writing" in _log(station), 30,
+                   "the service to see the writer")
         fh.write(data[len(data) // 2 :])
     assert receiver.wait_for_reports(1, timeout=30), station.output()
     assert receiver.stored_ids() == {rid}
     wait_until(lambda: station.done_files() == ["slow.json"], 10, "slow.json in done/")
     assert not (station.watch / "error").exists()
+    assert "incomplete" not in _log(station)
 
 
 def test_sigterm_during_a_burst_loses_nothing(station: Station, receiver: Receiver) -> None:
