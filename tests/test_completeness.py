@@ -122,6 +122,8 @@ def test_auto_detection_waits_for_a_file_too_short_to_recognise(
     ("data.xml", b"<html><body>not a report</body></html>\n"),
     ("data.json", b'{"hello": "world"}'),
     ("big.txt", b"x" * (70 * 1024)),
+    ("garbage.bin", b"\x00 not a report"),  # no pattern names it: nobody is asked
+    ("board", b"hello"),
 ])
 def test_a_file_nobody_reads_is_still_an_error_at_once(name: str, text: bytes,
                                                        tmp_path: Path) -> None:

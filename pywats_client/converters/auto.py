@@ -120,12 +120,12 @@ def incomplete_or(registry: ConverterRegistry, path: Path, head: bytes, error: N
     file between lines may have written only an XML declaration or half a first line yet.
 
     Only a file that detection saw whole (`head` shorter than HEAD_SIZE) can be that. The
-    converters whose file patterns name it (all of them when none does) are asked to read
-    it; the first that says it is incomplete gives the answer."""
+    converters whose file patterns name it are asked to read it; the first that says it is
+    incomplete gives the answer. A file no pattern names is an error at once: converters
+    are lenient with what they cannot read yet, and junk must not wait for nothing."""
     if len(head) >= HEAD_SIZE:
         return error
-    named = [v.name for v in error.verdicts if v.pattern_match]
-    for name in named or [v.name for v in error.verdicts]:
+    for name in [v.name for v in error.verdicts if v.pattern_match]:
         try:
             registry.create(name).convert(path, context or ConverterContext())
         except IncompleteFileError as exc:
