@@ -14,8 +14,15 @@ figure is the median of `--repeat` runs.
               four, the receiver answering after L in {0, 20} ms: reports/s from the first
               drop to the last acknowledgement, the ratio to the concurrency limit 5 / L, and
               how busy the service's CPU was (at L = 0 the limit should be CPU, not waiting)
-* latency     one fresh file at a time on an idle service: drop -> stored, p50 and p99, minus
-              the configured settle time
+* latency     one fresh file at a time on an idle service, drop -> stored at the receiver
+              (the whole time), p50 and p99: renamed into the watch folder from another
+              folder, and written in place and closed; then bursts of 50 renamed in at once.
+              With --baseline, the same for another version of the client (a directory, or
+              a git revision of this repository), e.g. one that waits for the settle time
+* slowwriter  a tester that writes a WSTF, a WSXF and a WSJF file block by block, closing the
+              file after each block and pausing in between (0.3 s, with a settle time of
+              0.1 s: the proportions of 3 s pauses and the default 1 s), --slow-repeat times
+              under post-action none and move: reports per UUT, partial uploads, errors
 * idle        RSS, CPU and threads of `start` with an empty queue and two watch folders
 * startup     wall time of `--help`, `--version`, `status` and `start --once` (empty queue)
               against `python -c pass`, and how many modules each imports (-X importtime)
@@ -60,6 +67,7 @@ sys.path.insert(0, str(REPO))
 from pywats_client.fsutil import filesystem_type  # noqa: E402
 from pywats_client.http.receiver import Receiver  # noqa: E402
 from pywats_client.queue.store import ItemHeader, encode_item  # noqa: E402
+from tests import slow_writer  # noqa: E402
 from tests.station import wait_until, wsjf_report  # noqa: E402
 
 TOKEN = base64.b64encode(b"bench:bench").decode("ascii")
@@ -67,9 +75,14 @@ SETTLE = 0.25  # the watch folders' settle time, seconds
 UPLOAD_WORKERS = 5  # the service's upload pool: the concurrency limit is 5 / L
 LATENCIES_MS = (0.0, 20.0)
 MIXES = ("wsjf", "wsxf", "wstf", "i3070", "mixed")
-SECTIONS = ("throughput", "latency", "idle", "startup", "scale", "conversion", "disk")
+SECTIONS = ("throughput", "latency", "slowwriter", "idle", "startup", "scale", "conversion",
+            "disk")
 # Scale runs last: it creates and deletes 100,000 files (see DEFAULT_WORKDIR).
-RUN_ORDER = ("throughput", "latency", "idle", "startup", "conversion", "disk", "scale")
+RUN_ORDER = ("throughput", "latency", "slowwriter", "idle", "startup", "conversion", "disk",
+             "scale")
+LATENCY_SETTLE = 1.0  # the latency section's settle time: the default of queue.settle_time
+BURST = 50  # files renamed in at once
+SLOW_PAUSE, SLOW_SETTLE = 0.3, 0.1  # a tenth of 3 s pauses against the default 1 s
 DEFAULT_SAMPLES = REPO.parent / "shared" / "samples"
 # Instances live here, on a real disk like a station's data dir (/tmp is often a tmpfs, where
 # fsync costs nothing). Everything made is removed only when the run ends: ext4 passes over
@@ -307,6 +320,8 @@ class Station:
     server_url: str
     folders: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    settle: float = SETTLE
+    post_action: str = "move"
 
     def __post_init__(self) -> None:
         self.data = self.root / "data"
@@ -317,9 +332,12 @@ class Station:
             watch.mkdir(exist_ok=True)
         # As the README sets up a station: formats that name no process (i3070) get the
         # station's default one.
+        folders: list[Any] = [str(w) for w in self.watches]
+        if self.post_action != "move":
+            folders = [{"path": str(w), "post_action": self.post_action} for w in self.watches]
         config = {
             "server_url": self.server_url, "api_token": TOKEN, "station_name": "bench",
-            "queue": {"watch_folders": [str(w) for w in self.watches], "settle_time": SETTLE},
+            "queue": {"watch_folders": folders, "settle_time": self.settle},
             "converters": {"defaults": {"process_code": 50}},
         }
         (self.instance / "config.json").write_text(json.dumps(config))
@@ -472,27 +490,206 @@ def _throughput_row(mix: str, latency: float, files: int, runs: list[dict[str, f
 # -- 2. latency --------------------------------------------------------------------------------
 
 
-def measure_latency(inputs: Inputs, samples: int) -> dict[str, Any]:
-    times = []
+@dataclass(frozen=True)
+class Client:
+    """A version of the client to measure: this one, or another checkout (`--baseline`)."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def baseline_client(spec: str | None) -> Client | None:
+    """The client of `--baseline`: a directory holding a checkout, or a git revision of this
+    repository (exported with `git archive`, so no worktree is registered)."""
+    if not spec:
+        return None
+    folder = Path(spec)
+    if not (folder / "pywats_client").is_dir():
+        WORKDIR.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="baseline-", dir=WORKDIR))
+        _LEFTOVERS.append(folder)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", spec], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return Client(f"baseline {spec}", {"PYTHONPATH": str(folder.resolve())})
+
+
+def percentiles(times: list[float]) -> dict[str, Any]:
+    times = sorted(times)
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else float("nan")
+    return {"samples": len(times), "p50_s": median(times), "p99_s": p99,
+            "max_s": times[-1] if times else float("nan")}
+
+
+def measure_latency(inputs: Inputs, samples: int, bursts: int, clients: list[Client]
+                    ) -> dict[str, Any]:
+    """Drop -> stored for one fresh file at a time, renamed in or written in place; then
+    bursts of BURST files renamed in at once. Fresh files (mtime now): nothing may be taken
+    for being old. Each client has an idle service of its own."""
+    rows = []
+    for client in clients:
+        with workspace() as tmp:
+            root = Path(tmp)
+            with receiver(root) as rx:
+                station = Station(root, rx.url, env=client.env, settle=LATENCY_SETTLE)
+                watch = station.watches[0]
+                logs = station.instance / "logs"
+                with station.service():
+                    stored = 0
+
+                    def arrived(n: int, rx: Receiver = rx, logs: Path = logs) -> None:
+                        if not rx.wait_for_reports(n, timeout=60):
+                            raise RuntimeError(f"report {n} did not arrive within 60 s; see "
+                                               f"{logs}")
+
+                    # The first one pays for lazy imports.
+                    (name, data), = inputs.files("wsjf", 1)
+                    stage(root / "staging", [(name, data)], settled=False)
+                    os.replace(root / "staging" / name, watch / name)
+                    stored += 1
+                    arrived(stored)
+                    renamed, in_place = [], []
+                    for name, data in inputs.files("wsjf", samples):
+                        stage(root / "staging", [(name, data)], settled=False)
+                        start = time.monotonic()
+                        os.replace(root / "staging" / name, watch / name)
+                        stored += 1
+                        arrived(stored)
+                        renamed.append(time.monotonic() - start)
+                    for name, data in inputs.files("wsjf", samples):
+                        start = time.monotonic()
+                        with open(watch / name, "wb") as fh:
+                            fh.write(data)
+                        stored += 1
+                        arrived(stored)
+                        in_place.append(time.monotonic() - start)
+                    burst_times = []
+                    for _ in range(bursts):
+                        staged = stage(root / "staging", inputs.files("wsjf", BURST),
+                                       settled=False)
+                        start = time.monotonic()
+                        for path in staged:
+                            os.replace(path, watch / path.name)
+                        stored += BURST
+                        arrived(stored)
+                        burst_times.append(time.monotonic() - start)
+        rows += [
+            {"client": client.name, "path": "renamed in", **percentiles(renamed)},
+            {"client": client.name, "path": "written in place, closed", **percentiles(in_place)},
+            {"client": client.name, "path": f"burst of {BURST} renamed in",
+             **percentiles(burst_times)},
+        ]
+        _progress(f"latency {client.name}: renamed in p50 {rows[-3]['p50_s'] * 1000:.0f} ms, "
+                  f"in place p50 {rows[-2]['p50_s'] * 1000:.0f} ms, burst p50 "
+                  f"{rows[-1]['p50_s'] * 1000:.0f} ms")
+    return {"settle_s": LATENCY_SETTLE, "samples": samples, "bursts": bursts,
+            "conversion_s": conversion_time(inputs), "rows": rows}
+
+
+def conversion_time(inputs: Inputs, runs: int = 21) -> float:
+    """Median seconds to convert and finalise the latency section's input, in this process
+    (what a file costs between being taken and being queued)."""
+    from pywats_client.config.settings import Settings
+    from pywats_client.converters import ConverterRegistry
+    from pywats_client.service.pipeline import choose_converter, convert_file, make_context
+
+    registry, settings = ConverterRegistry(), Settings()
     with workspace() as tmp:
-        root = Path(tmp)
-        with receiver(root) as rx:
-            station = Station(root, rx.url)
-            with station.service():
-                for n, (name, data) in enumerate(inputs.files("wsjf", samples + 1)):
-                    fresh = root / "staging" / name
-                    # A new file, mtime now: the service must see it settle.
-                    stage(fresh.parent, [(name, data)], settled=False)
-                    start = time.monotonic()
-                    os.replace(fresh, station.watches[0] / name)
-                    if not rx.wait_for_reports(n + 1, timeout=30):
-                        raise RuntimeError("a report did not arrive within 30 s")
-                    if n:  # the first one pays for lazy imports
-                        times.append(time.monotonic() - start)
-    times.sort()
-    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-    return {"samples": len(times), "settle_s": SETTLE, "p50_s": median(times), "p99_s": p99,
-            "p50_minus_settle_s": median(times) - SETTLE, "p99_minus_settle_s": p99 - SETTLE}
+        path = Path(tmp) / "latency.json"
+        times = []
+        for _, data in inputs.files("wsjf", runs):
+            path.write_bytes(data)
+            start = time.perf_counter()
+            converter, reason = choose_converter(registry, path, name=None)
+            convert_file(path, converter, make_context(settings, path), reason)
+            times.append(time.perf_counter() - start)
+    return median(times)
+
+
+# -- 2b. slow writer ---------------------------------------------------------------------------
+
+
+def measure_slowwriter(repeat: int, concurrent: int, clients: list[Client]) -> dict[str, Any]:
+    """`repeat` UUTs of each of WSTF, WSXF and WSJF, each file written by a slow writer that
+    closes it after each block; `concurrent` UUTs of each kind at a time. Counted at the
+    receiver: UUTs with exactly one whole report, partial reports, extra reports."""
+    rows = []
+    whole = [f"Step {n}" for n in range(slow_writer.STEPS)]
+    for client in clients:
+        for post_action in ("none", "move"):
+            with workspace() as tmp:
+                root = Path(tmp)
+                with receiver(root) as rx:
+                    station = Station(root, rx.url, env=client.env, settle=SLOW_SETTLE,
+                                      post_action=post_action)
+                    watch = station.watches[0]
+                    started = time.monotonic()
+                    with station.service():
+                        serial = 0
+                        for first in range(0, repeat, concurrent):
+                            writers = []
+                            for _ in range(min(concurrent, repeat - first)):
+                                serial += 1
+                                for kind, (suffix, blocks) in slow_writer.KINDS.items():
+                                    sn = f"SLOW-{kind}-{serial:05d}"
+                                    writers.append(threading.Thread(
+                                        target=slow_writer.write_slowly,
+                                        args=(watch / f"{sn}{suffix}", blocks(sn), SLOW_PAUSE)))
+                            for writer in writers:
+                                writer.start()
+                            for writer in writers:
+                                writer.join()
+                        # Every UUT's whole report (a baseline may never send some), then
+                        # one more file: once it is in, the files before it are done with.
+                        expected = serial * len(slow_writer.KINDS)
+                        with contextlib.suppress(AssertionError):
+                            wait_until(lambda rx=rx, n=expected: _whole_reports(rx) >= n, 30,
+                                       "every UUT's whole report")
+                        marker = wsjf_report(0, report_id=str(uuid.uuid4()), sn="MARKER")
+                        (watch / ".marker.tmp").write_text(json.dumps(marker))
+                        os.replace(watch / ".marker.tmp", watch / "marker.json")
+                        marker_id = str(marker["id"])
+                        wait_for(lambda rx=rx, marker_id=marker_id: marker_id in rx.stored_ids(),
+                                 120, "the marker")
+                    seconds = time.monotonic() - started
+                    reports: dict[str, list[list[str]]] = {}
+                    for rid in rx.stored_ids():
+                        report = json.loads((rx.store / f"{rid}.json").read_text())
+                        if report["sn"] != "MARKER":
+                            reports.setdefault(report["sn"], []).append(
+                                slow_writer.step_names(report))
+                    errors = [p.name for p in (watch / "error").glob("*.error.txt")] if (
+                        watch / "error").is_dir() else []
+            uuts = repeat * len(slow_writer.KINDS)
+            rows.append({
+                "client": client.name, "post_action": post_action, "uuts": uuts,
+                "one_whole_report": sum(1 for r in reports.values() if r == [whole]),
+                "partial_reports": sum(1 for r in reports.values() for s in r if s != whole),
+                "uuts_with_several_reports": sum(1 for r in reports.values() if len(r) > 1),
+                "uuts_without_a_whole_report": uuts - sum(
+                    1 for r in reports.values() if whole in r),
+                "error_files": len(errors), "seconds": seconds,
+            })
+            _progress(f"slowwriter {client.name}, post-action {post_action}: "
+                      f"{rows[-1]['one_whole_report']}/{uuts} UUTs with one whole report, "
+                      f"{rows[-1]['partial_reports']} partial reports")
+    return {"pause_s": SLOW_PAUSE, "settle_s": SLOW_SETTLE, "repeat": repeat,
+            "concurrent": concurrent, "steps": slow_writer.STEPS, "rows": rows}
+
+
+_WHOLE: dict[str, bool] = {}  # report id -> it holds every step a slow writer writes
+
+
+def _whole_reports(rx: Receiver) -> int:
+    """How many of the stored reports hold every step a slow writer writes."""
+    whole = [f"Step {n}" for n in range(slow_writer.STEPS)]
+    for rid in rx.stored_ids() - _WHOLE.keys():
+        try:
+            report = json.loads((rx.store / f"{rid}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        _WHOLE[rid] = slow_writer.step_names(report) == whole
+    return sum(_WHOLE[rid] for rid in rx.stored_ids() if rid in _WHOLE)
 
 
 # -- 3. idle -----------------------------------------------------------------------------------
@@ -890,9 +1087,23 @@ def print_table(results: dict[str, Any]) -> None:
         row(label, value, budget)
     lat = results.get("latency")
     if lat:
-        row(f"latency p50 - settle ({SETTLE:g} s)", f"{lat['p50_minus_settle_s'] * 1000:.0f} ms",
-            "<= 300 ms")
-        row("latency p99 - settle", f"{lat['p99_minus_settle_s'] * 1000:.0f} ms")
+        budgets = {"renamed in": "p50 <= 50 ms + conversion, p99 <= 150 ms",
+                   "written in place, closed": "p50 <= 100 ms",
+                   f"burst of {BURST} renamed in": "<= 350 ms"}
+        for r in lat["rows"]:
+            this = not r["client"].startswith("baseline")
+            row(f"latency {r['path']} ({r['client']}, settle {lat['settle_s']:g} s)",
+                f"p50 {r['p50_s'] * 1000:.0f} ms, p99 {r['p99_s'] * 1000:.0f} ms",
+                budgets.get(r["path"], "") if this else "")
+        row("conversion of the latency input", f"{lat['conversion_s'] * 1000:.1f} ms")
+    slow = results.get("slowwriter")
+    if slow:
+        for r in slow["rows"]:
+            row(f"slow writer ({r['client']}, post-action {r['post_action']}, pause "
+                f"{slow['pause_s']:g} s, settle {slow['settle_s']:g} s)",
+                f"{r['one_whole_report']}/{r['uuts']} one whole report, "
+                f"{r['partial_reports']} partial, {r['error_files']} errors",
+                "all, 0 partial" if not r["client"].startswith("baseline") else "")
     idle = results.get("idle")
     if idle:
         row(f"idle RSS ({idle['seconds']:.0f} s, 2 folders)", f"{idle['rss_mb']:.1f} MB",
@@ -936,7 +1147,9 @@ def print_table(results: dict[str, Any]) -> None:
     meta = results["meta"]
     print(f"python {meta['python']}, {meta['cpus']} CPUs, {meta['machine']}; data on "
           f"{meta['workdir_filesystem']}; calibration loop "
-          f"{' / '.join(f'{s:.2f}' for s in meta['calibration_loop_s'])} s (start / end)\n")
+          f"{' / '.join(f'{s:.2f}' for s in meta['calibration_loop_s'])} s (start / end); "
+          f"load average {' / '.join(f'{a[0]:.2f}' for a in meta['load_average'])} "
+          "(start / end)\n")
     if not rows:
         return
     width = max(len(r[0]) for r in rows) + 2
@@ -959,7 +1172,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="throughput inputs, comma-separated subset of %(default)s")
     parser.add_argument("--files", type=int, help="files per throughput run (1000; quick 200)")
     parser.add_argument("--repeat", type=int, help="runs per figure, median taken (3; quick 1)")
-    parser.add_argument("--latency-samples", type=int, help="single drops (40; quick 15)")
+    parser.add_argument("--latency-samples", type=int,
+                        help="single drops of each kind (40; quick 15)")
+    parser.add_argument("--bursts", type=int, help=f"bursts of {BURST} files (5; quick 2)")
+    parser.add_argument("--slow-repeat", type=int,
+                        help="UUTs of each format per post-action (100; quick 5)")
+    parser.add_argument("--slow-concurrent", type=int, default=10,
+                        help="UUTs of each format written at the same time (%(default)s)")
+    parser.add_argument("--baseline",
+                        help="also measure latency and slowwriter for another version of the "
+                        "client: a directory holding a checkout, or a git revision")
     parser.add_argument("--startup-runs", type=int, help="runs per command (11; quick 3)")
     parser.add_argument("--scale", type=int,
                         help="items queued for the scale test (100000; quick 5000)")
@@ -1006,14 +1228,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     steps: dict[str, Callable[[], Any]] = {
         "throughput": lambda: measure_throughput(inputs, mixes, files, repeat),
-        "latency": lambda: measure_latency(inputs, pick(args.latency_samples, 40, 15)),
+        "latency": lambda: measure_latency(inputs, pick(args.latency_samples, 40, 15),
+                                           pick(args.bursts, 5, 2), clients),
+        "slowwriter": lambda: measure_slowwriter(pick(args.slow_repeat, 100, 5),
+                                                 args.slow_concurrent, clients),
         "idle": lambda: measure_idle(pick(args.idle_seconds, 60.0, 5.0)),
         "startup": lambda: measure_startup(pick(args.startup_runs, 11, 3)),
         "scale": lambda: measure_scale(scale, small, min(scale, 3 * small), repeat),
         "conversion": lambda: measure_conversion(args.samples, repeat),
         "disk": lambda: measure_disk(inputs, min(files, 500), args.disk_method),
     }
+    baseline = baseline_client(args.baseline)
+    clients = [Client("this client"), *([baseline] if baseline else [])]
     results["meta"]["calibration_loop_s"] = [calibrate()]
+    results["meta"]["load_average"] = [os.getloadavg()]
     try:
         for name in RUN_ORDER:
             if name in sections:
@@ -1022,6 +1250,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         clean_up()
     results["meta"]["calibration_loop_s"].append(calibrate())
+    results["meta"]["load_average"].append(os.getloadavg())
     results["meta"]["seconds"] = time.monotonic() - started
     results = {"meta": results["meta"], **{k: results[k] for k in SECTIONS if k in results}}
     print_table(results)

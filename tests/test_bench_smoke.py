@@ -21,7 +21,8 @@ import pytest
 from tests.station import REPO
 
 BENCH = REPO / "scripts" / "bench.py"
-SECTIONS = ("throughput", "latency", "idle", "startup", "scale", "conversion", "disk")
+SECTIONS = ("throughput", "latency", "slowwriter", "idle", "startup", "scale", "conversion",
+            "disk")
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,8 @@ def number(value: object) -> bool:
 
 def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
     data = run_bench(tmp_path, "--files", "8", "--mixes", "wsjf,mixed", "--scale", "200",
-                     "--idle-seconds", "0.5", "--latency-samples", "3", "--startup-runs", "1")
+                     "--idle-seconds", "0.5", "--latency-samples", "3", "--startup-runs", "1",
+                     "--slow-repeat", "2", "--bursts", "1")
     assert set(SECTIONS) <= set(data), sorted(data)
     assert data["meta"]["quick"] is True and data["meta"]["cpus"] >= 1
 
@@ -66,7 +68,18 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
             assert row["limit_per_s"] == 250.0 and number(row["ratio_to_limit"])
 
     latency = data["latency"]
-    assert latency["samples"] == 3 and number(latency["p50_minus_settle_s"])
+    assert latency["samples"] == 3 and number(latency["conversion_s"])
+    assert [(r["client"], r["path"]) for r in latency["rows"]] == [
+        ("this client", "renamed in"), ("this client", "written in place, closed"),
+        ("this client", "burst of 50 renamed in")]
+    for row in latency["rows"]:
+        assert number(row["p50_s"]) and number(row["p99_s"]) and row["samples"] >= 1
+
+    slow = data["slowwriter"]
+    assert [(r["post_action"], r["uuts"]) for r in slow["rows"]] == [("none", 6), ("move", 6)]
+    for row in slow["rows"]:
+        assert row["one_whole_report"] + row["uuts_without_a_whole_report"] <= row["uuts"]
+        assert number(row["seconds"])
     assert number(data["idle"]["rss_mb"]) and number(data["idle"]["cpu_percent"])
     assert data["idle"]["threads"] >= 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.store import read_header
+from tests import slow_writer
 from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
@@ -110,7 +112,7 @@ def test_auth_failure_at_the_server_resumes_when_a_probe_succeeds(
     assert receiver.wait_for_reports(1, timeout=30), station.output()
 
 
-def test_a_file_still_being_written_is_not_taken_before_it_is_complete(
+def test_a_file_still_open_for_writing_is_not_taken_before_its_writer_closes_it(
     station: Station, receiver: Receiver
 ) -> None:
     station.start()
@@ -120,13 +122,15 @@ def test_a_file_still_being_written_is_not_taken_before_it_is_complete(
     with open(target, "wb") as fh:
         fh.write(data[: len(data) // 2])
         fh.flush()
-        # The half-written file settles and is looked at: it must be left alone.
-        wait_until(lambda: "looks incomplete" in _log(station), 30, "the incomplete look")
+        # Settled, and looked at: while its writer holds it open it is left alone.
+        wait_until(lambda: "slow.json is still open for writing" in _log(station), 30,
+                   "the service to see the writer")
         fh.write(data[len(data) // 2 :])
     assert receiver.wait_for_reports(1, timeout=30), station.output()
     assert receiver.stored_ids() == {rid}
     wait_until(lambda: station.done_files() == ["slow.json"], 10, "slow.json in done/")
     assert not (station.watch / "error").exists()
+    assert "incomplete" not in _log(station)
 
 
 def test_sigterm_during_a_burst_loses_nothing(station: Station, receiver: Receiver) -> None:
@@ -206,3 +210,76 @@ def test_a_process_named_in_a_file_gets_the_servers_code(
     stored = json.loads((receiver.store / f"{rid}.json").read_text())
     assert stored["processCode"] == 50 and stored["processName"] == "PCBA test"
     assert stored["result"] == "P"
+
+
+@pytest.mark.parametrize("post_action", ["none", "move"])
+def test_a_slow_writer_that_closes_the_file_between_blocks_gives_one_whole_report(
+    tmp_path: Path, receiver: Receiver, post_action: str
+) -> None:
+    # A WSTF, a WSXF and a WSJF file, each written in blocks with 3 s pauses (far beyond the
+    # settle time), the file closed after each block: each must become one report with every
+    # step, under one id, and nothing before it is whole.
+    station = Station(tmp_path / "station", receiver.url, TOKEN)
+    station.config["queue"]["watch_folders"] = [
+        {"path": str(station.watch), "post_action": post_action}]
+    station.write_config()
+    try:
+        station.start()
+        writers = []
+        for kind, (suffix, blocks) in slow_writer.KINDS.items():
+            path = station.watch / f"slow-{kind}{suffix}"
+            writers.append(threading.Thread(
+                target=slow_writer.write_slowly, args=(path, blocks(f"SN-SLOW-{kind}"), 3.0)))
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(timeout=120)
+        assert receiver.wait_for_reports(3, timeout=30), station.output()
+        # Then one more file: once it is in, anything converted before it would be too.
+        station.drop("marker.json", wsjf_report(1, report_id=str(uuid.uuid4())))
+        assert receiver.wait_for_reports(4, timeout=30), station.output()
+        stored = [json.loads((receiver.store / f"{rid}.json").read_text())
+                  for rid in receiver.stored_ids()]
+        slow = sorted((r["sn"], slow_writer.step_names(r)) for r in stored
+                      if r["sn"].startswith("SN-SLOW-"))
+        steps = [f"Step {n}" for n in range(slow_writer.STEPS)]
+        assert slow == [("SN-SLOW-wsjf", steps), ("SN-SLOW-wstf", steps),
+                        ("SN-SLOW-wsxf", steps)]
+        assert len(stored) == 4, [r["sn"] for r in stored]
+        assert not (station.watch / "error").exists()
+        if post_action == "move":
+            wait_until(lambda: len(station.done_files()) == 4, 30, "the files in done/")
+            assert station.watch_files() == []
+        else:
+            assert sorted(station.watch_files()) == ["marker.json", "slow-wsjf.json",
+                                                     "slow-wstf.txt", "slow-wsxf.xml"]
+    finally:
+        station.kill()
+
+
+def test_an_incomplete_file_goes_to_the_error_folder_only_once_it_stops_changing(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    station = Station(tmp_path / "station", receiver.url, TOKEN, incomplete_timeout=3)
+    try:
+        station.start()
+        # Written in blocks 1 s apart for 4 s: longer than the timeout, but never unchanged
+        # for that long.
+        writer = threading.Thread(target=slow_writer.write_slowly, args=(
+            station.watch / "steady.txt", slow_writer.wstf_blocks("SN-STEADY"), 1.0))
+        writer.start()
+        # Cut off for good: it never changes again.
+        blocks = slow_writer.wstf_blocks("SN-STUCK")
+        station.drop("stuck.txt", "".join(blocks[:-1]).encode())
+        note = station.watch / "error" / "stuck.txt.error.txt"
+        wait_until(note.exists, 30, "the error note")
+        assert "it never completed: unchanged for 3 s and still incomplete" in note.read_text()
+        writer.join(timeout=60)
+        assert receiver.wait_for_reports(1, timeout=30), station.output()
+        [rid] = receiver.stored_ids()
+        report = json.loads((receiver.store / f"{rid}.json").read_text())
+        assert report["sn"] == "SN-STEADY" and len(slow_writer.step_names(report)) == 6
+        assert sorted(p.name for p in (station.watch / "error").iterdir()) == [
+            "stuck.txt", "stuck.txt.error.txt"]
+    finally:
+        station.kill()

@@ -329,8 +329,9 @@ def test_broken_lines_are_named(tmp_path: Path) -> None:
 def test_files_without_reports(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="no UUT found"):
         CONVERTER.convert(write(tmp_path, "hello\nworld\n"), CONTEXT)
-    with pytest.raises(ConversionError, match="no UUT found"):
-        CONVERTER.convert(write(tmp_path, ""), CONTEXT)
+    for empty in ("", "\n", " \r\n\t"):  # created, nothing written yet
+        with pytest.raises(IncompleteFileError, match="no UUT yet"):
+            CONVERTER.convert(write(tmp_path, empty), CONTEXT)
     aborted = write(tmp_path, "@01-JAN-20  10:00:01 SN S1\n?01-JAN-20  10:00:02\n")
     with pytest.raises(ConversionError, match=r"every UUT in the log \(1\) was aborted"):
         CONVERTER.convert(aborted, CONTEXT)

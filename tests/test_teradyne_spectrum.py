@@ -353,9 +353,15 @@ def test_missing_and_broken_entries_are_named(tmp_path: Path) -> None:
     bad_verdict = board(step_text("(PAGE: (STAT: PASS))"), "(USER: STATUS: BOARD DONE)")
     with pytest.raises(ConversionError, match="is not a board verdict"):
         CONVERTER.convert(write(tmp_path, bad_verdict), CONTEXT)
-    no_steps = write(tmp_path, '(PROGRAM_NAME: "PB-1")\n(USER: Serialnumber:1)\n')
-    with pytest.raises(ConversionError, match=r"no \(STEP: ...\) entry found"):
+    # Without a step, a board with its verdict did not run; one without is still being tested.
+    no_steps = write(tmp_path, '(PROGRAM_NAME: "PB-1")\n(USER: Serialnumber:1)\n'
+                               '(USER: STATUS: BOARD FAILED)\n')
+    with pytest.raises(ConversionError, match=r"no \(STEP: ...\) entry found") as caught:
         CONVERTER.convert(no_steps, CONTEXT)
+    assert not isinstance(caught.value, IncompleteFileError)
+    for begun in ('(PROGRAM_NAME: "PB-1")\n(USER: Serialnumber:1)\n', "", "\n  \n"):
+        with pytest.raises(IncompleteFileError, match=r"no \(STEP: ...\) entry yet"):
+            CONVERTER.convert(write(tmp_path, begun), CONTEXT)
     no_code = make_context(defaults={})
     with pytest.raises(ConversionError, match="set process_code"):
         CONVERTER.convert(FIXTURES / "spectrum_two_boards.txt", no_code)
@@ -396,7 +402,9 @@ def test_parser_values_strings_and_literal_parentheses() -> None:
     ("(A: 1))", ConversionError, r"line 1: '\)' closes nothing"),
     ("\n(A: 1) stray", ConversionError, r"line 2: text 'stray' outside any"),
     ('"x" (A: 1)', ConversionError, "quoted string outside"),
-    ("( x", ConversionError, "not followed by KEY"),
+    ("( x y", ConversionError, "not followed by KEY"),
+    ("( x", IncompleteFileError, "ends inside an entry's key"),
+    ("(A: 1)\n(PROGRAM_NA", IncompleteFileError, "ends inside an entry's key"),
     ("(A: (B: 1)", IncompleteFileError, r"ends inside \(A: ...\) opened at line 1"),
     ('(A: "abc', IncompleteFileError, "ends inside a quoted string"),
 ])

@@ -1,11 +1,16 @@
-"""The folder watcher: settle rule, rescans, in-flight bookkeeping and real watchdog observers."""
+"""The folder watcher: what writers did (closed, renamed in, still open), the settle rule,
+files waiting to be completed, rescans, in-flight bookkeeping and the real observers."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +20,12 @@ import pytest
 from pywats_client.clock import Clock
 from pywats_client.config.settings import WatchFolder
 from pywats_client.errors import ConfigError
+from pywats_client.service import linuxfs
+from pywats_client.service import watcher as watcher_module
 from pywats_client.service.postaction import SeenFiles, apply_post_action
-from pywats_client.service.watcher import FolderWatcher, SourceFile
+from pywats_client.service.watcher import FolderWatcher, Hint, SourceFile
 from tests.fakes import FakeClock
+from tests.station import wait_until
 
 MakeWatcher = Callable[..., FolderWatcher]
 
@@ -60,12 +68,17 @@ def no_leaked_threads() -> Iterator[None]:
 
 @pytest.fixture
 def make_watcher(
-    tmp_path: Path, no_leaked_threads: None
+    tmp_path: Path, no_leaked_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., FolderWatcher]]:
     made: list[FolderWatcher] = []
 
     def make(folders: list[WatchFolder], *, clock: Clock, start: bool = True,
-             **kwargs: Any) -> FolderWatcher:
+             trusted: bool = False, **kwargs: Any) -> FolderWatcher:
+        """`trusted`: the folders are on a local disk, where the writers' events count; by
+        default they are taken for a share, where only the settle rule does (and a test can
+        time its hints exactly)."""
+        if not trusted:
+            monkeypatch.setattr(watcher_module, "filesystem_type", lambda path: "nfs4")
         options: dict[str, Any] = {
             "settle_time": SETTLE, "rescan_interval": RESCAN, "state_dir": tmp_path / "state",
             "polling_interval": 0.05,
@@ -433,12 +446,11 @@ def test_unreadable_file_is_not_taken(
 # -- real observers ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
-def test_observer_notices_a_new_file(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, polling: bool
+def test_polling_observer_notices_a_new_file_which_then_settles(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
 ) -> None:
     event = threading.Event()
-    watcher = make_watcher([WatchFolder(path=inbox, polling=polling)], clock=clock,
+    watcher = make_watcher([WatchFolder(path=inbox, polling=True)], clock=clock,
                            wake=event.set)
     assert watcher.poll()[0] == []  # the start-up scan; the next rescan is an hour away
     event.clear()
@@ -446,7 +458,7 @@ def test_observer_notices_a_new_file(
     f = write(inbox / "from-tester.csv", b"1,2")
 
     assert event.wait(EVENT_TIMEOUT), "the observer did not report the new file"
-    assert watcher.poll()[0] == []
+    assert watcher.poll()[0] == []  # no event to trust: it must settle
     assert watcher.pending_count() == 1
     clock.advance(SETTLE)
     assert [s.path for s in watcher.poll()[0]] == [f]
@@ -484,3 +496,391 @@ def test_observer_threads_are_stopped(tmp_path: Path, clock: FakeClock) -> None:
         watcher.stop()
     assert [t for t in threading.enumerate() if t not in before] == []
     watcher.stop()  # idempotent
+
+
+# -- what the writer did (native folders on Linux) ---------------------------------------------
+# The fake clock never moves in these tests unless they say so: a file taken without it moving
+# was taken on its writer's event, not after the settle time.
+
+native_only = pytest.mark.skipif(not linuxfs.available(), reason="inotify is Linux only")
+
+
+def taken_until(watcher: FolderWatcher, done: Callable[[list[SourceFile]], bool],
+                what: str) -> list[SourceFile]:
+    """Poll until `done(everything taken so far)`; the files taken."""
+    taken: list[SourceFile] = []
+
+    def look() -> bool:
+        taken.extend(watcher.poll()[0])
+        return done(taken)
+
+    wait_until(look, EVENT_TIMEOUT, what)
+    return taken
+
+
+def taken_when_seen(watcher: FolderWatcher, inbox: Path) -> list[SourceFile]:
+    """What is taken until the events of everything done so far have been seen: a marker file
+    written now comes back once its close is seen, and inotify keeps the order of events."""
+    marker = write(inbox / f"marker-{uuid.uuid4().hex}.csv", b"m")
+    taken = taken_until(watcher, lambda got: any(s.path == marker for s in got),
+                        "the marker file's close event")
+    return [s for s in taken if s.path != marker]
+
+
+@native_only
+def test_a_file_written_in_place_is_taken_when_its_writer_closes_it(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    f = inbox / "uut.csv"
+    with open(f, "wb") as fh:
+        fh.write(b"header\n")
+        fh.flush()
+        assert taken_when_seen(watcher, inbox) == []
+        clock.advance(SETTLE * 3)  # quiet for longer than the settle time, but still open
+        assert watcher.poll()[0] == []
+        fh.write(b"row 1\n")
+
+    taken = taken_until(watcher, bool, "the file to be taken on its close")
+    assert [(s.path, s.size) for s in taken] == [(f, len(b"header\nrow 1\n"))]
+
+
+@native_only
+@pytest.mark.parametrize("origin", ["same-folder", "other-folder"])
+def test_a_file_renamed_in_is_taken_at_once(
+    make_watcher: MakeWatcher, clock: FakeClock, tmp_path: Path, inbox: Path, origin: str
+) -> None:
+    # Renamed within the folder (from a hidden name) or moved from another folder of the same
+    # filesystem: inotify says IN_MOVED_TO for both (watchdog calls the second "created").
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    staging = inbox if origin == "same-folder" else tmp_path / "staging"
+    fresh = write(staging / ".uut.csv.partial", b"1,2,3")  # mtime now: no "old file" path
+
+    os.rename(fresh, inbox / "uut.csv")
+
+    taken = taken_until(watcher, bool, "the renamed file to be taken")
+    assert [(s.path.name, s.size) for s in taken] == [("uut.csv", 5)]
+
+
+@native_only
+def test_a_file_renamed_in_and_appended_to_is_taken_once_its_writer_closes_it(
+    make_watcher: MakeWatcher, clock: FakeClock, tmp_path: Path, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    fresh = write(tmp_path / "staging" / "uut.csv", b"first part\n")
+    os.rename(fresh, inbox / "uut.csv")
+    with open(inbox / "uut.csv", "ab") as fh:  # the careless writer is not done after all
+        assert taken_when_seen(watcher, inbox) == []
+        fh.write(b"second part\n")
+        fh.flush()
+        assert taken_when_seen(watcher, inbox) == []
+
+    taken = taken_until(watcher, bool, "the file to be taken on its close")
+    assert [s.size for s in taken] == [len(b"first part\nsecond part\n")]
+
+
+@native_only
+def test_a_file_two_writers_have_open_is_taken_when_both_closed_it(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    f = inbox / "shared.csv"
+    first = open(f, "wb")  # noqa: SIM115 - closed below, in the order under test
+    second = open(f, "ab")  # noqa: SIM115
+    try:
+        first.write(b"a\n")
+        first.close()  # a close after writing, but the other writer is still at it
+        assert taken_when_seen(watcher, inbox) == []
+        second.write(b"b\n")
+    finally:
+        first.close()
+        second.close()
+
+    taken = taken_until(watcher, bool, "the file to be taken on the last close")
+    assert [s.size for s in taken] == [4]
+
+
+@native_only
+def test_a_file_held_open_without_a_change_is_taken_after_the_incomplete_timeout(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True,
+                           incomplete_timeout=60.0)
+    watcher.poll()
+    f = inbox / "forgotten.csv"
+    with open(f, "wb") as fh:
+        fh.write(b"complete, but never closed\n")
+        fh.flush()
+        assert taken_when_seen(watcher, inbox) == []
+        clock.advance(SETTLE)
+        assert watcher.poll()[0] == []  # held open: looked at, left alone
+        clock.advance(59.0)
+        assert watcher.poll()[0] == []
+        clock.advance(SETTLE)
+        with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
+            assert [s.path for s in watcher.poll()[0]] == [f]
+    assert "has been open for writing by another process for 60 s" in caplog.text
+
+
+@native_only
+def test_a_file_rewritten_in_place_after_it_was_processed_is_taken_again(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    folder = WatchFolder(path=inbox, post_action="none")
+    watcher = make_watcher([folder], clock=clock, trusted=True)
+    watcher.poll()
+    f = write(inbox / "uut.csv", b"first run\n")
+    (source,) = taken_until(watcher, bool, "the first version")
+    apply_post_action(source, watcher.seen)
+    watcher.done(source)
+
+    with open(f, "wb") as fh:  # truncated and written again by the next test run
+        fh.write(b"second run, longer\n")
+
+    (again,) = taken_until(watcher, bool, "the rewritten version")
+    assert again.size == len(b"second run, longer\n")
+
+
+@native_only
+def test_a_file_deleted_before_it_is_looked_at_is_forgotten(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    gone = write(inbox / "gone.csv")
+    gone.unlink()
+    assert taken_when_seen(watcher, inbox) == []
+    assert watcher.pending_count() == 0
+
+    # Deleted between the stat and the open that asks whether a writer still has it.
+    real = os.open
+    vanishing = inbox / "vanishing.csv"
+
+    def delete_first(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == str(vanishing):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", delete_first)
+    write(vanishing)
+    taken = taken_until(watcher, lambda _: watcher.pending_count() == 0
+                        and not (inbox / "vanishing.csv").exists(), "the deletion")
+    assert taken == []
+    clock.advance(RESCAN)
+    assert watcher.poll()[0] == [] and watcher.pending_count() == 0
+
+
+@native_only
+def test_ten_thousand_close_events_of_one_file_take_it_once(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    f = inbox / "chatty.csv"
+    for _ in range(10_000):
+        with open(f, "ab") as fh:
+            fh.write(b"x")
+
+    taken = taken_when_seen(watcher, inbox)
+    if not taken:  # the kernel's event queue overflowed: the rescan found it, it settles
+        clock.advance(SETTLE)
+        taken = watcher.poll()[0]
+    assert [(s.path, s.size) for s in taken] == [(f, 10_000)]
+    clock.advance(RESCAN)
+    assert watcher.poll()[0] == []
+
+
+@native_only
+def test_ten_thousand_files_closed_at_once_are_each_taken_once(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    names = [f"f{n:05d}.csv" for n in range(10_000)]
+    for name in names:
+        write(inbox / name, b"1")
+
+    taken = taken_when_seen(watcher, inbox)
+    clock.advance(SETTLE)  # what an overflow of the event queue left to the rescan settles
+    polls = 0
+    while True:
+        got, wait = watcher.poll()
+        polls += 1
+        taken.extend(got)
+        if not got and wait > 0:
+            break
+    assert sorted(s.path.name for s in taken) == names  # each once
+    assert polls <= 10_000 // watcher_module.MAX_CHECKS_PER_POLL + 5
+
+
+# -- files waiting to be completed ---------------------------------------------------------------
+
+
+def test_an_unchanged_incomplete_file_is_looked_at_again_at_the_deadline(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    write(inbox / "half.csv", b"half", age=60)
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    (source,) = watcher.poll()[0]
+
+    watcher.wait_for_change(source, 30.0)
+
+    assert watcher.pending_count() == 1
+    ready, wait = watcher.poll()
+    assert ready == [] and wait == pytest.approx(30.0)
+    clock.advance(RESCAN)  # a rescan finds it unchanged: it keeps waiting
+    clock.mono -= RESCAN - 29.0
+    assert watcher.poll()[0] == []
+    clock.advance(1.0)
+    assert [s.path for s in watcher.poll()[0]] == [source.path]
+
+
+@native_only
+def test_an_incomplete_file_is_looked_at_again_as_soon_as_its_writer_closes_it(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    f = write(inbox / "slow.csv", b"line 1\n")
+    (source,) = taken_until(watcher, bool, "the first version")
+    watcher.wait_for_change(source, 300.0)
+    assert watcher.poll()[0] == []
+
+    append(f, b"line 2\n")  # open, write, close: as a logger does for each line
+
+    (again,) = taken_until(watcher, bool, "the longer version")
+    assert again.size == len(b"line 1\nline 2\n")
+
+
+@native_only
+def test_lines_written_while_the_file_is_converted_count_when_it_is_given_back(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    f = write(inbox / "slow.csv", b"line 1\n")
+    (source,) = taken_until(watcher, bool, "the first version")
+    append(f, b"line 2\n")  # while its converter reads it
+    assert taken_when_seen(watcher, inbox) == []  # in flight: never handed out twice
+
+    watcher.wait_for_change(source, 300.0)  # the converter said: incomplete
+
+    (again,) = taken_until(watcher, bool, "the longer version")
+    assert again.size == len(b"line 1\nline 2\n")
+
+
+def test_an_incomplete_file_that_changes_in_a_polled_folder_is_taken_once_settled(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    f = write(inbox / "half.csv", b"half", age=60)
+    watcher = make_watcher([WatchFolder(path=inbox, polling=True)], clock=clock, trusted=True)
+    (source,) = watcher.poll()[0]
+    watcher.wait_for_change(source, 300.0)
+    append(f, b" and the rest")
+    watcher.hint(f, Hint.CLOSED)  # in a polled folder no event is trusted
+
+    assert watcher.poll()[0] == []
+    clock.advance(SETTLE)
+    assert [s.size for s in watcher.poll()[0]] == [len(b"half and the rest")]
+
+
+# -- where events cannot be trusted ------------------------------------------------------------
+
+
+@native_only
+@pytest.mark.parametrize("fstype", ["cifs", "nfs4", "vfat", "exfat", "fuse.sshfs"])
+def test_on_a_share_or_fat_media_a_closed_file_still_settles(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, fstype: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "filesystem_type", lambda path: fstype)
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    write(inbox / "uut.csv", b"1,2")
+    os.rename(write(inbox / ".x.partial"), inbox / "moved.csv")
+    write(inbox / "marker.csv")  # its events come after the others'
+
+    taken = taken_until(watcher, lambda _: watcher.pending_count() == 3, "the three files")
+    assert taken == []
+    clock.advance(SETTLE)
+    assert sorted(s.path.name for s in watcher.poll()[0]) == ["marker.csv", "moved.csv",
+                                                              "uut.csv"]
+
+
+@native_only
+def test_a_watch_folder_removed_and_made_again_is_watched_again(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wakes = threading.Event()
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, wake=wakes.set, trusted=True)
+    watcher.poll()
+    with caplog.at_level(logging.INFO, logger="pywats_client.service.watcher"):
+        shutil.rmtree(inbox)
+        wait_until(lambda: "no longer watched" in caplog.text, EVENT_TIMEOUT, "the lost watch")
+        inbox.mkdir()
+        clock.advance(RESCAN)
+        assert watcher.poll()[0] == []
+        assert "watched for new files again" in caplog.text
+
+    f = write(inbox / "after.csv", b"1")
+    assert [s.path for s in taken_until(watcher, bool, "a file in the new folder")] == [f]
+
+
+# -- is a writer still at it? ------------------------------------------------------------------
+
+
+def _lease_probe_as_nobody(path: Path) -> str:
+    """open_for_writing(path) asked by a process of user nobody (a fork that drops root)."""
+    read, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(read)
+            os.setgid(65534)
+            os.setuid(65534)
+            answer = repr(linuxfs.open_for_writing(str(path)))
+        except BaseException as exc:
+            answer = f"error {exc!r}"
+        os.write(write_end, answer.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read, "rb") as fh:
+        answer = fh.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+@native_only
+def test_open_for_writing_answers_from_a_read_lease(tmp_path: Path) -> None:
+    f = write(tmp_path / "f.csv", b"1")
+    assert linuxfs.open_for_writing(str(f)) is False
+    with open(f, "ab"):
+        assert linuxfs.open_for_writing(str(f)) is True
+    with open(f, "rb"):
+        assert linuxfs.open_for_writing(str(f)) is False  # readers do not count
+    with pytest.raises(FileNotFoundError):
+        linuxfs.open_for_writing(str(tmp_path / "missing.csv"))
+
+
+@native_only
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a probe as another user")
+def test_open_for_writing_cannot_tell_without_owning_the_file() -> None:
+    # Not the owner and no CAP_LEASE: no lease, so "cannot tell" (the format check decides).
+    # In a folder of its own under /tmp: pytest's are closed to other users.
+    folder = Path(tempfile.mkdtemp(prefix="lease-"))
+    try:
+        folder.chmod(0o755)
+        f = write(folder / "f.csv", b"1")
+        f.chmod(0o644)
+        assert _lease_probe_as_nobody(f) == "None"
+        os.chown(f, 65534, 65534)
+        assert _lease_probe_as_nobody(f) == "False"
+        with open(f, "ab"):
+            assert _lease_probe_as_nobody(f) == "True"
+    finally:
+        shutil.rmtree(folder)

@@ -722,14 +722,32 @@ def test_multiple_uuts_give_a_list() -> None:
     assert len(ids) == 3
 
 
-def test_missing_end_marker_converts_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_end_marker_is_waited_for() -> None:
+    # A tester that logs line by line leaves exactly this between two lines: converting it
+    # would upload a report without the steps still to come.
+    with pytest.raises(IncompleteFileError, match="line 1 has no --UUT-End-- line yet"):
+        convert(FIXTURES / "missing_end.txt")
+
+
+@pytest.mark.parametrize("value", [True, "true", "Yes", "1", "on"])
+def test_missing_end_marker_converts_with_a_warning_when_the_folder_accepts_it(
+        caplog: pytest.LogCaptureFixture, value: object) -> None:
     path = FIXTURES / "missing_end.txt"
+    context = ConverterContext(arguments={"accept_missing_uut_end": value})
     with caplog.at_level(logging.WARNING, logger="pywats_client.converters.wstf"):
-        report = convert(path)
+        report = convert(path, context)
     assert (report["sn"], report["result"]) == ("SN-NOEND", "P")
     validate(finalized(report))
     assert [r.getMessage() for r in caplog.records] == [
-        f"{path}: the UUT that starts at line 1 has no --UUT-End-- line; converted anyway"]
+        f"{path}: the UUT that starts at line 1 has no --UUT-End-- line; converted anyway "
+        "(accept_missing_uut_end is set)"]
+
+
+@pytest.mark.parametrize("value", [False, "false", "no", "0", ""])
+def test_missing_end_marker_is_waited_for_when_the_argument_is_false(value: object) -> None:
+    context = ConverterContext(arguments={"accept_missing_uut_end": value})
+    with pytest.raises(IncompleteFileError):
+        convert(FIXTURES / "missing_end.txt", context)
 
 
 def test_a_new_header_ends_the_uut_before_it(
@@ -772,9 +790,8 @@ def test_every_prefix_is_incomplete_or_converts(tmp_path: Path) -> None:
             convert(path)
         except IncompleteFileError:
             continue
-        # Only whole lines after the step data started may convert (with a warning).
-        assert data[:cut].endswith((b"\n", b"--UUT-End--"))
-        assert b"--Step-Data-Start--" in data[:cut]
+        # Only the whole file converts: its last UUT must have its end marker.
+        assert data[:cut].rstrip(b"\r\n\t").endswith(b"--UUT-End--")
 
 
 # -- text encoding and cells -----------------------------------------------------------------

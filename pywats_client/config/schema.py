@@ -84,7 +84,12 @@ SCHEMA: tuple[Option, ...] = (
     Option("queue.max_age", "number", _Q.max_age,
            "a report not uploaded after this long goes to failed/", minimum=60, unit="seconds"),
     Option("queue.settle_time", "number", _Q.settle_time,
-           "a file is taken once unchanged for this long", minimum=0, unit="seconds"),
+           "where no file event tells that a writer is done (polling, network shares, FAT "
+           "media, files found by a scan), a file is taken once unchanged for this long",
+           minimum=0, unit="seconds"),
+    Option("queue.incomplete_timeout", "number", _Q.incomplete_timeout,
+           "a file its converter calls incomplete (still being written) waits this long "
+           "without change, then goes to the error folder", minimum=1, unit="seconds"),
     Option("queue.rescan_interval", "number", _Q.rescan_interval,
            "full rescan of every watch folder (file events are only hints)", minimum=0.1,
            unit="seconds"),

@@ -57,6 +57,7 @@ class QueueSettings:
     retry_max_delay: float = 3600.0
     max_age: float = 7 * 24 * 3600.0  # give up (-> failed/) after this lifetime in the queue
     settle_time: float = 1.0  # a file is taken when unchanged for this long
+    incomplete_timeout: float = 300.0  # an incomplete file unchanged this long is an error
     rescan_interval: float = 30.0  # full rescan of every watch folder (events are only hints)
     probe_interval: float = 30.0  # while offline or paused, probe the server this often
     completed_retention_days: float = 7.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pywats_client.converters.base import HEAD_SIZE, Converter, ConverterContext
-from pywats_client.errors import ConversionError
+from pywats_client.errors import ConversionError, IncompleteFileError
 
 if TYPE_CHECKING:
     from pywats_client.converters.registry import ConverterRegistry
@@ -54,15 +54,25 @@ class Detection:
     verdicts: tuple[Verdict, ...]
 
 
+class NotRecognised(ConversionError):
+    """No enabled converter recognises the file's content; `verdicts` are their answers."""
+
+    def __init__(self, message: str, verdicts: tuple[Verdict, ...] = ()) -> None:
+        super().__init__(message)
+        self.verdicts = verdicts
+
+
 def pick(path: Path, verdicts: list[Verdict]) -> Verdict:
-    """The winning verdict; ConversionError when nobody is sure or the best are tied."""
+    """The winning verdict; NotRecognised when nobody is sure, ConversionError when the best
+    are tied."""
     ranked = sorted(verdicts, key=lambda v: (v.score, v.pattern_match), reverse=True)
     tried = "; ".join(v.describe() for v in ranked) or "no converter is enabled"
     if not ranked or ranked[0].score <= 0.0:
-        raise ConversionError(
+        raise NotRecognised(
             f"{path.name}: no converter recognises this file (tried: {tried}). If it is a "
             "known format, bind its converter to the folder with 'pywats-client config "
-            "add-watch-folder FOLDER --converter NAME'; otherwise write a converter plugin."
+            "add-watch-folder FOLDER --converter NAME'; otherwise write a converter plugin.",
+            tuple(verdicts),
         )
     best = ranked[0]
     rivals = [v for v in ranked[1:]
@@ -95,6 +105,34 @@ class AIConverter(Converter):
             raise ConversionError("AIConverter needs the converter registry to choose from")
         with open(path, "rb") as fh:
             head = fh.read(HEAD_SIZE)
-        detection = self.registry.detect(path, head)
+        try:
+            detection = self.registry.detect(path, head)
+        except NotRecognised as exc:
+            raise incomplete_or(self.registry, path, head, exc, context) from None
         log.info("%s: %s", path.name, detection.reason)
         return detection.converter.convert(path, context)
+
+
+def incomplete_or(registry: ConverterRegistry, path: Path, head: bytes, error: NotRecognised,
+                  context: ConverterContext | None = None) -> ConversionError:
+    """`error`, or IncompleteFileError when the file may be the beginning of one that a
+    converter reads: a file is recognised by its first bytes, and a writer that closes the
+    file between lines may have written only an XML declaration or half a first line yet.
+
+    Only a file that detection saw whole (`head` shorter than HEAD_SIZE) can be that. The
+    converters whose file patterns name it are asked to read it; the first that says it is
+    incomplete gives the answer. A file no pattern names is an error at once: converters
+    are lenient with what they cannot read yet, and junk must not wait for nothing."""
+    if len(head) >= HEAD_SIZE:
+        return error
+    for name in [v.name for v in error.verdicts if v.pattern_match]:
+        try:
+            registry.create(name).convert(path, context or ConverterContext())
+        except IncompleteFileError as exc:
+            return IncompleteFileError(
+                f"{path.name}: no converter recognises it yet, and {name} says it is "
+                f"incomplete: {exc}"
+            )
+        except Exception:  # any other answer means "not the start of one of mine"
+            continue
+    return error

@@ -105,6 +105,7 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?")
 _DATETIME = re.compile(r"(\d\d)?(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)")
 _BOARD_PREFIX = re.compile(r"(\d+)%(.+)")
 _START = re.compile(r"[\ufeff \t\r\n]*\{@")
+_STARTS = (b"{@BATCH|", b"{@BTEST|")  # the records an i3070 log begins with
 
 
 class KeysightI3070Converter(BuiltinConverter):
@@ -174,6 +175,9 @@ def _read_log(path: Path, options: ConversionOptions) -> str:
 
 def _detect(head: bytes) -> tuple[float, str]:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text and any(len(text) < len(start) and start.startswith(text) for start in _STARTS):
+        # The first bytes of a log being written: claimed above "JSON, but not a report".
+        return 0.3, "starts like an i3070 {@BATCH| or {@BTEST| record (the file is short yet)"
     if text.startswith(b"{@BATCH|"):
         if b"{@BTEST|" in text:
             return 0.95, "starts with an i3070 {@BATCH| record followed by {@BTEST|"

@@ -33,7 +33,8 @@ Where the format leaves a choice, this reader decides so:
   configured; otherwise UTF-8, and a file that is not valid UTF-8 is read as cp1252 (SPEA
   testers run Windows with German text).
 * Truncation (`IncompleteFileError`): an empty file, a last line without line end that is not
-  a complete `END` record, or a board without `END` at the end of the file. A board without
+  a complete `END` record (its time with seconds), a board without `END` at the end of the
+  file, or a log with no board yet. A board without
   `END` before the next `FORMAT`/`START` is a `ConversionError`: the log is damaged.
 """
 
@@ -72,6 +73,8 @@ _VERDICT = {"PASS": "P", "FAIL": "F", "NONE": "E"}
 _SEVERITY = {"P": 0, "F": 1, "E": 2}
 _DATE = re.compile(r"(\d{1,4})[/.-](\d{1,2})[/.-](\d{1,4})")
 _TIME = re.compile(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,6}))?)?")
+_WHOLE_TIME = re.compile(r"\d{1,2}:\d{2}:\d{2}(?:[.,]\d{1,6})?")
+_FIRST_KEYWORDS = ("FORMAT", "START")  # a log begins with one of these records
 _DATE_ORDERS = ("mmdd", "ddmm")
 
 
@@ -168,11 +171,12 @@ class _Reader:
             number = len(lines) + 1
             fields = tail.rstrip("\r").split(";")
             keyword = fields[0].strip().upper()
-            if not seen_first:
+            if not seen_first and not any(k.startswith(keyword) for k in _FIRST_KEYWORDS):
                 self.first_line(number, keyword, tail)
-            # A writer may leave out the last line end; only a whole END record is complete.
-            if keyword != "END" or self.board is None or len(fields) < 4 or not _TIME.fullmatch(
-                    fields[3].strip()):
+            # A writer may leave out the last line end; only a whole END record is complete,
+            # down to the last digit of its time ("16:29:2" is "16:29:21" being written).
+            if (keyword != "END" or self.board is None or len(fields) < 4
+                    or not _WHOLE_TIME.fullmatch(fields[3].strip())):
                 raise IncompleteFileError(
                     f"{self.path}: line {number} has no line end yet (the tester is still "
                     "writing the file, or it was cut off)"
@@ -184,9 +188,10 @@ class _Reader:
                 "record yet (the tester is still writing the file, or it was cut off)"
             )
         if not self.reports:
-            raise ConversionError(
-                f"{self.path}: no board in the file (no START … END block); is this a SPEA "
-                "ICT log?"
+            # It begins as a SPEA log does (first_line), so its first board is still to come.
+            raise IncompleteFileError(
+                f"{self.path}: no board in the file yet (no START … END block); the tester is "
+                "probably still testing the first board"
             )
         return self.reports
 

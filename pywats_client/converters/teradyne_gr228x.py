@@ -206,10 +206,10 @@ class _Reader:
                     f"{self.path}: every UUT in the log ({self.skipped}) was aborted before "
                     "any test ran; there is nothing to report"
                 )
-            if self.seen_program:
+            if self.seen_program or not text.strip(" \t\r\n\x00\ufeff"):
                 raise IncompleteFileError(
-                    f"{self.path}: the log has a program line but no UUT yet; the first "
-                    "board is probably still being tested"
+                    f"{self.path}: the log has no UUT yet; the first board is probably "
+                    "still being tested"
                 )
             raise ConversionError(
                 f"{self.path}: no UUT found (no '@<date> SN <serial>' line); this is not a "

@@ -28,9 +28,9 @@ Mapping and the choices where the format leaves one open:
   with no status anywhere above it is judged by its limits (limits.py). Value and limits of a
   test may have different SCALEs: they are converted exactly (decimal arithmetic) to the scale
   of the limits, so a test keeps one unit on every board. Units are ASCII ("mOhm", "nF", "V").
-* A file that ends inside an entry or a quoted string is still being written
-  (`IncompleteFileError`). A `(` inside a value that does not open a `(KEY:` entry is text
-  (e.g. a path under "Program Files (x86)").
+* A file that ends inside an entry, its key or a quoted string, or that has neither a step
+  nor the board's STATUS yet, is still being written (`IncompleteFileError`). A `(` inside a
+  value that does not open a `(KEY:` entry is text (e.g. a path under "Program Files (x86)").
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _NEWLINE_RE = re.compile("\n")
+# What may follow a "(" at the end of a file that is cut inside "(KEY:".
+_KEY_BEING_WRITTEN = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_]*\s*)?")
 _HEAD_RE = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\(\s*PROGRAM_NAME\s*:\s*"')
 _NUMBER_RE = re.compile(r"[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,3})?")
 _STEP_TIME_RE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?")
@@ -255,6 +257,11 @@ def parse(text: str, source: str = "", ignore: frozenset[str] = frozenset()) -> 
                 stack[-1].quoted = match.group("string")
         elif kind == "open":
             if not stack:
+                if _KEY_BEING_WRITTEN.fullmatch(text, match.end()):
+                    raise IncompleteFileError(
+                        f"{where}line {line_at(match.start('open'))}: the file ends inside an "
+                        "entry's key (still being written?)"
+                    )
                 raise ConversionError(
                     f"{where}line {line_at(match.start('open'))}: '(' is not followed by "
                     "KEY:; this is not a Spectrum CTRD export"
@@ -337,6 +344,12 @@ class _Mapper:
             else:
                 log.debug("%s: line %d: (%s: ...) ignored", self.path, node.line, key)
         if not any(board.steps for board in boards):
+            if not any("status" in board.user for board in boards):
+                # No step and no board verdict yet: the tester has only begun the file.
+                raise IncompleteFileError(
+                    f"{self.path}: no (STEP: ...) entry yet and no (USER: STATUS: ...); the "
+                    "board is probably still being tested"
+                )
             raise ConversionError(
                 f"{self.path}: no (STEP: ...) entry found; this is not a Spectrum CTRD "
                 "export, or the test did not run"

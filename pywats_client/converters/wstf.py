@@ -54,9 +54,12 @@ class WATSStandardTextConverter(BuiltinConverter):
       warning; an `End…` line that names another step, or closes nothing, is an error.
     * Truncation: the file is taken as still being written (`IncompleteFileError`) when it is
       empty, when it ends in the middle of a line (its last line has no line end and is not the
-      end marker), or when it ends inside a UUT's header (before `--Step-Data-Start--`). A UUT
-      that has reached its step data but lacks `--UUT-End--` at the end of the file (or before
-      the next `--Header-Start--`) is converted anyway, with a warning naming the file.
+      end marker), or when its last UUT has no `--UUT-End--` yet: a tester that logs line by
+      line leaves a file like that between two lines, and a report made of it would lack the
+      steps still to come. The service waits for the end marker (`queue.incomplete_timeout`).
+      The converter argument `accept_missing_uut_end: true` converts such a last UUT anyway,
+      with a warning, for testers that never write the marker. A UUT without `--UUT-End--`
+      before the next `--Header-Start--` is converted, with a warning: the writer is past it.
     """
 
     name = "WATSStandardTextConverter"

@@ -39,6 +39,9 @@ from pywats_client.report.model import (
 )
 
 DEFAULT_SEQUENCE_NAME = "MainSequence Callback"
+# The converter argument that converts a last UUT without --UUT-End-- instead of waiting for
+# it (the behaviour of older versions, for testers that never write the end marker).
+ACCEPT_MISSING_END = "accept_missing_uut_end"
 
 HEADER_KEYS = (
     "SerialNumber", "PartNumber", "Revision", "OperationTypeName", "OperationTypeCode",
@@ -124,9 +127,14 @@ class Reader:
                     f"line {uut.start_line} (no --Step-Data-Start-- yet: still being written, "
                     "or cut off)"
                 )
+            if not accepts_missing_end(self.options):
+                raise IncompleteFileError(
+                    f"{self.path}: the UUT that starts at line {uut.start_line} has no "
+                    "--UUT-End-- line yet (still being written, or cut off)"
+                )
             log.warning(
-                "%s: the UUT that starts at line %d has no --UUT-End-- line; converted anyway",
-                self.path, uut.start_line,
+                "%s: the UUT that starts at line %d has no --UUT-End-- line; converted anyway "
+                "(accept_missing_uut_end is set)", self.path, uut.start_line,
             )
             self._submit(uut, len(lines))
         if not self.reports:
@@ -407,3 +415,11 @@ class Reader:
             f"{self.path}: not a WATS Standard Text Format file: line {number} is "
             f"{show_cells(split_cells(text))}, expected --Header-Start--"
         )
+
+
+def accepts_missing_end(options: ConversionOptions) -> bool:
+    """True when the folder's `accept_missing_uut_end` argument is set to a true value."""
+    value = options.setting(ACCEPT_MISSING_END)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

@@ -77,7 +77,6 @@ MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS  # the rest wait in the watcher,
 # conversions never fall behind for long (scripts/bench.py, throughput: L = 20 ms went from
 # 72 % to 82 % of the 5 / L limit with 3 -> 1).
 CONVERSIONS_WHILE_UPLOADS_LAG = 1
-INCOMPLETE_GIVE_UP = 300.0  # seconds a file may keep looking truncated before it is an error
 DISK_FULL_RETRY = 5.0  # seconds before a file that met a full disk is tried again
 HOUSEKEEPING_INTERVAL = 3600.0
 STATUS_INTERVAL = 1.0
@@ -155,6 +154,7 @@ class Service:
         self.watcher = FolderWatcher(
             settings.queue.watch_folders,
             settle_time=settings.queue.settle_time,
+            incomplete_timeout=settings.queue.incomplete_timeout,
             rescan_interval=settings.queue.rescan_interval,
             state_dir=paths.state,
             clock=clock,
@@ -169,7 +169,8 @@ class Service:
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._conversions: dict[Future[_Converted], SourceFile] = {}
         self._waiting: collections.deque[SourceFile] = collections.deque()
-        self._incomplete_since: dict[Path, tuple[float, int]] = {}  # first look, looks
+        # incomplete file -> (since when unchanged, looks, its size, mtime and companions)
+        self._incomplete_since: dict[Path, tuple[float, int, tuple[int, ...]]] = {}
         self._config_mtime = _mtime(paths.config)
         self.notifier = Notifier()
         self.processes = process_table.load(paths.state)
@@ -434,21 +435,31 @@ class Service:
         self.watcher.done(done.source)
 
     def _on_incomplete(self, done: _Converted) -> None:
+        """Wait for the writer to finish the file: it is looked at again as soon as it
+        changes and is ready again, else now and then (what it waits for may be beside it, as
+        a Klippel unit's data folder), and goes to the error folder only once neither it nor
+        its companions have changed for `queue.incomplete_timeout` seconds."""
         source, path, now = done.source, done.source.path, self.clock.monotonic()
-        first, looks = self._incomplete_since.get(path, (now, 0))
-        self._incomplete_since[path] = (first, looks + 1)
-        if now - first < INCOMPLETE_GIVE_UP:
-            # Look again soon, then less and less often: a slow writer is not worth a log
-            # line every settle period.
-            delay = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
-            log.info("%s looks incomplete (%s); looking again in %.1fs", path, done.message,
-                     delay)
-            self.watcher.retry_later(source, delay)
+        timeout = self.settings.queue.incomplete_timeout
+        state = (source.size, source.mtime_ns, *_mtimes(done.companions))
+        first, looks, seen = self._incomplete_since.get(path, (now, 0, state))
+        if seen != state:
+            first, looks = now, 0  # it changed: its writer is alive, the wait starts again
+        self._incomplete_since[path] = (first, looks + 1, state)
+        waited = now - first
+        if waited < timeout:
+            # One line per file at info: a slow writer is not worth one per line it writes.
+            log.log(logging.INFO if looks == 0 and seen == state else logging.DEBUG,
+                    "%s is incomplete (%s); waiting for its writer to finish it (at most "
+                    "%.0f s without a change)", path, done.message, timeout)
+            recheck = min(self.settings.queue.settle_time * 2 ** looks + 0.1, 30.0)
+            self.watcher.wait_for_change(source, min(recheck, timeout - waited))
             return
         self._incomplete_since.pop(path, None)
         self._count_conversion_error(self._reject_source(
-            source, f"still incomplete after {INCOMPLETE_GIVE_UP:.0f}s: {done.message}",
-            done.companions))
+            source, f"it never completed: unchanged for {timeout:.0f} s and still incomplete "
+            f"({done.message}). If the equipment finishes files this slowly, raise "
+            "queue.incomplete_timeout", done.companions))
         self.watcher.done(source)
 
     def _on_disk_full(self, done: _Converted) -> None:
@@ -632,6 +643,18 @@ class Service:
         self.lock.release()
         log.info("stopped (%s): %d uploaded this run", "graceful" if graceful else "immediate",
                  self.status.uploaded)
+
+
+def _mtimes(paths: tuple[Path, ...]) -> list[int]:
+    """The mtimes of an incomplete file's companions: a folder's changes when a file is
+    added to it (-1 for one that is gone)."""
+    found = []
+    for path in paths:
+        try:
+            found.append(os.stat(path).st_mtime_ns)
+        except OSError:
+            found.append(-1)
+    return found
 
 
 def _mtime(path: Path) -> float | None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
-from pywats_client.converters.auto import AUTO_NAME
+from pywats_client.converters.auto import AUTO_NAME, NotRecognised, incomplete_or
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportIdClashError
 from pywats_client.fsutil import UnsafePathError, open_regular, shown
 from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult
@@ -92,7 +92,12 @@ def choose_converter(
     fd = _open_source(path, follow_symlinks)
     with open(fd, "rb", buffering=0) as fh:  # unbuffered: fewer system calls per file
         head = fh.read(HEAD_BYTES)
-    choice = registry.choose(path, head, auto_detect=auto_detect or name == AUTO_NAME)
+    try:
+        choice = registry.choose(path, head, auto_detect=auto_detect or name == AUTO_NAME)
+    except NotRecognised as exc:
+        # A file too short to recognise may be one still being written: wait for it.
+        raise incomplete_or(registry, path, head, exc,
+                            ConverterContext(arguments=dict(arguments or {}))) from None
     if choice is None:
         raise ConversionError(
             f"no converter recognises {path.name}. Bind one to the folder with "

@@ -1,6 +1,7 @@
-"""Finds the files in the watch folders that are ready to be converted: watchdog events as
-hints, a periodic full rescan as the truth (events are lost while the service is down), the
-settle rule (a file is taken once quiet for a while) and the set of files in flight.
+"""Finds the files in the watch folders that are ready to be converted: what the writer did
+(closed the file after writing, renamed it in) where file events can be trusted, the settle
+rule (a file is taken once quiet for a while) where they cannot, a periodic full rescan as the
+truth, files waiting to be completed, and the set of files in flight.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,10 +34,18 @@ from watchdog.observers.polling import PollingObserver
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import WatchFolder
 from pywats_client.errors import ConfigError
-from pywats_client.fsutil import linked_name, mount_points, open_dir
+from pywats_client.fsutil import (
+    NETWORK_OR_WEAK_FILESYSTEMS,
+    filesystem_type,
+    linked_name,
+    mount_points,
+    open_dir,
+)
+from pywats_client.service import linuxfs
+from pywats_client.service.linuxfs import FolderEvents, Hint
 from pywats_client.service.postaction import SeenFiles, SourceFile
 
-__all__ = ["FolderWatcher", "SourceFile", "is_ignored_name"]
+__all__ = ["FolderWatcher", "Hint", "SourceFile", "is_ignored_name"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +54,13 @@ log = logging.getLogger(__name__)
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".error.txt")
 MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait for the next
 
-# The only events that can mean "a file appeared or changed" (inotify is told to send no
-# others). Opens and closes by readers — the service itself reads every file several times —
-# and deletions were most of the observer's work in a burst of files, and watchdog's move
-# pairing scans its whole pending-event queue for each event it is given.
+# The only watchdog events that can mean "a file appeared or changed" (where watchdog watches:
+# polled folders, and native ones off Linux). Opens and closes by readers — the service itself
+# reads every file several times — and deletions were most of the observer's work in a burst
+# of files, and watchdog's move pairing scans its whole pending-event queue for each event.
 _HINT_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent]
+_WATCHDOG_HINTS = {"moved": Hint.RENAMED, "closed": Hint.CLOSED, "created": Hint.WRITING,
+                   "modified": Hint.WRITING}
 
 
 def is_ignored_name(name: str) -> bool:
@@ -70,6 +82,9 @@ class _Folder:
         self._patterns = re.compile(
             "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE
         )
+        # Set at start: on a network share, FAT media or FUSE, events miss what other machines
+        # write, and leases say nothing about them.
+        self.local = True
 
     def accepts(self, name: str) -> bool:
         return not is_ignored_name(name) and self._patterns.match(name) is not None
@@ -89,15 +104,26 @@ class _Candidate:
     since: float  # monotonic
     not_before: float = 0.0  # monotonic; set by retry_later()
     warned_unreadable: bool = False
+    signalled: float | None = None  # closed after writing or renamed in, with this content
+    parked_until: float | None = None  # incomplete: looked at again then, or when it changes
+    held_since: float | None = None  # open for writing by another process since then
 
     def due(self, settle_time: float) -> float:
-        return max(self.since + settle_time, self.not_before)
+        if self.parked_until is not None:
+            return max(self.parked_until, self.not_before)
+        start = self.signalled if self.signalled is not None else self.since + settle_time
+        return max(start, self.not_before)
+
+    def changed(self, size: int, mtime_ns: int, now: float) -> None:
+        """New content: what was known of the old one (closed, incomplete, held) is void."""
+        self.size, self.mtime_ns, self.since = size, mtime_ns, now
+        self.signalled = self.parked_until = self.held_since = None
 
 
 class _HintHandler(FileSystemEventHandler):
     """Turns watchdog events into hints; runs on the observer thread, so does nothing else."""
 
-    def __init__(self, hint: Callable[[Path], None]) -> None:
+    def __init__(self, hint: Callable[[Path, Hint], None]) -> None:
         self._hint = hint
 
     def dispatch(self, event: FileSystemEvent) -> None:
@@ -105,25 +131,40 @@ class _HintHandler(FileSystemEventHandler):
             return
         # Created, modified and closed-after-write name the file itself; a move names the
         # file it became. Opened / closed-without-write come from readers (our converters).
-        if event.event_type == "moved":
-            path = event.dest_path
-        elif event.event_type in ("created", "modified", "closed"):
-            path = event.src_path
-        else:
+        kind = _WATCHDOG_HINTS.get(event.event_type)
+        if kind is None:
             return
+        path = event.dest_path if event.event_type == "moved" else event.src_path
         try:
-            self._hint(Path(os.fsdecode(path)))
+            self._hint(Path(os.fsdecode(path)), kind)
         except Exception:  # an exception would end the observer thread: log it, keep watching
             log.exception("could not note the change of %r; the next rescan will find it", path)
 
 
 class FolderWatcher:
-    """Watches folders and hands out files that are stable and not being processed.
+    """Watches folders and hands out files that are complete and not being processed.
+
+    When a file is ready:
+
+    * renamed into the folder (inotify IN_MOVED_TO, from this folder or another): at once,
+      the writer finished it elsewhere;
+    * closed after writing (IN_CLOSE_WRITE): at once;
+    * either way, not while another process still has it open for writing (asked with a read
+      lease where the service may take one; see `linuxfs.open_for_writing`). Held open but
+      unchanged for `incomplete_timeout`, it is taken all the same, with a warning;
+    * where no event can be trusted (polling folders, network shares, FAT media, FUSE), and for
+      what a scan finds: once unchanged for `settle_time` (at once when its mtime is older);
+    * a file its converter found incomplete (`wait_for_change()`): when it changes and is
+      ready again by the rules above, or at the deadline given.
+
+    The converters' own check (a file cut short raises IncompleteFileError) stays the last
+    word: a writer that closes and reopens the file between lines is caught there.
 
     Thread model: `poll()` and `start()` run on the service's main thread; `hint()` runs on
-    observer threads; `done()` and `retry_later()` on conversion threads. Only files not taken
-    yet are tracked, so memory does not grow with the number of files processed (except for
-    the record of files left in place by post-action 'none', see `SeenFiles`).
+    observer threads; `done()`, `retry_later()` and `wait_for_change()` on any thread. Only
+    files not taken yet are tracked, so memory does not grow with the number of files
+    processed (except for the record of files left in place by post-action 'none', see
+    `SeenFiles`).
     """
 
     def __init__(
@@ -137,12 +178,17 @@ class FolderWatcher:
         wake: Callable[[], None] = lambda: None,
         polling_interval: float = 2.0,
         seen: SeenFiles | None = None,
+        incomplete_timeout: float = 300.0,
+        leases: bool = True,
     ) -> None:
         """`seen` must be the same `SeenFiles` given to `apply_post_action()`; by default one
-        is opened under `state_dir` and offered as the `seen` property."""
+        is opened under `state_dir` and offered as the `seen` property. `leases` False never
+        asks whether a file is still open for writing (the converters' check remains)."""
         self._settle_time = settle_time
         self._rescan_interval = rescan_interval
         self._polling_interval = polling_interval
+        self._incomplete_timeout = incomplete_timeout
+        self._leases = leases and sys.platform.startswith("linux")
         self._clock = clock
         self._wake = wake
         self._seen = seen if seen is not None else SeenFiles(state_dir)
@@ -168,9 +214,12 @@ class FolderWatcher:
 
         self._lock = threading.Lock()
         # Guarded by _lock (touched by observer and conversion threads):
-        self._hints: set[str] = set()
+        self._hints: dict[str, Hint] = {}
         self._in_flight: set[str] = set()
         self._retries: dict[str, _Candidate] = {}
+        self._while_busy: dict[str, Hint] = {}  # hints for files in flight, kept for a retry
+        self._watched: set[str] = set()  # folders whose events arrive (native observers)
+        self._rescan_requested = False
         # Files processed but still lying there unchanged: their post-action failed. Taking them
         # again would convert them over and over; they wait until they change or a restart.
         self._left_behind: dict[str, tuple[int, int]] = {}
@@ -185,6 +234,7 @@ class FolderWatcher:
         self._refused: set[str] = set()
         self._hardlinks_protected = _hardlinks_protected()
         self._observers: list[BaseObserver] = []
+        self._events: FolderEvents | None = None
         self._started = False
 
     @property
@@ -210,20 +260,58 @@ class FolderWatcher:
                           folder.key, exc.strerror or exc, self._rescan_interval)
             else:
                 log.info("created missing watch folder %s", folder.key)
+        for folder in self._folders.values():
+            fstype = filesystem_type(Path(folder.key)) or ""
+            folder.local = not (fstype in NETWORK_OR_WEAK_FILESYSTEMS
+                                or fstype.startswith("fuse"))
+            if not folder.local and not folder.settings.polling:
+                log.info("watch folder %s is on %s: files are taken once unchanged for %g s "
+                         "(file events there miss what other machines write)", folder.key,
+                         fstype, self._settle_time)
         mounted = mount_points()
         self._mount_points = {key for key in self._folders
                               if os.path.realpath(key) in mounted or os.path.ismount(key)}
         native = [f for f in self._folders.values() if not f.settings.polling]
         polled = [f for f in self._folders.values() if f.settings.polling]
-        if native:
-            self._start_observer(Observer, native)
+        if native and linuxfs.available():
+            self._start_events(native)
+        elif native:
+            self._start_observer(Observer, native, trusted=True)
         if polled:
-            self._start_observer(lambda: PollingObserver(timeout=self._polling_interval), polled)
+            self._start_observer(lambda: PollingObserver(timeout=self._polling_interval),
+                                 polled, trusted=False)
         self._next_scan = None
         self._next_due = None
 
+    def _start_events(self, folders: list[_Folder]) -> None:
+        try:
+            self._events = FolderEvents(self._on_event, self._request_rescan, self._on_lost)
+        except OSError as exc:
+            log.error("cannot start watching %s (%s); they are still rescanned every %.0f s. "
+                      "Raise fs.inotify.max_user_instances or set polling for these folders",
+                      ", ".join(f.key for f in folders), exc, self._rescan_interval)
+            return
+        for folder in folders:
+            self._add_watch(folder, quiet=False)
+
+    def _add_watch(self, folder: _Folder, *, quiet: bool) -> None:
+        assert self._events is not None
+        try:
+            self._events.add(folder.key)
+        except OSError as exc:
+            if not quiet:
+                log.error("cannot watch %s for new files (%s); it is still rescanned every "
+                          "%.0f s. If the inotify watch limit is reached, raise "
+                          "fs.inotify.max_user_watches", folder.key, exc.strerror or exc,
+                          self._rescan_interval)
+            return
+        with self._lock:
+            self._watched.add(folder.key)
+        if quiet:
+            log.info("watch folder %s is watched for new files again", folder.key)
+
     def _start_observer(
-        self, factory: Callable[[], BaseObserver], folders: list[_Folder]
+        self, factory: Callable[[], BaseObserver], folders: list[_Folder], *, trusted: bool
     ) -> None:
         try:
             observer = factory()
@@ -244,9 +332,16 @@ class FolderWatcher:
                 log.error("cannot watch %s for new files (%s); it is still rescanned every "
                           "%.0f s. If the inotify watch limit is reached, raise "
                           "fs.inotify.max_user_watches", folder.key, exc, self._rescan_interval)
+                continue
+            if trusted:
+                with self._lock:
+                    self._watched.add(folder.key)
 
     def stop(self) -> None:
         """Stop and join the observer threads. Safe to call more than once."""
+        events, self._events = self._events, None
+        if events is not None:
+            events.stop()
         observers, self._observers = self._observers, []
         for observer in observers:
             observer.stop()
@@ -257,17 +352,46 @@ class FolderWatcher:
 
     # -- called from other threads ------------------------------------------------------------
 
-    def hint(self, path: Path) -> None:
-        """Note that `path` may have changed; thread-safe, cheap, wakes the main thread."""
+    def hint(self, path: Path | str, kind: Hint = Hint.LOOK) -> None:
+        """Note that `path` may have changed, and what its writer did (`kind`); thread-safe,
+        cheap, wakes the main thread. Writer events count only in folders whose events can
+        be trusted; elsewhere every hint means "look"."""
         key = os.path.abspath(path)
         parent, name = os.path.split(key)
         folder = self._folders.get(parent)
         if folder is None or not folder.accepts(name):
             return
         with self._lock:
-            if key in self._hints:
+            pending = self._hints.get(key)
+            # The last word of the writer counts (closed, then opened again: writing); a mere
+            # "look" does not undo what the writer said.
+            if pending is None or kind is not Hint.LOOK:
+                self._hints[key] = kind
+            if pending is not None:
                 return  # a wake for it is already pending
-            self._hints.add(key)
+        self._wake()
+
+    def _on_event(self, path: str, kind: Hint) -> None:
+        try:
+            self.hint(path, kind)
+        except Exception:  # the events thread must go on
+            log.exception("could not note the change of %r; the next rescan will find it", path)
+
+    def _request_rescan(self) -> None:
+        log.warning("file events were lost (the kernel's queue was full); rescanning the "
+                    "watch folders")
+        with self._lock:
+            self._rescan_requested = True
+        self._wake()
+
+    def _on_lost(self, key: str) -> None:
+        with self._lock:
+            if key not in self._watched:
+                return
+            self._watched.discard(key)
+        log.warning("watch folder %s is no longer watched for new files (deleted, moved or "
+                    "unmounted); it is rescanned every %.0f s and watched again once it is "
+                    "back", key, self._rescan_interval)
         self._wake()
 
     def done(self, source: SourceFile) -> None:
@@ -286,9 +410,14 @@ class FolderWatcher:
                 left = state
         with self._lock:
             self._in_flight.discard(key)
+            missed = self._while_busy.pop(key, None)
             if left is not None:
                 self._left_behind[key] = left
+            elif missed is not None:
+                self._hints.setdefault(key, Hint.LOOK)  # it changed meanwhile: look at it
         if left is None:
+            if missed is not None:
+                self._wake()
             return
         if source.folder.post_action == "none":
             log.warning("%s was processed but is not in the record of processed files (%s; see "
@@ -302,15 +431,32 @@ class FolderWatcher:
 
     def retry_later(self, source: SourceFile, delay: float | None = None) -> None:
         """Not in flight any more; look again after `delay` s, once it has settled again."""
-        key = os.path.abspath(source.path)
         now = self._clock.monotonic()
         wait = self._settle_time if delay is None else delay
+        self._give_back(source, since=now, not_before=now + wait)
+
+    def wait_for_change(self, source: SourceFile, delay: float) -> None:
+        """Not in flight any more, and incomplete as it is: look again as soon as it changes
+        and is ready again (closed or renamed in where events are trusted, settled
+        elsewhere), or after `delay` s if it does not change (for the caller to give up)."""
+        now = self._clock.monotonic()
+        self._give_back(source, since=now, parked_until=now + delay)
+
+    def _give_back(self, source: SourceFile, *, since: float, not_before: float = 0.0,
+                   parked_until: float | None = None) -> None:
+        key = os.path.abspath(source.path)
         folder = self._folders.get(os.path.dirname(key)) or _Folder(source.folder)
-        candidate = _Candidate(folder, source.size, source.mtime_ns, since=now,
-                               not_before=now + wait)
+        candidate = _Candidate(folder, source.size, source.mtime_ns, since=since,
+                               not_before=not_before, parked_until=parked_until)
         with self._lock:
             self._in_flight.discard(key)
             self._retries[key] = candidate
+            missed = self._while_busy.pop(key, None)
+            if missed is not None:
+                # Written to while it was being converted: what the writer did counts now.
+                pending = self._hints.get(key)
+                if pending is None or pending is Hint.LOOK:
+                    self._hints[key] = missed
         self._wake()  # the main loop must learn the new deadline
 
     def unavailable(self) -> list[str]:
@@ -332,38 +478,45 @@ class FolderWatcher:
         """
         now = self._clock.monotonic()
         with self._lock:
-            if (not self._hints and not self._retries and self._next_due is not None
-                    and now < self._next_due):
+            if (not self._hints and not self._retries and not self._rescan_requested
+                    and self._next_due is not None and now < self._next_due):
                 # Nothing was hinted and nothing is due: the service calls this on every wake
                 # (each finished upload or conversion), so this must cost next to nothing.
                 return [], self._next_due - now
-            hints, self._hints = self._hints, set()
+            hints, self._hints = self._hints, {}
             retries, self._retries = self._retries, {}
+            rescan, self._rescan_requested = self._rescan_requested, False
         self._candidates.update(retries)
 
         to_check = hints
-        if self._next_scan is None or now >= self._next_scan:
-            to_check |= self._scan()
+        if rescan or self._next_scan is None or now >= self._next_scan:
+            for key in self._scan():
+                to_check.setdefault(key, Hint.LOOK)
             self._next_scan = now + self._rescan_interval
-        to_check.update(
-            key for key, c in self._candidates.items() if c.due(self._settle_time) <= now
-        )
-        later: set[str] = set()
+        for key, candidate in self._candidates.items():
+            if candidate.due(self._settle_time) <= now:
+                to_check.setdefault(key, Hint.LOOK)
+        later = False
         if len(to_check) > MAX_CHECKS_PER_POLL:
             # A burst of new files: look at some now and the rest at the next call, so the main
             # thread returns quickly to the uploads it feeds.
-            later = set(itertools.islice(to_check, len(to_check) - MAX_CHECKS_PER_POLL))
-            to_check -= later
+            later = True
+            keys = list(itertools.islice(to_check, len(to_check) - MAX_CHECKS_PER_POLL))
             with self._lock:
-                self._hints |= later
+                for key in keys:
+                    hint = to_check.pop(key)
+                    pending = self._hints.get(key)
+                    if pending is None or pending is Hint.LOOK:
+                        self._hints[key] = hint  # nothing newer came from the writer
 
-        ready = [s for s in (self._check(key, now) for key in to_check) if s is not None]
+        ready = [s for s in (self._check(key, now, hint) for key, hint in to_check.items())
+                 if s is not None]
         ready.sort(key=lambda s: (s.mtime_ns, str(s.path)))  # oldest first
         if limit is not None and len(ready) > limit:
             for source in ready[limit:]:
                 folder = self._folders[os.path.dirname(source.path)]
                 self._candidates[str(source.path)] = _Candidate(
-                    folder, source.size, source.mtime_ns, since=now - self._settle_time)
+                    folder, source.size, source.mtime_ns, since=now, signalled=now)
             ready = ready[:limit]
         with self._lock:
             self._in_flight.update(str(s.path) for s in ready)
@@ -410,6 +563,11 @@ class FolderWatcher:
             if key in self._scan_failing:
                 self._scan_failing.discard(key)
                 log.info("watch folder %s is readable again", key)
+            if self._events is not None and not folder.settings.polling:
+                with self._lock:
+                    lost = key not in self._watched
+                if lost:
+                    self._add_watch(folder, quiet=True)
             scanned.add(key)
             found.update(os.path.join(key, name) for name in names)
         with self._lock:
@@ -421,7 +579,14 @@ class FolderWatcher:
                 self._refused.discard(key)
         return {key for key in found if key not in self._refused}
 
-    def _check(self, key: str, now: float) -> SourceFile | None:
+    def _trusts(self, folder: _Folder) -> bool:
+        """True when the events of `folder` tell what its writers did."""
+        if folder.settings.polling or not folder.local:
+            return False
+        with self._lock:
+            return folder.key in self._watched
+
+    def _check(self, key: str, now: float, hint: Hint = Hint.LOOK) -> SourceFile | None:
         """Stat one candidate path and decide: drop, keep waiting, or take it now."""
         folder = self._folders.get(os.path.dirname(key))
         follow = folder is not None and folder.follow_symlinks
@@ -445,6 +610,10 @@ class FolderWatcher:
         state = (st.st_size, st.st_mtime_ns)
         with self._lock:
             busy = key in self._in_flight or key in self._retries
+            if key in self._in_flight and hint is not Hint.LOOK:
+                self._while_busy[key] = hint  # for wait_for_change() or done()
+            elif key in self._in_flight:
+                self._while_busy.setdefault(key, hint)
             left = self._left_behind.get(key)
             if left is not None and left != state:
                 del self._left_behind[key]  # it changed: a new file under the old name
@@ -455,39 +624,57 @@ class FolderWatcher:
             self._candidates.pop(key, None)
             return None
 
+        if hint is not Hint.LOOK and not self._trusts(folder):
+            hint = Hint.LOOK
         candidate = self._candidates.get(key)
         if candidate is None:
             # Fast path: a file this old was complete before we looked (e.g. written while the
             # service was down), so waiting for it to settle only adds latency.
             age = self._clock.time() - st.st_mtime_ns / 1e9
-            since = now - self._settle_time if age >= self._settle_time else now
-            candidate = _Candidate(folder, st.st_size, st.st_mtime_ns, since)
+            old = hint is Hint.LOOK and age >= self._settle_time
+            candidate = _Candidate(folder, st.st_size, st.st_mtime_ns,
+                                   now - self._settle_time if old else now)
             self._candidates[key] = candidate
         elif (candidate.size, candidate.mtime_ns) != state:
-            candidate.size, candidate.mtime_ns, candidate.since = st.st_size, st.st_mtime_ns, now
+            candidate.changed(st.st_size, st.st_mtime_ns, now)
+        if hint is Hint.CLOSED or hint is Hint.RENAMED:
+            candidate.signalled = now
+        elif hint is Hint.WRITING:
+            candidate.signalled = None
         if candidate.due(self._settle_time) > now:
             return None
         try:
-            # Some writers (SMB clients, Windows tools) hold files locked until they finish.
-            # Never blocking (a named pipe swapped in meanwhile), never through a link.
-            fd = os.open(key, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-                         | (0 if follow else os.O_NOFOLLOW))
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
-            os.close(fd)
+            writing = self._writing(key, candidate, follow)
+        except FileNotFoundError:
+            self._candidates.pop(key, None)
+            return None
         except OSError as exc:
             if exc.errno == errno.ELOOP and not follow:
                 self._candidates.pop(key, None)
                 self._refuse(key, _LINK_REFUSED)
                 return None
-            candidate.since = now
+            # Some writers (SMB clients, Windows tools) hold files locked until they finish.
+            candidate.since, candidate.signalled = now, None
+            if candidate.parked_until is not None:
+                candidate.parked_until = now + self._settle_time
             if not candidate.warned_unreadable:
                 candidate.warned_unreadable = True
                 log.warning("cannot open %s for reading (%s); trying again. If this lasts, let "
                             "the service user read it", key, exc.strerror or exc)
             return None
-        if not regular:
+        if writing is None:  # not a regular file: something was swapped in meanwhile
             self._candidates.pop(key, None)
             return None
+        if writing:
+            if candidate.held_since is None:
+                candidate.held_since = now
+            if now - candidate.held_since < self._incomplete_timeout:
+                # Its writer is still at it: the close, or the settle time, says when to look.
+                candidate.since, candidate.signalled = now, None
+                log.debug("%s is still open for writing; waiting for its writer", key)
+                return None
+            log.warning("%s has been open for writing by another process for %.0f s without "
+                        "a change; taking it", key, now - candidate.held_since)
         del self._candidates[key]
         log.debug("taking %s (%d bytes)", key, st.st_size)
         return SourceFile(folder.settings, Path(key), st.st_size, st.st_mtime_ns)
@@ -498,6 +685,27 @@ class FolderWatcher:
             return
         self._refused.add(key)
         log.warning("%r %s", key, why)
+
+    def _writing(self, key: str, candidate: _Candidate, follow: bool) -> bool | None:
+        """True while another process has the file open for writing, where that can be
+        asked; None when it is not a regular file (swapped in meanwhile). The file is opened
+        as it will be read: never blocking (a named pipe) and, unless the folder follows
+        links, never through a link. Raises OSError when it cannot be opened for reading."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+        try:
+            fd = os.open(key, flags if follow else flags | os.O_NOFOLLOW)
+        except BlockingIOError:
+            return True  # under another's write lease (Samba keeps some): being written
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            # A file waiting to be completed that did not change is handed back at its
+            # deadline whoever holds it: its converter says whether it is complete by now.
+            if self._leases and candidate.folder.local and candidate.parked_until is None:
+                return linuxfs.writers_of(fd) is True
+            return False
+        finally:
+            os.close(fd)
 
 
 def _schedule(observer: BaseObserver, handler: FileSystemEventHandler, path: str) -> None:
