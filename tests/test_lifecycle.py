@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from pywats_client.config.settings import ConverterSettings, QueueSettings, Settings, WatchFolder
+from pywats_client.errors import LockError
 from pywats_client.http.receiver import SUBMIT_WSJF, Receiver
 from pywats_client.paths import InstancePaths
-from pywats_client.queue.lock import read_lock
+from pywats_client.queue.lock import InstanceLock, read_lock
 from pywats_client.queue.store import DurableQueue
 from pywats_client.service import loop
 from pywats_client.service.loop import Service
@@ -358,8 +359,14 @@ def test_sighup_reloads_the_configuration_in_place(station: Station, receiver: R
     second.mkdir()
     station.config["queue"]["watch_folders"].append(str(second))
     station.write_config()
+    # A cron run trying to take the instance all through the reload never gets it.
+    intruder = Intruder(station.instance / "instance.lock")
     station.proc.send_signal(signal.SIGHUP)
-    restarted = wait_until(lambda: _restarted_since(station, first), 30, "the reload")
+    try:
+        restarted = wait_until(lambda: _restarted_since(station, first), 30, "the reload")
+    finally:
+        intruder.stop()
+    assert intruder.attempts > 10 and not intruder.got_in
     assert station.proc.poll() is None and restarted["pid"] == pid
     assert "restarting in place to reload the configuration (SIGHUP)" in station.output()
     rid = str(uuid.uuid4())
@@ -371,6 +378,34 @@ def test_sighup_reloads_the_configuration_in_place(station: Station, receiver: R
     wait_until(lambda: _restarted_since(station, restarted["started_at"]), 30, "the reload")
     assert station.proc.poll() is None
     assert station.stop() == 0
+
+
+class Intruder:
+    """Tries to take an instance's lock, over and over, on a thread of its own."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.attempts = 0
+        self.got_in = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="intruder")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.attempts += 1
+            lock = InstanceLock(self.path)
+            try:
+                lock.acquire("intruder")
+            except LockError:
+                self._done.wait(0.002)
+                continue
+            self.got_in = True
+            lock.release()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(10)
 
 
 def _restarted_since(station: Station, started_at: float) -> dict[str, Any] | None:

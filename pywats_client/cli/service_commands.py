@@ -28,6 +28,8 @@ from pywats_client.cli.common import (
     when,
 )
 
+LOCK_FD_ENV = "PYWATS_CLIENT_LOCK_FD"  # the instance lock's descriptor, over a restart in place
+
 if TYPE_CHECKING:
     from pywats_client.config.settings import Settings
     from pywats_client.paths import InstancePaths
@@ -99,7 +101,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     require_server(settings, paths.config)
     holder = read_lock(paths.lock)
-    if holder is not None:
+    if holder is not None and not (holder.pid == os.getpid() and os.environ.get(LOCK_FD_ENV)):
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
                         f"({holder.purpose}); 'pywats-client --instance {paths.name} status' "
                         "tells more")
@@ -169,7 +171,11 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
         reload_settings=lambda: load_settings(paths.config, key_path=paths.key),
     )
     service.status.supervisor = supervisor
-    service.lock.acquire("service (once)" if args.once else "service")
+    purpose = "service (once)" if args.once else "service"
+    inherited = os.environ.pop(LOCK_FD_ENV, "")  # restarted in place: the lock is ours already
+    if not (inherited.isdigit() and service.lock.adopt(int(inherited), purpose)):
+        service.lock.acquire(purpose)
+    service.hand_over_lock = True
     try:
         if pid_file:
             write_pid_file(paths)
@@ -183,7 +189,7 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
                 api.stop()
         code = _run_result(args, service, summary)
         if service.restart_requested:
-            _restart_in_place(supervisor, start_dir)
+            _restart_in_place(supervisor, start_dir, service.lock)
         if service.hard_stop:
             _exit_at_once(ERROR, paths, pid_file)  # do not wait for stuck network calls
         if service.unfinished_threads():
@@ -275,7 +281,7 @@ def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Setting
     return server.start()
 
 
-def _restart_in_place(supervisor: str, start_dir: str | None) -> None:
+def _restart_in_place(supervisor: str, start_dir: str | None, lock: Any) -> None:
     """Execute this program's own command line again, in this process (never returns)."""
     import logging
 
@@ -289,6 +295,8 @@ def _restart_in_place(supervisor: str, start_dir: str | None) -> None:
     sys.stderr.flush()
     if supervisor == "daemon":
         os.environ[RESTARTED_ENV] = "daemon"
+    if lock.held:
+        os.environ[LOCK_FD_ENV] = str(lock.hand_over())
     if start_dir:
         with contextlib.suppress(OSError):
             os.chdir(start_dir)

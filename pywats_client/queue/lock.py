@@ -97,10 +97,40 @@ class InstanceLock:
             )
         else:
             raise LockError(f"the lock file {self.path} keeps being replaced; cannot take it")
+        self._write_info(fd, purpose)
+        return fd
+
+    def _write_info(self, fd: int, purpose: str) -> None:
         info = {"pid": os.getpid(), "purpose": purpose, "started": self._started}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
-        return fd
+
+    def hand_over(self) -> int:
+        """Keep the lock across an exec of this process (a restart in place): its descriptor
+        stays open in the new program, whose `adopt()` takes it over by this number, so the
+        instance is never free in between."""
+        if self._fd is None:
+            raise LockError(f"instance '{self.instance}': no lock to hand over")
+        os.set_inheritable(self._fd, True)
+        return self._fd
+
+    def adopt(self, fd: int, purpose: str = "service") -> bool:
+        """Take over the lock this process held before it executed itself again
+        (`hand_over`). False, and nothing taken, when `fd` is not that lock."""
+        if self._fd is not None:
+            return True
+        try:
+            if not _same_file(fd, self.path):
+                raise OSError(f"descriptor {fd} is not {self.path}")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held already by this very file
+            os.set_inheritable(fd, False)
+            self._write_info(fd, purpose)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return False
+        self._fd, self._purpose = fd, purpose
+        return True
 
     def verify(self) -> Literal["ok", "retaken", "lost"]:
         """Whether this lock still guards the instance. "ok": its file is still in place.

@@ -199,6 +199,9 @@ class Service:
         # mutated, each time it is published.
         self._snapshot_lock = threading.Lock()
         self._snapshot: dict[str, Any] = self.status.to_dict()
+        # True: a restart in place keeps the instance lock for the new program (the CLI hands
+        # it over across exec), so no other process can take the instance in between.
+        self.hand_over_lock = False
 
     # -- control --------------------------------------------------------------------------
 
@@ -831,7 +834,9 @@ class Service:
         self.summary.remaining = remaining(self.queue)
         self.status.state = "stopped"
         self._publish()
-        if clean:
+        if restarting and self.hand_over_lock:
+            self.journal.close()  # the lock goes on to the restarted program
+        elif clean:
             self.journal.close()
             self.lock.release()
         else:
