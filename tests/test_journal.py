@@ -74,16 +74,29 @@ def test_a_death_is_pinned_on_a_file_only_when_it_converted_alone(
     journal.begin(b)  # the process dies with both open: either may be to blame
     journal = ConversionJournal(state)
     assert {(s.path.name, s.crashes, s.pinned) for s in journal.recover()} == {
-        ("a.json", 1, False), ("b.json", 1, False)}
+        ("a.json", 1, 0), ("b.json", 1, 0)}
     journal.end(journal.begin(a))  # a converts alone and survives: cleared
     journal.begin(b)  # b converts alone and the process dies: this one is pinned
     journal = ConversionJournal(state)
     assert [(s.path.name, s.crashes, s.pinned) for s in journal.recover()] == [
-        ("b.json", 2, True)]
+        ("b.json", 2, 1)]
     journal.close()
     journal = ConversionJournal(state)  # carried over as it is by a start that does nothing
     assert [(s.path.name, s.crashes, s.pinned) for s in journal.recover()] == [
-        ("b.json", 2, True)]
+        ("b.json", 2, 1)]
+
+
+def test_a_death_after_the_converter_returned_is_not_the_files(
+    tmp_path: Path, files: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = ConversionJournal(state)
+    journal.recover()
+    gate = WorkGate()
+    ticket = ConversionTicket(journal, gate, source(files, "queued.json"))
+    assert ticket.start(0.0) and ticket.commit()  # converted; its reports are being queued
+    assert crashes_without_rewrite(state) == {}  # the process dies here: not the file's doing
 
 
 def test_a_stop_is_not_a_death_and_a_finished_conversion_clears_the_count(

@@ -77,8 +77,8 @@ def test_a_file_that_kills_the_service_is_set_aside_and_the_others_go_on(
         assert "see the log" in text
         assert sorted(p.name for p in (station.watch / "done").iterdir()) == [
             "good-0.json", "good-1.json", "good-2.json"]
-        status = station.service_status()
-        assert status["poison_files"] == 1
+        status = wait_until(lambda: station.service_status().get("poison_files") == 1
+                            and station.service_status(), 10, "the count in status.json")
         assert any(f["kind"] == "poison_file" for f in status["recent_failures"])
         assert json.loads(station.cli("status", "--json", "--no-probe").stdout)[
             "poison_files"] == 1

@@ -35,15 +35,15 @@ def file_key(path: str | os.PathLike[str], size: int, mtime_ns: int) -> FileKey:
 
 @dataclass(frozen=True)
 class Suspect:
-    """A file that was being converted when the process died, `crashes` times. `pinned`: the
-    last of those deaths came while it converted alone, so it is to blame; a death amid other
-    conversions makes each of them suspect, none of them guilty."""
+    """A file whose converter was running when the process died, `crashes` times; `pinned` of
+    those deaths came while it was the only file being converted, so they are its own. A
+    death amid other conversions makes each of them suspect, none of them guilty."""
 
     path: Path
     size: int
     mtime_ns: int
     crashes: int
-    pinned: bool = False
+    pinned: int = 0
 
     @property
     def key(self) -> FileKey:
@@ -52,9 +52,10 @@ class Suspect:
 
 class ConversionJournal:
     """Append-only lines, each `<crc32> <json>`, so a line torn by a crash is recognised and
-    skipped. Records: `b` a conversion begins (fsynced before it does), `e` it ended (either
-    way), `x` the service stopped on purpose (what was open then did not kill it), `c` the
-    count carried over for one file (and whether its last death was pinned on it).
+    skipped. Records: `b` a conversion begins (fsynced before it does), `r` its converter
+    returned (what follows, queueing and moving files, is the service's own work), `e` it
+    ended (either way), `x` the service stopped on purpose (what was open then did not kill
+    it), `c` the counts carried over for one file.
     `recover()` folds them at start-up and rewrites the file with the counts alone.
     Thread-safe; the fsyncs of concurrent beginnings are shared."""
 
@@ -67,7 +68,7 @@ class ConversionJournal:
         self._written = 0  # lines appended...
         self._synced = 0  # ...and how many of them are durable
         self._size = 0
-        self._counts: dict[FileKey, tuple[int, bool]] = {}
+        self._counts: dict[FileKey, tuple[int, int]] = {}
         self._open: dict[int, FileKey] = {}
         self._failed = False
         self.writable = False  # False: the journal could not be set up; nothing is recorded
@@ -79,7 +80,7 @@ class ConversionJournal:
         such deaths (files gone or changed since are forgotten). Then the journal is
         rewritten with those counts alone. Never raises: a torn, damaged or unreadable journal
         costs at most the counts it held."""
-        counts: dict[FileKey, tuple[int, bool]] = {}
+        counts: dict[FileKey, tuple[int, int]] = {}
         try:
             counts = self._fold(self._read())
         except Exception:  # a damaged journal must never keep the service from starting
@@ -118,25 +119,30 @@ class ConversionJournal:
         return records
 
     @staticmethod
-    def _fold(records: list[dict[str, Any]]) -> dict[FileKey, tuple[int, bool]]:
-        """Each file's deaths, and whether the last one is pinned on it."""
-        counts: dict[FileKey, tuple[int, bool]] = {}
-        running: dict[int, FileKey] = {}
+    def _fold(records: list[dict[str, Any]]) -> dict[FileKey, tuple[int, int]]:
+        """Each file's deaths, and how many of them are pinned on it."""
+        counts: dict[FileKey, tuple[int, int]] = {}
+        running: dict[int, FileKey] = {}  # in their converters
+        returned: dict[int, FileKey] = {}  # converted, being queued
         for record in records:
             kind = record["k"]
             if kind == "c":
-                counts[record["key"]] = (record["n"], bool(record.get("z")))
+                counts[record["key"]] = (record["n"], record.get("z", 0))
             elif kind == "b":
                 running[record["i"]] = record["key"]
+            elif kind == "r" and record["i"] in running:
+                returned[record["i"]] = running.pop(record["i"])
             elif kind == "e":
-                ended = running.pop(record["i"], None)
+                ended = running.pop(record["i"], None) or returned.pop(record["i"], None)
                 if ended is not None:
                     counts.pop(ended, None)  # it converted to the end: no longer suspect
             elif kind == "x":
                 running.clear()  # a stop abandoned them; none of them killed the process
-        alone = len(set(running.values())) == 1  # nothing else converted when it died
+                returned.clear()
+        alone = len(set(running.values())) == 1  # no other converter ran when it died
         for key in set(running.values()):
-            counts[key] = (counts.get(key, (0, False))[0] + 1, alone)
+            crashes, pinned = counts.get(key, (0, 0))
+            counts[key] = (crashes + 1, pinned + alone)
         return counts
 
     def _remove_debris(self) -> None:
@@ -148,7 +154,7 @@ class ConversionJournal:
 
     def _rewrite(self) -> bool:
         """Replace the journal by the counts and the open conversions (locks held)."""
-        lines = [_encode({"k": "c", "p": k[0], "s": k[1], "m": k[2], "n": n, "z": int(pinned)})
+        lines = [_encode({"k": "c", "p": k[0], "s": k[1], "m": k[2], "n": n, "z": pinned})
                  for k, (n, pinned) in self._counts.items()]
         lines += [_encode({"k": "b", "i": i, "p": k[0], "s": k[1], "m": k[2]})
                   for i, k in self._open.items()]
@@ -179,6 +185,13 @@ class ConversionJournal:
         if written:
             self._sync(written)
         return entry
+
+    def returned(self, entry: int) -> None:
+        """The converter of `entry` has returned: a death from here on is not the file's.
+        Not fsynced: a lost mark only counts a death the file may not have caused."""
+        with self._lock:
+            if entry in self._open:
+                self._append({"k": "r", "i": entry})
 
     def end(self, entry: int) -> None:
         """The conversion of `entry` ended, whichever way. Not fsynced: a lost end makes a
@@ -315,7 +328,8 @@ class ConversionTicket:
             if self._state is not TicketState.RUNNING or not self.gate.enter():
                 return False
             self._state = TicketState.COMMITTING
-            return True
+        self.journal.returned(self.entry)
+        return True
 
     def finish(self) -> None:
         """Conversion thread, last thing, whatever happened."""
@@ -361,7 +375,7 @@ def _decode(line: bytes) -> dict[str, Any] | None:
     kind = record.get("k")
     if kind == "x":
         return record
-    if kind == "e":
+    if kind in ("e", "r"):
         return record if _is_int(record.get("i")) else None
     path, size, mtime = record.get("p"), record.get("s"), record.get("m")
     if not (isinstance(path, str) and isinstance(size, int) and isinstance(mtime, int)):
@@ -369,7 +383,8 @@ def _decode(line: bytes) -> dict[str, Any] | None:
     record["key"] = file_key(path, size, mtime)
     if kind == "b" and _is_int(record.get("i")):
         return record
-    if kind == "c" and _is_int(record.get("n")) and record["n"] > 0:
+    if (kind == "c" and _is_int(record.get("n")) and record["n"] > 0
+            and _is_int(record.get("z", 0))):
         return record
     return None
 

@@ -644,14 +644,15 @@ class Service:
     # -- the poison-file guard: files the process died on ---------------------------------
 
     def _recover_journal(self) -> None:
-        """At start-up: files being converted when the process last died are suspects. They
-        convert after the others, one at a time; after converters.max_crashes deaths, the last
-        of them while it converted alone, a file is set aside in the error folder."""
+        """At start-up: files whose converter ran when the process last died are suspects.
+        They convert after the others, one at a time; once the process died
+        converters.max_crashes times while a file converted alone, it is set aside in the error
+        folder."""
         limit = self.settings.converters.max_crashes
         for suspect in self.journal.recover():
-            # Set aside only when the last death came while it converted alone: a death amid
-            # other conversions is not pinned on any of them, and an innocent file converts.
-            if suspect.crashes >= limit and suspect.pinned and self.journal.writable:
+            # Only deaths while it converted alone count against a file: one amid other
+            # conversions is pinned on none of them (an innocent file then converts alone).
+            if suspect.pinned >= limit and self.journal.writable:
                 self._set_aside(suspect, limit)
                 continue
             self._suspects[suspect.key] = suspect.crashes
@@ -659,9 +660,12 @@ class Service:
                         "again after the other files, alone", suspect.path, suspect.crashes)
 
     def _set_aside(self, suspect: Suspect, limit: int) -> None:
-        reason = (f"the service died {suspect.crashes} times while converting this file "
-                  f"(converters.max_crashes is {limit}); see the log, {self.paths.log_file}. "
-                  "The converter crashes on it (or the process ran out of memory)")
+        alone = ("" if suspect.pinned == suspect.crashes
+                 else f", {suspect.pinned} of them while it was converted alone")
+        reason = (f"the service died {suspect.crashes} times while converting this file"
+                  f"{alone} (converters.max_crashes is {limit}); see the log, "
+                  f"{self.paths.log_file}. The converter crashes on it (or the process ran out "
+                  "of memory)")
         self.status.poison_files += 1
         self.status.conversion_errors += 1
         self.summary.conversion_errors += 1
