@@ -105,8 +105,8 @@ SCHEMA: tuple[Option, ...] = (
            "a conversion still running after this long is abandoned and its file moved to the "
            "error folder", minimum=1, unit="seconds"),
     Option("converters.max_crashes", "integer", _C.max_crashes,
-           "a file the service died on this many times while converting it is moved to the "
-           "error folder", minimum=1),
+           "a file the service died on this many times while converting it alone is moved to "
+           "the error folder", minimum=1),
     Option("converters.defaults", "object", dict(_C.defaults),
            "values converters use when a file lacks them (more keys allowed)",
            example="'{\"part_number\": \"PN-100\"}'"),
