@@ -1,4 +1,5 @@
-"""A process killed at every step of the queue's durable write and of every transition.
+"""A process killed at every step of the queue's durable write and of every transition, and of
+the conversion journal's.
 
 Each case runs the real queue in a child process that dies (os._exit, as abrupt as SIGKILL for
 the files) at one precise point — after the write, after the fsync, after the rename, before
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pywats_client.queue.store import SUFFIX, DurableQueue, State, decode_item
+from pywats_client.service.journal import JOURNAL_NAME, ConversionJournal, file_key
 from tests.station import REPO
 
 CRASH = 77
@@ -140,3 +142,75 @@ def test_a_crash_at_this_point_loses_nothing(tmp_path: Path, scenario: str, targ
             assert claimed is not None
             queue.complete(claimed)
             assert queue.find(rid) is State.COMPLETED
+
+
+# -- the conversion journal ----------------------------------------------------------------
+
+JOURNAL_CHILD = r"""
+import os, sys
+from pathlib import Path
+
+from pywats_client.service.journal import ConversionJournal, file_key
+
+state, scenario, target, nth, source = sys.argv[1:6]
+nth = int(nth)
+st = os.stat(source)
+key = file_key(source, st.st_size, st.st_mtime_ns)
+journal = ConversionJournal(Path(state))
+if scenario != "recover":
+    journal.recover()
+entry = journal.begin(key) if scenario == "end" else 0
+
+real = getattr(os, target)
+calls = [0]
+def crashing(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == nth:
+        os._exit(77)
+    return real(*args, **kwargs)
+setattr(os, target, crashing)
+
+if scenario == "recover":
+    journal.recover()
+elif scenario == "begin":
+    journal.begin(key)
+elif scenario == "end":
+    journal.end(entry)
+"""
+
+# scenario, crash point, the deaths the next start counts for the file
+JOURNAL_CASES = [
+    ("recover", "fsync", 1, 1),     # rewriting the folded journal: the old one stands
+    ("recover", "replace", 1, 1),
+    ("begin", "write", 1, 0),       # before the record is written: never began
+    ("begin", "fdatasync", 1, 1),   # written, not yet durable (the page cache has it)
+    ("end", "write", 1, 1),         # the end never written: it was open when it died
+]
+
+
+@pytest.mark.parametrize(("scenario", "target", "nth", "counted"), JOURNAL_CASES,
+                         ids=[f"journal-{c[0]}-{c[1]}" for c in JOURNAL_CASES])
+def test_a_crash_inside_the_journal_never_blocks_the_next_start(
+    tmp_path: Path, scenario: str, target: str, nth: int, counted: int
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    source = tmp_path / "file.json"
+    source.write_text("{}")
+    st = source.stat()
+    if scenario == "recover":  # a death while converting it, in the run before
+        before = ConversionJournal(state)
+        before.recover()
+        before.begin(file_key(source, st.st_size, st.st_mtime_ns))
+        before.close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", JOURNAL_CHILD, str(state), scenario, target, str(nth),
+         str(source)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == CRASH, result.stderr or "the crash point was never reached"
+
+    journal = ConversionJournal(state)  # the next start
+    suspects = journal.recover()
+    assert [(s.path, s.crashes) for s in suspects] == ([(source, counted)] if counted else [])
+    assert journal.writable
+    assert sorted(os.listdir(state)) == [JOURNAL_NAME]  # no debris of the rewrite is left

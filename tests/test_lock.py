@@ -77,3 +77,56 @@ def test_the_same_process_cannot_take_it_twice_through_two_objects(tmp_path: Pat
         InstanceLock(path).acquire()
     with InstanceLock(path):  # released by the context manager
         pass
+
+
+def test_a_lock_whose_file_was_removed_or_replaced_is_taken_again(tmp_path: Path) -> None:
+    path = tmp_path / "instance.lock"
+    lock = InstanceLock(path)
+    lock.acquire("service")
+    assert lock.verify() == "ok"
+    path.unlink()  # by hand, or by a clean-up tool
+    assert read_lock(path) is None  # anyone could take the instance now...
+    assert lock.verify() == "retaken"  # ...until its owner looks
+    info = read_lock(path)
+    assert info is not None and info.pid == os.getpid() and info.purpose == "service"
+    with pytest.raises(LockError):
+        InstanceLock(path).acquire()
+    other = tmp_path / "other"
+    other.write_text("{}")
+    os.replace(other, path)  # replaced by another file
+    assert lock.verify() == "retaken"
+    with pytest.raises(LockError):
+        InstanceLock(path).acquire()
+    assert lock.verify() == "ok"
+    lock.release()
+
+
+def test_a_lock_another_process_took_after_its_file_was_removed_is_lost(holder) -> None:
+    path, proc = holder
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    mine = InstanceLock(path)
+    mine.acquire()
+    path.unlink()
+    intruder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert intruder.stdout is not None and intruder.stdout.readline().strip() == "held"
+        assert mine.verify() == "lost"  # two owners: the caller must stop
+    finally:
+        intruder.kill()
+        intruder.wait(timeout=10)
+        for stream in (intruder.stdin, intruder.stdout):
+            if stream:
+                stream.close()
+        mine.release()
+
+
+def test_a_symbolic_link_in_place_of_the_lock_file_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep me")
+    (tmp_path / "instance.lock").symlink_to(target)
+    with pytest.raises(OSError):
+        InstanceLock(tmp_path / "instance.lock").acquire()
+    assert target.read_text() == "keep me"
+    assert read_lock(tmp_path / "instance.lock") is None

@@ -203,6 +203,8 @@ def test_a_process_named_in_a_file_gets_the_servers_code(
 ) -> None:
     station.start()
     cached = station.instance / "state" / "processes.json"
+    # Fetched in the background: start-up never waits for the server.
+    wait_until(cached.exists, 20, "the process list to be cached")
     assert json.loads(cached.read_text())["PCBA test"] == 50
     station.drop("named.txt", WSTF_BY_PROCESS_NAME.encode())
     assert receiver.wait_for_reports(1, timeout=30), station.output()

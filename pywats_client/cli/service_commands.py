@@ -29,6 +29,8 @@ from pywats_client.cli.common import (
     when,
 )
 
+LOCK_FD_ENV = "PYWATS_CLIENT_LOCK_FD"  # the instance lock's descriptor, over a restart in place
+
 if TYPE_CHECKING:
     from pywats_client.config.settings import ApiSettings, Settings
     from pywats_client.paths import InstancePaths
@@ -44,17 +46,22 @@ def add_commands(command: AddCommand) -> None:
                    help="detach and run in the background (pid file and log in the instance "
                    "folder); not needed under systemd")
     p.add_argument("--log-level", default="", help="override logging.level for this run")
+    _add_stop_timeout_argument(p)
     _add_api_arguments(p)
 
-    p = command("stop", cmd_stop, "stop the running service (SIGTERM), however it was started")
+    p = command("stop", cmd_stop, "stop the running service (SIGTERM), however it was started, "
+                "and wait until its process has exited")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="how long to wait for in-flight uploads (default %(default)s)")
+                   help="how long to wait for the process to exit (default %(default)s); "
+                   "exit code 1 if it has not by then")
     p.add_argument("--force", action="store_true", help="SIGKILL it after the timeout")
 
     p = command("restart", cmd_restart, "stop the service, then start it as a daemon")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the old process to exit (default %(default)s)")
     p.add_argument("--force", action="store_true", help="SIGKILL it after the timeout")
     p.add_argument("--log-level", default="", help="override logging.level for this run")
+    _add_stop_timeout_argument(p)
     _add_api_arguments(p)
 
     p = command("api-token", cmd_api_token, "where the control API token is (created if "
@@ -95,7 +102,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     require_server(settings, paths.config)
     holder = read_lock(paths.lock)
-    if holder is not None:
+    if holder is not None and not (holder.pid == os.getpid() and os.environ.get(LOCK_FD_ENV)):
         raise LockError(f"instance '{paths.name}' is already in use by pid {holder.pid} "
                         f"({holder.purpose}); 'pywats-client --instance {paths.name} status' "
                         "tells more")
@@ -109,7 +116,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.once:
         err("--once and --daemon do not go together: --once runs to completion and exits")
         return USAGE
-    from pywats_client.service.daemon import remove_pid_file, start_detached
+    from pywats_client.service.daemon import start_detached
 
     start_dir = _cwd()  # relative paths on the command line still mean this after a restart
     started = None
@@ -123,13 +130,16 @@ def cmd_start(args: argparse.Namespace) -> int:
         started = forked
     try:  # from here on this is the daemon: no terminal, logs go to the instance log
         return _serve(args, paths, settings, "daemon",
-                      ready=started.ready if started else None, start_dir=start_dir)
+                      ready=started.ready if started else None, start_dir=start_dir,
+                      pid_file=True)
+    except LockError as exc:  # another start won the race: exit 4, as the check above does
+        if started:
+            started.locked(str(exc))
+        raise
     except Exception as exc:
         if started:
             started.failed(f"{exc} (see {paths.log_file})")
         raise
-    finally:
-        remove_pid_file(paths)
 
 
 def _cwd() -> str | None:
@@ -140,49 +150,110 @@ def _cwd() -> str | None:
 
 
 def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, supervisor: str,
-           ready: Callable[[], None] | None = None, start_dir: str | None = None) -> int:
+           ready: Callable[[], None] | None = None, start_dir: str | None = None,
+           pid_file: bool = False) -> int:
     """Run the service in this process until it stops; the exit code of `start`.
 
-    After a restart request (POST /restart) the service has stopped gracefully and released
-    the instance; then this process executes its own command line again: same pid, so
-    foreground, daemon and systemd supervision all carry on."""
+    The instance lock is taken first: a process that cannot have it (exit 4) touches nothing,
+    not even the pid file. After a restart request (SIGHUP, POST /restart) the service has
+    stopped gracefully and released the instance; then this process executes its own command
+    line again: same pid, so foreground, daemon and systemd supervision all carry on."""
     from pywats_client import logsetup
     from pywats_client.config.document import load_settings
-    from pywats_client.service.loop import Service
+    from pywats_client.service.daemon import remove_pid_file, write_pid_file
+    from pywats_client.service.loop import Service, block_signals
 
+    block_signals()  # until the handlers are in place: a signal waits rather than kills
     logsetup.configure(settings.logging, paths.log_file, level=args.log_level,
                        stderr=supervisor != "daemon")
     logsetup.quiet_third_party()
     service = Service(
-        settings, paths,
+        settings, paths, stop_timeout=args.stop_timeout,
         reload_settings=lambda: load_settings(paths.config, key_path=paths.key),
     )
     service.status.supervisor = supervisor
-    api = _start_api(args, paths, settings, service)
-    service.install_signal_handlers()
+    purpose = "service (once)" if args.once else "service"
+    inherited = os.environ.pop(LOCK_FD_ENV, "")  # restarted in place: the lock is ours already
+    if not (inherited.isdigit() and service.lock.adopt(int(inherited), purpose)):
+        service.lock.acquire(purpose)
+    service.hand_over_lock = True
     try:
-        summary = service.run(once=args.once, on_ready=ready)
+        if pid_file:
+            write_pid_file(paths)
+        service.install_signal_handlers(
+            exit_now=lambda: _exit_now(service, paths, pid_file))
+        api = _start_api(args, paths, settings, service)
+        try:
+            summary = service.run(once=args.once, on_ready=ready)
+        finally:
+            if api is not None:
+                api.stop()
+        code = _run_result(args, service, summary)
+        if service.restart_requested:
+            _restart_in_place(supervisor, start_dir, service.lock)
+        if service.hard_stop:
+            _exit_at_once(ERROR, paths, pid_file)  # do not wait for stuck network calls
+        if service.unfinished_threads():
+            # Abandoned threads (a stuck converter, a request the server never answers) can
+            # change nothing any more, but the interpreter would wait for them at exit.
+            _exit_at_once(code, paths, pid_file)
+        return code
     finally:
-        if api is not None:
-            api.stop()
-    if service.hard_stop:
-        sys.stderr.flush()
-        os._exit(ERROR)  # second signal: do not wait for stuck network calls
-    if service.restart_requested:
-        _restart_in_place(supervisor, start_dir)
-    if args.once:
-        remaining = ", ".join(f"{k} {v}" for k, v in summary.remaining.items() if v) or "none"
-        print(f"converted {summary.converted}, conversion errors {summary.conversion_errors}, "
-              f"uploaded {summary.uploaded}, rejected {summary.rejected}; "
-              f"server {summary.server}; left in queue: {remaining}")
-        if not summary.server.can_send:
-            print(f"server problem: {summary.server_detail}", file=sys.stderr)
-            from pywats_client.outcomes import ServerState
+        service.lock.release()  # a no-op once the service released it (it does, when clean)
+        if pid_file:
+            remove_pid_file(paths)
 
-            return REFUSED if summary.server is ServerState.PAUSED else SERVER
-        if summary.conversion_errors or summary.rejected:
-            return REJECTED
+
+def _run_result(args: argparse.Namespace, service: Any, summary: Any) -> int:
+    """The exit code of a run that ended normally; `--once` prints its summary first."""
+    if not args.once:
+        return OK
+    remaining = ", ".join(f"{k} {v}" for k, v in summary.remaining.items() if v) or "none"
+    print(f"converted {summary.converted}, conversion errors {summary.conversion_errors}, "
+          f"uploaded {summary.uploaded}, rejected {summary.rejected}; "
+          f"server {summary.server}; left in queue: {remaining}")
+    if service.status.station_fault:
+        print(f"station fault: {service.status.station_fault}; the files wait in the watch "
+              "folders", file=sys.stderr)
+        return ERROR
+    if not summary.server.can_send:
+        print(f"server problem: {summary.server_detail}", file=sys.stderr)
+        from pywats_client.outcomes import ServerState
+
+        return REFUSED if summary.server is ServerState.PAUSED else SERVER
+    if summary.conversion_errors or summary.rejected:
+        return REJECTED
     return OK
+
+
+def _exit_now(service: Any, paths: InstancePaths, pid_file: bool) -> None:
+    """A second stop request, from the signal handler: end the process now, wherever the main
+    thread is. The kernel releases the instance lock; the queue survives this as it survives
+    a SIGKILL, and the next start picks up what was under way."""
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "second stop request: exiting now; reports being uploaded are sent again and files "
+        "being converted are converted again at the next start")
+    service.abandon_now()
+    _exit_at_once(ERROR, paths, pid_file)
+
+
+def _exit_at_once(code: int, paths: InstancePaths, pid_file: bool) -> None:
+    """Exit without waiting for other threads (never returns)."""
+    import logging
+
+    from pywats_client.service.daemon import remove_pid_file
+
+    if pid_file:
+        remove_pid_file(paths)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def api_options(args: argparse.Namespace, settings: Settings) -> ApiSettings:
@@ -225,17 +296,22 @@ def _start_api(args: argparse.Namespace, paths: InstancePaths, settings: Setting
     return server.start()
 
 
-def _restart_in_place(supervisor: str, start_dir: str | None) -> None:
+def _restart_in_place(supervisor: str, start_dir: str | None, lock: Any) -> None:
     """Execute this program's own command line again, in this process (never returns)."""
     import logging
+
+    from pywats_client.service.loop import block_signals
 
     logging.getLogger(__name__).info("restarting: pid %d runs its command line again",
                                      os.getpid())
     logging.shutdown()  # flush the log file: exec does not
+    block_signals()  # a stop or reload during exec waits for the new handlers (see _serve)
     sys.stdout.flush()
     sys.stderr.flush()
     if supervisor == "daemon":
         os.environ[RESTARTED_ENV] = "daemon"
+    if lock.held:
+        os.environ[LOCK_FD_ENV] = str(lock.hand_over())
     if start_dir:
         with contextlib.suppress(OSError):
             os.chdir(start_dir)
@@ -311,9 +387,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if info["running"]:
         from pywats_client.service.status import read_status
 
-        api_url = (read_status(paths.state) or {}).get("api_url")
-        if api_url:
-            info["api_url"] = api_url
+        service = read_status(paths.state) or {}
+        if service.get("api_url"):
+            info["api_url"] = service["api_url"]
+        info.update(_station_faults(service))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -336,6 +413,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         if info["service_server_state"] in (ServerState.OFFLINE, ServerState.PAUSED):
             print(f"uploads:      {info['service_server_state'].upper()}: "
                   f"{info['service_server_detail']}")
+        if info.get("station_fault"):
+            print(f"queue:        CANNOT BE WRITTEN - {info['station_fault']}; files wait in "
+                  "the watch folders and are tried again")
+        if info.get("conversions_paused"):
+            print(f"conversions:  PAUSED - {info['stuck_conversions']} converter threads are "
+                  "stuck (converters.timeout_s); 'pywats-client restart' clears them")
+        if info.get("poison_files"):
+            print(f"set aside:    {info['poison_files']} file(s) the service died on, in the "
+                  "error folders (converters.max_crashes)")
         if info["disk_full"]:
             print("disk:         FULL - new files wait in the watch folders")
         elif info["disk_low"]:
@@ -370,10 +456,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     if info.get("server_authenticated") is False or info[
             "service_server_state"] == ServerState.OFFLINE:
         return SERVER
-    if info["disk_full"] or info["disk_low"] or info["folders_unavailable"] or info[
-            "error_files"]:
+    if (info["disk_full"] or info["disk_low"] or info["folders_unavailable"]
+            or info["error_files"] or info.get("station_fault")
+            or info.get("conversions_paused")):
         return DEGRADED
     return OK
+
+
+def _station_faults(service: dict[str, Any]) -> dict[str, Any]:
+    """What the running service says of its station: a queue it cannot write, stuck converter
+    threads, files set aside because the process died on them."""
+    return {
+        "station_fault": service.get("station_fault") or None,
+        "station_fault_since": service.get("station_fault_since"),
+        "conversions_paused": bool(service.get("conversions_paused")),
+        "stuck_conversions": int(service.get("stuck_conversions") or 0),
+        "conversions_timed_out": int(service.get("conversions_timed_out") or 0),
+        "poison_files": int(service.get("poison_files") or 0),
+    }
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
@@ -389,6 +489,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     diagnosis = diagnose(instance_paths(args))
     print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else diagnosis.render())
     return ERROR if diagnosis.needs_fixing else OK
+
+
+def _add_stop_timeout_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stop-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="how long a graceful stop waits for running conversions and uploads "
+                   "before it abandons them (default %(default)s; they are taken up again at "
+                   "the next start); keep it below systemd's TimeoutStopSec")
 
 
 def _add_api_arguments(p: argparse.ArgumentParser) -> None:

@@ -109,6 +109,12 @@ SCHEMA: tuple[Option, ...] = (
     Option("converters.max_file_mb", "number", _C.max_file_mb,
            "larger source files are refused (moved to the error folder) unread",
            minimum=0.001, unit="megabytes"),
+    Option("converters.timeout_s", "number", _C.timeout_s,
+           "a conversion still running after this long is abandoned and its file moved to the "
+           "error folder", minimum=1, unit="seconds"),
+    Option("converters.max_crashes", "integer", _C.max_crashes,
+           "a file the service died on this many times while converting it alone is moved to "
+           "the error folder", minimum=1),
     Option("converters.defaults", "object", dict(_C.defaults),
            "values converters use when a file lacks them (more keys allowed)",
            example="'{\"part_number\": \"PN-100\"}'"),

@@ -72,6 +72,8 @@ class ConverterSettings:
     enabled: tuple[str, ...] = ()  # empty: every built-in and plugin converter
     auto_detect: bool = True
     max_file_mb: float = 200.0  # larger source files are refused unread
+    timeout_s: float = 300.0  # a conversion running longer is abandoned; its file set aside
+    max_crashes: int = 2  # service deaths while converting one file before it is set aside
     defaults: Mapping[str, Any] = field(default_factory=dict)  # part_number, operator, ...
 
 

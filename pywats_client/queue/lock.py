@@ -11,12 +11,15 @@ A leaf of the machinery: depends on errors only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pywats_client.errors import LockError
 
@@ -60,33 +63,91 @@ class InstanceLock:
         self.path = Path(path)
         self.instance = instance
         self._fd: int | None = None
+        self._purpose = "service"
+        self._started = time.time()
 
     def acquire(self, purpose: str = "service") -> None:
         """Take the lock or raise LockError naming the process that holds it."""
         if self._fd is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        for _ in range(3):
+        self._fd = self._take(purpose)
+        self._purpose = purpose
+
+    def _take(self, purpose: str) -> int:
+        """Lock the file that is at `path` now (creating it) and write who holds it."""
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = _flock(fd, self.path)
+            except BaseException:
+                os.close(fd)
+                raise
+            if locked and _same_file(fd, self.path):
                 break
-            except BlockingIOError:
-                holder = read_lock(self.path)
-                if holder is None:
-                    continue  # only another process's momentary probe (read_lock): try again
-        else:
             os.close(fd)
+            if locked:
+                continue  # removed or replaced between our open and our flock: the new one
+            holder = read_lock(self.path)
             who = f"pid {holder.pid} ({holder.purpose})" if holder else "another process"
             raise LockError(
                 f"instance '{self.instance}' is in use by {who}; its queue has one owner at a "
                 "time. Stop that process first (SIGTERM; 'pywats-client status' shows it), or "
                 "use another --instance."
-            ) from None
-        info = {"pid": os.getpid(), "purpose": purpose, "started": time.time()}
+            )
+        else:
+            raise LockError(f"the lock file {self.path} keeps being replaced; cannot take it")
+        self._write_info(fd, purpose)
+        return fd
+
+    def _write_info(self, fd: int, purpose: str) -> None:
+        info = {"pid": os.getpid(), "purpose": purpose, "started": self._started}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
+
+    def hand_over(self) -> int:
+        """Keep the lock across an exec of this process (a restart in place): its descriptor
+        stays open in the new program, whose `adopt()` takes it over by this number, so the
+        instance is never free in between."""
+        if self._fd is None:
+            raise LockError(f"instance '{self.instance}': no lock to hand over")
+        os.set_inheritable(self._fd, True)
+        return self._fd
+
+    def adopt(self, fd: int, purpose: str = "service") -> bool:
+        """Take over the lock this process held before it executed itself again
+        (`hand_over`). False, and nothing taken, when `fd` is not that lock."""
+        if self._fd is not None:
+            return True
+        try:
+            if not _same_file(fd, self.path):
+                raise OSError(f"descriptor {fd} is not {self.path}")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held already by this very file
+            os.set_inheritable(fd, False)
+            self._write_info(fd, purpose)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return False
+        self._fd, self._purpose = fd, purpose
+        return True
+
+    def verify(self) -> Literal["ok", "retaken", "lost"]:
+        """Whether this lock still guards the instance. "ok": its file is still in place.
+        "retaken": the file was removed or replaced (by hand, or by a tool) and the lock was
+        taken again on the file there now, so other processes see the owner. "lost": another
+        process holds that file already (two owners: the caller must stop)."""
+        if self._fd is None:
+            return "lost"
+        if _same_file(self._fd, self.path):
+            return "ok"
+        try:
+            fd = self._take(self._purpose)
+        except (LockError, OSError):
+            return "lost"
+        old, self._fd = self._fd, fd
+        os.close(old)
+        return "retaken"
 
     def release(self) -> None:
         if self._fd is None:
@@ -110,28 +171,74 @@ class InstanceLock:
 
 def read_lock(path: Path) -> LockInfo | None:
     """Who holds the lock at `path` now, or None when nobody does."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
+    for _ in range(40):
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None  # a symbolic link is not our lock file
+            raise
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = True
+            else:
+                held = False
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)  # also drops the shared lock taken for the probe
+        if not held:
+            return None
+        try:
+            data = json.loads(raw or b"{}")
+            return LockInfo(int(data["pid"]), str(data.get("purpose", "")),
+                            float(data["started"]), True)
+        except (ValueError, KeyError, TypeError):
+            # The owner has the lock and is writing who it is: look again in a moment.
+            threading.Event().wait(0.025)
+    return LockInfo(0, "unknown", 0.0, True)
+
+
+def _flock(fd: int, path: Path) -> bool:
+    """Take the exclusive lock on `fd`; False when another process holds it."""
+    for _ in range(3):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
-            held = True
-        else:
-            held = False
-        raw = os.read(fd, 4096)
-    finally:
-        os.close(fd)  # also drops the shared lock taken for the probe
-    if not held:
-        return None
+            if _probed_only(path):
+                continue  # only another process's momentary probe (read_lock): try again
+            return False
+    return False
+
+
+def _probed_only(path: Path) -> bool:
     try:
-        data = json.loads(raw or b"{}")
-        return LockInfo(int(data["pid"]), str(data.get("purpose", "")), float(data["started"]),
-                        True)
-    except (ValueError, KeyError, TypeError):
-        return LockInfo(0, "unknown", 0.0, True)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # an exclusive holder
+    finally:
+        os.close(fd)
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True when `path` names the file open as `fd` (not removed, not replaced)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell (a transient error): assume nothing changed
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
 def unlock(path: Path) -> str:

@@ -1,6 +1,6 @@
 """Process control without systemd: detach (`start --daemon`), `stop`, and the pid file. The
 instance lock, not the pid file, tells what runs (every service holds it, however it was
-started); the pid file is for tools that expect one.
+started); the pid file is for tools that expect one, written only once the lock is held.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pywats_client.errors import DaemonError
+from pywats_client.errors import DaemonError, LockError
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import pid_alive, read_lock
 
@@ -32,6 +32,10 @@ class Detached:
 
     def failed(self, message: str) -> None:
         self._send(f"error {message}\n")
+
+    def locked(self, message: str) -> None:
+        """Another process owns the instance: the parent exits as `start` does then (4)."""
+        self._send(f"locked {message}\n")
 
     def _send(self, line: str) -> None:
         if self._fd < 0:
@@ -54,8 +58,7 @@ def start_detached(paths: InstancePaths, timeout: float = STARTUP_TIMEOUT) -> De
             os._exit(0)
         _redirect_stdio()
         os.chdir("/")
-        _write_pid_file(paths)
-        return Detached(write_end)
+        return Detached(write_end)  # the pid file is written once the instance is ours
     os.close(write_end)
     os.waitpid(first, 0)
     try:
@@ -66,6 +69,8 @@ def start_detached(paths: InstancePaths, timeout: float = STARTUP_TIMEOUT) -> De
         return int(answer.split()[1])
     if answer.startswith("error "):
         raise DaemonError(answer[len("error "):].strip())
+    if answer.startswith("locked "):
+        raise LockError(answer[len("locked "):].strip())
     raise DaemonError(
         f"the daemon did not report back within {timeout:.0f}s; see {paths.log_file}"
         if not answer else f"unexpected answer from the daemon: {answer!r}"
@@ -100,7 +105,8 @@ def _redirect_stdio() -> None:
     os.close(devnull)
 
 
-def _write_pid_file(paths: InstancePaths) -> None:
+def write_pid_file(paths: InstancePaths) -> None:
+    """Name this process in the pid file; only the owner of the instance lock may."""
     paths.root.mkdir(parents=True, exist_ok=True)
     tmp = paths.pid_file.with_name(f".{paths.pid_file.name}.{os.getpid()}")
     tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
@@ -123,8 +129,10 @@ class StopResult:
 
 
 def stop(paths: InstancePaths, *, timeout: float = 30.0, force: bool = False) -> StopResult:
-    """SIGTERM the process that owns the instance and wait up to `timeout` for it to let go.
+    """SIGTERM the process that owns the instance and wait up to `timeout` for it to exit.
 
+    Only the end of the process counts, not the release of the lock: a stopped service holds
+    its lock to the last, and a process that has let go of it is not done until it is gone.
     With `force`, a process still running after the timeout gets SIGKILL (nothing is lost: a
     report being uploaded is swept back to pending at the next start).
     """
@@ -132,6 +140,11 @@ def stop(paths: InstancePaths, *, timeout: float = 30.0, force: bool = False) ->
     if holder is None:
         return StopResult(None, True, 0.0, f"instance '{paths.name}' is not running")
     pid = holder.pid
+    if pid <= 0:
+        return StopResult(None, False, 0.0, (
+            f"instance '{paths.name}' is locked, but its lock file {paths.lock} does not say by "
+            "which process; find it with 'fuser -v' and stop it by hand"))
+    born = _start_time(pid)
     started = time.monotonic()
     try:
         os.kill(pid, signal.SIGTERM)
@@ -140,7 +153,7 @@ def stop(paths: InstancePaths, *, timeout: float = 30.0, force: bool = False) ->
     except PermissionError:
         return StopResult(pid, False, 0.0, f"not allowed to signal pid {pid} (another user); "
                           "run stop as the user the service runs as")
-    if _wait_released(paths, pid, timeout):
+    if _wait_gone(pid, born, timeout):
         took = time.monotonic() - started
         return StopResult(pid, True, took, f"stopped pid {pid} ({holder.purpose}) in {took:.1f}s")
     if not force:
@@ -149,20 +162,31 @@ def stop(paths: InstancePaths, *, timeout: float = 30.0, force: bool = False) ->
             "Wait, or run 'stop --force' to kill it; nothing is lost either way."))
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    _wait_released(paths, pid, 10.0)
+    if not _wait_gone(pid, born, 10.0):
+        return StopResult(pid, False, timeout + 10.0, (
+            f"pid {pid} did not exit even after SIGKILL (stuck in the kernel: a hung disk or "
+            "network share?)"))
     took = time.monotonic() - started
     return StopResult(pid, True, took, f"killed pid {pid} after {timeout:.0f}s; in-flight "
                       "reports are sent again at the next start")
 
 
-def _wait_released(paths: InstancePaths, pid: int, timeout: float) -> bool:
+def _wait_gone(pid: int, born: str | None, timeout: float) -> bool:
+    """Wait until process `pid` (started at `born`) has exited; False after `timeout`."""
     deadline = time.monotonic() + timeout
     tick = threading.Event()
     while time.monotonic() < deadline:
-        holder = read_lock(paths.lock)
-        if holder is None or holder.pid != pid:
-            return True
-        if not pid_alive(pid):
-            return True
-        tick.wait(0.05)  # another process's exit: nothing to wait on but the lock itself
+        if not pid_alive(pid) or _start_time(pid) != born:
+            return True  # gone (a zombie counts as gone), or the pid was reused meanwhile
+        tick.wait(0.02)  # another process's exit: nothing to wait on but its pid
     return False
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (None where /proc cannot say),
+    to tell it from a later process that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pywats_client.config.settings import QueueSettings
 from pywats_client.errors import QueueFullError
 from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.queue.store import Claimed, DurableQueue, State
+from pywats_client.service.gate import WorkGate
 from pywats_client.service.status import RunSummary, ServiceStatus
 from pywats_client.service.uploader import Uploader, UploadResult
 
@@ -81,8 +83,11 @@ class UploadDispatcher:
         wake: Callable[[], None] = lambda: None,
         workers: int = UPLOAD_WORKERS,
         summary: RunSummary | None = None,
+        gate: WorkGate | None = None,
     ) -> None:
         self.queue = queue
+        # Every queue change a worker makes passes it; closed by the stop (see WorkGate).
+        self.gate = gate if gate is not None else WorkGate()
         self.client = client
         self.settings = settings
         self.status = status
@@ -100,6 +105,7 @@ class UploadDispatcher:
         self._finishing_count = 0  # moves submitted and not done yet, counted by the workers
         self._finishing_lock = threading.Lock()
         self._probe: Future[UploadResult] | None = None
+        self._background: set[Future[object]] = set()
         self._fresh: collections.deque[str] = collections.deque()
         self._fresh_lock = threading.Lock()
         self._candidates: collections.deque[str] = collections.deque()
@@ -150,6 +156,8 @@ class UploadDispatcher:
         """Run a small server call (such as fetching the process list) on an upload thread;
         the main thread is woken when it is done."""
         future: Future[object] = self._pool.submit(task)
+        self._background = {f for f in self._background if not f.done()}
+        self._background.add(future)
         future.add_done_callback(lambda _f: self.wake())
         return future
 
@@ -336,27 +344,47 @@ class UploadDispatcher:
 
     def _send_one(self, report_id: str) -> Finished | None:
         """PENDING -> PROCESSING, upload, record the outcome; None if the report is gone by
-        now (taken, pruned, or quarantined as damaged)."""
-        item = self.queue.claim(report_id)
+        now (taken, pruned, or quarantined as damaged), or if the service stopped meanwhile:
+        then an uploaded report stays in processing/ and the next start sends it again."""
+        if not self.gate.enter():
+            return None
+        try:
+            item = self.queue.claim(report_id)
+        finally:
+            self.gate.leave()
         if item is None:
             return None
         result = post(self.client, item)
-        if result.outcome is Outcome.STORED:
-            with self._finishing_lock:
-                self._finishing_count += 1
-            finishing = self._finisher.submit(self._finish_stored, item, result)
-            finishing.add_done_callback(self._finished_moving)
-            return Finished(item.id, result, None, item.header.source, finishing)
-        return Finished(item.id, result, transition(self.queue, item, result),
-                        item.header.source)
+        if not self.gate.enter():
+            return None  # abandoned by the stop: the queue is no longer ours to change
+        try:
+            if result.outcome is Outcome.STORED:
+                with self._finishing_lock:
+                    self._finishing_count += 1
+                try:
+                    finishing = self._finisher.submit(self._finish_stored, item, result)
+                except RuntimeError:  # shut down: the stop gave up waiting for this thread
+                    self._finished_moving(None)
+                    return None
+                finishing.add_done_callback(self._finished_moving)
+                return Finished(item.id, result, None, item.header.source, finishing)
+            return Finished(item.id, result, transition(self.queue, item, result),
+                            item.header.source)
+        finally:
+            self.gate.leave()
 
     def _finish_stored(self, item: Claimed, result: UploadResult) -> State | None:
         """Finishing thread: PROCESSING -> COMPLETED. The folder is fsynced by the last move
         of a burst (none queued behind it; the count includes this move until it returns),
         which makes every move before it durable too."""
-        return transition(self.queue, item, result, sync=self._finishing_count <= 1)
+        if not self.gate.enter():
+            return None  # stopped: sent again with the same id at the next start
+        try:
+            return transition(self.queue, item, result, sync=self._finishing_count <= 1)
+        finally:
+            self.gate.leave()
 
-    def _finished_moving(self, _future: Future[State | None]) -> None:
+    def _finished_moving(self, _future: Future[State | None] | None) -> None:
         with self._finishing_lock:
             self._finishing_count -= 1
         self.wake()
@@ -381,27 +409,37 @@ class UploadDispatcher:
 
     # -- stopping -------------------------------------------------------------------------
 
-    def drain(self, timeout: float) -> bool:
-        """Claim nothing new; wait up to `timeout` for in-flight uploads and the moves of
-        stored reports to completed/. True if all ended."""
+    def drain(self, timeout: float, interrupted: Callable[[], bool] = lambda: False) -> bool:
+        """Claim nothing new; wait up to `timeout` seconds (of real time: this is about real
+        threads) for in-flight uploads and the moves of stored reports to completed/, or until
+        `interrupted()`. True if all ended."""
         self.accepting = False
-        deadline = self.clock.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         done = threading.Event()
         while self._in_flight or self._finishing:
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or interrupted():
                 return False
             future: Future[Any] = (next(iter(self._in_flight)) if self._in_flight
                                    else next(iter(self._finishing)))
             future.add_done_callback(lambda _f: done.set())
-            done.wait(min(remaining, 1.0))
+            done.wait(min(remaining, 0.25))
             done.clear()
             self._collect()
         return True
 
+    def unfinished(self) -> int:
+        """Threads of this dispatcher still busy: uploads, moves, a probe, background calls."""
+        futures: list[Future[Any]] = [*self._in_flight, *self._finishing, *self._background]
+        if self._probe is not None:
+            futures.append(self._probe)
+        return sum(1 for f in futures if not f.done())
+
     def shutdown(self) -> None:
-        """Stop the pool without waiting for stuck requests (their reports are in processing/
-        and go back to pending at the next start)."""
+        """Stop the pools without waiting for stuck requests (their reports are in processing/
+        and go back to pending at the next start; the closed gate keeps those threads from
+        changing the queue whenever their requests end)."""
+        self.accepting = False
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._finisher.shutdown(wait=False, cancel_futures=True)
         for client in [*self._retired_clients, self.client]:

@@ -69,6 +69,14 @@ class ServiceStatus:
     # or "disk_full").
     recent_uploads: list[dict[str, Any]] = field(default_factory=list)
     recent_failures: list[dict[str, Any]] = field(default_factory=list)
+    # Faults of the station, not of a file (the files wait where they are), and what the
+    # service set aside to protect itself.
+    station_fault: str = ""  # why reports cannot be written to the queue (other than disk full)
+    station_fault_since: float | None = None
+    conversions_timed_out: int = 0  # given up after converters.timeout_s, files set aside
+    stuck_conversions: int = 0  # of those, threads still running
+    conversions_paused: bool = False  # too many stuck threads: no new conversions for now
+    poison_files: int = 0  # set aside: the service died while converting them, max_crashes times
 
     def record_error(self, message: str, when: float) -> None:
         self.last_error, self.last_error_at = message, when
