@@ -101,6 +101,9 @@ SCHEMA: tuple[Option, ...] = (
     Option("converters.max_file_mb", "number", _C.max_file_mb,
            "larger source files are refused (moved to the error folder) unread",
            minimum=0.001, unit="megabytes"),
+    Option("converters.max_memory_mb", "number", _C.max_memory_mb,
+           "peak memory (RSS) of the whole service; a file whose conversion would need more "
+           "is refused (moved to the error folder) unread", minimum=48, unit="megabytes"),
     Option("converters.defaults", "object", dict(_C.defaults),
            "values converters use when a file lacks them (more keys allowed)",
            example="'{\"part_number\": \"PN-100\"}'"),

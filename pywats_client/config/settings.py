@@ -68,6 +68,8 @@ class ConverterSettings:
     enabled: tuple[str, ...] = ()  # empty: every built-in and plugin converter
     auto_detect: bool = True
     max_file_mb: float = 200.0  # larger source files are refused unread
+    # Peak RSS of the whole process; a file whose conversion would exceed it is refused.
+    max_memory_mb: float = 100.0
     defaults: Mapping[str, Any] = field(default_factory=dict)  # part_number, operator, ...
 
 

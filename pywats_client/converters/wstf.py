@@ -60,6 +60,7 @@ class WATSStandardTextConverter(BuiltinConverter):
     """
 
     name = "WATSStandardTextConverter"
+    memory_ratio = 10.0  # peak RSS per input byte (bench_converters --memory: unmeasured: default)
     description = "WATS Standard Text Format (WSTF): tab-separated header, step data and footer"
     version = "1.0"
     file_patterns = ("*.txt",)

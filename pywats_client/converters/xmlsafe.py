@@ -20,6 +20,7 @@ from typing import BinaryIO, ClassVar
 from xml.parsers import expat
 
 from pywats_client.converters.base import HEAD_SIZE
+from pywats_client.converters.memory import CHECK_EVERY, check_memory
 from pywats_client.errors import ConversionError, IncompleteFileError
 
 # Expat's ways of saying "the document stops here", i.e. a file still being written.
@@ -190,8 +191,13 @@ def parse_xml(where: str, source: BinaryIO | bytes, fmt: XmlFormat, *,
         parser = expat.ParserCreate(chosen, namespace_separator="}" if fmt.namespaces else None)
         tree = _TreeBuilder(where, fmt, parser, on_root, on_complete, problems)
         parser.Parse(head, False)
+        read = 0
         while chunk := stream.read(_CHUNK):
             parser.Parse(chunk, False)
+            read += len(chunk)
+            if read >= CHECK_EVERY:  # a large file: stop before the process is over budget
+                read = 0
+                check_memory(where)
         parser.Parse(b"", True)
     except expat.ExpatError as exc:
         if exc.code in _TRUNCATED and not whole:

@@ -22,6 +22,7 @@ from pywats_client import __version__
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import Settings
 from pywats_client.converters import ConversionSkipped, ConverterRegistry
+from pywats_client.converters.memory import MemoryBudget
 from pywats_client.errors import (
     ConfigError,
     ConversionError,
@@ -42,6 +43,7 @@ from pywats_client.service.pipeline import (
     converter_for,
     make_context,
     max_file_bytes,
+    memory_reserved,
     queue_reports,
 )
 from pywats_client.service.postaction import (
@@ -150,6 +152,7 @@ class Service:
             clock=clock, wake=self.wake, summary=self.summary,
         )
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
+        self.memory = MemoryBudget(settings.converters.max_memory_mb)  # shared by conversions
         self._conversions: dict[Future[_Converted], SourceFile] = {}
         self._waiting: collections.deque[SourceFile] = collections.deque()
         self._incomplete_since: dict[Path, tuple[float, int]] = {}  # first look, looks
@@ -317,9 +320,11 @@ class Service:
             converter, reason = converter_for(self.settings, self.registry, path, source.folder)
             companions = companions_of(converter, path)
             context = make_context(self.settings, path, source.folder.arguments, self.processes)
-            conversion = convert_file(path, converter, context, reason,
-                                      max_file_bytes(self.settings))
-            results = queue_reports(self.queue, conversion)
+            with memory_reserved(self.settings, converter, path, self.memory):
+                conversion = convert_file(path, converter, context, reason,
+                                          max_file_bytes(self.settings))
+                results = queue_reports(self.queue, conversion)
+                conversion.reports.clear()  # queued: free them before the budget is given back
         except IncompleteFileError as exc:
             return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
         except QueueFullError as exc:
