@@ -53,7 +53,7 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -143,29 +143,44 @@ class PutResult:
 
 def encode_item(header: ItemHeader, body: bytes) -> bytes:
     """The on-disk form of an item (see the module docstring)."""
+    return b"".join(item_parts(header, (body,)))
+
+
+def item_parts(header: ItemHeader, body: Sequence[bytes]) -> list[bytes]:
+    """The on-disk form of an item whose body comes in pieces, as pieces: a large report is
+    written without ever being one more copy in memory."""
     head = header.to_json()
-    digest = hashlib.sha256(head + body).hexdigest()
-    first = b"%s %d %d %s\n" % (_MAGIC, len(head), len(body), digest.encode())
-    return first + head + body + _END
+    digest = hashlib.sha256(head)
+    for part in body:
+        digest.update(part)
+    size = sum(map(len, body))
+    first = b"%s %d %d %s\n" % (_MAGIC, len(head), size, digest.hexdigest().encode())
+    return [first + head, *body, _END]
 
 
 def decode_item(data: bytes, *, name: str = "") -> tuple[ItemHeader, bytes]:
     """Check and split an item; raises CorruptItemError saying what is wrong."""
-    first, _, rest = data.partition(b"\n")
-    parts = first.split(b" ")
+    end = data.find(b"\n", 0, _MAX_FIRST_LINE)
+    parts = data[:end].split(b" ") if end >= 0 else []
     if len(parts) != 4 or parts[0] != _MAGIC:
         raise CorruptItemError(f"{name}: not a queue file (bad first line)")
     try:
         head_len, body_len = int(parts[1]), int(parts[2])
     except ValueError:
         raise CorruptItemError(f"{name}: bad lengths in first line") from None
-    if len(rest) != head_len + body_len + len(_END) or not rest.endswith(_END):
+    start = end + 1
+    if (head_len < 0 or body_len < 0 or len(data) != start + head_len + body_len + len(_END)
+            or not data.endswith(_END)):
         raise CorruptItemError(f"{name}: truncated or extended (torn write)")
-    head, body = rest[:head_len], rest[head_len : head_len + body_len]
-    if hashlib.sha256(head + body).hexdigest().encode() != parts[3]:
+    # Views, not slices: a large report is not copied to be checked.
+    view = memoryview(data)
+    head, body = view[start:start + head_len], view[start + head_len:len(data) - len(_END)]
+    digest = hashlib.sha256(head)
+    digest.update(body)
+    if digest.hexdigest().encode() != parts[3]:
         raise CorruptItemError(f"{name}: checksum mismatch")
     try:
-        return ItemHeader.from_json(head), body
+        return ItemHeader.from_json(bytes(head)), bytes(body)
     except (ValueError, TypeError) as exc:
         raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
 
@@ -239,13 +254,15 @@ class DurableQueue:
         return None
 
     def put(
-        self, body: bytes, *, report_id: str, source: str = "", converter: str = ""
+        self, body: bytes | Sequence[bytes], *, report_id: str, source: str = "",
+        converter: str = ""
     ) -> PutResult:
         """(new) -> PENDING, durably. Returns once the report survives a power cut.
 
         A report id that is already pending, processing or completed is not written again:
         re-converting a source after a crash yields the same id, and it is already here. An id
-        in failed/ is queued afresh (the operator dropped the file again on purpose).
+        in failed/ is queued afresh (the operator dropped the file again on purpose). `body`
+        may come in pieces (`report.model.to_json_parts`), written as they are.
         Raises QueueFullError when the disk is full (nothing is left behind).
         """
         _check_id(report_id)
@@ -266,12 +283,17 @@ class DurableQueue:
         return PutResult(report_id, True, State.PENDING)
 
     def _write(
-        self, header: ItemHeader, body: bytes, state: State, *, not_before: float | None
+        self, header: ItemHeader, body: bytes | Sequence[bytes], state: State, *,
+        not_before: float | None
     ) -> None:
         """tmp (O_EXCL, 0600) -> write -> fsync -> rename into `state` -> fsync(folder)."""
         tmp = self._dirs["tmp"] / f"{header.id}.{uuid.uuid4().hex[:12]}.tmp"
+        parts = item_parts(header, (body,) if isinstance(body, bytes) else body)
         try:
-            write_new_file(tmp, encode_item(header, body))
+            if len(parts) <= 3:  # a report in one piece: one write
+                write_new_file(tmp, b"".join(parts))
+            else:  # a large one in pieces, never joined
+                _write_new_parts(tmp, parts)
             if not_before is not None:
                 os.utime(tmp, (not_before, not_before))
             os.rename(tmp, self._path(state, header.id))
@@ -524,6 +546,26 @@ class DurableQueue:
         if removed:
             log.info("removed %d %s item(s)", removed, state.value)
         return removed
+
+
+def _write_new_parts(path: Path, parts: Sequence[bytes]) -> None:
+    """`fsutil.write_new_file` for data in pieces: create, write each, fsync; on any error
+    the partial file is removed (a full disk is a QueueFullError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise QueueFullError(f"no space left to write {path}") from exc
+        raise
+    os.close(fd)
 
 
 def _scan(folder: Path, suffix: str = SUFFIX) -> Iterator[os.DirEntry[str]]:

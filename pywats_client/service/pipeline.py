@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
@@ -16,11 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME
+from pywats_client.converters.memory import MemoryBudget
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.queue.store import DurableQueue, PutResult
 from pywats_client.report.builder import apply_context
 from pywats_client.report.checks import finalize
-from pywats_client.report.model import to_json_bytes
+from pywats_client.report.model import to_json_parts
 
 HEAD_BYTES = 64 * 1024
 
@@ -192,7 +194,17 @@ def convert_source(
     converter, reason = converter_for(settings, registry, path, folder, converter_name)
     arguments = folder.arguments if folder else {}
     context = make_context(settings, path, arguments, processes)
-    return convert_file(path, converter, context, reason, max_file_bytes(settings))
+    with memory_reserved(settings, converter, path):
+        return convert_file(path, converter, context, reason, max_file_bytes(settings))
+
+
+def memory_reserved(settings: Settings, converter: Converter, path: Path,
+                    budget: MemoryBudget | None = None) -> AbstractContextManager[int]:
+    """The file's share of the memory budget (`converters.max_memory_mb`, estimated from its
+    size and the converter's ratio), held while it is converted and queued. Raises
+    ConversionError, naming the setting, for a file the budget can never hold."""
+    budget = budget or MemoryBudget(settings.converters.max_memory_mb)
+    return budget.reserve(path, converter, path.stat().st_size)
 
 
 def max_file_bytes(settings: Settings) -> int:
@@ -207,7 +219,7 @@ def queue_reports(queue: DurableQueue, conversion: Conversion) -> list[PutResult
     """
     return [
         queue.put(
-            to_json_bytes(report),
+            to_json_parts(report),  # a large report in pieces: never text and bytes at once
             report_id=report["id"],
             source=str(conversion.path),
             converter=conversion.converter,
