@@ -265,6 +265,9 @@ class RootTag:
 
 _PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 _START_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)([^>]*)")
+# What an XML file starts with: a byte order mark or blanks, then "<" (in UTF-8 or UTF-16).
+_STARTS_XML = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?(?:[ \t\r\n]|\x00[ \t\r\n]|"
+                         rb"[ \t\r\n]\x00)*(?:<|\x00<)")
 _ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
@@ -272,6 +275,8 @@ def sniff_root(head: bytes) -> RootTag | None:
     """The root element of an XML file from its first bytes (UTF-8 or UTF-16, with or
     without byte order mark), without parsing: for `detect()`. None when no element starts
     the file after its declaration and comments."""
+    if not _STARTS_XML.match(head):
+        return None  # not markup at all (a JSON or text file): no need to decode the head
     text = _decode_head(head)
     pos = 0
     while match := _PROLOG.match(text, pos):

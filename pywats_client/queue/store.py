@@ -276,10 +276,10 @@ class DurableQueue:
         if existing is State.FAILED:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(State.FAILED, report_id))
-        # The one line a new report costs until it is uploaded: it says which file and which
-        # converter it came from, so the service does not log the conversion again.
-        log.info("queued report %s from %s%s", report_id, source or "(api)",
-                 f" ({converter})" if converter else "")
+        # At INFO a report costs one line, when it is stored (`complete`), naming its file and
+        # converter; a report that cannot be sent is logged by `retry` and `fail`.
+        log.debug("queued report %s from %s%s", report_id, source or "(api)",
+                  f" ({converter})" if converter else "")
         return PutResult(report_id, True, State.PENDING)
 
     def _write(
@@ -370,7 +370,9 @@ class DurableQueue:
             os.utime(dst, (now, now))  # completion time, for pruning
         if sync:
             self._syncers[State.COMPLETED].sync()
-        log.info("report %s uploaded (source %s)", item.id, item.header.source or "-")
+        header = item.header
+        log.info("report %s from %s%s uploaded", item.id, header.source or "(api)",
+                 f" ({header.converter})" if header.converter else "")
 
     def release(self, item: Claimed) -> None:
         """PROCESSING -> PENDING, untouched: offline or paused, no attempt is consumed."""

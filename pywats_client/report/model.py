@@ -83,6 +83,9 @@ class ReportDict(dict[str, Any]):
         # The size of the source it came from, when a converter knows it: a large report is
         # serialised in pieces (`to_json_parts`).
         self.source_bytes = 0
+        # Set by a converter that passes files on as they are (WSJF): validation reads an
+        # operator it does not know as LOG instead of refusing it, as the WATS client does.
+        self.unknown_operators_as_log = False
 
     def locate(self, path: str) -> str:
         """The source place of `path`, of its nearest recorded parent, or of the report
@@ -108,6 +111,7 @@ class ReportDict(dict[str, Any]):
         twin.locations = dict(self.locations)
         twin.find_locations = self.find_locations
         twin.source_bytes = self.source_bytes
+        twin.unknown_operators_as_log = self.unknown_operators_as_log
         return twin
 
 
