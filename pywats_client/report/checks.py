@@ -336,10 +336,11 @@ class _Checker:
                 if mode == _TYPE:
                     continue
                 if mode == _LEN:
-                    if len(value) <= fast:
+                    if len(value) <= fast:  # type: ignore[arg-type]  # `want` is str here
                         continue
                 elif mode == _FLOAT:
-                    if value - value == 0:  # 0 for every finite float; NaN for NaN and inf
+                    # x - x is 0 for every finite float, NaN for NaN and the infinities
+                    if value - value == 0:  # type: ignore[operator]  # `want` is float here
                         continue
                 elif mode == _RANGE:
                     if fast[0] <= value <= fast[1]:

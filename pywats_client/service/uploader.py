@@ -217,7 +217,8 @@ class Uploader:
             request.prepare_cookies(session.cookies)
         adapter = session.get_adapter(url)
         response = adapter.send(request, stream=False, timeout=self._timeout,
-                                verify=session.verify, cert=None, proxies=session.proxies)
+                                verify=True if session.verify is None else session.verify,
+                                cert=None, proxies=session.proxies)
         if "Set-Cookie" in response.headers:
             extract_cookies_to_jar(session.cookies, request, response.raw)
         return response
