@@ -44,7 +44,12 @@ def estimate(converter: object, size: int) -> int:
 
 def largest_file(max_memory_mb: float, converter: object) -> int:
     """The largest file (bytes) `converter` can convert within `max_memory_mb` of RSS."""
-    return max(0, int((max_memory_mb - BASE_MB) * MB / ratio_of(converter)))
+    return largest_for_ratio(max_memory_mb, ratio_of(converter))
+
+
+def largest_for_ratio(max_memory_mb: float, ratio: float) -> int:
+    """The largest file (bytes) a converter of this ratio can convert in `max_memory_mb`."""
+    return max(0, int((max_memory_mb - BASE_MB) * MB / ratio))
 
 
 def format_name(converter: object) -> str:
