@@ -262,7 +262,6 @@ def load_templates(samples: Path) -> dict[str, Template]:
     wsjf = _escape(wsjf)
     wsjf = wsjf.replace('"ID-HOLE"', '"{id}"').replace('"SN-HOLE"', '"{sn}"')
     templates["wsjf"] = Template("wsjf", ".json", wsjf, "built-in (tests/station.py)")
-    templates["uut"] = uut_template(samples)
     return templates
 
 
@@ -285,15 +284,17 @@ def uut_template(samples: Path) -> Template:
 class Inputs:
     """Unique input files of each kind; every file rendered is a new report."""
 
-    def __init__(self, templates: dict[str, Template]) -> None:
+    def __init__(self, templates: dict[str, Template], uut: Template | None = None) -> None:
         self.templates = templates
+        self.uut = uut  # the "uut" mix: WATS's UUT example file
         self._serial = 0
 
     def files(self, mix: str, n: int) -> list[tuple[str, bytes]]:
         kinds = ["wsjf", "wsxf", "wstf", "i3070"] if mix == "mixed" else [mix]
         out = []
         for i in range(n):
-            template = self.templates[kinds[i % len(kinds)]]
+            template = self.uut if mix == "uut" and self.uut else self.templates[
+                kinds[i % len(kinds)]]
             self._serial += 1
             name = f"{template.kind}-{self._serial:08d}{template.suffix}"
             out.append((name, template.render(self._serial)))
@@ -835,7 +836,7 @@ def measure_memory(samples: Path, big_mb: float) -> dict[str, Any]:
         out = root / "memory.json"
         done = subprocess.run(
             [sys.executable, str(REPO / "scripts" / "bench_converters.py"), "--memory",
-             "--samples", str(samples), "--json", str(out)],
+             "--big-mb", f"{big_mb:g}", "--samples", str(samples), "--json", str(out)],
             env=python_env({"PYTHONPATH": str(REPO)}), capture_output=True, text=True)
         if done.returncode == 0 and out.exists():
             result["rows"] = json.loads(out.read_text())
@@ -1208,7 +1209,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section or mix: {', '.join(sorted(unknown))}")
     templates = load_templates(args.samples)
-    inputs = Inputs(templates)
+    inputs = Inputs(templates, uut_template(args.samples))
     results: dict[str, Any] = {
         "meta": {
             "python": sys.version.split()[0], "cpus": os.cpu_count(),
@@ -1218,6 +1219,8 @@ def main(argv: list[str] | None = None) -> int:
                                  *(sys.argv[1:] if argv is None else argv)]),
             "inputs": {k: {"origin": t.origin, "bytes": len(t.render(0))}
                        for k, t in templates.items()},
+            "uut_input": {"origin": inputs.uut.origin if inputs.uut else "",
+                          "bytes": len(inputs.uut.render(0)) if inputs.uut else 0},
             "settle_s": SETTLE, "repeat": repeat,
             "workdir": str(args.workdir), "workdir_filesystem": _filesystem(args.workdir),
         },

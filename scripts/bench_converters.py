@@ -11,9 +11,10 @@ sample. The input of a converter that reads a unit (a Klippel header and its dat
 counts the whole unit.
 
 `--memory` measures instead the peak RSS per MB of input of every converter (each in a
-fresh process, as the service converts and queues a file) on a large input: 20 MB WSJF,
-WSXF and ATML files built by tests/bigfiles.py, the synthetic inputs below, and the largest
-sample for the rest. The figure is what a converter's `memory_ratio` should cover.
+fresh process, as the service converts and queues a file) on a large input: WSJF, WSXF and
+ATML files of 20 MB (--big-mb) built by tests/bigfiles.py, the synthetic inputs below, and
+the largest sample for the rest. The figure is what a converter's `memory_ratio` should
+cover.
 
 `--synthetic` adds inputs of the shape a busy line produces, built from the samples in a
 temporary folder (nothing is written into the repository): a WSXF export of 200 reports, an
@@ -46,7 +47,7 @@ sys.path.insert(0, str(REPO))
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry  # noqa: E402
 from pywats_client.http.receiver import PROCESSES_LIST  # noqa: E402
 from pywats_client.service.pipeline import companions_of, convert_file  # noqa: E402
-from tests.bigfiles import BUILDERS  # noqa: E402
+from tests.bigfiles import BUILDERS, samples_present  # noqa: E402
 from tests.test_converter_contract import OWNERS  # noqa: E402
 
 
@@ -262,12 +263,14 @@ def rss_probe(name: str, path: Path) -> dict[str, Any]:
                 converter)}
 
 
-def measure_memory(samples: Path, folder: Path) -> list[dict[str, Any]]:
+def measure_memory(samples: Path, folder: Path, big_mb: float = BIG_MB
+                   ) -> list[dict[str, Any]]:
     """Peak RSS per MB of input for every converter, each in a process of its own."""
     inputs: dict[str, Path] = {}
     for name, kind in BIG_KINDS.items():
         build, suffix = BUILDERS[kind]
-        inputs[name] = build(folder / f"big-{kind}{suffix}", BIG_MB * 2**20)
+        if samples_present():  # built from the samples: without them, the largest sample
+            inputs[name] = build(folder / f"big-{kind}{suffix}", int(big_mb * 2**20))
     for name, _label, synthetic in SYNTHETIC:
         if name not in inputs:
             place = folder / name
@@ -318,6 +321,8 @@ def main() -> int:
                         help="also measure large inputs built from the samples")
     parser.add_argument("--memory", action="store_true",
                         help="peak RSS per MB of input of every converter, instead")
+    parser.add_argument("--big-mb", type=float, default=BIG_MB,
+                        help="size of the WSJF, WSXF and ATML inputs of --memory (MB)")
     parser.add_argument("--rss-probe", nargs=2, metavar=("CONVERTER", "FILE"),
                         help=argparse.SUPPRESS)  # the child process of --memory
     parser.add_argument("--json", type=Path)
@@ -330,7 +335,7 @@ def main() -> int:
         return 2
     if args.memory:
         with tempfile.TemporaryDirectory() as folder:
-            rows = measure_memory(args.samples, Path(folder))
+            rows = measure_memory(args.samples, Path(folder), args.big_mb)
         print_memory(rows)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

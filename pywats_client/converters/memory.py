@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pywats_client.errors import ConversionError
 
@@ -24,6 +25,8 @@ DEFAULT_RATIO = 10.0
 SETTING = "converters.max_memory_mb"
 # RSS is read at most once per this many bytes a converter reads: a /proc read is ~20 us.
 CHECK_EVERY = 1 * MB
+# After a conversion estimated at this much, the freed memory is handed back to the system.
+TRIM_FROM = 8 * MB
 
 _local = threading.local()
 
@@ -147,6 +150,27 @@ class MemoryBudget:
             yield need
         finally:
             _local.limit = previous
+            if need >= TRIM_FROM:
+                give_back()
             with self._cond:
                 self.used -= need
                 self._cond.notify_all()
+
+
+def give_back() -> None:
+    """Return the freed heap of a large conversion to the system (glibc's malloc_trim): the C
+    allocator keeps what a large file's text and report were freed into, and the next
+    conversion would count on it being there. Elsewhere (no glibc) nothing is done."""
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None

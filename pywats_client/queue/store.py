@@ -75,6 +75,7 @@ SUFFIX = ".wsq"
 _MAGIC = b"WSQ1"
 _END = b"\nEND\n"
 _MAX_FIRST_LINE = 200
+LARGE_ITEM = 1 << 20  # items larger than this are read for an upload without a second copy
 
 
 class State(str, enum.Enum):
@@ -158,8 +159,40 @@ def item_parts(header: ItemHeader, body: Sequence[bytes]) -> list[bytes]:
     return [first + head, *body, _END]
 
 
-def decode_item(data: bytes, *, name: str = "") -> tuple[ItemHeader, bytes]:
+class _LargeItem:
+    """A large item file as read for an upload: its first line and header, and its body read
+    on its own (`_read_item`), so that the body is never a copy of the file's bytes."""
+
+    def __init__(self, prefix: bytes, body: bytes, end: bytes) -> None:
+        self.prefix, self.body, self.end = prefix, body, end
+
+
+def _read_item(path: Path) -> bytes | _LargeItem:
+    """The bytes of an item file; a large one (over `LARGE_ITEM`) as a `_LargeItem`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= LARGE_ITEM:
+            return read_file(path)
+        first = os.pread(fd, _MAX_FIRST_LINE, 0)
+        parts = first[:first.find(b"\n")].split(b" ")
+        try:
+            head_len, body_len = int(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
+            return read_file(path)  # decode_item says what is wrong with it
+        start = first.find(b"\n") + 1 + head_len
+        prefix = os.pread(fd, start, 0)
+        body = os.pread(fd, body_len, start)
+        end = os.pread(fd, size - start - len(body) + 1, start + len(body))
+        return _LargeItem(prefix, body, end)
+    finally:
+        os.close(fd)
+
+
+def decode_item(data: bytes | _LargeItem, *, name: str = "") -> tuple[ItemHeader, bytes]:
     """Check and split an item; raises CorruptItemError saying what is wrong."""
+    if isinstance(data, _LargeItem):
+        return _decode_large(data, name)
     end = data.find(b"\n", 0, _MAX_FIRST_LINE)
     parts = data[:end].split(b" ") if end >= 0 else []
     if len(parts) != 4 or parts[0] != _MAGIC:
@@ -181,6 +214,29 @@ def decode_item(data: bytes, *, name: str = "") -> tuple[ItemHeader, bytes]:
         raise CorruptItemError(f"{name}: checksum mismatch")
     try:
         return ItemHeader.from_json(bytes(head)), bytes(body)
+    except (ValueError, TypeError) as exc:
+        raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
+
+
+def _decode_large(item: _LargeItem, name: str) -> tuple[ItemHeader, bytes]:
+    """`decode_item` for an item read in parts: the same checks, no copy of the body."""
+    end = item.prefix.find(b"\n")
+    parts = item.prefix[:end].split(b" ")
+    if len(parts) != 4 or parts[0] != _MAGIC:
+        raise CorruptItemError(f"{name}: not a queue file (bad first line)")
+    try:
+        head_len, body_len = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise CorruptItemError(f"{name}: bad lengths in first line") from None
+    head = item.prefix[end + 1:]
+    if len(head) != head_len or len(item.body) != body_len or item.end != _END:
+        raise CorruptItemError(f"{name}: truncated or extended (torn write)")
+    digest = hashlib.sha256(head)
+    digest.update(item.body)
+    if digest.hexdigest().encode() != parts[3]:
+        raise CorruptItemError(f"{name}: checksum mismatch")
+    try:
+        return ItemHeader.from_json(head), item.body
     except (ValueError, TypeError) as exc:
         raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
 
@@ -350,7 +406,7 @@ class DurableQueue:
         except FileNotFoundError:
             return None
         try:
-            header, body = decode_item(read_file(dst), name=dst.name)
+            header, body = decode_item(_read_item(dst), name=dst.name)
             if header.id != report_id:
                 raise CorruptItemError(f"{dst.name}: holds report {header.id}")
         except CorruptItemError as exc:
