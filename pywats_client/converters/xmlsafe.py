@@ -14,9 +14,10 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 from xml.parsers import expat
 
 from pywats_client.converters.base import HEAD_SIZE
@@ -36,6 +37,12 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # Read in pieces of this size: a bigger read buffer would be allocated (and counted) whole,
 # even at the end of the file, when the tree is largest.
 _CHUNK = HEAD_SIZE
+# What the elements read from a file share while they have no children, no text or no
+# attributes: immutable, so that nothing can add to all of them at once. Code that adds
+# children or text to an element it did not make gives it a list of its own first.
+_NONE: Any = ()
+_NO_ATTRIBUTES: Any = types.MappingProxyType({})
+_SHARED_VALUES = 20_000  # at most this many shared values at once (a hostile file has more)
 _HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandler",
              "StartCdataSectionHandler", "EndCdataSectionHandler", "StartDoctypeDeclHandler",
              "EntityDeclHandler", "ExternalEntityRefHandler")
@@ -266,7 +273,7 @@ class RootTag:
 _PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 _START_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)([^>]*)")
 # What an XML file starts with: a byte order mark or blanks, then "<" (in UTF-8 or UTF-16).
-_STARTS_XML = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?(?:[ \t\r\n]|\x00[ \t\r\n]|"
+_STARTS_XML = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)*(?:[ \t\r\n]|\x00[ \t\r\n]|"
                          rb"[ \t\r\n]\x00)*(?:<|\x00<)")
 _ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
@@ -303,6 +310,8 @@ class _TreeBuilder:
         self.root: XmlNode | None = None
         stack: list[XmlNode] = []
         names: dict[str, tuple[str, str, str]] = {}  # one string per tag name, not per element
+        new = object.__new__
+        values: dict[str, str] = {}  # short attribute values, shared
         skipping = 0  # depth inside a skipped subtree
         in_cdata = False
         node_type, max_depth, skip = fmt.node_type, fmt.max_depth, fmt.skip
@@ -327,14 +336,32 @@ class _TreeBuilder:
                     f"(at <{split[1]}>); {fmt.name} files never nest so deep, so the file is "
                     "refused"
                 )
-            if namespaces:
-                attrs = {k.rpartition("}")[2]: v for k, v in attrs.items()}
-            node = node_type(split[1], split[0], attrs, line, split[2])
+            # Short values repeat from element to element ("Passed", "Main", "0"): one string
+            # each, shared, instead of one per element (a third of a large tree's memory).
+            if len(values) > _SHARED_VALUES:
+                values.clear()
+            if not attrs:
+                attrs = _NO_ATTRIBUTES
+            elif namespaces:
+                attrs = {k.rpartition("}")[2]: values.setdefault(v, v) if len(v) <= 24 else v
+                         for k, v in attrs.items()}
+            else:
+                attrs = {k: values.setdefault(v, v) if len(v) <= 24 else v
+                         for k, v in attrs.items()}
+            # Made without its lists: most elements of a large file are leaves, and two empty
+            # lists each are a third of their memory. They share `_NONE` until they get one.
+            node = new(node_type)
+            node.tag, node.ns, node.key = split[1], split[0], split[2]
+            node.attrib, node.line, node._formats = attrs, line, None
+            node.children = node.parts = _NONE
             if stack:
                 parent = stack[-1]
-                if parent.parts and not parent.children and parent.text.isspace():
-                    parent.parts.clear()  # indentation before the first child element
-                parent.children.append(node)
+                if not parent.children:
+                    if parent.parts and parent.text.isspace():
+                        parent.parts = _NONE  # indentation before the first child element
+                    parent.children = [node]
+                else:
+                    parent.children.append(node)
             else:
                 self.root = node
                 if on_root is not None:
@@ -374,15 +401,23 @@ class _TreeBuilder:
             if stack and not skipping:
                 node = stack[-1]
                 if not (node.children and data.isspace()):
-                    node.parts.append(data)
+                    if node.parts:
+                        node.parts.append(data)
+                    else:  # short texts repeat too ("Main", "Passed"): shared like values
+                        node.parts = [values.setdefault(data, data) if len(data) <= 24
+                                      else data]
 
         def text_or_cdata(data: str) -> None:
             if stack and not skipping:
                 node = stack[-1]
                 if in_cdata:
-                    node.parts.append(CData(data))
-                elif not (node.children and data.isspace()):
+                    data = CData(data)
+                elif node.children and data.isspace():
+                    return
+                if node.parts:
                     node.parts.append(data)
+                else:
+                    node.parts = [data]
 
         def cdata(opening: bool) -> None:
             nonlocal in_cdata
