@@ -40,7 +40,22 @@ _CHUNK = HEAD_SIZE
 # What the elements read from a file share while they have no children, no text or no
 # attributes: immutable, so that nothing can add to all of them at once. Code that adds
 # children or text to an element it did not make gives it a list of its own first.
-_NONE: Any = ()
+class _Shared(list[Any]):
+    """The one empty list the elements read from a file share: equal to [], never changed."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_: object) -> None:
+        raise TypeError("this element shares the empty list of elements read from a file: "
+                        "give it a list of its own first")
+
+    # (mypy: the list methods are overloaded; these refuse whatever they are given)
+    append = extend = insert = pop = _refuse
+    remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+
+
+_NONE: Any = _Shared()
 _NO_ATTRIBUTES: Any = types.MappingProxyType({})
 _SHARED_VALUES = 20_000  # at most this many shared values at once (a hostile file has more)
 _HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandler",
