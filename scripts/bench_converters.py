@@ -227,6 +227,41 @@ SYNTHETIC: list[tuple[str, str, Callable[[Path, Path], Path | None]]] = [
 
 # -- peak RSS per MB of input ------------------------------------------------------------------
 
+
+def wstf_steps(samples: Path, folder: Path, copies: int = 1000) -> Path | None:
+    """A WSTF file whose step data is the sample's, `copies` times over (about 1.5 MB)."""
+    template = samples / "wstf" / "WatsStandardTextFormat.txt"
+    if not template.is_file():
+        return None
+    lines = template.read_text("utf-8").splitlines(keepends=True)
+    start = next(n for n, line in enumerate(lines) if line.startswith("StepType\t")) + 1
+    end = next(n for n, line in enumerate(lines) if line.startswith("--Step-Data-End--"))
+    path = folder / "wstf_steps.txt"
+    path.write_text("".join(lines[:start] + lines[start:end] * copies + lines[end:]), "utf-8")
+    return path
+
+
+def gr228x_tests(samples: Path, folder: Path, copies: int = 8000) -> Path | None:
+    """A GR228x log whose second UUT's measurements are repeated (about 1.5 MB)."""
+    found = sorted((samples / "teradyne_gr228x").glob("*"))
+    if not found:
+        return None
+    lines = found[0].read_text("latin-1").splitlines(keepends=True)
+    uuts = [n for n, line in enumerate(lines) if line.startswith("@")]
+    if len(uuts) < 2:
+        return None
+    first = next(n for n in range(uuts[1] + 1, len(lines)) if "=" in lines[n])
+    last = next((n for n in range(first, len(lines)) if "=" not in lines[n]), len(lines))
+    path = folder / "gr228x_tests.log"
+    path.write_text("".join(lines[:first] + lines[first:last] * copies + lines[last:]),
+                    "latin-1")
+    return path
+
+
+MEMORY_INPUTS: list[tuple[str, Callable[[Path, Path], Path | None]]] = [
+    ("WATSStandardTextConverter", wstf_steps), ("TeradyneICTConverter", gr228x_tests),
+]
+
 BIG_MB = 20  # the size of the WSJF, WSXF and ATML inputs built for the memory figures
 BIG_KINDS = {"WATSStandardJsonConverter": "wsjf", "WATSStandardXMLConverter": "wsxf",
              "ATMLConverter": "atml"}
@@ -271,7 +306,7 @@ def measure_memory(samples: Path, folder: Path, big_mb: float = BIG_MB
         build, suffix = BUILDERS[kind]
         if samples_present():  # built from the samples: without them, the largest sample
             inputs[name] = build(folder / f"big-{kind}{suffix}", int(big_mb * 2**20))
-    for name, _label, synthetic in SYNTHETIC:
+    for name, _label, synthetic in [(n, "", b) for n, b in MEMORY_INPUTS] + SYNTHETIC:
         if name not in inputs:
             place = folder / name
             place.mkdir()
