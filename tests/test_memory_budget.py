@@ -248,3 +248,22 @@ def test_the_doctor_warns_of_a_budget_the_station_cannot_give() -> None:
     assert "converters.max_memory_mb" in small_machine.fix
     tight_unit = check_memory_doctor(roomy, total_mb=1024, service_max_mb=410)
     assert tight_unit.status is DoctorStatus.WARN and "MemoryMax" in tight_unit.found
+
+
+@pytest.mark.parametrize("damage", ["cut", "flip"])
+def test_a_damaged_large_item_is_quarantined_like_any_other(tmp_path: Path, damage: str) -> None:
+    report = _large(20_000)
+    report.source_bytes = 10 * MB
+    queue = DurableQueue(tmp_path / "queue")
+    queue.ensure_layout()
+    put = queue.put(to_json_parts(report), report_id=report["id"])
+    stored = queue.folder(State.PENDING) / f"{put.id}.wsq"
+    data = bytearray(stored.read_bytes())
+    assert len(data) > 1 << 20  # read for the upload in parts
+    if damage == "cut":
+        del data[-1000:]
+    else:
+        data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    assert queue.claim(put.id) is None
+    assert [p.name.split(".")[0] for p in queue.folder(State.CORRUPT).iterdir()] == [put.id]
