@@ -74,15 +74,16 @@ TOKEN = base64.b64encode(b"bench:bench").decode("ascii")
 SETTLE = 0.25  # the watch folders' settle time, seconds
 UPLOAD_WORKERS = 5  # the service's upload pool: the concurrency limit is 5 / L
 LATENCIES_MS = (0.0, 20.0)
-MIXES = ("wsjf", "wsxf", "wstf", "i3070", "mixed")
+MIXES = ("wsjf", "wsxf", "wstf", "i3070", "mixed", "uut")
 SECTIONS = ("throughput", "latency", "slowwriter", "idle", "startup", "scale", "conversion",
-            "disk")
+            "disk", "cpu", "memory")
 # Scale runs last: it creates and deletes 100,000 files (see DEFAULT_WORKDIR).
 RUN_ORDER = ("throughput", "latency", "slowwriter", "idle", "startup", "conversion", "disk",
-             "scale")
+             "cpu", "memory", "scale")
 LATENCY_SETTLE = 1.0  # the latency section's settle time: the default of queue.settle_time
 BURST = 50  # files renamed in at once
 SLOW_PAUSE, SLOW_SETTLE = 0.3, 0.1  # a tenth of 3 s pauses against the default 1 s
+UUT_SAMPLE = "WATS - WSJF UUT Example file.json"
 DEFAULT_SAMPLES = REPO.parent / "shared" / "samples"
 # Instances live here, on a real disk like a station's data dir (/tmp is often a tmpfs, where
 # fsync costs nothing). Everything made is removed only when the run ends: ext4 passes over
@@ -275,18 +276,36 @@ def load_templates(samples: Path) -> dict[str, Template]:
     return templates
 
 
+def uut_template(samples: Path) -> Template:
+    """WATS's "WSJF UUT Example file" (26 KiB as compact JSON, 26 steps of every kind), with
+    its id and serial number made holes; the small built-in report without the sample."""
+    path = samples / "wsjf" / UUT_SAMPLE
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report, origin = wsjf_report(0), "built-in (tests/station.py)"
+    else:
+        origin = str(path)
+    report["id"], report["sn"] = "ID-HOLE", "SN-HOLE"
+    text = _escape(json.dumps(report, separators=(",", ":"), ensure_ascii=False))
+    text = text.replace('"ID-HOLE"', '"{id}"').replace('"SN-HOLE"', '"{sn}"')
+    return Template("uut", ".json", text, origin)
+
+
 class Inputs:
     """Unique input files of each kind; every file rendered is a new report."""
 
-    def __init__(self, templates: dict[str, Template]) -> None:
+    def __init__(self, templates: dict[str, Template], uut: Template | None = None) -> None:
         self.templates = templates
+        self.uut = uut  # the "uut" mix: WATS's UUT example file
         self._serial = 0
 
     def files(self, mix: str, n: int) -> list[tuple[str, bytes]]:
         kinds = ["wsjf", "wsxf", "wstf", "i3070"] if mix == "mixed" else [mix]
         out = []
         for i in range(n):
-            template = self.templates[kinds[i % len(kinds)]]
+            template = self.uut if mix == "uut" and self.uut else self.templates[
+                kinds[i % len(kinds)]]
             self._serial += 1
             name = f"{template.kind}-{self._serial:08d}{template.suffix}"
             out.append((name, template.render(self._serial)))
@@ -879,6 +898,184 @@ def measure_conversion(samples: Path, repeat: int) -> dict[str, Any]:
     return {"repeat": repeat, "rows": rows}
 
 
+# -- 8. CPU per report against the JSON floor ---------------------------------------------------
+
+_FLOOR = ("import json, sys, time\n"
+          "data = open(sys.argv[1], 'rb').read()\n"
+          "n = int(sys.argv[2])\n"
+          "for _ in range(50):\n"
+          "    json.dumps(json.loads(data))\n"
+          "start = time.process_time()\n"
+          "for _ in range(n):\n"
+          "    json.dumps(json.loads(data))\n"
+          "print((time.process_time() - start) / n)\n")
+
+
+def json_floor(path: Path, loops: int = 2000) -> float:
+    """CPU seconds of a bare json.loads + json.dumps of the file, in an interpreter like the
+    service's: what handling the report cannot cost less than."""
+    done = subprocess.run([sys.executable, "-c", _FLOOR, str(path), str(loops)],
+                          env=python_env({}), capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def cpu_stages(path: Path, copies: int) -> dict[str, float]:
+    """CPU ms per report of each stage of the path from file to stored, run one after the
+    other in this process (the receiver's threads not counted): what the service's figure is
+    made of. `path` is a WSJF file; `copies` unique copies of it go through."""
+    from pywats_client.config.settings import Settings
+    from pywats_client.converters import ConverterRegistry
+    from pywats_client.queue.store import DurableQueue
+    from pywats_client.report.checks import finalize
+    from pywats_client.service.pipeline import (
+        converter_for,
+        make_context,
+        queue_reports,
+    )
+    from pywats_client.service.uploader import Uploader
+
+    stages: dict[str, float] = {}
+    clock = time.thread_time
+
+    def lap(name: str, since: float) -> float:
+        now = clock()
+        stages[name] = stages.get(name, 0.0) + now - since
+        return now
+
+    template = json.loads(path.read_bytes())
+    with workspace() as tmp, receiver(Path(tmp)) as rx:
+        root = Path(tmp)
+        files = []
+        for n in range(copies + 20):
+            template["sn"], template["id"] = f"STAGE{n:06d}", str(uuid.uuid4())
+            files.append(root / f"r{n}.json")
+            files[-1].write_text(json.dumps(template, separators=(",", ":")))
+        settings, registry = Settings(), ConverterRegistry()
+        queue = DurableQueue(root / "queue")
+        queue.ensure_layout()
+        client = Uploader(rx.url, TOKEN)
+        import pywats_client.service.pipeline as pipeline
+
+        for n, source in enumerate(files):
+            if n == 20:  # after a warm-up
+                stages.clear()
+            t = clock()
+            converter, reason = converter_for(settings, registry, source, None)
+            context = make_context(settings, source, {}, {})
+            t = lap("choose the converter (detection), context", t)
+            digest = pipeline._sha256(source)
+            t = lap("content hash (report id)", t)
+            raw = converter.convert(source, context)
+            t = lap("read, parse (the converter)", t)
+            reports = [finalize(r, context=context, converter_name=converter.name,
+                                content_sha256=digest, index=i, source=str(source))
+                       for i, r in enumerate(raw if isinstance(raw, list) else [raw])]
+            t = lap("finalise, validate", t)
+            conversion = pipeline.Conversion(source, converter.name, reason, reports)
+            result = queue_reports(queue, conversion)
+            t = lap("queue write (serialise, write, fsync, log)", t)
+            item = queue.claim(result[0].id)
+            assert item is not None
+            t = lap("claim (read, check)", t)
+            answer = client.upload(item.body, item.id)
+            t = lap("HTTP request (client side)", t)
+            assert answer.outcome.name == "STORED", answer
+            queue.complete(item)
+            lap("completion (move, fsync, log)", t)
+    return {name: 1000 * value / copies for name, value in stages.items()}
+
+
+def measure_cpu(inputs: Inputs, files: int, repeat: int) -> dict[str, Any]:
+    """Service CPU per report for the UUT example file (event -> stored: watcher, settling,
+    reading, parsing, validation, queue write, claim, HTTP, completion, logging) at L = 0,
+    against the bare JSON floor of the same file."""
+    with workspace() as tmp:
+        root = Path(tmp)
+        sample = root / "uut.json"
+        sample.write_bytes(inputs.files("uut", 1)[0][1])
+        with receiver(root) as rx:
+            station = Station(root, rx.url)
+            with station.service() as proc:
+                warm = stage(root / "staging", inputs.files("uut", 20))
+                drop_and_wait(rx, station, warm, station.watches[0], 20)
+                total, runs = 20, []
+                for _ in range(repeat):
+                    staged = stage(root / "staging", inputs.files("uut", files))
+                    before, mine = proc_sample(proc.pid), own_cpu()
+                    total += files
+                    seconds = drop_and_wait(rx, station, staged, station.watches[0], total)
+                    after = proc_sample(proc.pid)
+                    runs.append({"service_cpu_ms": 1000 * (after.cpu_s - before.cpu_s) / files,
+                                 "receiver_cpu_ms": 1000 * (own_cpu() - mine) / files,
+                                 "reports_per_s": files / seconds})
+        floor = 1000 * json_floor(sample)
+        stages = cpu_stages(sample, files)
+    cpu = median([r["service_cpu_ms"] for r in runs])
+    _progress(f"cpu: {cpu:.2f} ms per report, {cpu / floor:.1f} x the JSON floor")
+    return {"file_bytes": sample.stat().st_size, "reports": files, "runs": runs,
+            "service_cpu_ms_per_report": cpu, "json_floor_ms": floor,
+            "ratio_to_floor": cpu / floor, "stages_ms": stages,
+            "rest_of_service_ms": cpu - sum(stages.values()),
+            "receiver_cpu_ms_per_report": median([r["receiver_cpu_ms"] for r in runs])}
+
+
+# -- 9. peak memory per MB of input ---------------------------------------------------------------
+
+
+def measure_memory(samples: Path, big_mb: float) -> dict[str, Any]:
+    """scripts/bench_converters.py --memory (every converter, a process each), and the
+    service itself: `start --once` on one large WSJF file, its peak RSS against the size."""
+    result: dict[str, Any] = {"rows": []}
+    with workspace() as tmp:
+        root = Path(tmp)
+        out = root / "memory.json"
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "bench_converters.py"), "--memory",
+             "--big-mb", f"{big_mb:g}", "--samples", str(samples), "--json", str(out)],
+            env=python_env({"PYTHONPATH": str(REPO)}), capture_output=True, text=True)
+        if done.returncode == 0 and out.exists():
+            result["rows"] = json.loads(out.read_text())
+        else:
+            result["skipped"] = (f"bench_converters.py --memory exited with {done.returncode}: "
+                                 f"{done.stderr.strip()[-500:]}")
+        from tests.bigfiles import big_wsjf, samples_present
+
+        if not samples_present():
+            return result
+        with receiver(root) as rx:
+            station = Station(root, rx.url)
+            config = json.loads((station.instance / "config.json").read_text())
+            config["converters"]["max_memory_mb"] = 4096  # measured, not refused
+            (station.instance / "config.json").write_text(json.dumps(config))
+            big = big_wsjf(station.watches[0] / "big.json", int(big_mb * 2**20))
+            old = time.time() - 3600
+            os.utime(big, (old, old))
+            size = big.stat().st_size
+            # /usr/bin/time is not everywhere: the peak is the process's own VmHWM, read by
+            # a sitecustomize at exit.
+            shim = root / "shim"
+            shim.mkdir()
+            (shim / "sitecustomize.py").write_text(
+                "import atexit, os\n"
+                "def _peak():\n"
+                "    for line in open('/proc/self/status'):\n"
+                "        if line.startswith(('VmHWM', 'VmRSS')):\n"
+                "            open(os.environ['BENCH_PEAK'], 'a').write(line)\n"
+                "atexit.register(_peak)\n")
+            peak_file = root / "peak.txt"
+            env = station.process_env()
+            env["PYTHONPATH"] = f"{shim}{os.pathsep}{env['PYTHONPATH']}"
+            env["BENCH_PEAK"] = str(peak_file)
+            subprocess.run(station.command("start", "--once"), env=env, cwd=root,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+            fields = dict(line.split(":", 1) for line in peak_file.read_text().splitlines())
+            peak_mb = int(fields["VmHWM"].split()[0]) / 1024
+            result["service"] = {"file": "WSJF (UUT example steps)", "bytes": size,
+                                 "stored": len(rx.stored_ids()), "peak_rss_mb": peak_mb,
+                                 "target_mb": 40 + 3 * size / 2**20}
+    return result
+
+
 # -- 7. disk cost ------------------------------------------------------------------------------
 
 # Counts fsync/fdatasync by the path of the descriptor, inside the service, when strace cannot
@@ -1144,6 +1341,25 @@ def print_table(results: dict[str, Any]) -> None:
                 row(f"  {key}", f"{n:.2f}")
         row("bytes to storage per report", f"{disk['storage_bytes_per_report'] / 1024:.1f} KiB "
             f"(item {disk['queue_item_bytes'] / 1024:.1f} KiB)")
+    cpu = results.get("cpu")
+    if cpu:
+        row(f"CPU per report, UUT example ({cpu['file_bytes'] / 1024:.0f} KiB)",
+            f"{cpu['service_cpu_ms_per_report']:.2f} ms = {cpu['ratio_to_floor']:.1f} x "
+            f"JSON floor {cpu['json_floor_ms']:.2f} ms", "<= 6 x")
+        for stage, ms in cpu["stages_ms"].items():
+            row(f"  {stage}", f"{ms:.3f} ms")
+        row("  the rest (watcher, settling, loop, dispatcher, source post-action, ...)",
+            f"{cpu['rest_of_service_ms']:.3f} ms")
+    memory = results.get("memory")
+    if memory:
+        for r in memory.get("rows", []):
+            row(f"peak RSS per MB in, {r['converter']}",
+                f"{r['rss_per_mb']:.1f} ({r['bytes'] / 2**20:.1f} MB {r['input'][:24]})",
+                f"ratio set {r['memory_ratio']:g}")
+        service = memory.get("service")
+        if service:
+            row(f"service peak RSS, {service['bytes'] / 2**20:.0f} MB WSJF (start --once)",
+                f"{service['peak_rss_mb']:.0f} MB", f"<= {service['target_mb']:.0f} MB")
     meta = results["meta"]
     print(f"python {meta['python']}, {meta['cpus']} CPUs, {meta['machine']}; data on "
           f"{meta['workdir_filesystem']}; calibration loop "
@@ -1186,6 +1402,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int,
                         help="items queued for the scale test (100000; quick 5000)")
     parser.add_argument("--idle-seconds", type=float, help="idle window (60; quick 5)")
+    parser.add_argument("--big-mb", type=float,
+                        help="size of the WSJF file of the memory section (30; quick 5)")
     parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES,
                         help="sample files (default: %(default)s; built-in inputs without)")
     parser.add_argument("--disk-method", choices=("auto", "strace", "shim"), default="auto",
@@ -1211,7 +1429,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section or mix: {', '.join(sorted(unknown))}")
     templates = load_templates(args.samples)
-    inputs = Inputs(templates)
+    inputs = Inputs(templates, uut_template(args.samples))
     results: dict[str, Any] = {
         "meta": {
             "python": sys.version.split()[0], "cpus": os.cpu_count(),
@@ -1221,6 +1439,8 @@ def main(argv: list[str] | None = None) -> int:
                                  *(sys.argv[1:] if argv is None else argv)]),
             "inputs": {k: {"origin": t.origin, "bytes": len(t.render(0))}
                        for k, t in templates.items()},
+            "uut_input": {"origin": inputs.uut.origin if inputs.uut else "",
+                          "bytes": len(inputs.uut.render(0)) if inputs.uut else 0},
             "settle_s": SETTLE, "repeat": repeat,
             "workdir": str(args.workdir), "workdir_filesystem": _filesystem(args.workdir),
         },
@@ -1237,6 +1457,8 @@ def main(argv: list[str] | None = None) -> int:
         "scale": lambda: measure_scale(scale, small, min(scale, 3 * small), repeat),
         "conversion": lambda: measure_conversion(args.samples, repeat),
         "disk": lambda: measure_disk(inputs, min(files, 500), args.disk_method),
+        "cpu": lambda: measure_cpu(inputs, min(files, 500), repeat),
+        "memory": lambda: measure_memory(args.samples, pick(args.big_mb, 30.0, 5.0)),
     }
     baseline = baseline_client(args.baseline)
     clients = [Client("this client"), *([baseline] if baseline else [])]

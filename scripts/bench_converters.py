@@ -2,13 +2,19 @@
 """Conversion speed and memory per converter, on the real sample files (and large ones).
 
     python scripts/bench_converters.py [--samples ../shared/samples] [--repeat 5]
-                                       [--synthetic] [--json FILE]
+                                       [--synthetic] [--memory] [--json FILE]
 
 For every built-in converter and the sample files it owns: reports/s and MB/s (median of
 `--repeat` runs of converting all its samples, finalisation and validation included, as the
 service does it), and the peak Python memory (tracemalloc) while converting its largest
 sample. The input of a converter that reads a unit (a Klippel header and its data folder)
 counts the whole unit.
+
+`--memory` measures instead the peak RSS per MB of input of every converter (each in a
+fresh process, as the service converts and queues a file) on a large input: WSJF, WSXF and
+ATML files of 20 MB (--big-mb) built by tests/bigfiles.py, the synthetic inputs below, and
+the largest sample for the rest. The figure is what a converter's `memory_ratio` should
+cover.
 
 `--synthetic` adds inputs of the shape a busy line produces, built from the samples in a
 temporary folder (nothing is written into the repository): a WSXF export of 200 reports, an
@@ -21,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +47,7 @@ sys.path.insert(0, str(REPO))
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry  # noqa: E402
 from pywats_client.http.receiver import PROCESSES_LIST  # noqa: E402
 from pywats_client.service.pipeline import companions_of, convert_file  # noqa: E402
+from tests.bigfiles import BUILDERS, samples_present  # noqa: E402
 from tests.test_converter_contract import OWNERS  # noqa: E402
 
 
@@ -216,6 +225,118 @@ SYNTHETIC: list[tuple[str, str, Callable[[Path, Path], Path | None]]] = [
 ]
 
 
+# -- peak RSS per MB of input ------------------------------------------------------------------
+
+
+def wstf_steps(samples: Path, folder: Path, copies: int = 1000) -> Path | None:
+    """A WSTF file whose step data is the sample's, `copies` times over (about 1.5 MB)."""
+    template = samples / "wstf" / "WatsStandardTextFormat.txt"
+    if not template.is_file():
+        return None
+    lines = template.read_text("utf-8").splitlines(keepends=True)
+    start = next(n for n, line in enumerate(lines) if line.startswith("StepType\t")) + 1
+    end = next(n for n, line in enumerate(lines) if line.startswith("--Step-Data-End--"))
+    path = folder / "wstf_steps.txt"
+    path.write_text("".join(lines[:start] + lines[start:end] * copies + lines[end:]), "utf-8")
+    return path
+
+
+def gr228x_tests(samples: Path, folder: Path, copies: int = 8000) -> Path | None:
+    """A GR228x log whose second UUT's measurements are repeated (about 1.5 MB)."""
+    found = sorted((samples / "teradyne_gr228x").glob("*"))
+    if not found:
+        return None
+    lines = found[0].read_text("latin-1").splitlines(keepends=True)
+    uuts = [n for n, line in enumerate(lines) if line.startswith("@")]
+    if len(uuts) < 2:
+        return None
+    first = next(n for n in range(uuts[1] + 1, len(lines)) if "=" in lines[n])
+    last = next((n for n in range(first, len(lines)) if "=" not in lines[n]), len(lines))
+    path = folder / "gr228x_tests.log"
+    path.write_text("".join(lines[:first] + lines[first:last] * copies + lines[last:]),
+                    "latin-1")
+    return path
+
+
+MEMORY_INPUTS: list[tuple[str, Callable[[Path, Path], Path | None]]] = [
+    ("WATSStandardTextConverter", wstf_steps), ("TeradyneICTConverter", gr228x_tests),
+]
+
+BIG_MB = 20  # the size of the WSJF, WSXF and ATML inputs built for the memory figures
+BIG_KINDS = {"WATSStandardJsonConverter": "wsjf", "WATSStandardXMLConverter": "wsxf",
+             "ATMLConverter": "atml"}
+
+
+def _status_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_probe(name: str, path: Path) -> dict[str, Any]:
+    """In this (fresh) process: convert `path` with converter `name` and queue its reports
+    as the service does; RSS before and at the peak."""
+    from pywats_client.converters.memory import ratio_of
+    from pywats_client.queue.store import DurableQueue
+    from pywats_client.service.pipeline import queue_reports
+
+    converter = ConverterRegistry().create(name)
+    with tempfile.TemporaryDirectory() as folder:
+        queue = DurableQueue(Path(folder))
+        queue.ensure_layout()
+        base = _status_kb("VmRSS")
+        conversion = convert_file(path, converter, context_for(path))
+        queue_reports(queue, conversion)
+        reports = len(conversion.reports)
+        conversion.reports.clear()
+        peak = _status_kb("VmHWM")
+    size = input_size(converter, path)
+    return {"converter": name, "input": path.name, "bytes": size, "reports": reports,
+            "base_mb": base / 1024, "peak_mb": peak / 1024,
+            "rss_per_mb": (peak - base) / 1024 / (size / 2**20), "memory_ratio": ratio_of(
+                converter)}
+
+
+def measure_memory(samples: Path, folder: Path, big_mb: float = BIG_MB
+                   ) -> list[dict[str, Any]]:
+    """Peak RSS per MB of input for every converter, each in a process of its own."""
+    inputs: dict[str, Path] = {}
+    for name, kind in BIG_KINDS.items():
+        build, suffix = BUILDERS[kind]
+        if samples_present():  # built from the samples: without them, the largest sample
+            inputs[name] = build(folder / f"big-{kind}{suffix}", int(big_mb * 2**20))
+    for name, _label, synthetic in [(n, "", b) for n, b in MEMORY_INPUTS] + SYNTHETIC:
+        if name not in inputs:
+            place = folder / name
+            place.mkdir()
+            found = synthetic(samples, place)
+            if found is not None:
+                inputs[name] = found
+    for name, globs in OWNERS.items():
+        files = [p for g in globs for p in samples.glob(g) if p.is_file()]
+        if name not in inputs and files:
+            inputs[name] = max(files, key=lambda p: p.stat().st_size)
+    rows = []
+    for name, path in inputs.items():
+        done = subprocess.run([sys.executable, __file__, "--rss-probe", name, str(path)],
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        if done.returncode != 0:
+            raise RuntimeError(f"measuring {name} on {path} failed:\n{done.stderr}")
+        rows.append(json.loads(done.stdout))
+    return rows
+
+
+def print_memory(rows: list[dict[str, Any]]) -> None:
+    print(f"{'converter':<29} {'input':<34} {'MB':>6} {'base MB':>8} {'peak MB':>8} "
+          f"{'RSS/MB in':>10} {'ratio set':>10}")
+    for r in rows:
+        print(f"{r['converter']:<29} {r['input'][:34]:<34} {r['bytes'] / 2**20:>6.1f} "
+              f"{r['base_mb']:>8.1f} {r['peak_mb']:>8.1f} {r['rss_per_mb']:>10.2f} "
+              f"{r['memory_ratio']:>10.2f}")
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"{'converter':<29} {'input':<34} {'reports':>7} {'KiB':>8} {'reports/s':>10} "
           f"{'MB/s':>7} {'peak MB (largest)':>18}")
@@ -233,11 +354,28 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--synthetic", action="store_true",
                         help="also measure large inputs built from the samples")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak RSS per MB of input of every converter, instead")
+    parser.add_argument("--big-mb", type=float, default=BIG_MB,
+                        help="size of the WSJF, WSXF and ATML inputs of --memory (MB)")
+    parser.add_argument("--rss-probe", nargs=2, metavar=("CONVERTER", "FILE"),
+                        help=argparse.SUPPRESS)  # the child process of --memory
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.rss_probe:
+        print(json.dumps(rss_probe(args.rss_probe[0], Path(args.rss_probe[1]))))
+        return 0
     if not args.samples.is_dir():
         print(f"no samples at {args.samples}", file=sys.stderr)
         return 2
+    if args.memory:
+        with tempfile.TemporaryDirectory() as folder:
+            rows = measure_memory(args.samples, Path(folder), args.big_mb)
+        print_memory(rows)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 0
     registry = ConverterRegistry()
     rows = []
     for name, globs in OWNERS.items():

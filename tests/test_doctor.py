@@ -87,7 +87,7 @@ def test_a_healthy_station_needs_no_fixing(instance: InstancePaths) -> None:
     assert names(diagnosis) == [
         "python", "dependencies", "config", "config permissions", "key permissions",
         "plugin folder", "server", "credentials", "processes", "watch folder", "queue",
-        "clock", "service"]
+        "memory", "clock", "service"]
     assert check(diagnosis, "service").status is Status.WARN  # nothing runs it in this test
     for result in diagnosis.checks:
         assert result.found

@@ -223,10 +223,14 @@ def test_unknown_operator_is_read_as_log_like_the_wats_client(tmp_path: Path) ->
             {"compOp": "Regex", "name": None, "status": "P", "value": "a", "limit": "a*"}]},
     ]
     result = convert(write(tmp_path, json.dumps(report).encode()))
+    # Read as LOG by validation, in its one walk of the steps (every report is validated
+    # before it is queued); the same report from another converter is refused.
+    with pytest.raises(ReportValidationError, match="'BETWEEN' is not a comparison operator"):
+        validate(dict(json.loads(json.dumps(result))))
+    validate(result)
     ops = [m["compOp"] for s in result["root"]["steps"]
            for m in s.get("numericMeas", []) + s.get("stringMeas", [])]
     assert ops == ["LOG", "gele", "LOG", "IgnoreCase", "LOG"]  # known spellings are kept
-    validate(result)
 
 
 # -- where a problem is -------------------------------------------------------------------------

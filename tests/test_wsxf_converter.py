@@ -14,8 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext, ConverterRegistry
-from pywats_client.converters.wsxf import MAX_FILE_SIZE, WATSStandardXMLConverter
-from pywats_client.errors import ConversionError, IncompleteFileError, ProcessListUnknownError
+from pywats_client.converters.wsxf import (
+    LAZY_PLACES_FROM,
+    MAX_FILE_SIZE,
+    WATSStandardXMLConverter,
+)
+from pywats_client.errors import (
+    ConversionError,
+    IncompleteFileError,
+    ProcessListUnknownError,
+    ReportValidationError,
+)
 from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_bytes
 
@@ -452,6 +461,25 @@ def test_locations_name_the_element_and_line() -> None:
     assert places["root.steps[0].steps[0]"] == '<Step StepID="3" Name="R12"> at line 17'
     assert places["root.steps[0].steps[0].numericMeas[0]"] == (
         '<NumericLimit StepID="3"> at line 21')
+
+
+def test_a_large_file_finds_its_places_only_for_an_invalid_report(tmp_path: Path) -> None:
+    # Over LAZY_PLACES_FROM: no places are kept while converting (on 200 000 steps they cost
+    # 40 MB); an invalid report finds them by reading the file again, with the same text.
+    filler = "".join(f'<Step Id="{n}" Name="S{n}" StepType="Action" Status="Done"/>\n'
+                     for n in range(10, 10 + LAZY_PLACES_FROM // 60))
+    bad = f'<Step Id="5" Name="{"x" * 150}" StepType="Action" Status="Done"/>\n'
+    path = tmp_path / "big.xml"
+    text = in_main(filler + bad)
+    path.write_text(text)
+    assert path.stat().st_size > LAZY_PLACES_FROM
+    [report] = convert(path)
+    assert report.locations == {}  # type: ignore[attr-defined]
+    with pytest.raises(ReportValidationError) as caught:
+        finalize(report, context=CONTEXT, converter_name=CONVERTER.name, content_sha256="ab",
+                 index=0, source=str(path))
+    line = text[:text.index('<Step Id="5"')].count("\n") + 1
+    assert f'<Step Id="5" Name="{"x" * 40}..."> at line {line}' in str(caught.value)
 
 
 def test_validation_errors_point_into_the_file(tmp_path: Path) -> None:

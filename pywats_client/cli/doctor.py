@@ -1,8 +1,8 @@
 """`pywats-client doctor`: look at a station and say what is wrong and how to fix it.
 
 Owns one function per check (Python, dependencies, config, data dir, permissions, server,
-credentials, process codes, watch folders and their converters, queue disk, clock, service),
-each returning a `CheckResult`
+credentials, process codes, watch folders and their converters, queue disk, memory, clock,
+service), each returning a `CheckResult`
 (ok / warn / fail, what was found, the fix), and `diagnose()`, which runs them in order for one
 instance. Checks only look: nothing here creates, changes or deletes a file.
 
@@ -687,6 +687,72 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.0f} MB"
 
 
+def check_memory(settings: Settings, *, total_mb: float | None = None,
+                 service_max_mb: float | None = None) -> CheckResult:
+    """What size of file this station can take: the memory budget (converters.max_memory_mb)
+    over each built-in converter's measured ratio; warn when the budget is more than the
+    machine has, or more than the service's own cgroup limit (MemoryMax) leaves room for."""
+    from pywats_client.converters.memory import BASE_MB, largest_for_ratio
+    from pywats_client.converters.registry import BUILTIN_CONVERTERS
+
+    name, budget = "memory", settings.converters.max_memory_mb
+    sizes = []
+    for converter, target in BUILTIN_CONVERTERS.items():
+        module, _, cls = target.partition(":")
+        ratio = getattr(getattr(importlib.import_module(module), cls), "memory_ratio", None)
+        if ratio:
+            sizes.append((largest_for_ratio(budget, ratio) / 2**20, converter))
+    sizes.sort(reverse=True)
+    cap = settings.converters.max_file_mb
+    found = (f"converters.max_memory_mb {budget:g} MB ({BASE_MB:g} MB for the service itself): "
+             "this station takes files up to " + ", ".join(
+                 f"{size:.1f} MB ({what})" for size, what in sizes))
+    if sizes and cap > sizes[0][0]:
+        found += (f"; larger ones are refused with a note, below converters.max_file_mb "
+                  f"({cap:g} MB)")
+    fix = ("set converters.max_memory_mb to what the station can give the client, 16 MB or "
+           "more below the service's MemoryMax: pywats-client config set "
+           "converters.max_memory_mb N")
+    total_mb = _memory_total_mb() if total_mb is None else total_mb
+    if total_mb and budget > 0.8 * total_mb:
+        return warn(name, f"{found}; but this machine has {total_mb:.0f} MB in all", fix)
+    service_max_mb = _service_memory_max_mb() if service_max_mb is None else service_max_mb
+    if service_max_mb and budget > service_max_mb - 16:
+        return warn(name, f"{found}; but the running service is limited to "
+                    f"{service_max_mb:.0f} MB (its cgroup's MemoryMax), too close: the kernel "
+                    "would kill it before the budget stops a conversion", fix)
+    return ok(name, found)
+
+
+def _memory_total_mb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def _service_memory_max_mb() -> float:
+    """The MemoryMax of a running pywats-client unit (cgroup v2 or v1), 0 when none is seen."""
+    roots = [Path("/sys/fs/cgroup/system.slice"), Path("/sys/fs/cgroup/memory/system.slice")]
+    for root in roots:
+        try:
+            units = sorted(root.glob("pywats-client*.service"))
+        except OSError:
+            continue
+        for unit in units:
+            for name in ("memory.max", "memory.limit_in_bytes"):
+                try:
+                    value = (unit / name).read_text().strip()
+                except OSError:
+                    continue
+                if value.isdigit() and int(value) < 2**50:
+                    return int(value) / 2**20
+    return 0.0
+
+
 # -- time and the service ------------------------------------------------------------------------
 
 
@@ -801,6 +867,7 @@ def diagnose(paths: InstancePaths, *, clock: Clock = SYSTEM_CLOCK,
                 add("converter", functools.partial(check_folder_converter, folder, registry,
                                                    _cli(settings)))
         add("queue", lambda: check_queue(paths, settings))
+        add("memory", lambda: check_memory(settings))
     add("clock", lambda: check_clock(clock))
     add("service", lambda: check_service(paths))
     return diagnosis

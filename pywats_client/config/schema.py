@@ -115,6 +115,9 @@ SCHEMA: tuple[Option, ...] = (
     Option("converters.max_crashes", "integer", _C.max_crashes,
            "a file the service died on this many times while converting it alone is moved to "
            "the error folder", minimum=1),
+    Option("converters.max_memory_mb", "number", _C.max_memory_mb,
+           "peak memory (RSS) of the whole service; a file whose conversion would need more "
+           "is refused (moved to the error folder) unread", minimum=48, unit="megabytes"),
     Option("converters.defaults", "object", dict(_C.defaults),
            "values converters use when a file lacks them (more keys allowed)",
            example="'{\"part_number\": \"PN-100\"}'"),

@@ -74,6 +74,8 @@ class ConverterSettings:
     max_file_mb: float = 200.0  # larger source files are refused unread
     timeout_s: float = 300.0  # a conversion running longer is abandoned; its file set aside
     max_crashes: int = 2  # service deaths while converting one file before it is set aside
+    # Peak RSS of the whole process; a file whose conversion would exceed it is refused.
+    max_memory_mb: float = 100.0
     defaults: Mapping[str, Any] = field(default_factory=dict)  # part_number, operator, ...
 
 

@@ -88,9 +88,15 @@ class StepBuilder:
     def steps(self, parent: Node) -> list[dict[str, Any]]:
         """The steps of `parent`'s step elements, in document order (= execution order)."""
         out: list[dict[str, Any]] = []
+        others = []
         for child in parent.children:
             if child.tag in STEP_TAGS:
                 out.extend(self.step(child))
+            else:
+                others.append(child)
+        # The step elements are mapped: dropped, so that a large report does not hold its
+        # whole element tree and its whole WSJF at the same time.
+        parent.children = others
         return _settle_loops(out)
 
     def step(self, node: Node) -> list[dict[str, Any]]:

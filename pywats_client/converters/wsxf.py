@@ -26,6 +26,7 @@ from pywats_client.report.operators import limits_used, numeric_status, parse_co
 WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
 WRML_NS = "http://wats.virinco.com/schemas/WATS/Report"
 MAX_FILE_SIZE = 200 * MB
+LAZY_PLACES_FROM = MB
 # Real reports nest a few dozen levels; the cap keeps the recursive mapping far from Python's
 # recursion limit whatever a hostile file holds.
 MAX_DEPTH = 120
@@ -51,6 +52,7 @@ class WATSStandardXMLConverter(BuiltinConverter):
     """Imports WSXF files (and legacy WRML) as the WATS Client's WSXF importer does."""
 
     name = "WATSStandardXMLConverter"
+    memory_ratio = 5.0  # peak RSS per input byte (bench_converters --memory: 4.35 on 20 MB)
     description = "WATS Standard XML Format (WSXF) and legacy WRML: every <Report> in the file"
     version = "1.0"
     file_patterns = ("*.xml",)
@@ -60,31 +62,77 @@ class WATSStandardXMLConverter(BuiltinConverter):
 
     def read(self, path: Path, options: ConversionOptions) -> list[dict[str, Any]]:
         """Every `<Report>` of the file as a WSJF report, in file order."""
-        check_size(path, MAX_FILE_SIZE, "WSXF", hint="split the export")
-        reports: list[dict[str, Any]] = []
-        dialect = ""
+        size = check_size(path, MAX_FILE_SIZE, "WSXF", hint="split the export")
+        stamp = _stamp(path)
+        # The source places of a large file's elements are found only when a report turns out
+        # invalid (by reading the file again): on 200 000 steps they would cost 40 MB.
+        eager = size < LAZY_PLACES_FROM
+        reports = _read_reports(path, options, record=eager)
+        for index, report in enumerate(reports):
+            report.source_bytes = size // len(reports)
+            if not eager:
+                report.find_locations = _place_finder(path, options, stamp, index)
+        return list(reports)
 
-        def on_root(root: XmlNode) -> None:
-            nonlocal dialect
-            dialect = _dialect(path, root)
 
-        def on_report(node: XmlNode) -> None:
-            if dialect == "WRML":
-                # Imported here: wrml builds on the same nodes and is rarely needed.
-                from pywats_client.converters.wrml import rebuild_tree
+def _read_reports(path: Path, options: ConversionOptions, *, record: bool,
+                  only: int | None = None) -> list[ReportDict]:
+    """The reports of the file (only report `only`, when given), with their source places
+    when `record`."""
+    reports: list[ReportDict] = []
+    dialect = ""
+    seen = 0
 
-                node = rebuild_tree(path, node)
-            reports.append(_ReportMapper(path, options, dialect).report(node))
+    def on_root(root: XmlNode) -> None:
+        nonlocal dialect
+        dialect = _dialect(path, root)
 
+    def on_report(node: XmlNode) -> None:
+        nonlocal seen
+        seen += 1
+        if only is not None and seen - 1 != only:
+            return
+        if dialect == "WRML":
+            # Imported here: wrml builds on the same nodes and is rarely needed.
+            from pywats_client.converters.wrml import rebuild_tree
+
+            node = rebuild_tree(path, node)
+        reports.append(_ReportMapper(path, options, dialect, record).report(node))
+
+    try:
+        with open(path, "rb") as fh:
+            parse_xml(str(path), fh, XML, encoding=options.encoding, on_root=on_root,
+                      on_complete=on_report)
+    except OSError as exc:
+        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+    if not reports and only is None:
+        raise ConversionError(f"{path}: the file holds no <Report> element")
+    return reports
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _place_finder(path: Path, options: ConversionOptions, stamp: tuple[int, int], index: int
+                  ) -> Callable[[], dict[str, str]]:
+    """Finds the source places of report `index` of the file on demand, by reading it again,
+    unless it changed since it was converted."""
+
+    def find() -> dict[str, str]:
         try:
-            with open(path, "rb") as fh:
-                parse_xml(str(path), fh, XML, encoding=options.encoding, on_root=on_root,
-                          on_complete=on_report)
-        except OSError as exc:
-            raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-        if not reports:
-            raise ConversionError(f"{path}: the file holds no <Report> element")
-        return reports
+            if _stamp(path) != stamp:
+                return {}
+            found = _read_reports(path, options, record=True, only=index)
+        except (ConversionError, RecursionError, ValueError):
+            return {}  # a place is a courtesy: without one the message still names the field
+        return found[0].locations if found else {}
+
+    return find
 
 
 def _dialect(path: Path, root: XmlNode) -> str:
@@ -108,13 +156,19 @@ def _dialect(path: Path, root: XmlNode) -> str:
 class _ReportMapper:
     """Turns one WSXF `<Report>` node into a `ReportDict`, recording where each part came from."""
 
-    def __init__(self, path: Path, options: ConversionOptions, dialect: str) -> None:
+    def __init__(self, path: Path, options: ConversionOptions, dialect: str,
+                 record: bool = True) -> None:
         self.path = path
         self.options = options
         self.dialect = dialect
+        self.record = record  # note where each part came from (`ReportDict.locations`)
         self.out = ReportDict()
         self.step_ids: dict[int, str] = {}  # id -> place of the step that has it
         self.unnumbered: list[dict[str, Any]] = []
+
+    def note(self, key: str, node: XmlNode) -> None:
+        if self.record:
+            self.out.locations[key] = node.place()
 
     def fail(self, node: XmlNode, message: str) -> ConversionError:
         return ConversionError(f"{self.path}: {node.place()}: {message}")
@@ -191,7 +245,7 @@ class _ReportMapper:
 
     def report(self, node: XmlNode) -> ReportDict:
         out = self.out
-        self.out.locations[""] = node.place()  # the whole report
+        self.note("", node)  # the whole report
         kinds = {"uut": "T", "uur": "R"}
         kind = kinds.get((node.get("type") or "").strip().lower())
         if kind is None:
@@ -231,13 +285,13 @@ class _ReportMapper:
             if uut:
                 out["uut"] = uut
             if header is not None:
-                self.out.locations["uut"] = header.place()
+                self.note("uut", header)
         else:
             header = groups.get("uur", [None])[0]
             if header is None:
                 raise self.fail(node, "a repair report (type UUR) needs a <UUR> element")
             out["uur"] = self.uur(header)
-            self.out.locations["uur"] = header.place()
+            self.note("uur", header)
         out["miscInfos"] = [self.misc_info(n, i) for i, n in enumerate(groups.get("miscinfo", []))]
         units = [n for n in node.children if n.key in ("reportunithierarchy", "partinfo")]
         out["subUnits"] = [self.sub_unit(n, i) for i, n in enumerate(units)]
@@ -252,7 +306,7 @@ class _ReportMapper:
         if report_binary:
             out["binaryData"] = [self.binary(n) for n in report_binary]
             for n, binary_node in enumerate(report_binary):
-                self.out.locations[f"binaryData[{n}]"] = binary_node.place()
+                self.note(f"binaryData[{n}]", binary_node)
         additional = [self.additional(n) for n in groups.get("additionaldata", [])]
         if additional:
             out["additionalData"] = additional
@@ -343,7 +397,7 @@ class _ReportMapper:
         return out
 
     def misc_info(self, node: XmlNode, index: int) -> dict[str, Any]:
-        self.out.locations[f"miscInfos[{index}]"] = node.place()
+        self.note(f"miscInfos[{index}]", node)
         description = node.get("Description")
         if not description:
             raise self.fail(node, "Description is missing")
@@ -361,7 +415,7 @@ class _ReportMapper:
         return out
 
     def sub_unit(self, node: XmlNode, index: int) -> dict[str, Any]:
-        self.out.locations[f"subUnits[{index}]"] = node.place()
+        self.note(f"subUnits[{index}]", node)
         # WSJF requires rev: a unit exported without one gets "" (as a report's own rev can be).
         out: dict[str, Any] = {"partType": node.get("PartType"), "pn": node.get("PN"),
                                "rev": node.get("Rev") or "", "sn": node.get("SN")}
@@ -407,8 +461,7 @@ class _ReportMapper:
             failure = self.failure(failure_node)
             target = owner.setdefault("failures", [])
             position = next(n for n, known in enumerate(units) if known is owner)
-            self.out.locations[f"subUnits[{position}].failures[{len(target)}]"] = (
-                failure_node.place())
+            self.note(f"subUnits[{position}].failures[{len(target)}]", failure_node)
             target.append(failure)
             idx = self.integer(failure_node, "Idx")
             if idx is not None:
@@ -463,7 +516,7 @@ class _ReportMapper:
         return data
 
     def asset(self, node: XmlNode, index: int) -> dict[str, Any]:
-        self.out.locations[f"assets[{index}]"] = node.place()
+        self.note(f"assets[{index}]", node)
         if not node.get("AssetSN"):
             raise self.fail(node, "AssetSN is missing")
         out: dict[str, Any] = {"assetSN": node.get("AssetSN")}
@@ -476,7 +529,9 @@ class _ReportMapper:
     # the step tree
 
     def step(self, node: XmlNode, where: str) -> dict[str, Any]:
-        place = self.out.locations[where] = node.place()
+        place = node.place()
+        if self.record:
+            self.out.locations[where] = place
         head: dict[str, Any] = {}
         # WSXF numbers steps with Id, legacy WRML with StepID.
         step_id = self.integer(node, "Id" if node.get("Id") is not None else "StepID")
@@ -516,7 +571,8 @@ class _ReportMapper:
             elif key in _MEASUREMENTS:
                 field, read = _MEASUREMENTS[key]
                 items = payload.setdefault(field, [])
-                self.out.locations[f"{where}.{field}[{len(items)}]"] = child.place()
+                if self.record:
+                    self.out.locations[f"{where}.{field}[{len(items)}]"] = child.place()
                 items.append(read(self, child, tail["status"]))
             elif key in _SINGLE_PAYLOADS:
                 field, read_one = _SINGLE_PAYLOADS[key]

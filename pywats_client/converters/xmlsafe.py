@@ -14,12 +14,14 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 from xml.parsers import expat
 
 from pywats_client.converters.base import HEAD_SIZE
+from pywats_client.converters.memory import CHECK_EVERY, check_memory
 from pywats_client.errors import ConversionError, IncompleteFileError
 
 # Expat's ways of saying "the document stops here", i.e. a file still being written.
@@ -35,6 +37,27 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # Read in pieces of this size: a bigger read buffer would be allocated (and counted) whole,
 # even at the end of the file, when the tree is largest.
 _CHUNK = HEAD_SIZE
+# What the elements read from a file share while they have no children, no text or no
+# attributes: immutable, so that nothing can add to all of them at once. Code that adds
+# children or text to an element it did not make gives it a list of its own first.
+class _Shared(list[Any]):
+    """The one empty list the elements read from a file share: equal to [], never changed."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_: object) -> None:
+        raise TypeError("this element shares the empty list of elements read from a file: "
+                        "give it a list of its own first")
+
+    # (mypy: the list methods are overloaded; these refuse whatever they are given)
+    append = extend = insert = pop = _refuse
+    remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+
+
+_NONE: Any = _Shared()
+_NO_ATTRIBUTES: Any = types.MappingProxyType({})
+_SHARED_VALUES = 20_000  # at most this many shared values at once (a hostile file has more)
 _HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandler",
              "StartCdataSectionHandler", "EndCdataSectionHandler", "StartDoctypeDeclHandler",
              "EntityDeclHandler", "ExternalEntityRefHandler")
@@ -190,8 +213,13 @@ def parse_xml(where: str, source: BinaryIO | bytes, fmt: XmlFormat, *,
         parser = expat.ParserCreate(chosen, namespace_separator="}" if fmt.namespaces else None)
         tree = _TreeBuilder(where, fmt, parser, on_root, on_complete, problems)
         parser.Parse(head, False)
+        read = 0
         while chunk := stream.read(_CHUNK):
             parser.Parse(chunk, False)
+            read += len(chunk)
+            if read >= CHECK_EVERY:  # a large file: stop before the process is over budget
+                read = 0
+                check_memory(where)
         parser.Parse(b"", True)
     except expat.ExpatError as exc:
         if exc.code in _TRUNCATED and not whole:
@@ -259,6 +287,9 @@ class RootTag:
 
 _PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 _START_TAG = re.compile(r"<([A-Za-z_][\w.:-]*)([^>]*)")
+# What an XML file starts with: a byte order mark or blanks, then "<" (in UTF-8 or UTF-16).
+_STARTS_XML = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)*(?:[ \t\r\n]|\x00[ \t\r\n]|"
+                         rb"[ \t\r\n]\x00)*(?:<|\x00<)")
 _ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
@@ -266,6 +297,8 @@ def sniff_root(head: bytes) -> RootTag | None:
     """The root element of an XML file from its first bytes (UTF-8 or UTF-16, with or
     without byte order mark), without parsing: for `detect()`. None when no element starts
     the file after its declaration and comments."""
+    if not _STARTS_XML.match(head):
+        return None  # not markup at all (a JSON or text file): no need to decode the head
     text = _decode_head(head)
     pos = 0
     while match := _PROLOG.match(text, pos):
@@ -292,6 +325,8 @@ class _TreeBuilder:
         self.root: XmlNode | None = None
         stack: list[XmlNode] = []
         names: dict[str, tuple[str, str, str]] = {}  # one string per tag name, not per element
+        new = object.__new__
+        values: dict[str, str] = {}  # short attribute values, shared
         skipping = 0  # depth inside a skipped subtree
         in_cdata = False
         node_type, max_depth, skip = fmt.node_type, fmt.max_depth, fmt.skip
@@ -316,14 +351,32 @@ class _TreeBuilder:
                     f"(at <{split[1]}>); {fmt.name} files never nest so deep, so the file is "
                     "refused"
                 )
-            if namespaces:
-                attrs = {k.rpartition("}")[2]: v for k, v in attrs.items()}
-            node = node_type(split[1], split[0], attrs, line, split[2])
+            # Short values repeat from element to element ("Passed", "Main", "0"): one string
+            # each, shared, instead of one per element (a third of a large tree's memory).
+            if len(values) > _SHARED_VALUES:
+                values.clear()
+            if not attrs:
+                attrs = _NO_ATTRIBUTES
+            elif namespaces:
+                attrs = {k.rpartition("}")[2]: values.setdefault(v, v) if len(v) <= 24 else v
+                         for k, v in attrs.items()}
+            else:
+                attrs = {k: values.setdefault(v, v) if len(v) <= 24 else v
+                         for k, v in attrs.items()}
+            # Made without its lists: most elements of a large file are leaves, and two empty
+            # lists each are a third of their memory. They share `_NONE` until they get one.
+            node = new(node_type)
+            node.tag, node.ns, node.key = split[1], split[0], split[2]
+            node.attrib, node.line, node._formats = attrs, line, None
+            node.children = node.parts = _NONE
             if stack:
                 parent = stack[-1]
-                if parent.parts and not parent.children and parent.text.isspace():
-                    parent.parts.clear()  # indentation before the first child element
-                parent.children.append(node)
+                if not parent.children:
+                    if parent.parts and parent.text.isspace():
+                        parent.parts = _NONE  # indentation before the first child element
+                    parent.children = [node]
+                else:
+                    parent.children.append(node)
             else:
                 self.root = node
                 if on_root is not None:
@@ -363,15 +416,23 @@ class _TreeBuilder:
             if stack and not skipping:
                 node = stack[-1]
                 if not (node.children and data.isspace()):
-                    node.parts.append(data)
+                    if node.parts:
+                        node.parts.append(data)
+                    else:  # short texts repeat too ("Main", "Passed"): shared like values
+                        node.parts = [values.setdefault(data, data) if len(data) <= 24
+                                      else data]
 
         def text_or_cdata(data: str) -> None:
             if stack and not skipping:
                 node = stack[-1]
                 if in_cdata:
-                    node.parts.append(CData(data))
-                elif not (node.children and data.isspace()):
+                    data = CData(data)
+                elif node.children and data.isspace():
+                    return
+                if node.parts:
                     node.parts.append(data)
+                else:
+                    node.parts = [data]
 
         def cdata(opening: bool) -> None:
             nonlocal in_cdata

@@ -54,7 +54,7 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -76,6 +76,7 @@ SUFFIX = ".wsq"
 _MAGIC = b"WSQ1"
 _END = b"\nEND\n"
 _MAX_FIRST_LINE = 200
+LARGE_ITEM = 1 << 20  # items larger than this are read for an upload without a second copy
 
 
 class State(str, enum.Enum):
@@ -150,29 +151,102 @@ class PutResult:
 
 def encode_item(header: ItemHeader, body: bytes) -> bytes:
     """The on-disk form of an item (see the module docstring)."""
+    return b"".join(item_parts(header, (body,)))
+
+
+def item_parts(header: ItemHeader, body: Sequence[bytes]) -> list[bytes]:
+    """The on-disk form of an item whose body comes in pieces, as pieces: a large report is
+    written without ever being one more copy in memory."""
     head = header.to_json()
-    digest = hashlib.sha256(head + body).hexdigest()
-    first = b"%s %d %d %s\n" % (_MAGIC, len(head), len(body), digest.encode())
-    return first + head + body + _END
+    digest = hashlib.sha256(head)
+    for part in body:
+        digest.update(part)
+    size = sum(map(len, body))
+    first = b"%s %d %d %s\n" % (_MAGIC, len(head), size, digest.hexdigest().encode())
+    return [first + head, *body, _END]
 
 
-def decode_item(data: bytes, *, name: str = "") -> tuple[ItemHeader, bytes]:
+class _LargeItem:
+    """A large item file as read for an upload: its first line and header, and its body read
+    on its own (`_read_item`), so that the body is never a copy of the file's bytes."""
+
+    def __init__(self, prefix: bytes, body: bytes, end: bytes) -> None:
+        self.prefix, self.body, self.end = prefix, body, end
+
+
+def _read_item(path: Path) -> bytes | _LargeItem:
+    """The bytes of an item file; a large one (over `LARGE_ITEM`) as a `_LargeItem`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= LARGE_ITEM:  # the usual report: in one read, as `fsutil.read_file` does
+            chunks = [os.read(fd, size + 1)]  # one more than expected: a short read is the end
+            while len(chunks[-1]) > (size if len(chunks) == 1 else 0):
+                chunks.append(os.read(fd, 1 << 16))
+            return b"".join(chunks)
+        first = os.pread(fd, _MAX_FIRST_LINE, 0)
+        parts = first[:first.find(b"\n")].split(b" ")
+        try:
+            head_len, body_len = int(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
+            return read_file(path)  # decode_item says what is wrong with it
+        start = first.find(b"\n") + 1 + head_len
+        prefix = os.pread(fd, start, 0)
+        body = os.pread(fd, body_len, start)
+        end = os.pread(fd, size - start - len(body) + 1, start + len(body))
+        return _LargeItem(prefix, body, end)
+    finally:
+        os.close(fd)
+
+
+def decode_item(data: bytes | _LargeItem, *, name: str = "") -> tuple[ItemHeader, bytes]:
     """Check and split an item; raises CorruptItemError saying what is wrong."""
-    first, _, rest = data.partition(b"\n")
-    parts = first.split(b" ")
+    if isinstance(data, _LargeItem):
+        return _decode_large(data, name)
+    end = data.find(b"\n", 0, _MAX_FIRST_LINE)
+    parts = data[:end].split(b" ") if end >= 0 else []
     if len(parts) != 4 or parts[0] != _MAGIC:
         raise CorruptItemError(f"{name}: not a queue file (bad first line)")
     try:
         head_len, body_len = int(parts[1]), int(parts[2])
     except ValueError:
         raise CorruptItemError(f"{name}: bad lengths in first line") from None
-    if len(rest) != head_len + body_len + len(_END) or not rest.endswith(_END):
+    start = end + 1
+    if (head_len < 0 or body_len < 0 or len(data) != start + head_len + body_len + len(_END)
+            or not data.endswith(_END)):
         raise CorruptItemError(f"{name}: truncated or extended (torn write)")
-    head, body = rest[:head_len], rest[head_len : head_len + body_len]
-    if hashlib.sha256(head + body).hexdigest().encode() != parts[3]:
+    # Views, not slices: a large report is not copied to be checked.
+    view = memoryview(data)
+    head, body = view[start:start + head_len], view[start + head_len:len(data) - len(_END)]
+    digest = hashlib.sha256(head)
+    digest.update(body)
+    if digest.hexdigest().encode() != parts[3]:
         raise CorruptItemError(f"{name}: checksum mismatch")
     try:
-        return ItemHeader.from_json(head), body
+        return ItemHeader.from_json(bytes(head)), bytes(body)
+    except (ValueError, TypeError) as exc:
+        raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
+
+
+def _decode_large(item: _LargeItem, name: str) -> tuple[ItemHeader, bytes]:
+    """`decode_item` for an item read in parts: the same checks, no copy of the body."""
+    end = item.prefix.find(b"\n")
+    parts = item.prefix[:end].split(b" ")
+    if len(parts) != 4 or parts[0] != _MAGIC:
+        raise CorruptItemError(f"{name}: not a queue file (bad first line)")
+    try:
+        head_len, body_len = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise CorruptItemError(f"{name}: bad lengths in first line") from None
+    head = item.prefix[end + 1:]
+    if len(head) != head_len or len(item.body) != body_len or item.end != _END:
+        raise CorruptItemError(f"{name}: truncated or extended (torn write)")
+    digest = hashlib.sha256(head)
+    digest.update(item.body)
+    if digest.hexdigest().encode() != parts[3]:
+        raise CorruptItemError(f"{name}: checksum mismatch")
+    try:
+        return ItemHeader.from_json(head), item.body
     except (ValueError, TypeError) as exc:
         raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
 
@@ -246,8 +320,8 @@ class DurableQueue:
         return None
 
     def put(
-        self, body: bytes, *, report_id: str, source: str = "", converter: str = "",
-        source_sha256: str = "",
+        self, body: bytes | Sequence[bytes], *, report_id: str, source: str = "",
+        converter: str = "", source_sha256: str = "",
     ) -> PutResult:
         """(new) -> PENDING, durably. Returns once the report survives a power cut.
 
@@ -256,6 +330,7 @@ class DurableQueue:
         the report stored under that id is a different one (see `clash`), the result says so
         in its `clash`. An id in failed/ is queued afresh (the operator dropped the file again
         on purpose). `source_sha256` is the digest of the source file the report was made from.
+        `body` may come in pieces (`report.model.to_json_parts`), written as they are.
         Raises QueueFullError when the disk is full (nothing is left behind).
         """
         _check_id(report_id)
@@ -265,19 +340,19 @@ class DurableQueue:
             return PutResult(report_id, False, existing, clash)
         header = ItemHeader(
             id=report_id, source=source, converter=converter, queued_at=self.clock.time(),
-            body_sha256=hashlib.sha256(body).hexdigest(), source_sha256=source_sha256,
+            body_sha256=body_digest(body), source_sha256=source_sha256,
         )
         self._write(header, body, State.PENDING, not_before=None)
         if existing is State.FAILED:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(State.FAILED, report_id))
-        # The one line a new report costs until it is uploaded: it says which file and which
-        # converter it came from, so the service does not log the conversion again.
-        log.info("queued report %s from %s%s", report_id, source or "(api)",
-                 f" ({converter})" if converter else "")
+        # At INFO a report costs one line, when it is stored (`complete`), naming its file and
+        # converter; a report that cannot be sent is logged by `retry` and `fail`.
+        log.debug("queued report %s from %s%s", report_id, source or "(api)",
+                  f" ({converter})" if converter else "")
         return PutResult(report_id, True, State.PENDING)
 
-    def clash(self, body: bytes, *, report_id: str, source_sha256: str = ""
+    def clash(self, body: bytes | Sequence[bytes], *, report_id: str, source_sha256: str = ""
               ) -> ItemHeader | None:
         """The header of the report kept under `report_id` when it is not the report `body`
         (None when none is kept, or it is the same report).
@@ -299,9 +374,9 @@ class DurableQueue:
             except (OSError, CorruptItemError):
                 return None  # the sweep or the next claim quarantines it; nothing to compare
             if header.body_sha256:
-                if header.body_sha256 == hashlib.sha256(body).hexdigest():
+                if header.body_sha256 == body_digest(body):
                     return None
-            elif stored == body:
+            elif stored == (body if isinstance(body, bytes) else b"".join(body)):
                 return None
             if source_sha256 and header.source_sha256 == source_sha256:
                 return None
@@ -309,12 +384,17 @@ class DurableQueue:
         return None
 
     def _write(
-        self, header: ItemHeader, body: bytes, state: State, *, not_before: float | None
+        self, header: ItemHeader, body: bytes | Sequence[bytes], state: State, *,
+        not_before: float | None
     ) -> None:
         """tmp (O_EXCL, 0600) -> write -> fsync -> rename into `state` -> fsync(folder)."""
         tmp = self._dirs["tmp"] / f"{header.id}.{uuid.uuid4().hex[:12]}.tmp"
+        parts = item_parts(header, (body,) if isinstance(body, bytes) else body)
         try:
-            write_new_file(tmp, encode_item(header, body))
+            if len(parts) <= 3:  # a report in one piece: one write
+                write_new_file(tmp, b"".join(parts))
+            else:  # a large one in pieces, never joined
+                _write_new_parts(tmp, parts)
             if not_before is not None:
                 os.utime(tmp, (not_before, not_before))
             os.rename(tmp, self._path(state, header.id))
@@ -388,7 +468,7 @@ class DurableQueue:
         except FileNotFoundError:
             return None
         try:
-            header, body = decode_item(read_file(dst), name=dst.name)
+            header, body = decode_item(_read_item(dst), name=dst.name)
             if header.id != report_id:
                 raise CorruptItemError(f"{dst.name}: holds report {header.id}")
         except CorruptItemError as exc:
@@ -408,7 +488,9 @@ class DurableQueue:
             os.utime(dst, (now, now))  # completion time, for pruning
         if sync:
             self._syncers[State.COMPLETED].sync()
-        log.info("report %s uploaded (source %s)", item.id, item.header.source or "-")
+        header = item.header
+        log.info("report %s from %s%s uploaded", item.id, header.source or "(api)",
+                 f" ({header.converter})" if header.converter else "")
 
     def release(self, item: Claimed) -> None:
         """PROCESSING -> PENDING, untouched: offline or paused, no attempt is consumed."""
@@ -591,6 +673,26 @@ class DurableQueue:
         return removed
 
 
+def _write_new_parts(path: Path, parts: Sequence[bytes]) -> None:
+    """`fsutil.write_new_file` for data in pieces: create, write each, fsync; on any error
+    the partial file is removed (a full disk is a QueueFullError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise QueueFullError(f"no space left to write {path}") from exc
+        raise
+    os.close(fd)
+
+
 def _scan(folder: Path, suffix: str = SUFFIX) -> Iterator[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
@@ -599,6 +701,16 @@ def _scan(folder: Path, suffix: str = SUFFIX) -> Iterator[os.DirEntry[str]]:
                     yield entry
     except FileNotFoundError:
         return
+
+
+def body_digest(body: bytes | Sequence[bytes]) -> str:
+    """The SHA-256 (hex) of a report's JSON, whole or in pieces."""
+    if isinstance(body, bytes):
+        return hashlib.sha256(body).hexdigest()
+    digest = hashlib.sha256()
+    for part in body:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def _check_id(report_id: str) -> None:

@@ -123,7 +123,9 @@ def validate(report: dict[str, Any], *, source: str = "") -> None:
     never reaches the server, while the server's own refusal only costs a round trip (and is
     kept in failed/ with the server's reason). Unknown fields are ignored, as the server does.
     A `compOp` must be an operator `limits.parse_comp_op` knows, in any case ("IgnoreCase");
-    converters map what they cannot read to LOG, as the WATS client does with WSJF files.
+    converters map what they cannot read to LOG, as the WATS client does with WSJF files: a
+    `ReportDict` whose `unknown_operators_as_log` is set has that done here, in the same walk
+    (the one change validation makes).
     Statuses are not compared with limits: imported files keep theirs.
     """
     where = f"{source}: " if source else ""
@@ -131,7 +133,7 @@ def validate(report: dict[str, Any], *, source: str = "") -> None:
         raise ReportValidationError(
             f"{where}a report must be a JSON object, got {type(report).__name__}"
         )
-    checker = _Checker()
+    checker = _Checker(getattr(report, "unknown_operators_as_log", False))
     with contextlib.suppress(_Enough):  # enough problems listed: stop looking
         checker.check_report(report)
     if not checker.problems:
@@ -152,7 +154,17 @@ def validate(report: dict[str, Any], *, source: str = "") -> None:
 # Null is accepted for every field that is not listed as required. The quick test accepts
 # the common, valid case with a type test and a comparison; anything it does not accept
 # gets the full check (`_Checker.check`), which names the problem.
-_Rule = tuple[Callable[[Any, Any], bool], str, Any]
+# A rule as `fields()` uses it: (fast mode, the type the fast test wants, the fast test's
+# argument, kind, argument, quick test). The fast test takes the usual case inline, without a
+# call: a type (mode _TYPE), a string within a length (_LEN), a whole number in a range
+# (_RANGE), a letter of a set (_LETTER), a finite float (_FLOAT); anything else (_CALL, or a
+# value the fast test does not take) goes to the quick test, then the full check.
+_Rule = tuple[int, type, Any, str, Any, Callable[[Any, Any], bool]]
+_TYPE, _LEN, _RANGE, _LETTER, _FLOAT, _CALL = range(6)
+_FAST: dict[str, tuple[int, type]] = {
+    "str": (_LEN, str), "int": (_RANGE, int), "num": (_FLOAT, float), "letter": (_LETTER, str),
+    "bool": (_TYPE, bool), "obj": (_TYPE, dict), "list": (_TYPE, list),
+}
 _QUICK: dict[str, Callable[[Any, Any], bool]] = {
     "str": lambda value, limit: type(value) is str and (not limit or len(value) <= limit),
     # x - x is 0 for every finite float, NaN for NaN and the infinities
@@ -168,7 +180,11 @@ _QUICK: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _rule(kind: str, arg: Any = None) -> _Rule:
-    return (_QUICK.get(kind, lambda value, arg: False), kind, arg)
+    mode, want = _FAST.get(kind, (_CALL, type(None)))
+    if mode == _LEN and not arg:
+        mode = _TYPE  # a string without a length limit
+    fast = frozenset(arg) if mode == _LETTER else arg
+    return (mode, want, fast, kind, arg, _QUICK.get(kind, lambda value, arg: False))
 
 
 def _strings(limits: Mapping[str, int]) -> dict[str, _Rule]:
@@ -297,9 +313,10 @@ class _Enough(Exception):
 class _Checker:
     """Walks one report and collects (field path, problem, step name) triples."""
 
-    def __init__(self) -> None:
+    def __init__(self, unknown_operators_as_log: bool = False) -> None:
         self.problems: list[tuple[str, str, str | None]] = []
         self.step_name: str | None = None  # the step being checked, named in its problems
+        self.lenient = unknown_operators_as_log
 
     def add(self, path: str, text: str) -> None:
         self.problems.append((path, text, self.step_name))
@@ -314,7 +331,22 @@ class _Checker:
             rule = rules.get(key)
             if rule is None or value is None:
                 continue  # unknown or output-only field (the server ignores it too), or null
-            quick, kind, arg = rule
+            mode, want, fast, kind, arg, quick = rule
+            if type(value) is want:
+                if mode == _TYPE:
+                    continue
+                if mode == _LEN:
+                    if len(value) <= fast:  # type: ignore[arg-type]  # `want` is str here
+                        continue
+                elif mode == _FLOAT:
+                    # x - x is 0 for every finite float, NaN for NaN and the infinities
+                    if value - value == 0:  # type: ignore[operator]  # `want` is float here
+                        continue
+                elif mode == _RANGE:
+                    if fast[0] <= value <= fast[1]:
+                        continue
+                elif mode == _LETTER and value in fast:
+                    continue
             if not quick(value, arg):
                 self.check(kind, arg, value, _join(base, key))
 
@@ -607,6 +639,12 @@ class _Checker:
             if type(item) is not dict and not isinstance(item, dict):
                 self.add(where, f"must be an object, not {_type_name(item)}")
                 continue
+            if self.lenient and kind != "booleanMeas":
+                op = item.get("compOp")
+                # The WATS client reads an operator it does not know as LOG (log only); the
+                # server would refuse the report over it. Known ones keep their spelling.
+                if type(op) is str and _operator(op)[0] is None:
+                    item["compOp"] = LOG
             self.fields(item, where, rules)
             if names is not None:
                 name = item.get("name")

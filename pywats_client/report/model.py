@@ -5,6 +5,7 @@ for converters that build reports (status and group words, step numbering, statu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -79,6 +80,12 @@ class ReportDict(dict[str, Any]):
         super().__init__(*args, **kwargs)
         self.locations: dict[str, str] = {}
         self.find_locations: Callable[[], Mapping[str, str]] | None = None
+        # The size of the source it came from, when a converter knows it: a large report is
+        # serialised in pieces (`to_json_parts`).
+        self.source_bytes = 0
+        # Set by a converter that passes files on as they are (WSJF): validation reads an
+        # operator it does not know as LOG instead of refusing it, as the WATS client does.
+        self.unknown_operators_as_log = False
 
     def locate(self, path: str) -> str:
         """The source place of `path`, of its nearest recorded parent, or of the report
@@ -103,6 +110,8 @@ class ReportDict(dict[str, Any]):
         twin = ReportDict(self)
         twin.locations = dict(self.locations)
         twin.find_locations = self.find_locations
+        twin.source_bytes = self.source_bytes
+        twin.unknown_operators_as_log = self.unknown_operators_as_log
         return twin
 
 
@@ -122,8 +131,72 @@ def to_json_bytes(report: dict[str, Any]) -> bytes:
     The same dict always gives the same bytes. Raises `ReportValidationError` for values JSON
     cannot carry (NaN, infinities, non-JSON types).
     """
+    with _json_errors(report):
+        return _encode(report).encode("utf-8")
+
+
+def to_json_parts(report: dict[str, Any]) -> list[bytes]:
+    """`to_json_bytes(report)` in pieces that join to the same bytes: one piece for a report
+    from a small source, pieces of about `PART_BYTES` for one from a large source (a
+    `ReportDict` whose `source_bytes` is at least `LARGE_SOURCE`), so that the text of a large
+    report and its bytes are never in memory at once, next to the report itself."""
+    if getattr(report, "source_bytes", 0) < LARGE_SOURCE:
+        return [to_json_bytes(report)]
+    parts: list[bytes] = []
+    pending: list[str] = []
+    size = 0
+    with _json_errors(report):
+        for piece in _pieces(report, 0):
+            pending.append(piece)
+            size += len(piece)
+            if size >= PART_BYTES:
+                parts.append("".join(pending).encode("utf-8"))
+                pending, size = [], 0
+    if pending:
+        parts.append("".join(pending).encode("utf-8"))
+    return parts
+
+
+LARGE_SOURCE = 2 * 2**20
+PART_BYTES = 256 * 1024
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_SPLIT_DEPTH = 64  # deeper step trees are serialised whole (still in C, still correct)
+
+
+def _pieces(value: Any, depth: int) -> Iterator[str]:
+    """The JSON text of `value` in pieces: a step tree is split at its steps (each step's
+    own fields in one piece), everything else is encoded whole by the C encoder."""
+    steps = value.get("steps") if type(value) is dict or isinstance(value, ReportDict) else None
+    if depth == 0 or (isinstance(steps, list) and steps and depth < _SPLIT_DEPTH):
+        comma = ""
+        yield "{"
+        for key, item in value.items():
+            if type(key) is not str:  # as json.dumps would write it, through the encoder
+                yield comma + _encode({key: item})[1:-1]
+            elif (key == "steps" or key == "root") and type(item) in (list, dict) and item:
+                yield f"{comma}{_encode(key)}:"
+                yield from _pieces(item, depth + 1)
+            else:
+                yield f"{comma}{_encode(key)}:{_encode(item)}"
+            comma = ","
+        yield "}"
+    elif type(value) is list and depth < _SPLIT_DEPTH:
+        comma = ""
+        yield "["
+        for item in value:
+            yield comma
+            yield from _pieces(item, depth + 1) if type(item) is dict else iter(
+                (_encode(item),))
+            comma = ","
+        yield "]"
+    else:
+        yield _encode(value)
+
+
+@contextlib.contextmanager
+def _json_errors(report: dict[str, Any]) -> Iterator[None]:
     try:
-        text = json.dumps(report, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        yield
     except ValueError as exc:
         raise ReportValidationError(
             f"report {report.get('id', '?')} contains NaN or Infinity, which JSON cannot carry; "
@@ -135,7 +208,6 @@ def to_json_bytes(report: dict[str, Any]) -> bytes:
         raise ReportValidationError(
             f"report {report.get('id', '?')} is nested too deeply to be written"
         ) from exc
-    return text.encode("utf-8")
 
 
 def parse_datetime(text: str) -> datetime:

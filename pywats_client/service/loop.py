@@ -6,6 +6,7 @@ station faults, files the process died on), signals, and a stop that leaves noth
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import errno
@@ -25,6 +26,7 @@ from pywats_client import __version__
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import ConversionSkipped, ConverterRegistry
+from pywats_client.converters.memory import MemoryBudget
 from pywats_client.errors import (
     ConfigError,
     ConversionError,
@@ -56,6 +58,7 @@ from pywats_client.service.pipeline import (
     converter_for,
     make_context,
     max_file_bytes,
+    memory_reserved,
     queue_reports,
 )
 from pywats_client.service.postaction import (
@@ -195,6 +198,7 @@ class Service:
             clock=clock, wake=self.wake, summary=self.summary, gate=self._gate,
         )
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
+        self.memory = MemoryBudget(settings.converters.max_memory_mb)  # shared by conversions
         self._conversions: dict[Future[_Converted], SourceFile] = {}
         self._waiting: collections.deque[SourceFile] = collections.deque()
         # incomplete file -> (since when unchanged, looks, its size, mtime and companions)
@@ -454,52 +458,58 @@ class Service:
     def _convert_started(self, source: SourceFile, ticket: ConversionTicket) -> _Converted:
         path = source.path
         companions: tuple[Path, ...] = ()
-        try:
-            converter, reason = converter_for(self.settings, self.registry, path, source.folder)
-            companions = ticket.companions = companions_of(converter, path)
-            context = make_context(self.settings, path, source.folder.arguments, self.processes)
-            conversion = convert_file(path, converter, context, reason,
-                                      max_file_bytes(self.settings),
-                                      follow_symlinks=source.folder.follow_symlinks)
-        except IncompleteFileError as exc:
-            return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc), companions=companions)
-        except ConversionSkipped as exc:
+        with contextlib.ExitStack() as held:  # the file's share of the memory budget
+            try:
+                converter, reason = converter_for(self.settings, self.registry, path,
+                                                  source.folder)
+                companions = ticket.companions = companions_of(converter, path)
+                context = make_context(self.settings, path, source.folder.arguments,
+                                       self.processes)
+                held.enter_context(memory_reserved(self.settings, converter, path, self.memory))
+                conversion = convert_file(path, converter, context, reason,
+                                          max_file_bytes(self.settings),
+                                          follow_symlinks=source.folder.follow_symlinks)
+            except IncompleteFileError as exc:
+                return _Converted(source, ConversionOutcome.INCOMPLETE, str(exc),
+                                  companions=companions)
+            except ConversionSkipped as exc:
+                if not ticket.commit():
+                    return _Converted(source, ConversionOutcome.ABANDONED, "given up")
+                return self._skip_source(source, str(exc), companions)
+            except ProcessListUnknownError as exc:
+                return _Converted(source, ConversionOutcome.WAITING_FOR_PROCESSES, str(exc))
+            except ConversionError as exc:
+                return self._reject_started(source, ticket, str(exc), companions)
+            except FileNotFoundError:
+                return _Converted(source, ConversionOutcome.GONE,
+                                  f"{path} disappeared before it was converted")
+            except OSError as exc:
+                if exc.errno in STATION_ERRNOS:  # the station's trouble, not the file's
+                    return _Converted(source, ConversionOutcome.STORE_FAULT,
+                                      f"cannot convert {path.name} now: {_os_reason(exc)}")
+                log.exception("converting %s failed unexpectedly", path)
+                return self._reject_started(
+                    source, ticket, f"the converter failed unexpectedly: {exc!r}", companions)
+            except Exception as exc:  # a converter bug must not stop the station
+                log.exception("converting %s failed unexpectedly", path)
+                return self._reject_started(
+                    source, ticket, f"the converter failed unexpectedly: {exc!r}", companions)
             if not ticket.commit():
                 return _Converted(source, ConversionOutcome.ABANDONED, "given up")
-            return self._skip_source(source, str(exc), companions)
-        except ProcessListUnknownError as exc:
-            return _Converted(source, ConversionOutcome.WAITING_FOR_PROCESSES, str(exc))
-        except ConversionError as exc:
-            return self._reject_started(source, ticket, str(exc), companions)
-        except FileNotFoundError:
-            return _Converted(source, ConversionOutcome.GONE,
-                              f"{path} disappeared before it was converted")
-        except OSError as exc:
-            if exc.errno in STATION_ERRNOS:  # the station's trouble, not the file's
+            try:
+                results = queue_reports(self.queue, conversion)
+            except ReportIdClashError as exc:
+                rejected = self._reject_source(source, str(exc), companions)
+                return dataclasses.replace(rejected, outcome=ConversionOutcome.ID_CLASH)
+            except QueueFullError as exc:
+                return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
+            except OSError as exc:
+                # Not the file's fault: a queue folder made read-only or immutable, an I/O
+                # error, no file descriptors left. The file stays where it is, tried again.
                 return _Converted(source, ConversionOutcome.STORE_FAULT,
-                                  f"cannot convert {path.name} now: {_os_reason(exc)}")
-            log.exception("converting %s failed unexpectedly", path)
-            return self._reject_started(
-                source, ticket, f"the converter failed unexpectedly: {exc!r}", companions)
-        except Exception as exc:  # a converter bug must not stop the station
-            log.exception("converting %s failed unexpectedly", path)
-            return self._reject_started(
-                source, ticket, f"the converter failed unexpectedly: {exc!r}", companions)
-        if not ticket.commit():
-            return _Converted(source, ConversionOutcome.ABANDONED, "given up")
-        try:
-            results = queue_reports(self.queue, conversion)
-        except ReportIdClashError as exc:
-            rejected = self._reject_source(source, str(exc), companions)
-            return dataclasses.replace(rejected, outcome=ConversionOutcome.ID_CLASH)
-        except QueueFullError as exc:
-            return _Converted(source, ConversionOutcome.DISK_FULL, str(exc))
-        except OSError as exc:
-            # Not the file's fault: a queue folder made read-only or immutable, an I/O error,
-            # no file descriptors left. The file stays where it is and is tried again.
-            return _Converted(source, ConversionOutcome.STORE_FAULT,
-                              f"cannot write to the queue in {self.paths.queue}: "
-                              f"{_os_reason(exc)}")
+                                  f"cannot write to the queue in {self.paths.queue}: "
+                                  f"{_os_reason(exc)}")
+            conversion.reports.clear()  # queued: free them before the budget is given back
         for result in results:
             if result.created:
                 self.dispatcher.notify_queued(result.id)

@@ -9,6 +9,7 @@ import hashlib
 import stat
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
@@ -18,12 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME, NotRecognised, incomplete_or
+from pywats_client.converters.memory import MemoryBudget
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportIdClashError
 from pywats_client.fsutil import UnsafePathError, open_regular, shown
-from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult
+from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult, body_digest
 from pywats_client.report.builder import apply_context
 from pywats_client.report.checks import finalize
-from pywats_client.report.model import to_json_bytes
+from pywats_client.report.model import to_json_parts
 
 HEAD_BYTES = 64 * 1024
 
@@ -215,8 +217,18 @@ def convert_source(
     converter, reason = converter_for(settings, registry, path, folder, converter_name)
     arguments = folder.arguments if folder else {}
     context = make_context(settings, path, arguments, processes)
-    return convert_file(path, converter, context, reason, max_file_bytes(settings),
-                        follow_symlinks=folder.follow_symlinks if folder else True)
+    with memory_reserved(settings, converter, path):
+        return convert_file(path, converter, context, reason, max_file_bytes(settings),
+                            follow_symlinks=folder.follow_symlinks if folder else True)
+
+
+def memory_reserved(settings: Settings, converter: Converter, path: Path,
+                    budget: MemoryBudget | None = None) -> AbstractContextManager[int]:
+    """The file's share of the memory budget (`converters.max_memory_mb`, estimated from its
+    size and the converter's ratio), held while it is converted and queued. Raises
+    ConversionError, naming the setting, for a file the budget can never hold."""
+    budget = budget or MemoryBudget(settings.converters.max_memory_mb)
+    return budget.reserve(path, converter, path.stat().st_size)
 
 
 def max_file_bytes(settings: Settings) -> int:
@@ -232,10 +244,12 @@ def queue_reports(queue: DurableQueue, conversion: Conversion) -> list[PutResult
     ReportIdClashError naming the file that came first; it is checked before anything of the
     file is queued.
     """
-    bodies = [(str(report["id"]), to_json_bytes(report)) for report in conversion.reports]
-    first: dict[str, bytes] = {}
+    # A large report comes in pieces: never its text and its bytes at once.
+    bodies = [(str(report["id"]), to_json_parts(report)) for report in conversion.reports]
+    first: dict[str, str] = {}
     for report_id, body in bodies:
-        if first.setdefault(report_id, body) != body:
+        digest = body_digest(body)
+        if first.setdefault(report_id, digest) != digest:
             raise ReportIdClashError(
                 f"{conversion.path.name} holds two different reports with the same id "
                 f"{report_id}; WATS would keep only one of them. {_ID_FIX}")
