@@ -26,7 +26,7 @@ from pywats_client.http.receiver import SUBMIT_WSJF, Receiver
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock, read_lock
 from pywats_client.queue.store import DurableQueue
-from pywats_client.service import loop
+from pywats_client.service import conversions
 from pywats_client.service.loop import Service
 from tests.plugins import bound_folder, install_plugin
 from tests.station import Station, wait_until, wsjf_report
@@ -269,7 +269,7 @@ def test_a_conversion_over_its_time_limit_is_set_aside_and_the_rest_goes_on(
 def test_too_many_stuck_converters_pause_conversions_instead_of_exhausting_threads(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "MAX_STUCK_CONVERSIONS", 2)
+    monkeypatch.setattr(conversions, "MAX_STUCK_CONVERSIONS", 2)
     service, watch, marks = plugin_service(tmp_path, receiver, timeout_s=1)
     thread = run_service(service)
     try:

@@ -21,7 +21,7 @@ import pytest
 from pywats_client.config.settings import QueueSettings, Settings, WatchFolder
 from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
-from pywats_client.service import loop
+from pywats_client.service import station_faults
 from pywats_client.service.loop import Service
 from tests.station import Station, wait_until, wsjf_report
 
@@ -121,7 +121,7 @@ def test_an_io_error_on_fsync_keeps_the_file_and_it_uploads_once_the_fault_clear
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Retry soon: the test waits for it.
-    monkeypatch.setattr(loop, "STORE_FAULT_RETRY", 0.2, raising=False)
+    monkeypatch.setattr(station_faults, "STORE_FAULT_RETRY", 0.2, raising=False)
     paths = InstancePaths.for_instance("default", tmp_path / "data")
     watch = tmp_path / "watch"
     watch.mkdir()

@@ -161,7 +161,8 @@ def _serve(args: argparse.Namespace, paths: InstancePaths, settings: Settings, s
     from pywats_client import logsetup
     from pywats_client.config.document import load_settings
     from pywats_client.service.daemon import remove_pid_file, write_pid_file
-    from pywats_client.service.loop import Service, block_signals
+    from pywats_client.service.loop import Service
+    from pywats_client.service.stopping import block_signals
 
     block_signals()  # until the handlers are in place: a signal waits rather than kills
     logsetup.configure(settings.logging, paths.log_file, level=args.log_level,
@@ -300,7 +301,7 @@ def _restart_in_place(supervisor: str, start_dir: str | None, lock: Any) -> None
     """Execute this program's own command line again, in this process (never returns)."""
     import logging
 
-    from pywats_client.service.loop import block_signals
+    from pywats_client.service.stopping import block_signals
 
     logging.getLogger(__name__).info("restarting: pid %d runs its command line again",
                                      os.getpid())
