@@ -79,7 +79,6 @@ class ATMLConverter(BuiltinConverter):
     memory_ratio = 7.0  # peak RSS per input byte (bench_converters --memory: 6.04 on 20 MB)
     description = ("IEEE 1636.1 ATML test results (2.02, 5.00, 6.01) from NI TestStand: one "
                    "report per TestResults, with TestStand's step properties")
-    version = "1.0"
     file_patterns = ("*.xml", "*.atml")
 
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:

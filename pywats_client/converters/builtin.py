@@ -11,11 +11,11 @@ them to `read()`. Depends only on the converter base, `report` (INT16) and `erro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pywats_client.converters.base import Converter, ConverterContext
 from pywats_client.errors import ConversionError, ProcessListUnknownError
@@ -30,6 +30,8 @@ PROCESS_CODE_FIX = ("set process_code (e.g. 50) in the watch folder's arguments 
                     "converters.defaults")
 # `ConverterContext.encoding` says "utf-8" when nothing is configured.
 _UNSET_ENCODINGS = ("", "utf-8", "utf8")
+# A built-in converter's detection: (path, first bytes) -> (score 0.0..1.0, what was seen).
+Detector = Callable[[Path, bytes], tuple[float, str]]
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,23 @@ class ConversionOptions:
 class BuiltinConverter(Converter):
     """The base of the built-in converters: `convert()` looks the settings of the conversion
     up once, as `ConversionOptions`, and hands them to `read()`, which a subclass implements.
+    A subclass whose detection is a function of its module marks it `@Subclass.detection`.
     """
+
+    # The format's detection: `detect_with_reason()` as a function of the file's path and first
+    # bytes, named by `@TheConverter.detection` on that function. None: the class overrides
+    # `detect_with_reason()` itself.
+    detector: ClassVar[Detector | None] = None
+
+    @classmethod
+    def detection(cls, detector: Detector) -> Detector:
+        """Decorator: `detector` is this converter's detection."""
+        cls.detector = detector
+        return detector
+
+    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
+        detector = type(self).detector
+        return (0.0, "") if detector is None else detector(path, head)
 
     def convert(
         self, path: Path, context: ConverterContext

@@ -114,14 +114,10 @@ class KeysightI3070Converter(BuiltinConverter):
     name = "KeysightI3070Converter"
     memory_ratio = 29.0  # peak RSS per input byte (bench_converters --memory: 27.0 on 2 MB)
     description = "Keysight/Agilent i3070 in-circuit test logs ({@BATCH|...} log records)"
-    version = "1.0"
     # The tester often writes logs without an extension (named after board and time); those
     # are found by content, or by binding this converter to the folder. "*" here would claim
     # every file of a folder without a converter whenever auto-detection is off.
     file_patterns = ("*.log", "*.ict")
-
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per `@BTEST`; a list when the log holds several."""
@@ -174,7 +170,8 @@ def _read_log(path: Path, options: ConversionOptions) -> str:
     return decode(data, path, options.encoding)
 
 
-def _detect(head: bytes) -> tuple[float, str]:
+@KeysightI3070Converter.detection
+def _detect(path: Path, head: bytes) -> tuple[float, str]:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text and any(len(text) < len(start) and start.startswith(text) for start in _STARTS):
         # The first bytes of a log being written: claimed above "JSON, but not a report".

@@ -109,7 +109,6 @@ class KlippelConverter(BuiltinConverter):
     name = "KlippelConverter"
     memory_ratio = 24.0  # peak RSS per input byte (bench_converters --memory: 22.9 on 0.5 MB)
     description = "Klippel QC log: DUT header file plus its data folder of task result tables"
-    version = "1.0"
     file_patterns = ("DUT *.txt",)
 
     @classmethod
@@ -129,9 +128,6 @@ class KlippelConverter(BuiltinConverter):
             return False
         return True
 
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(path, head)
-
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) for the DUT of this header file and its data folder."""
         header = _read_header(path, options.encoding)
@@ -149,6 +145,7 @@ def _data_folder(path: Path) -> Path:
     return path.with_name(path.stem)
 
 
+@KlippelConverter.detection
 def _detect(path: Path, head: bytes) -> tuple[float, str]:
     if b"Cfg_DutStartTime=" not in head or not (
             b"Ctrl_OverallVerdict=" in head or b"Cfg_SerialNumber=" in head):

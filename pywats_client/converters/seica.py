@@ -91,11 +91,7 @@ class SeicaXMLConverter(BuiltinConverter):
     name = "SeicaXMLConverter"
     memory_ratio = 15.0  # peak RSS per input byte (bench_converters --memory: 13.7 on 1.8 MB)
     description = "Seica flying-probe XML (<R> with ST, BI boards of TEST results, ET)"
-    version = "1.0"
     file_patterns = ("*.xml",)
-
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per `<BI>` board, in file order."""
@@ -129,7 +125,8 @@ class _Document:
     boards: list[_Board] = field(default_factory=list)
 
 
-def _detect(head: bytes) -> tuple[float, str]:
+@SeicaXMLConverter.detection
+def _detect(path: Path, head: bytes) -> tuple[float, str]:
     root = sniff_root(head)
     if root is None or root.doctype or root.local.upper() != "R":
         return 0.0, ""

@@ -84,11 +84,7 @@ class SPEAConverter(BuiltinConverter):
     name = "SPEAConverter"
     memory_ratio = 20.0  # peak RSS per input byte (bench_converters --memory: 18.0 on 1.3 MB)
     description = "SPEA ICT 3030 semicolon log (FORMAT/START/ANL/FUNC/SN/BOARDRESULT/END)"
-    version = "1.0"
     file_patterns = ("*.csv", "*.txt")
-
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per board in the file, in file order."""
@@ -104,7 +100,8 @@ class SPEAConverter(BuiltinConverter):
         return list(reports)
 
 
-def _detect(head: bytes) -> tuple[float, str]:
+@SPEAConverter.detection
+def _detect(path: Path, head: bytes) -> tuple[float, str]:
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     first = ""
     for line in text.split("\n", 50):

@@ -113,7 +113,6 @@ class TeradyneICTConverter(BuiltinConverter):
     name = "TeradyneICTConverter"
     memory_ratio = 50.0  # peak RSS per input byte (bench_converters --memory: 48.0 on 1.3 MB)
     description = "Teradyne GR228x in-circuit test log (.LOG): one report per tested board"
-    version = "1.0"
     file_patterns = ("*.log",)
 
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:

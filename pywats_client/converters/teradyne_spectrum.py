@@ -111,7 +111,6 @@ class TeradyneSpectrumICTConverter(BuiltinConverter):
     name = "TeradyneSpectrumICTConverter"
     memory_ratio = 11.0  # peak RSS per input byte (bench_converters --memory: 10.6 on 0.3 MB)
     description = "Teradyne Spectrum ICT CTRD export ((PROGRAM_NAME: ...) s-expressions)"
-    version = "1.0"
     file_patterns = ("*.txt", "*.ctrd", "*.dat")
 
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:

@@ -47,11 +47,7 @@ class WATSStandardJsonConverter(BuiltinConverter):
     name = "WATSStandardJsonConverter"
     memory_ratio = 6.5  # peak RSS per input byte (bench_converters --memory: 100k steps, 19 MB)
     description = "WATS Standard JSON Format (WSJF): one report object or a list of them"
-    version = "1.0"
     file_patterns = ("*.json",)
-
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         try:
@@ -255,7 +251,8 @@ def _kind(value: Any) -> str:
     )
 
 
-def _detect(head: bytes) -> tuple[float, str]:
+@WATSStandardJsonConverter.detection
+def _detect(path: Path, head: bytes) -> tuple[float, str]:
     # The first few KiB hold a report's type, pn and sn and the key of its body: decoding and
     # reading those is enough, and cheap; the whole head only when they do not settle it.
     if len(head) > _FIRST_LOOK:

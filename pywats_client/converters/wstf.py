@@ -65,11 +65,7 @@ class WATSStandardTextConverter(BuiltinConverter):
     name = "WATSStandardTextConverter"
     memory_ratio = 24.0  # peak RSS per input byte (bench_converters --memory: 22.3 on 1.2 MB)
     description = "WATS Standard Text Format (WSTF): tab-separated header, step data and footer"
-    version = "1.0"
     file_patterns = ("*.txt",)
-
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per UUT in the file; a list when there are several."""
@@ -80,7 +76,8 @@ class WATSStandardTextConverter(BuiltinConverter):
         return reports[0] if len(reports) == 1 else list(reports)
 
 
-def _detect(head: bytes) -> tuple[float, str]:
+@WATSStandardTextConverter.detection
+def _detect(path: Path, head: bytes) -> tuple[float, str]:
     codec = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8"
     text = head.decode(codec, errors="replace").lstrip("\ufeff")
     for line in text.split("\n"):

@@ -54,7 +54,6 @@ class WATSStandardXMLConverter(BuiltinConverter):
     name = "WATSStandardXMLConverter"
     memory_ratio = 5.0  # peak RSS per input byte (bench_converters --memory: 4.35 on 20 MB)
     description = "WATS Standard XML Format (WSXF) and legacy WRML: every <Report> in the file"
-    version = "1.0"
     file_patterns = ("*.xml",)
 
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:

@@ -79,11 +79,7 @@ class XJTAGConverter(BuiltinConverter):
     name = "XJTAGConverter"
     memory_ratio = 22.0  # peak RSS per input byte (bench_converters --memory: 20.3 on 0.9 MB)
     description = "XJTAG .xjlog (ZIP of Info.xml and Run N.xml): one report per test run"
-    version = "1.0"
     file_patterns = ("*.xjlog",)
-
-    def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        return _detect(path, head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per run, in run order; a list when there are several."""
@@ -132,6 +128,7 @@ def _unfinished_prolog(head: bytes) -> bool:
 # -- detection ------------------------------------------------------------------------------------
 
 
+@XJTAGConverter.detection
 def _detect(path: Path, head: bytes) -> tuple[float, str]:
     xjlog = path.suffix.lower() == ".xjlog"
     if head.startswith(b"PK\x03\x04") and len(head) >= 30:
