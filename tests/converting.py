@@ -22,7 +22,7 @@ from pywats_client.converters import (
 from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import ReportDict, to_json_bytes
 from pywats_client.service.pipeline import convert_file
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, sample
 
 
 class AtStation:
@@ -42,6 +42,37 @@ class AtStation:
     def convert(self, path: Path, **arguments: Any) -> list[dict[str, Any]]:
         """What the service does with the file: convert, finalise and validate every report."""
         return convert_file(path, self.make(), self.context(path, **arguments)).reports
+
+
+class UnderTest:
+    """A converter with the station context its tests imagine: `make_context(**changes)`
+    varies that context, `reports_of(path)` converts as the service does (finalised and
+    validated), `write(folder, text)` makes an ASCII file for it, and `needs_sample()` skips a
+    test when the shared sample is absent."""
+
+    def __init__(self, converter: Converter, sample: Path, file_name: str, **values: Any
+                 ) -> None:
+        self.converter = converter
+        self.sample = sample
+        self.file_name = file_name
+        self.values = values
+        self.context = self.make_context()
+
+    def make_context(self, **changes: Any) -> ConverterContext:
+        return ConverterContext(**{**self.values, **changes})
+
+    def reports_of(self, path: Path, context: ConverterContext | None = None
+                   ) -> list[dict[str, Any]]:
+        return convert_file(path, self.converter,
+                            self.context if context is None else context).reports
+
+    def write(self, folder: Path, text: str, name: str = "") -> Path:
+        path = folder / (name or self.file_name)
+        path.write_bytes(text.encode("ascii"))
+        return path
+
+    def needs_sample(self) -> None:
+        sample(self.sample)
 
 
 def finish_like_the_service(result: Any, converter: str, context: ConverterContext, *,
@@ -144,5 +175,17 @@ class FuzzTarget:
         @given(data=st.binary(max_size=max_size))
         def test(tmp_path: Path, data: bytes) -> None:
             self(tmp_path, data)
+
+        return test
+
+    def shuffled_test(self, pieces: list[str], *, joiner: str, max_size: int, examples: int
+                      ) -> Callable[[Path], None]:
+        """Files made of the format's own pieces (lines, entries) in any number and order,
+        joined by `joiner`: refused or converted, no other exception."""
+
+        @settings(max_examples=examples, **FUZZ_SETTINGS)
+        @given(chosen=st.lists(st.sampled_from(pieces), max_size=max_size))
+        def test(tmp_path: Path, chosen: list[str]) -> None:
+            self(tmp_path, joiner.join(chosen).encode())
 
         return test

@@ -37,6 +37,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "condit
         pause.wait(tick)
 
 
+def with_changes(report: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`report` with `changes` made to it: a value replaces a field, None removes it."""
+    for key, value in changes.items():
+        if value is None:
+            report.pop(key, None)
+        else:
+            report[key] = value
+    return report
+
+
 def wsjf_report(n: int, *, report_id: str | None = None, sn: str | None = None) -> dict[str, Any]:
     """A small, valid WSJF UUT report."""
     report: dict[str, Any] = {

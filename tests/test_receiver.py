@@ -22,7 +22,7 @@ import requests
 
 from pywats_client.http.receiver import Faults, Receiver, add_arguments, find_wsjf_problem, run
 from tests.conftest import SAMPLES, TOKEN, samples_in
-from tests.station import REPO, wait_until
+from tests.station import REPO, wait_until, with_changes
 
 AUTH = {"Authorization": f"Basic {TOKEN}"}
 
@@ -36,12 +36,7 @@ def make_report(**changes: Any) -> dict[str, Any]:
         "root": {"id": 0, "group": "M", "stepType": "SequenceCall", "name": "MainSequence",
                  "status": "P", "seqCall": {"path": "main.seq", "name": "Main", "version": "1"}},
     }
-    for key, value in changes.items():
-        if value is None:
-            report.pop(key, None)
-        else:
-            report[key] = value
-    return report
+    return with_changes(report, changes)
 
 
 def post(rx: Receiver, body: object, *, route: str = "/api/Report/WSJF",

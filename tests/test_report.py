@@ -36,6 +36,7 @@ from pywats_client.report.model import (
     to_json_bytes,
 )
 from pywats_client.report.operators import ALL_OPERATORS, NUMERIC_OPERATORS, limits_used
+from tests.station import with_changes
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 CONTEXT = ConverterContext(station_name="ST-01", location="Line 3", purpose="Production")
@@ -66,12 +67,7 @@ def make_report(**changes: Any) -> dict[str, Any]:
             ],
         },
     }
-    for key, value in changes.items():
-        if value is None:
-            report.pop(key, None)
-        else:
-            report[key] = value
-    return report
+    return with_changes(report, changes)
 
 
 def make_repair(**changes: Any) -> dict[str, Any]:

@@ -11,48 +11,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pywats_client.converters import ConverterContext, ConverterRegistry
+from pywats_client.converters import ConverterRegistry
 from pywats_client.converters.teradyne_gr228x import TeradyneICTConverter
 from pywats_client.errors import ConversionError, IncompleteFileError
-from pywats_client.service.pipeline import convert_file
-from tests.conftest import SAMPLES, each_sample, sample
-from tests.converting import (
-    FuzzTarget,
-    check_like_the_service,
-    sample_files,
-    spliced,
-)
+from tests.conftest import SAMPLES, each_sample
+from tests.converting import FuzzTarget, UnderTest, check_like_the_service, sample_files, spliced
 
 SAMPLE = SAMPLES / "teradyne_gr228x" / "43420_BIO2.LOG"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teradyne"
 CEST = timezone(timedelta(hours=2))
-
-
-def make_context(**changes: Any) -> ConverterContext:
-    """A station's context: ICT-01, process code 50, times in UTC+2, plus `changes`."""
-    values: dict[str, Any] = {"station_name": "ICT-01", "defaults": {"process_code": 50},
-                              "timezone": CEST, "file_mtime": 1_777_777_777.0}
-    return ConverterContext(**{**values, **changes})
-
-
-CONTEXT = make_context()
 CONVERTER = TeradyneICTConverter()
+# A station's context: ICT-01, process code 50, times in UTC+2.
+GR228X = UnderTest(CONVERTER, SAMPLE, "board.LOG", station_name="ICT-01",
+                   defaults={"process_code": 50}, timezone=CEST, file_mtime=1_777_777_777.0)
+CONTEXT, make_context, reports_of = GR228X.context, GR228X.make_context, GR228X.reports_of
+needs_sample, write = GR228X.needs_sample, GR228X.write
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # tmp_path is only written, never shared
-
-
-def needs_sample() -> None:
-    sample(SAMPLE)
-
-
-def reports_of(path: Path, context: ConverterContext = CONTEXT) -> list[dict[str, Any]]:
-    """Convert as the service does: finalised and validated."""
-    return convert_file(path, CONVERTER, context).reports
-
-
-def write(tmp_path: Path, text: str, name: str = "board.LOG") -> Path:
-    path = tmp_path / name
-    path.write_bytes(text.encode("ascii"))
-    return path
 
 
 def steps(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -393,19 +367,12 @@ FUZZ = FuzzTarget(CONVERTER, "fuzz.LOG", CONTEXT, check=check_like_the_service)
 test_garbage_bytes_only_raise_conversion_errors = FUZZ.garbage_test()
 
 
-_LINES = st.sampled_from([
+test_shuffled_log_lines_only_raise_conversion_errors = FUZZ.shuffled_test([
     "@01-JAN-20  10:00:01 SN S1", "\"01-JAN-20  10:00:02", "/01-JAN-20  10:00:02",
     "?01-JAN-20  10:00:02", "]01-jan-20  10:00:02", "C:\\P\\A_B.obc[01-JAN-20  10:00:00",
     "R1=5K(1K,10K)R ", "R1#5(,)R ", "R1>5MEG(,1MEG)R =HIGH", "D1=", "(F 1,2 +", "3,4",
     "WATS_partNumber=X", "WATS_operator=", "SETCR#(,)IS", "V1=(1,2)V ", "junk", "",
-])
-
-
-@settings(max_examples=150, deadline=2000, suppress_health_check=FIXTURE_OK)
-@given(lines=st.lists(_LINES, max_size=30))
-def test_shuffled_log_lines_only_raise_conversion_errors(tmp_path: Path,
-                                                         lines: list[str]) -> None:
-    FUZZ(tmp_path, "\n".join(lines).encode())
+], joiner="\n", max_size=30, examples=150)
 
 
 @settings(max_examples=100, deadline=2000, suppress_health_check=FIXTURE_OK)

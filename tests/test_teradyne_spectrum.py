@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pywats_client.converters import ConverterContext, ConverterRegistry
+from pywats_client.converters import ConverterRegistry
 from pywats_client.converters.teradyne_spectrum import (
     MAX_DEPTH,
     TeradyneSpectrumICTConverter,
@@ -20,45 +20,19 @@ from pywats_client.converters.teradyne_spectrum import (
 )
 from pywats_client.errors import ConversionError, IncompleteFileError
 from pywats_client.report.model import ReportDict, iter_steps
-from pywats_client.service.pipeline import convert_file
-from tests.conftest import SAMPLES, each_sample, sample
-from tests.converting import (
-    FuzzTarget,
-    check_like_the_service,
-    sample_files,
-    spliced,
-)
+from tests.conftest import SAMPLES, each_sample
+from tests.converting import FuzzTarget, UnderTest, check_like_the_service, sample_files, spliced
 
 SAMPLE = SAMPLES / "teradyne_spectrum" / "sample_ict_data.txt"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teradyne"
 CET = timezone(timedelta(hours=1))
 CONVERTER = TeradyneSpectrumICTConverter()
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # tmp_path is only written, never shared
-
-
-def make_context(**changes: Any) -> ConverterContext:
-    """A station's context: ICT-02, process code 50, times in UTC+1, plus `changes`."""
-    values: dict[str, Any] = {"station_name": "ICT-02", "defaults": {"process_code": 50},
-                              "timezone": CET, "file_mtime": 1_777_777_777.0}
-    return ConverterContext(**{**values, **changes})
-
-
-CONTEXT = make_context()
-
-
-def needs_sample() -> None:
-    sample(SAMPLE)
-
-
-def reports_of(path: Path, context: ConverterContext = CONTEXT) -> list[dict[str, Any]]:
-    """Convert as the service does: finalised and validated."""
-    return convert_file(path, CONVERTER, context).reports
-
-
-def write(tmp_path: Path, text: str, name: str = "board.txt") -> Path:
-    path = tmp_path / name
-    path.write_bytes(text.encode("ascii"))
-    return path
+# A station's context: ICT-02, process code 50, times in UTC+1.
+SPECTRUM = UnderTest(CONVERTER, SAMPLE, "board.txt", station_name="ICT-02",
+                     defaults={"process_code": 50}, timezone=CET, file_mtime=1_777_777_777.0)
+CONTEXT, make_context, reports_of = SPECTRUM.context, SPECTRUM.make_context, SPECTRUM.reports_of
+needs_sample, write = SPECTRUM.needs_sample, SPECTRUM.write
 
 
 def by_name(parent: dict[str, Any], name: str) -> dict[str, Any]:
@@ -447,21 +421,14 @@ FUZZ = FuzzTarget(CONVERTER, "fuzz.txt", CONTEXT, check=check_like_the_service)
 test_garbage_bytes_only_raise_conversion_errors = FUZZ.garbage_test()
 
 
-_PIECES = st.sampled_from([
+test_shuffled_entries_only_raise_conversion_errors = FUZZ.shuffled_test([
     '(PROGRAM_NAME: "P")', '(SUBPROGRAM_NAME: "S")', '(SECTION_NAME: "X")', "(STEP:",
     "(PAGE:", "(ANA:", "(INTC:", "(INTC_RESULT:", "(TYPE: RES)", "(STAT: PASS)",
     "(STAT: FAIL)", "(SNAME: \"n\")", "(TIME: 01/02/2024 10:00:00 )", "(MEASVAL:",
     "(LOLIM:", "(HILIM:", "(VAL: 1.5)", "(VAL: -2e3)", "(SCALE: m)", "(SCALE: M)",
     "(UNIT: O)", "(UNIT: V)", ")", ")", ")", "(USER: Serialnumber:7)",
     "(USER: STATUS: BOARD FAILED)", "(USER: EndTime:10:00:05:100)", "(", "\"", ",", "\n",
-])
-
-
-@settings(max_examples=200, deadline=2000, suppress_health_check=FIXTURE_OK)
-@given(pieces=st.lists(_PIECES, max_size=60))
-def test_shuffled_entries_only_raise_conversion_errors(tmp_path: Path,
-                                                       pieces: list[str]) -> None:
-    FUZZ(tmp_path, " ".join(pieces).encode())
+], joiner=" ", max_size=60, examples=200)
 
 
 @pytest.fixture(scope="module")
