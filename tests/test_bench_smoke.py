@@ -28,6 +28,12 @@ pytestmark = pytest.mark.slow
 
 
 def run_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run scripts/bench.py --quick with `args`: the figures it wrote."""
+    return run_bench_printing(tmp_path, *args)[0]
+
+
+def run_bench_printing(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """Run scripts/bench.py --quick with `args`: the figures it wrote, and what it printed."""
     out = tmp_path / "bench.json"
     # A session of its own, so a hung run is killed together with the services it started.
     proc = subprocess.Popen(
@@ -44,7 +50,7 @@ def run_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
     assert proc.returncode == 0, stdout + stderr
     assert f"written to {out}" in stdout
     data: dict[str, Any] = json.loads(out.read_text())
-    return data
+    return data, stdout
 
 
 def number(value: object) -> bool:

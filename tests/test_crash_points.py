@@ -24,6 +24,20 @@ from tests.station import REPO
 
 CRASH = 77
 
+# Put before a child script: arm(owner, attr, nth) makes the nth call of owner.attr end the
+# process (exit CRASH) before it does anything.
+ARM = r"""
+def arm(owner, attr, nth):
+    real = getattr(owner, attr)
+    calls = [0]
+    def crashing(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == nth:
+            os._exit(77)
+        return real(*args, **kwargs)
+    setattr(owner, attr, crashing)
+"""
+
 CHILD = r"""
 import os, sys
 from pathlib import Path
@@ -48,15 +62,7 @@ item = setup()
 # Arm the crash: the nth call of `target` ends the process before it does anything.
 if target != "none":
     owner_name, _, attr = target.rpartition(".")
-    owner = {"os": os, "queue": queue_module}[owner_name]
-    real = getattr(owner, attr)
-    calls = [0]
-    def crashing(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == nth:
-            os._exit(77)
-        return real(*args, **kwargs)
-    setattr(owner, attr, crashing)
+    arm({"os": os, "queue": queue_module}[owner_name], attr, nth)
 
 if scenario == "put":
     queue.put(body, report_id=rid, source="/in/r.json")
@@ -102,7 +108,7 @@ CASES = [
 def run_child(root: Path, scenario: str, target: str, nth: int, rid: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), scenario, target, str(nth), rid],
+        [sys.executable, "-c", ARM + CHILD, str(root), scenario, target, str(nth), rid],
         env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode in (0, CRASH), result.stderr
     return result.returncode
@@ -161,14 +167,7 @@ if scenario != "recover":
     journal.recover()
 entry = journal.begin(key) if scenario == "end" else 0
 
-real = getattr(os, target)
-calls = [0]
-def crashing(*args, **kwargs):
-    calls[0] += 1
-    if calls[0] == nth:
-        os._exit(77)
-    return real(*args, **kwargs)
-setattr(os, target, crashing)
+arm(os, target, nth)
 
 if scenario == "recover":
     journal.recover()
@@ -205,7 +204,7 @@ def test_a_crash_inside_the_journal_never_blocks_the_next_start(
         before.close()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-c", JOURNAL_CHILD, str(state), scenario, target, str(nth),
+        [sys.executable, "-c", ARM + JOURNAL_CHILD, str(state), scenario, target, str(nth),
          str(source)], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == CRASH, result.stderr or "the crash point was never reached"
 

@@ -307,21 +307,32 @@ def black_hole() -> Iterator[str]:
         yield f"http://127.0.0.1:{hole.getsockname()[1]}"
 
 
+def _waiting_long(tmp_path: Path, server_url: str) -> Station:
+    """A station that waits a minute for each answer of its server."""
+    station = Station(tmp_path / "station", server_url, TOKEN)
+    station.config["read_timeout"] = 60
+    station.write_config()
+    return station
+
+
+def _stops_within(station: Station, seconds: float, what: str) -> None:
+    """SIGTERM ends the service cleanly within `seconds`, not waiting for `what`."""
+    assert station.proc is not None
+    began = time.monotonic()
+    station.proc.send_signal(signal.SIGTERM)
+    assert station.proc.wait(timeout=30) == 0
+    assert time.monotonic() - began < seconds, f"the stop waited for {what}"
+
+
 def test_start_up_does_not_wait_for_a_server_that_never_answers(
     tmp_path: Path, black_hole: str
 ) -> None:
-    station = Station(tmp_path / "station", black_hole, TOKEN)
-    station.config["read_timeout"] = 60
-    station.write_config()
+    station = _waiting_long(tmp_path, black_hole)
     try:
         began = time.monotonic()
         station.start()
         assert time.monotonic() - began < 10, "start-up waited for the server"
-        assert station.proc is not None
-        began = time.monotonic()
-        station.proc.send_signal(signal.SIGTERM)
-        assert station.proc.wait(timeout=30) == 0
-        assert time.monotonic() - began < 3, "the stop waited for the process-list request"
+        _stops_within(station, 3, "the process-list request")
     finally:
         station.kill()
 
@@ -329,9 +340,7 @@ def test_start_up_does_not_wait_for_a_server_that_never_answers(
 def test_files_convert_while_the_server_hangs_and_the_stop_abandons_the_requests(
     tmp_path: Path, black_hole: str
 ) -> None:
-    station = Station(tmp_path / "station", black_hole, TOKEN)
-    station.config["read_timeout"] = 60
-    station.write_config()
+    station = _waiting_long(tmp_path, black_hole)
     try:
         station.start("--stop-timeout", "1")
         assert station.proc is not None
@@ -340,10 +349,7 @@ def test_files_convert_while_the_server_hangs_and_the_stop_abandons_the_requests
         wait_until(lambda: station.done_files() == ["r.json"], 20, "r.json converted")
         assert station.queue_files("pending") + station.queue_files("processing") == [
             f"{rid}.wsq"]
-        began = time.monotonic()
-        station.proc.send_signal(signal.SIGTERM)
-        assert station.proc.wait(timeout=30) == 0
-        assert time.monotonic() - began < 5, "the stop waited for a request beyond its bound"
+        _stops_within(station, 5, "a request beyond its bound")
     finally:
         station.kill()
 
