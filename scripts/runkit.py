@@ -3,7 +3,6 @@ running it on an instance, reading the service's status and waiting for what it 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Collection
@@ -14,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # last: an installed pywats_client still comes first
 
-from tests.station import wait_until  # noqa: E402
+from tests.station import service_status, wait_until  # noqa: E402
+
+__all__ = ["REPO", "cli", "run", "service_status", "wait_for"]
 
 
 def cli() -> list[str]:
@@ -32,15 +33,6 @@ def run(data_dir: Path, *args: str, ok: Collection[int] = (0,)) -> str:
         sys.exit(f"pywats-client {' '.join(args)} failed ({result.returncode}):\n"
                  f"{result.stdout}{result.stderr}")
     return result.stdout
-
-
-def service_status(instance: Path) -> dict[str, Any]:
-    """The service's state/status.json in `instance`; {} before it is written."""
-    try:
-        data = json.loads((instance / "state" / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 60.0, *,

@@ -37,6 +37,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "condit
         pause.wait(tick)
 
 
+def service_status(instance: Path) -> dict[str, Any]:
+    """The service's state/status.json in the instance folder; {} before it is written (or
+    while it cannot be read)."""
+    try:
+        data = json.loads((instance / "state" / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def with_changes(report: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """`report` with `changes` made to it: a value replaces a field, None removes it."""
     for key, value in changes.items():
@@ -148,11 +158,7 @@ class Station:
         return self.proc is not None and self.proc.poll() is not None
 
     def service_status(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.instance / "state" / "status.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return service_status(self.instance)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None

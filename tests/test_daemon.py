@@ -10,9 +10,9 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +20,7 @@ from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock, pid_alive, read_lock
 from tests.conftest import TOKEN
-from tests.station import REPO, Station, wait_until, wsjf_report
+from tests.station import REPO, Station, service_status, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
@@ -216,11 +216,11 @@ def test_sighup_reloads_a_daemon_in_place(tmp_path: Path, receiver: Receiver) ->
     pid = pid_of(cli(data_dir, "start", "--daemon"))
     instance = data_dir / "default"
     try:
-        first = wait_until(lambda: _status(instance).get("started_at"), 10, "status.json")
+        first = wait_until(lambda: service_status(instance).get("started_at"), 10, "status.json")
         os.kill(pid, signal.SIGHUP)
-        wait_until(lambda: _status(instance).get("started_at", 0) > first
-                   and _status(instance).get("state") == "running", 30, "the reload")
-        assert pid_alive(pid) and _status(instance)["pid"] == pid
+        wait_until(lambda: service_status(instance).get("started_at", 0) > first
+                   and service_status(instance).get("state") == "running", 30, "the reload")
+        assert pid_alive(pid) and service_status(instance)["pid"] == pid
         assert (instance / "service.pid").read_text().strip() == str(pid)
         log = (instance / "logs" / "pywats_client.log").read_text()
         assert "restarting in place to reload the configuration (SIGHUP)" in log
@@ -235,50 +235,41 @@ def test_sighup_reloads_a_daemon_in_place(tmp_path: Path, receiver: Receiver) ->
         cli(data_dir, "stop", "--force", "--timeout", "5")
 
 
-def _status(instance: Path) -> dict[str, Any]:
+@pytest.fixture
+def daemon(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Path, int]]:
+    """The default instance's service started as a daemon: its data dir and pid."""
+    data_dir, _ = make_instance(tmp_path, receiver, "default")
+    pid = pid_of(cli(data_dir, "start", "--daemon"))
     try:
-        data = json.loads((instance / "state" / "status.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        yield data_dir, pid
+    finally:
+        cli(data_dir, "stop", "--force", "--timeout", "5")
 
 
 def test_a_removed_lock_file_is_taken_again_and_a_second_start_still_refused(
-    tmp_path: Path, receiver: Receiver
-) -> None:
-    data_dir, _ = make_instance(tmp_path, receiver, "default")
+        daemon: tuple[Path, int]) -> None:
+    data_dir, pid = daemon
     lock = data_dir / "default" / "instance.lock"
-    pid = pid_of(cli(data_dir, "start", "--daemon"))
-    try:
-        lock.unlink()  # a clean-up script, or an operator
-        assert read_lock(lock) is None  # for a moment, anyone could take the instance...
-        holder = wait_until(lambda: read_lock(lock), 30, "the service to take its lock again")
-        assert holder.pid == pid  # ...until the service takes it again
-        again = cli(data_dir, "start", "--daemon")
-        assert again.returncode == 4 and f"pid {pid}" in again.stderr
-        assert pid_alive(pid)
-    finally:
-        cli(data_dir, "stop", "--force", "--timeout", "5")
+    lock.unlink()  # a clean-up script, or an operator
+    assert read_lock(lock) is None  # for a moment, anyone could take the instance...
+    holder = wait_until(lambda: read_lock(lock), 30, "the service to take its lock again")
+    assert holder.pid == pid  # ...until the service takes it again
+    again = cli(data_dir, "start", "--daemon")
+    assert again.returncode == 4 and f"pid {pid}" in again.stderr
+    assert pid_alive(pid)
 
 
-def test_a_service_whose_lock_another_process_took_stops(
-    tmp_path: Path, receiver: Receiver
-) -> None:
-    data_dir, _ = make_instance(tmp_path, receiver, "default")
-    lock_path = data_dir / "default" / "instance.lock"
-    pid = pid_of(cli(data_dir, "start", "--daemon"))
+def test_a_service_whose_lock_another_process_took_stops(daemon: tuple[Path, int]) -> None:
+    data_dir, pid = daemon
+    (data_dir / "default" / "instance.lock").unlink()
+    intruder = InstanceLock(data_dir / "default" / "instance.lock")
+    intruder.acquire("intruder")  # got in before the service noticed
     try:
-        lock_path.unlink()
-        intruder = InstanceLock(lock_path)
-        intruder.acquire("intruder")  # got in before the service noticed
-        try:
-            wait_until(lambda: not pid_alive(pid), 30, "the service to give way and stop")
-        finally:
-            intruder.release()
-        log = (data_dir / "default" / "logs" / "pywats_client.log").read_text()
-        assert "another process holds it now: stopping" in log
+        wait_until(lambda: not pid_alive(pid), 30, "the service to give way and stop")
     finally:
-        cli(data_dir, "stop", "--force", "--timeout", "5")
+        intruder.release()
+    log = (data_dir / "default" / "logs" / "pywats_client.log").read_text()
+    assert "another process holds it now: stopping" in log
 
 
 def test_stop_never_signals_when_the_lock_names_no_process(tmp_path: Path) -> None:

@@ -204,13 +204,7 @@ def decode_item(data: bytes | _LargeItem, *, name: str = "") -> tuple[ItemHeader
     if isinstance(data, _LargeItem):
         return _decode_large(data, name)
     end = data.find(b"\n", 0, _MAX_FIRST_LINE)
-    parts = data[:end].split(b" ") if end >= 0 else []
-    if len(parts) != 4 or parts[0] != _MAGIC:
-        raise CorruptItemError(f"{name}: not a queue file (bad first line)")
-    try:
-        head_len, body_len = int(parts[1]), int(parts[2])
-    except ValueError:
-        raise CorruptItemError(f"{name}: bad lengths in first line") from None
+    head_len, body_len, checksum = _first_line(data[:end] if end >= 0 else b"", name)
     start = end + 1
     if (head_len < 0 or body_len < 0 or len(data) != start + head_len + body_len + len(_END)
             or not data.endswith(_END)):
@@ -220,7 +214,7 @@ def decode_item(data: bytes | _LargeItem, *, name: str = "") -> tuple[ItemHeader
     head, body = view[start:start + head_len], view[start + head_len:len(data) - len(_END)]
     digest = hashlib.sha256(head)
     digest.update(body)
-    if digest.hexdigest().encode() != parts[3]:
+    if digest.hexdigest().encode() != checksum:
         raise CorruptItemError(f"{name}: checksum mismatch")
     try:
         return ItemHeader.from_json(bytes(head)), bytes(body)
@@ -228,22 +222,27 @@ def decode_item(data: bytes | _LargeItem, *, name: str = "") -> tuple[ItemHeader
         raise CorruptItemError(f"{name}: unreadable header ({exc})") from None
 
 
-def _decode_large(item: _LargeItem, name: str) -> tuple[ItemHeader, bytes]:
-    """`decode_item` for an item read in parts: the same checks, no copy of the body."""
-    end = item.prefix.find(b"\n")
-    parts = item.prefix[:end].split(b" ")
+def _first_line(line: bytes, name: str) -> tuple[int, int, bytes]:
+    """The header length, body length and checksum an item's first line gives."""
+    parts = line.split(b" ")
     if len(parts) != 4 or parts[0] != _MAGIC:
         raise CorruptItemError(f"{name}: not a queue file (bad first line)")
     try:
-        head_len, body_len = int(parts[1]), int(parts[2])
+        return int(parts[1]), int(parts[2]), parts[3]
     except ValueError:
         raise CorruptItemError(f"{name}: bad lengths in first line") from None
+
+
+def _decode_large(item: _LargeItem, name: str) -> tuple[ItemHeader, bytes]:
+    """`decode_item` for an item read in parts: the same checks, no copy of the body."""
+    end = item.prefix.find(b"\n")
+    head_len, body_len, checksum = _first_line(item.prefix[:end], name)
     head = item.prefix[end + 1:]
     if len(head) != head_len or len(item.body) != body_len or item.end != _END:
         raise CorruptItemError(f"{name}: truncated or extended (torn write)")
     digest = hashlib.sha256(head)
     digest.update(item.body)
-    if digest.hexdigest().encode() != parts[3]:
+    if digest.hexdigest().encode() != checksum:
         raise CorruptItemError(f"{name}: checksum mismatch")
     try:
         return ItemHeader.from_json(head), item.body
