@@ -183,13 +183,20 @@ class _Header:
         return ConversionError(f"{self.path}: line {self.line(key)}: {message}")
 
 
-def _read_header(path: Path, encoding: str | None) -> _Header:
-    data = _read_bytes(path, MAX_HEADER_BYTES, "header file")
+def _read_written(path: Path, limit: int, what: str, line: str) -> bytes:
+    """A file of the unit, once its writer has written it whole: empty, or ending within a
+    `line`, it is still being written (IncompleteFileError)."""
+    data = _read_bytes(path, limit, what)
     if not data.strip():
-        raise IncompleteFileError(f"{path}: the header file is empty; waiting for the writer")
+        raise IncompleteFileError(f"{path}: the {what} is empty; waiting for the writer")
     if not data.endswith(b"\n"):
         raise IncompleteFileError(
-            f"{path}: the header file ends in the middle of a line (still being written?)")
+            f"{path}: the {what} ends in the middle of a {line} (still being written?)")
+    return data
+
+
+def _read_header(path: Path, encoding: str | None) -> _Header:
+    data = _read_written(path, MAX_HEADER_BYTES, "header file", "line")
     header = _Header(path)
     for number, raw in enumerate(decode(data, path, encoding).split("\n"), start=1):
         line = raw.strip(" \t\r\x00")
@@ -288,12 +295,7 @@ class _Table:
 
 
 def _read_table(path: Path, encoding: str | None, decimal: str) -> _Table:
-    data = _read_bytes(path, MAX_DATA_FILE_BYTES, "data file")
-    if not data.strip():
-        raise IncompleteFileError(f"{path}: the data file is empty; waiting for the writer")
-    if not data.endswith(b"\n"):
-        raise IncompleteFileError(
-            f"{path}: the data file ends in the middle of a row (still being written?)")
+    data = _read_written(path, MAX_DATA_FILE_BYTES, "data file", "row")
     task, _, result = path.stem.rpartition("-")
     titles: list[str] = []
     rows: list[tuple[int, list[str]]] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pywats_client.outcomes import ServerState
@@ -195,34 +195,30 @@ def _error_files(status: Mapping[str, Any], now: float) -> list[str]:
 
 
 def _failures(events: list[Mapping[str, Any]], now: float) -> list[str]:
-    out = ['<section id="failures">', "<h2>Recent failures</h2>"]
-    if not events:
-        return [*out, '<p class="none">None since start.</p>', "</section>"]
-    out.append('<ol class="events">')
-    for event in events:
+    def failure(event: Mapping[str, Any]) -> list[str]:
         kind = str(event.get("kind") or "")
         label = KIND_LABELS.get(kind, kind or "Failed")
-        out += [
-            "<li>",
-            *_subject(event),
-            f'<p class="kind">{_e(label)} <span class="when">\u00b7 '
-            f'{_e(_clock(event.get("at"), now))}</span></p>',
-            f'<p class="why">{_e(_reason(event))}</p>',
-            *_report_id(event),
-            "</li>",
-        ]
-    return [*out, "</ol>", "</section>"]
+        return [f'<p class="kind">{_e(label)} <span class="when">\u00b7 '
+                f'{_e(_clock(event.get("at"), now))}</span></p>',
+                f'<p class="why">{_e(_reason(event))}</p>']
+
+    return _events("failures", "Recent failures", events, failure)
 
 
 def _uploads(events: list[Mapping[str, Any]], now: float) -> list[str]:
-    out = ['<section id="uploads">', "<h2>Recent uploads</h2>"]
+    return _events("uploads", "Recent uploads", events,
+                   lambda event: [f'<p class="when">{_e(_clock(event.get("at"), now))}</p>'])
+
+
+def _events(section: str, title: str, events: list[Mapping[str, Any]],
+            details: Callable[[Mapping[str, Any]], list[str]]) -> list[str]:
+    """A list of events, each its file, its `details` and its report id; "None" when empty."""
+    out = [f'<section id="{section}">', f"<h2>{title}</h2>"]
     if not events:
         return [*out, '<p class="none">None since start.</p>', "</section>"]
     out.append('<ol class="events">')
     for event in events:
-        out += ["<li>", *_subject(event),
-                f'<p class="when">{_e(_clock(event.get("at"), now))}</p>',
-                *_report_id(event), "</li>"]
+        out += ["<li>", *_subject(event), *details(event), *_report_id(event), "</li>"]
     return [*out, "</ol>", "</section>"]
 
 
