@@ -37,15 +37,27 @@ def files(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    return folder
+
+
+def started(state: Path) -> ConversionJournal:
+    """The journal as a start of the service has it: recovered."""
+    journal = ConversionJournal(state)
+    journal.recover()
+    return journal
+
+
 def crashes(state: Path) -> dict[str, int]:
     return {s.path.name: s.crashes for s in ConversionJournal(state).recover()}
 
 
 def test_a_conversion_open_at_a_death_is_counted_and_one_that_ended_is_not(
-    tmp_path: Path, files: Path
+    state: Path, files: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
     journal = ConversionJournal(state)
     assert journal.recover() == [] and journal.writable
     bad, good = source(files, "bad.json"), source(files, "good.json")
@@ -63,13 +75,10 @@ def test_a_conversion_open_at_a_death_is_counted_and_one_that_ended_is_not(
 
 
 def test_a_death_is_pinned_on_a_file_only_when_it_converted_alone(
-    tmp_path: Path, files: Path
+    state: Path, files: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
     a, b = source(files, "a.json"), source(files, "b.json")
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.begin(a)
     journal.begin(b)  # the process dies with both open: either may be to blame
     journal = ConversionJournal(state)
@@ -87,12 +96,9 @@ def test_a_death_is_pinned_on_a_file_only_when_it_converted_alone(
 
 
 def test_a_death_after_the_converter_returned_is_not_the_files(
-    tmp_path: Path, files: Path
+    state: Path, files: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     gate = WorkGate()
     ticket = ConversionTicket(journal, gate, source(files, "queued.json"))
     assert ticket.start(0.0) and ticket.commit()  # converted; its reports are being queued
@@ -100,32 +106,24 @@ def test_a_death_after_the_converter_returned_is_not_the_files(
 
 
 def test_a_stop_is_not_a_death_and_a_finished_conversion_clears_the_count(
-    tmp_path: Path, files: Path
+    state: Path, files: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
     bad = source(files, "bad.json")
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.begin(bad)
     assert crashes(state) == {"bad.json": 1}
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.begin(bad)
     journal.mark_stopped()  # a stop abandoned it: the process did not die of it
     assert crashes(state) == {"bad.json": 1}  # the count carried over stays, no more
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.end(journal.begin(bad))  # converted to the end at last
     assert crashes(state) == {}
 
 
-def test_a_file_changed_or_gone_since_is_forgotten(tmp_path: Path, files: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
+def test_a_file_changed_or_gone_since_is_forgotten(state: Path, files: Path) -> None:
     changed, gone = source(files, "changed.json"), source(files, "gone.json")
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.begin(changed)
     journal.begin(gone)
     (files / "changed.json").write_bytes(b'{"new": "content"}')
@@ -134,13 +132,10 @@ def test_a_file_changed_or_gone_since_is_forgotten(tmp_path: Path, files: Path) 
 
 
 def test_a_journal_torn_at_any_byte_never_blocks_the_start_nor_overcounts(
-    tmp_path: Path, files: Path
+    state: Path, files: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
     a, b = source(files, "a.json"), source(files, "b.json")
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.begin(a)
     journal.end(journal.begin(b))
     journal.begin(b)
@@ -174,10 +169,8 @@ def test_an_unreadable_journal_is_replaced(tmp_path: Path, files: Path) -> None:
 
 
 def test_a_process_killed_while_converting_leaves_its_file_counted(
-    tmp_path: Path, files: Path
+    state: Path, files: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
     key = source(files, "killer.json")
     child = (
         "import os, sys\n"
@@ -202,14 +195,11 @@ def crashes_without_rewrite(state: Path) -> dict[str, int]:
 
 
 def test_compaction_keeps_counts_and_open_conversions(
-    tmp_path: Path, files: Path, monkeypatch: pytest.MonkeyPatch
+    state: Path, files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(journal_module, "COMPACT_BYTES", 2000)
-    state = tmp_path / "state"
-    state.mkdir()
     suspect, other = source(files, "suspect.json"), source(files, "other.json")
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     journal.begin(suspect)
     journal = ConversionJournal(state)
     journal.recover()  # suspect.json: 1
@@ -223,13 +213,10 @@ def test_compaction_keeps_counts_and_open_conversions(
 
 
 def test_concurrent_beginnings_share_fsyncs_and_all_are_durable(
-    tmp_path: Path, files: Path, monkeypatch: pytest.MonkeyPatch
+    state: Path, files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
     keys = [source(files, f"f{n}.json") for n in range(40)]
-    journal = ConversionJournal(state)
-    journal.recover()
+    journal = started(state)
     syncs = []
     real = os.fdatasync
 
@@ -247,11 +234,8 @@ def test_concurrent_beginnings_share_fsyncs_and_all_are_durable(
     assert crashes_without_rewrite(state) == {f"f{n}.json": 1 for n in range(40)}
 
 
-def test_a_ticket_changes_files_only_if_nobody_gave_it_up(tmp_path: Path, files: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    journal = ConversionJournal(state)
-    journal.recover()
+def test_a_ticket_changes_files_only_if_nobody_gave_it_up(state: Path, files: Path) -> None:
+    journal = started(state)
     gate = WorkGate()
     key = source(files, "x.json")
 
