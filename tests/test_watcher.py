@@ -505,6 +505,21 @@ def test_observer_threads_are_stopped(tmp_path: Path, clock: FakeClock) -> None:
 native_only = pytest.mark.skipif(not linuxfs.available(), reason="inotify is Linux only")
 
 
+@pytest.fixture
+def watcher(make_watcher: MakeWatcher, clock: FakeClock, inbox: Path) -> FolderWatcher:
+    """A watcher of `inbox` on inotify events (a trusted local folder), watching already."""
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
+    watcher.poll()
+    return watcher
+
+
+def first_line_taken(watcher: FolderWatcher, inbox: Path) -> tuple[Path, SourceFile]:
+    """A log file written with its first line, and the watcher's hand-over of that version."""
+    f = write(inbox / "slow.csv", b"line 1\n")
+    (source,) = taken_until(watcher, bool, "the first version")
+    return f, source
+
+
 def taken_until(watcher: FolderWatcher, done: Callable[[list[SourceFile]], bool],
                 what: str) -> list[SourceFile]:
     """Poll until `done(everything taken so far)`; the files taken."""
@@ -529,10 +544,8 @@ def taken_when_seen(watcher: FolderWatcher, inbox: Path) -> list[SourceFile]:
 
 @native_only
 def test_a_file_written_in_place_is_taken_when_its_writer_closes_it(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+    watcher: FolderWatcher, clock: FakeClock, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     f = inbox / "uut.csv"
     with open(f, "wb") as fh:
         fh.write(b"header\n")
@@ -549,12 +562,10 @@ def test_a_file_written_in_place_is_taken_when_its_writer_closes_it(
 @native_only
 @pytest.mark.parametrize("origin", ["same-folder", "other-folder"])
 def test_a_file_renamed_in_is_taken_at_once(
-    make_watcher: MakeWatcher, clock: FakeClock, tmp_path: Path, inbox: Path, origin: str
+    watcher: FolderWatcher, clock: FakeClock, tmp_path: Path, inbox: Path, origin: str
 ) -> None:
     # Renamed within the folder (from a hidden name) or moved from another folder of the same
     # filesystem: inotify says IN_MOVED_TO for both (watchdog calls the second "created").
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     staging = inbox if origin == "same-folder" else tmp_path / "staging"
     fresh = write(staging / ".uut.csv.partial", b"1,2,3")  # mtime now: no "old file" path
 
@@ -566,10 +577,8 @@ def test_a_file_renamed_in_is_taken_at_once(
 
 @native_only
 def test_a_file_renamed_in_and_appended_to_is_taken_once_its_writer_closes_it(
-    make_watcher: MakeWatcher, clock: FakeClock, tmp_path: Path, inbox: Path
+    watcher: FolderWatcher, clock: FakeClock, tmp_path: Path, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     fresh = write(tmp_path / "staging" / "uut.csv", b"first part\n")
     os.rename(fresh, inbox / "uut.csv")
     with open(inbox / "uut.csv", "ab") as fh:  # the careless writer is not done after all
@@ -584,10 +593,8 @@ def test_a_file_renamed_in_and_appended_to_is_taken_once_its_writer_closes_it(
 
 @native_only
 def test_a_file_two_writers_have_open_is_taken_when_both_closed_it(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+    watcher: FolderWatcher, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     f = inbox / "shared.csv"
     first = open(f, "wb")  # noqa: SIM115 - closed below, in the order under test
     second = open(f, "ab")  # noqa: SIM115
@@ -647,10 +654,8 @@ def test_a_file_rewritten_in_place_after_it_was_processed_is_taken_again(
 
 @native_only
 def test_a_file_deleted_before_it_is_looked_at_is_forgotten(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, monkeypatch: pytest.MonkeyPatch
+    watcher: FolderWatcher, clock: FakeClock, inbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     gone = write(inbox / "gone.csv")
     gone.unlink()
     assert taken_when_seen(watcher, inbox) == []
@@ -677,10 +682,8 @@ def test_a_file_deleted_before_it_is_looked_at_is_forgotten(
 
 @native_only
 def test_ten_thousand_close_events_of_one_file_take_it_once(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+    watcher: FolderWatcher, clock: FakeClock, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     f = inbox / "chatty.csv"
     for _ in range(10_000):
         with open(f, "ab") as fh:
@@ -697,10 +700,8 @@ def test_ten_thousand_close_events_of_one_file_take_it_once(
 
 @native_only
 def test_ten_thousand_files_closed_at_once_are_each_taken_once(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+    watcher: FolderWatcher, clock: FakeClock, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
     names = [f"f{n:05d}.csv" for n in range(10_000)]
     for name in names:
         write(inbox / name, b"1")
@@ -742,12 +743,9 @@ def test_an_unchanged_incomplete_file_is_looked_at_again_at_the_deadline(
 
 @native_only
 def test_an_incomplete_file_is_looked_at_again_as_soon_as_its_writer_closes_it(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+    watcher: FolderWatcher, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
-    f = write(inbox / "slow.csv", b"line 1\n")
-    (source,) = taken_until(watcher, bool, "the first version")
+    f, source = first_line_taken(watcher, inbox)
     watcher.wait_for_change(source, 300.0)
     assert watcher.poll()[0] == []
 
@@ -759,12 +757,9 @@ def test_an_incomplete_file_is_looked_at_again_as_soon_as_its_writer_closes_it(
 
 @native_only
 def test_lines_written_while_the_file_is_converted_count_when_it_is_given_back(
-    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+    watcher: FolderWatcher, inbox: Path
 ) -> None:
-    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, trusted=True)
-    watcher.poll()
-    f = write(inbox / "slow.csv", b"line 1\n")
-    (source,) = taken_until(watcher, bool, "the first version")
+    f, source = first_line_taken(watcher, inbox)
     append(f, b"line 2\n")  # while its converter reads it
     assert taken_when_seen(watcher, inbox) == []  # in flight: never handed out twice
 
