@@ -180,12 +180,6 @@ class Running:
 
 
 @pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path / "store", token=WATS_TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
 def running(tmp_path: Path, receiver: Receiver) -> Iterator[Running]:
     paths = InstancePaths.for_instance("default", tmp_path / "data")
     watch = tmp_path / "watch"

@@ -28,18 +28,11 @@ from pywats_client.queue.lock import InstanceLock, read_lock
 from pywats_client.queue.store import DurableQueue
 from pywats_client.service import conversions
 from pywats_client.service.loop import Service
+from tests.conftest import TOKEN
 from tests.plugins import bound_folder, install_plugin
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "dXNlcjpzZWNyZXQ="  # base64("user:secret")
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture
