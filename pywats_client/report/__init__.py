@@ -3,18 +3,8 @@ JSON queued), `checks` (validation and `finalize`), `builder` (`UUTReport`, `UUR
 `operators` (comparison operators and limit checks).
 """
 
-from pywats_client.report.builder import (
-    Sequence,
-    UURReport,
-    UUTReport,
-    apply_context,
-    attachment_step,
-    chart_step,
-    numeric_step,
-    pass_fail_step,
-    sequence_step,
-    string_step,
-)
+from pywats_client.report import builder
+from pywats_client.report.builder import *  # noqa: F403 - exactly builder.__all__
 from pywats_client.report.checks import finalize, validate
 from pywats_client.report.model import (
     ReportDict,
@@ -39,13 +29,8 @@ from pywats_client.report.operators import (
 )
 
 __all__ = [
+    *builder.__all__,
     "ReportDict",
-    "Sequence",
-    "UURReport",
-    "UUTReport",
-    "apply_context",
-    "attachment_step",
-    "chart_step",
     "finalize",
     "format_datetime",
     "format_utc",
@@ -54,18 +39,14 @@ __all__ = [
     "number_steps",
     "numeric_passes",
     "numeric_status",
-    "numeric_step",
     "parse_comp_op",
     "parse_datetime",
-    "pass_fail_step",
     "report_id_for",
     "result_for_status",
     "roll_up_statuses",
-    "sequence_step",
     "status_letter",
     "string_passes",
     "string_status",
-    "string_step",
     "to_json_bytes",
     "validate",
 ]
