@@ -82,11 +82,17 @@ def write_plugin(folder: Path, file_name: str, source: str) -> Path:
 
 
 @pytest.fixture()
-def plugin_dir(tmp_path: Path) -> Path:
+def plugin_folder(tmp_path: Path) -> Path:
+    """An empty folder of plugin converters."""
     folder = tmp_path / "converters"
     folder.mkdir()
-    write_plugin(folder, "good.py", GOOD_PLUGIN)
     return folder
+
+
+@pytest.fixture()
+def plugin_dir(plugin_folder: Path) -> Path:
+    write_plugin(plugin_folder, "good.py", GOOD_PLUGIN)
+    return plugin_folder
 
 
 # -- the base class ---------------------------------------------------------------------------
@@ -195,10 +201,8 @@ def test_unknown_name_lists_known_and_suggests(plugin_dir: Path) -> None:
     assert "did you mean WATSStandardJsonConverter" in message
 
 
-def test_arguments_the_converter_rejects_are_a_plugin_error(tmp_path: Path) -> None:
-    folder = tmp_path / "converters"
-    folder.mkdir()
-    write_plugin(folder, "strict.py", '''
+def test_arguments_the_converter_rejects_are_a_plugin_error(plugin_folder: Path) -> None:
+    write_plugin(plugin_folder, "strict.py", '''
         from pywats_client.converters import Converter
 
         class StrictConverter(Converter):
@@ -207,7 +211,7 @@ def test_arguments_the_converter_rejects_are_a_plugin_error(tmp_path: Path) -> N
             def __init__(self, *, delimiter=","):
                 super().__init__(delimiter=delimiter)
     ''')
-    registry = ConverterRegistry(plugin_dir=folder)
+    registry = ConverterRegistry(plugin_dir=plugin_folder)
     assert registry.create("StrictConverter", {"delimiter": ";"}).arguments == {"delimiter": ";"}
     with pytest.raises(PluginError, match=r"StrictConverter rejected its arguments \(colour\)"):
         registry.create("StrictConverter", {"colour": "red"})
@@ -272,10 +276,8 @@ def test_only_top_level_public_py_files_are_loaded(plugin_dir: Path) -> None:
     assert plugin_names(registry) == ["GoodConverter"]
 
 
-def test_plugin_overriding_get_info_is_registered_by_that_name(tmp_path: Path) -> None:
-    folder = tmp_path / "converters"
-    folder.mkdir()
-    write_plugin(folder, "legacy.py", '''
+def test_plugin_overriding_get_info_is_registered_by_that_name(plugin_folder: Path) -> None:
+    write_plugin(plugin_folder, "legacy.py", '''
         from pywats_client.converters import BaseConverter, ConverterInfo
 
         class MyConverter(BaseConverter):
@@ -287,7 +289,7 @@ def test_plugin_overriding_get_info_is_registered_by_that_name(tmp_path: Path) -
             def convert(self, path, context):
                 return {}
     ''')
-    registry = ConverterRegistry(plugin_dir=folder)
+    registry = ConverterRegistry(plugin_dir=plugin_folder)
     assert registry.errors == []
     converter = registry.create("MyConverter")
     assert converter.name == "MyConverter"
@@ -398,11 +400,10 @@ def test_content_decides_not_the_file_name(two_plugins: Path) -> None:
     assert chosen is not None and type(chosen[0]).__name__ == "GoodConverter"
 
 
-def test_equally_sure_converters_are_ambiguous_unless_the_name_decides(tmp_path: Path) -> None:
-    folder = tmp_path / "converters"
-    folder.mkdir()
+def test_equally_sure_converters_are_ambiguous_unless_the_name_decides(
+        plugin_folder: Path) -> None:
     for name, pattern in (("AlphaConverter", "*.a"), ("BetaConverter", "*.b")):
-        write_plugin(folder, f"{name.lower()}.py", f'''
+        write_plugin(plugin_folder, f"{name.lower()}.py", f'''
             from pywats_client.converters import Converter
 
             class {name}(Converter):
@@ -412,7 +413,8 @@ def test_equally_sure_converters_are_ambiguous_unless_the_name_decides(tmp_path:
                 def detect(self, path, head):
                     return 0.8
         ''')
-    registry = ConverterRegistry(enabled=["AlphaConverter", "BetaConverter"], plugin_dir=folder)
+    registry = ConverterRegistry(enabled=["AlphaConverter", "BetaConverter"],
+                                 plugin_dir=plugin_folder)
     with pytest.raises(ConversionError, match="ambiguous, AlphaConverter, BetaConverter"):
         registry.choose(Path("x.txt"), b"data", auto_detect=True)
     chosen = registry.choose(Path("x.b"), b"data", auto_detect=True)
@@ -429,10 +431,8 @@ def test_ai_converter_converts_with_the_detected_converter(tmp_path: Path) -> No
     assert registry.names()[-1] == "AIConverter"
 
 
-def test_choose_survives_a_detect_that_raises(tmp_path: Path) -> None:
-    folder = tmp_path / "converters"
-    folder.mkdir()
-    write_plugin(folder, "flaky.py", '''
+def test_choose_survives_a_detect_that_raises(plugin_folder: Path) -> None:
+    write_plugin(plugin_folder, "flaky.py", '''
         from pywats_client.converters import Converter
 
         class FlakyConverter(Converter):
@@ -442,7 +442,7 @@ def test_choose_survives_a_detect_that_raises(tmp_path: Path) -> None:
             def detect(self, path, head):
                 raise ValueError("oops")
     ''')
-    registry = ConverterRegistry(plugin_dir=folder)
+    registry = ConverterRegistry(plugin_dir=plugin_folder)
     chosen = registry.choose(Path("r.json"), REPORT_HEAD, auto_detect=True)
     assert chosen is not None and isinstance(chosen[0], WATSStandardJsonConverter)
 
