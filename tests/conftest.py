@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pywats_client.http.receiver import Receiver
+from tests.station import Station
 
 TOKEN = base64.b64encode(b"user:secret").decode("ascii")
 """The token the `receiver` fixture accepts, as WATS issues them: base64 of user:secret."""
@@ -99,3 +100,12 @@ def https_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
     context.load_cert_chain(cert, key)
     with Receiver(tmp_path / "store", token=TOKEN, tls=context) as receiver:
         yield receiver, cert
+
+
+@pytest.fixture
+def station(tmp_path: Path, receiver: Receiver) -> Iterator[Station]:
+    """A station folder served by `receiver` (start it with `station.start()`); its service
+    is killed afterwards."""
+    st = Station(tmp_path / "station", receiver.url, TOKEN)
+    yield st
+    st.kill()

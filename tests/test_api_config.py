@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from pywats_client.cli.service_commands import api_options
 from pywats_client.config.document import ConfigDocument, init_config, load_settings
 from pywats_client.config.settings import ApiSettings
 from pywats_client.errors import ConfigError
-from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import pid_alive
 from tests.conftest import TOKEN
@@ -65,14 +63,6 @@ def test_the_command_line_overrides_the_config_for_one_run(tmp_path: Path) -> No
                         key_path=tmp_path / "other" / "data" / "default" / "secret.key", env={})
     assert api_options(_args(api=True, api_host="0.0.0.0", api_allow_remote=True), off) == (
         ApiSettings(enabled=True, port=8765, host="0.0.0.0", allow_remote=True))
-
-
-@pytest.fixture
-def station(tmp_path: Path) -> Iterator[Station]:
-    with Receiver(tmp_path / "store", token=TOKEN) as receiver:
-        st = Station(tmp_path / "station", receiver.url, TOKEN)
-        yield st
-        st.kill()
 
 
 @pytest.mark.slow

@@ -512,13 +512,6 @@ def api_of(station: Station) -> tuple[str, str]:
     return url, (station.instance / "api.token").read_text().strip()
 
 
-@pytest.fixture
-def station(tmp_path: Path, receiver: Receiver) -> Iterator[Station]:
-    st = Station(tmp_path / "station", receiver.url, WATS_TOKEN)
-    yield st
-    st.kill()
-
-
 @pytest.mark.slow
 def test_post_stop_stops_the_program(station: Station) -> None:
     station.start("--api", "--api-port", "0")

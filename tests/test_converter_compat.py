@@ -399,46 +399,42 @@ def test_a_file_converter_missing_a_required_member_is_a_plugin_error(tmp_path: 
 
 @pytest.mark.slow
 def test_file_converters_and_pattern_only_plugins_run_in_the_service(
-        tmp_path: Path, receiver: Receiver) -> None:
-    station = Station(tmp_path / "station", receiver.url, TOKEN)
-    try:
-        plugins = station.instance / "converters"
-        write_plugin(plugins, "boards.py", FILE_CONVERTER)
-        write_plugin(plugins, "info_only.py", INFO_ONLY)
-        keep = station.root / "keep"  # post_action none: a skipped file stays, remembered
-        keep.mkdir()
-        station.config["queue"]["watch_folders"] = [
-            str(station.watch), {"path": str(keep), "post_action": "none"}]
-        # The files name no revision: the configured default is sent (without one, "").
-        station.config["converters"] = {"defaults": {"revision": "R1"}}
-        station.write_config()
-        station.start()
-        station.drop("two.boards", b"SN-1;PN-A;5.0\nSN-2;PN-A;5.5\n")
-        station.drop("unit.myext", b"whatever the content")  # chosen by its pattern
-        station.drop("template.boards", b"SKIP")
-        station.drop("broken.boards", b"FAIL")
-        shutil.copy(station.watch / "template.boards", keep / "template.boards")
-        assert receiver.wait_for_reports(3, timeout=60), station.output()
-        stored = [json.loads(p.read_text()) for p in receiver.store.glob("*.json")]
-        assert sorted(r["sn"] for r in stored) == ["S", "SN-1", "SN-2"]
-        assert all(r["rev"] == "R1" and r["machineName"] == "station-e2e" for r in stored)
-        done = ["template.boards", "template.boards.skipped.txt", "two.boards",
-                "unit.myext"]
-        wait_until(lambda: station.done_files() == done, 20, "done/ to fill")
-        note = (station.watch / "done" / "template.boards.skipped.txt").read_text()
-        assert "its converter skipped it" in note and "a template, not a test run" in note
-        error = station.watch / "error" / "broken.boards.error.txt"
-        wait_until(error.exists, 20, "the failed file in error/")
-        assert "BoardsConverter failed: line 1: no boards in the file" in error.read_text()
-        wait_until(lambda: "template.boards" in (
-            station.instance / "state" / "seen-files.log").read_text(errors="replace")
-            if (station.instance / "state" / "seen-files.log").exists() else False,
-            20, "the skipped file in the none folder recorded")
-        assert (keep / "template.boards").exists() and not (keep / "done").exists()
-        assert station.stop() == 0
-        assert "no report made" in station.output()
-    finally:
-        station.kill()
+        station: Station, receiver: Receiver) -> None:
+    plugins = station.instance / "converters"
+    write_plugin(plugins, "boards.py", FILE_CONVERTER)
+    write_plugin(plugins, "info_only.py", INFO_ONLY)
+    keep = station.root / "keep"  # post_action none: a skipped file stays, remembered
+    keep.mkdir()
+    station.config["queue"]["watch_folders"] = [
+        str(station.watch), {"path": str(keep), "post_action": "none"}]
+    # The files name no revision: the configured default is sent (without one, "").
+    station.config["converters"] = {"defaults": {"revision": "R1"}}
+    station.write_config()
+    station.start()
+    station.drop("two.boards", b"SN-1;PN-A;5.0\nSN-2;PN-A;5.5\n")
+    station.drop("unit.myext", b"whatever the content")  # chosen by its pattern
+    station.drop("template.boards", b"SKIP")
+    station.drop("broken.boards", b"FAIL")
+    shutil.copy(station.watch / "template.boards", keep / "template.boards")
+    assert receiver.wait_for_reports(3, timeout=60), station.output()
+    stored = [json.loads(p.read_text()) for p in receiver.store.glob("*.json")]
+    assert sorted(r["sn"] for r in stored) == ["S", "SN-1", "SN-2"]
+    assert all(r["rev"] == "R1" and r["machineName"] == "station-e2e" for r in stored)
+    done = ["template.boards", "template.boards.skipped.txt", "two.boards",
+            "unit.myext"]
+    wait_until(lambda: station.done_files() == done, 20, "done/ to fill")
+    note = (station.watch / "done" / "template.boards.skipped.txt").read_text()
+    assert "its converter skipped it" in note and "a template, not a test run" in note
+    error = station.watch / "error" / "broken.boards.error.txt"
+    wait_until(error.exists, 20, "the failed file in error/")
+    assert "BoardsConverter failed: line 1: no boards in the file" in error.read_text()
+    wait_until(lambda: "template.boards" in (
+        station.instance / "state" / "seen-files.log").read_text(errors="replace")
+        if (station.instance / "state" / "seen-files.log").exists() else False,
+        20, "the skipped file in the none folder recorded")
+    assert (keep / "template.boards").exists() and not (keep / "done").exists()
+    assert station.stop() == 0
+    assert "no report made" in station.output()
 
 
 def test_the_readme_file_converter_example_runs(tmp_path: Path) -> None:

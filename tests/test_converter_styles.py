@@ -34,7 +34,6 @@ from pywats_client.report import UUTReport as UUTFromReport
 from pywats_client.report.builder import apply_context, numeric_step
 from pywats_client.report.checks import validate
 from pywats_client.service.pipeline import convert_file
-from tests.conftest import TOKEN
 from tests.station import Station, wait_until
 
 KIT = Path(__file__).resolve().parents[1] / "converters"
@@ -420,37 +419,33 @@ def test_a_get_info_only_class_gets_its_info_as_documented() -> None:
 
 @pytest.mark.slow
 def test_both_styles_run_through_the_service_to_the_receiver(
-        tmp_path: Path, receiver: Receiver) -> None:
-    station = Station(tmp_path / "station", receiver.url, TOKEN)
-    try:
-        plugins = station.instance / "converters"
-        plugins.mkdir(mode=0o700)
-        for name in ("style_a_example.py", "style_b_example.py"):
-            shutil.copy(KIT / name, plugins / name)
-            (plugins / name).chmod(0o600)
-        by_name = station.root / "by-name"  # style A: bound to its folder by name
-        by_name.mkdir()
-        station.config["queue"]["watch_folders"] = [
-            {"path": str(by_name), "converter": "MyConverter"},
-            str(station.watch),  # style B: chosen by its can_convert()
-        ]
-        station.config["converters"] = {"defaults": {"process_code": 50}}
-        station.write_config()
-        station.start()
-        staging = station.root / "staging.myext"
-        shutil.copy(KIT / "example.myext", staging)
-        os.replace(staging, by_name / "unit-a.myext")
-        station.drop("unit-b.test", (KIT / "example.test").read_bytes())
-        assert receiver.wait_for_reports(2, timeout=60), station.output()
-        stored = [json.loads(p.read_text()) for p in receiver.store.glob("*.json")]
-        by_sn = {report["sn"]: report for report in stored}
-        assert by_sn["SN-A-0001"]["processCode"] == 10  # "SW Debug", from the server
-        assert by_sn["SN-B-0001"]["processCode"] == 50  # the configured default
-        assert len(by_sn["SN-B-0001"]["root"]["steps"]) == 3
-        assert all(r["machineName"] == "station-e2e" for r in stored)
-        wait_until(lambda: station.done_files() == ["unit-b.test"], 10, "unit-b in done/")
-        wait_until(lambda: (by_name / "done" / "unit-a.myext").exists(), 10,
-                   "unit-a in done/")
-        assert station.stop() == 0
-    finally:
-        station.kill()
+        station: Station, receiver: Receiver) -> None:
+    plugins = station.instance / "converters"
+    plugins.mkdir(mode=0o700)
+    for name in ("style_a_example.py", "style_b_example.py"):
+        shutil.copy(KIT / name, plugins / name)
+        (plugins / name).chmod(0o600)
+    by_name = station.root / "by-name"  # style A: bound to its folder by name
+    by_name.mkdir()
+    station.config["queue"]["watch_folders"] = [
+        {"path": str(by_name), "converter": "MyConverter"},
+        str(station.watch),  # style B: chosen by its can_convert()
+    ]
+    station.config["converters"] = {"defaults": {"process_code": 50}}
+    station.write_config()
+    station.start()
+    staging = station.root / "staging.myext"
+    shutil.copy(KIT / "example.myext", staging)
+    os.replace(staging, by_name / "unit-a.myext")
+    station.drop("unit-b.test", (KIT / "example.test").read_bytes())
+    assert receiver.wait_for_reports(2, timeout=60), station.output()
+    stored = [json.loads(p.read_text()) for p in receiver.store.glob("*.json")]
+    by_sn = {report["sn"]: report for report in stored}
+    assert by_sn["SN-A-0001"]["processCode"] == 10  # "SW Debug", from the server
+    assert by_sn["SN-B-0001"]["processCode"] == 50  # the configured default
+    assert len(by_sn["SN-B-0001"]["root"]["steps"]) == 3
+    assert all(r["machineName"] == "station-e2e" for r in stored)
+    wait_until(lambda: station.done_files() == ["unit-b.test"], 10, "unit-b in done/")
+    wait_until(lambda: (by_name / "done" / "unit-a.myext").exists(), 10,
+               "unit-a in done/")
+    assert station.stop() == 0

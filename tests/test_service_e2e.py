@@ -19,13 +19,6 @@ from tests.station import Station, wait_until, wsjf_report
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def station(tmp_path: Path, receiver: Receiver):
-    st = Station(tmp_path / "station", receiver.url, TOKEN)
-    yield st
-    st.kill()
-
-
 def test_200_files_arrive_with_their_ids_and_sources_are_moved(
     station: Station, receiver: Receiver
 ) -> None:
