@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import contextlib
 import json
 import math
 import os
@@ -743,22 +744,28 @@ def test_a_flood_of_idle_connections_costs_a_bounded_number_of_threads(tmp_path:
         api.stop()
 
 
+@contextlib.contextmanager
+def _connected_with_a_short(timeout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                            ) -> Iterator[socket.socket]:
+    """A connection to a control API whose `timeout` (of `_Handler`) is 1 s."""
+    monkeypatch.setattr(control_api._Handler, timeout, 1.0, raising=False)
+    with (ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api,
+          socket.create_connection(("127.0.0.1", api.port)) as sock):
+        yield sock
+
+
 def test_a_client_sending_its_headers_a_byte_at_a_time_is_cut_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control_api._Handler, "head_timeout", 1.0, raising=False)
-    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api:
-        with socket.create_connection(("127.0.0.1", api.port)) as sock:
-            sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            after = _closed_within(sock, 8, trickle=b"abcdefgh")
-        assert after is not None and after < 4, after  # 1 s allowed, each byte resets 10 s
+    with _connected_with_a_short("head_timeout", tmp_path, monkeypatch) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        after = _closed_within(sock, 8, trickle=b"abcdefgh")
+    assert after is not None and after < 4, after  # 1 s allowed, each byte resets 10 s
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control_api._Handler, "idle_timeout", 1.0, raising=False)
-    with ControlServer(_Idle(), DurableQueue(tmp_path / "queue"), "t" * 43, port=0) as api:
-        with socket.create_connection(("127.0.0.1", api.port)) as sock:
-            sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert b"200 OK" in sock.recv(4096)
-            after = _closed_within(sock, 8)  # kept alive, then silence
-        assert after is not None and after < 4, after
+    with _connected_with_a_short("idle_timeout", tmp_path, monkeypatch) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert b"200 OK" in sock.recv(4096)
+        after = _closed_within(sock, 8)  # kept alive, then silence
+    assert after is not None and after < 4, after

@@ -7,6 +7,7 @@ import os
 import random
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,13 @@ def new_id() -> str:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def queue_with(folder: Path, clock: FakeClock, **settings: Any) -> DurableQueue:
+    """A queue in `folder` with these settings, its layout made."""
+    q = DurableQueue(folder, QueueSettings(**settings), clock=clock)
+    q.ensure_layout()
+    return q
 
 
 @pytest.fixture
@@ -185,8 +193,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(tmp_path: Path) -> None:
 def test_lifetime_exceeded_goes_to_failed_with_the_reason(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    q = DurableQueue(tmp_path, QueueSettings(max_age=3600), clock=clock)
-    q.ensure_layout()
+    q = queue_with(tmp_path, clock, max_age=3600)
     rid = new_id()
     q.put(body(), report_id=rid, source="/in/x.json")
     clock.advance(3601)
@@ -200,8 +207,7 @@ def test_lifetime_exceeded_goes_to_failed_with_the_reason(
 def test_retry_attempts_from_older_configs_caps_server_errors(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    q = DurableQueue(tmp_path, QueueSettings(retry_attempts=2), clock=clock)
-    q.ensure_layout()
+    q = queue_with(tmp_path, clock, retry_attempts=2)
     rid = new_id()
     q.put(body(), report_id=rid)
     states = []
@@ -361,9 +367,7 @@ def test_queue_on_a_network_filesystem_is_refused(tmp_path: Path, monkeypatch) -
 
 
 def test_retention_of_zero_days_keeps_everything(tmp_path: Path, clock: FakeClock) -> None:
-    q = DurableQueue(tmp_path, QueueSettings(completed_retention_days=0, failed_retention_days=0),
-                    clock=clock)
-    q.ensure_layout()
+    q = queue_with(tmp_path, clock, completed_retention_days=0, failed_retention_days=0)
     for fail in (False, True):
         claimed = put_and_claim(q, new_id())
         q.fail(claimed, "no") if fail else q.complete(claimed)
@@ -374,8 +378,7 @@ def test_retention_of_zero_days_keeps_everything(tmp_path: Path, clock: FakeCloc
 
 def test_failed_items_are_pruned_after_their_own_retention(tmp_path: Path,
                                                            clock: FakeClock) -> None:
-    q = DurableQueue(tmp_path, QueueSettings(failed_retention_days=30), clock=clock)
-    q.ensure_layout()
+    q = queue_with(tmp_path, clock, failed_retention_days=30)
     rid = new_id()
     claimed = put_and_claim(q, rid)
     q.fail(claimed, "no")
