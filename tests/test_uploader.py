@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -39,16 +40,13 @@ def body_of(report: dict[str, Any]) -> bytes:
 @pytest.fixture
 def uploader_for() -> Iterator[Callable[..., Uploader]]:
     """Build clients that are closed after the test."""
-    clients: list[Uploader] = []
+    with contextlib.ExitStack() as made:
+        def make(url: str, token: str = TOKEN, **options: Any) -> Uploader:
+            client = Uploader(url, token, **options)
+            made.callback(client.close)
+            return client
 
-    def make(url: str, token: str = TOKEN, **options: Any) -> Uploader:
-        client = Uploader(url, token, **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+        yield make
 
 
 @pytest.fixture
@@ -115,16 +113,14 @@ class Scripted:
 
 @pytest.fixture
 def scripted() -> Iterator[Callable[..., Scripted]]:
-    servers: list[Scripted] = []
+    """Start scripted servers that are stopped after the test."""
+    with contextlib.ExitStack() as started:
+        def make(status: int, body: bytes = b"", **options: Any) -> Scripted:
+            server = Scripted(status, body, **options)
+            started.callback(server.stop)
+            return server
 
-    def make(status: int, body: bytes = b"", **options: Any) -> Scripted:
-        server = Scripted(status, body, **options)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+        yield make
 
 
 def closed_port() -> int:

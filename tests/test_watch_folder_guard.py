@@ -82,10 +82,7 @@ def test_a_dropped_script_never_reaches_the_plugin_folder(tmp_path: Path,
 
 def test_a_link_in_the_watch_folder_is_neither_read_nor_moved(tmp_path: Path,
                                                               server: Receiver) -> None:
-    outside = tmp_path / "other-station"
-    outside.mkdir()
-    theirs = outside / "r.json"
-    theirs.write_text(json.dumps(_report("SN-OTHER")))
+    theirs = _report_in(tmp_path / "other-station", "SN-OTHER")
     service, _paths, watch = make_service(tmp_path, server.url)
     (watch / "r.json").symlink_to(theirs)
 
@@ -98,10 +95,7 @@ def test_a_link_in_the_watch_folder_is_neither_read_nor_moved(tmp_path: Path,
 
 def test_a_folder_that_follows_links_takes_them_and_moves_the_link(tmp_path: Path,
                                                                    server: Receiver) -> None:
-    outside = tmp_path / "shared-results"
-    outside.mkdir()
-    target = outside / "r.json"
-    target.write_text(json.dumps(_report("SN-LINKED")))
+    target = _report_in(tmp_path / "shared-results", "SN-LINKED")
     service, _paths, watch = make_service(tmp_path, server.url, follow_symlinks=True)
     (watch / "r.json").symlink_to(target)
 
@@ -110,6 +104,14 @@ def test_a_folder_that_follows_links_takes_them_and_moves_the_link(tmp_path: Pat
     assert server.wait_for_reports(1, timeout=20)
     assert (watch / "done" / "r.json").is_symlink()  # the link moved, its target untouched
     assert target.exists()
+
+
+def _report_in(folder: Path, sn: str) -> Path:
+    """A report file r.json in `folder` (made), outside the watch folder."""
+    folder.mkdir()
+    path = folder / "r.json"
+    path.write_text(json.dumps(_report(sn)))
+    return path
 
 
 def _report(sn: str, **extra: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ or taken as written ("Import").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,12 +271,7 @@ class StepTree:
 
     def _numeric(self, row: Row, name: str | None,
                  written: str | None) -> dict[str, Any]:
-        op = row.comp_op()
-        if op not in NUMERIC_OPERATORS:
-            raise row.error(
-                f"CompOperator {op} compares strings; a {NUMERIC.label} takes one of "
-                f"{', '.join(NUMERIC_OPERATORS)}"
-            )
+        op = _comp_op(row, NUMERIC_OPERATORS, NUMERIC.label, "strings")
         value = row.float_cell(VALUE, "Value", required=True)
         assert value is not None
         low, high = row.limits(op)
@@ -313,12 +308,7 @@ class StepTree:
 
     def _string(self, row: Row, name: str | None,
                 written: str | None) -> dict[str, Any]:
-        op = row.comp_op()
-        if op not in _STRING_OPERATORS:
-            raise row.error(
-                f"CompOperator {op} compares numbers; a {STRING.label} takes one of "
-                f"{', '.join(_STRING_OPERATORS)}"
-            )
+        op = _comp_op(row, _STRING_OPERATORS, STRING.label, "numbers")
         value, limit = row.raw(VALUE), row.raw(LOW_LIMIT)  # the LowLimit column is the limit
 
         def compute() -> str:
@@ -467,3 +457,13 @@ def _worse(status: str, other: str | None) -> str:
     if other is not None and _SEVERITY.get(other, 0) > _SEVERITY.get(status, 0):
         return other
     return status
+
+
+def _comp_op(row: Row, allowed: Sequence[str], label: str, others: str) -> str:
+    """The row's CompOperator, which must be one a `label` step takes (the rest compare
+    `others`)."""
+    op = row.comp_op()
+    if op not in allowed:
+        raise row.error(f"CompOperator {op} compares {others}; a {label} takes one of "
+                        f"{', '.join(allowed)}")
+    return op
