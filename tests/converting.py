@@ -120,6 +120,13 @@ def convert_or_refuse(converter: Converter, path: Path, context: ConverterContex
             validate(report)
 
 
+def refused_or_converted(convert: Callable[[Path], object], path: Path) -> None:
+    """`convert(path)` (which finalises what it converts): anything but a ConversionError
+    fails the test."""
+    with contextlib.suppress(ConversionError):
+        convert(path)
+
+
 def spliced(data: bytes, position: int, replacement: bytes, width: int = 1) -> bytes:
     """`data` with the `width` bytes at `position` (wrapped to its length) replaced by
     `replacement`: how the fuzz tests damage a good file."""

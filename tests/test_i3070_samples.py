@@ -200,11 +200,14 @@ def test_every_prefix_of_a_sample_is_incomplete(tmp_path: Path) -> None:
 
 SAMPLE_BYTES = [path.read_bytes() for path in samples_in("i3070")]
 needs_sample_bytes = pytest.mark.skipif(not SAMPLE_BYTES, reason="no i3070 samples")
+# tmp_path is only written, never shared between examples; the samples are large.
+SAMPLE_FUZZ: dict[str, Any] = {
+    "deadline": 2000,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 
 
 @needs_sample_bytes
-@settings(max_examples=150, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=150, **SAMPLE_FUZZ)
 @given(data=st.data())
 def test_truncated_samples_only_raise_conversion_errors(tmp_path: Path, data: st.DataObject
                                                         ) -> None:
@@ -217,8 +220,7 @@ def test_truncated_samples_only_raise_conversion_errors(tmp_path: Path, data: st
 
 
 @needs_sample_bytes
-@settings(max_examples=200, deadline=2000,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=200, **SAMPLE_FUZZ)
 @given(data=st.data())
 def test_mutated_samples_only_raise_conversion_errors(tmp_path: Path, data: st.DataObject
                                                       ) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext, ConverterRegistry
@@ -19,7 +17,7 @@ from pywats_client.report.checks import validate
 from pywats_client.report.model import iter_steps
 from pywats_client.service.pipeline import convert_file
 from tests.conftest import SAMPLES, needs_samples, sample
-from tests.converting import sample_files
+from tests.converting import FUZZ_SETTINGS, refused_or_converted, sample_files
 
 KLIPPEL_LOG = SAMPLES / "klippel" / "Log"
 SAMPLE = KLIPPEL_LOG / "DUT xyz115 2020-05-14 10-01-37-5 UTC+0200.txt"
@@ -426,14 +424,7 @@ def test_huge_header_is_refused(tmp_path: Path) -> None:
 
 # -- fuzzing --------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=60, deadline=timedelta(seconds=2),
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def convert_raw(header: Path) -> None:
-    """Convert and finalise; anything but a ConversionError fails the test."""
-    with contextlib.suppress(ConversionError):
-        convert(header)
+FUZZ = settings(max_examples=60, **FUZZ_SETTINGS)
 
 
 def fresh_unit(tmp_path: Path) -> Path:
@@ -448,7 +439,7 @@ def fresh_unit(tmp_path: Path) -> Path:
 def test_garbage_header_raises_only_conversion_errors(tmp_path: Path, data: bytes) -> None:
     header = fresh_unit(tmp_path)
     header.write_bytes(data)
-    convert_raw(header)
+    refused_or_converted(convert, header)
 
 
 @FUZZ
@@ -458,7 +449,7 @@ def test_garbage_data_file_raises_only_conversion_errors(tmp_path: Path, data: b
                                                           name: str) -> None:
     header = fresh_unit(tmp_path)
     (header.with_name(header.stem) / name).write_bytes(data)
-    convert_raw(header)
+    refused_or_converted(convert, header)
 
 
 def sample_units() -> list[Path]:
@@ -483,4 +474,4 @@ def test_truncated_and_mutated_units_raise_only_conversion_errors(tmp_path: Path
         for _ in range(choice.draw(st.integers(1, 5))):
             data[choice.draw(st.integers(0, len(data) - 1))] = choice.draw(st.integers(0, 255))
     victim.write_bytes(bytes(data))
-    convert_raw(header)
+    refused_or_converted(convert, header)

@@ -227,12 +227,18 @@ def test_401_is_auth(receiver: Receiver, uploader_for: Callable[..., Uploader]) 
     assert client.probe().outcome is Outcome.AUTH
 
 
+def outcomes_with(faults: Faults, receiver: Receiver,
+                  uploader_for: Callable[..., Uploader]) -> tuple[Outcome, Outcome]:
+    """What an upload, then a probe, come to while the receiver has `faults`."""
+    receiver.faults = faults
+    client = uploader_for(receiver.url)
+    return client.upload(body_of(make_report()), "r1").outcome, client.probe().outcome
+
+
 def test_auth_fail_switch_is_auth_for_upload_and_probe(
         receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
-    receiver.faults = Faults(auth_fail=True)
-    client = uploader_for(receiver.url)
-    assert client.upload(body_of(make_report()), "r1").outcome is Outcome.AUTH
-    assert client.probe().outcome is Outcome.AUTH
+    assert outcomes_with(Faults(auth_fail=True), receiver, uploader_for) == (
+        Outcome.AUTH, Outcome.AUTH)
 
 
 def test_403_is_auth(scripted: Callable[..., Scripted],
@@ -332,10 +338,8 @@ def test_a_reset_after_sending_is_transient(receiver: Receiver,
 
 def test_a_server_that_is_down_resets_and_is_transient(
         receiver: Receiver, uploader_for: Callable[..., Uploader]) -> None:
-    receiver.faults = Faults(down=True)
-    client = uploader_for(receiver.url)
-    assert client.upload(body_of(make_report()), "r1").outcome is Outcome.TRANSIENT
-    assert client.probe().outcome is Outcome.TRANSIENT
+    assert outcomes_with(Faults(down=True), receiver, uploader_for) == (
+        Outcome.TRANSIENT, Outcome.TRANSIENT)
 
 
 def test_a_reset_on_a_reused_connection_is_not_retried_silently(

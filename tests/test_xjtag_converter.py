@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import zipfile
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pywats_client.converters import ConverterContext, ConverterRegistry, xjtag
@@ -21,7 +19,7 @@ from pywats_client.report.model import iter_steps
 from pywats_client.service.pipeline import convert_file
 from tests.conftest import SAMPLES, needs_samples
 from tests.conftest import sample as any_sample
-from tests.converting import sample_files
+from tests.converting import FUZZ_SETTINGS, refused_or_converted, sample_files
 
 XJTAG_SAMPLES = SAMPLES / "xjtag"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "xjtag"
@@ -409,14 +407,7 @@ def test_neither_zip_nor_run(tmp_path: Path) -> None:
 
 # -- fuzzing --------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=80, deadline=timedelta(seconds=2),
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def convert_raw(path: Path) -> None:
-    """Convert and finalise; anything but a ConversionError fails the test."""
-    with contextlib.suppress(ConversionError):
-        convert(path)
+FUZZ = settings(max_examples=80, **FUZZ_SETTINGS)
 
 
 @FUZZ
@@ -425,7 +416,7 @@ def test_garbage_raises_only_conversion_errors(tmp_path: Path, data: bytes,
                                                zip_like: bool) -> None:
     path = tmp_path / "garbage.xjlog"
     path.write_bytes((b"PK\x03\x04" if zip_like else b"") + data)
-    convert_raw(path)
+    refused_or_converted(convert, path)
 
 
 def fuzz_sources() -> list[Path]:
@@ -447,7 +438,7 @@ def test_truncated_and_mutated_samples_raise_only_conversion_errors(
             data[choice.draw(st.integers(0, len(data) - 1))] = choice.draw(st.integers(0, 255))
     path = tmp_path / f"mutated{source.suffix}"
     path.write_bytes(bytes(data))
-    convert_raw(path)
+    refused_or_converted(convert, path)
 
 
 @FUZZ
@@ -467,7 +458,7 @@ def test_mutated_run_xml_in_a_valid_archive_raises_only_conversion_errors(
         out.writestr("Run 1.xml", bytes(data))
     path = tmp_path / "mutated.xjlog"
     path.write_bytes(buffer.getvalue())
-    convert_raw(path)
+    refused_or_converted(convert, path)
 
 
 def test_an_entry_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
