@@ -1,6 +1,6 @@
 """`Service`: one process that watches, converts, queues and uploads until it is told to stop —
-its main loop and what the loop keeps up: the instance lock, config changes, the server's
-process list, the status. Conversions, station faults, poison files and stopping have modules.
+its main loop and what the loop keeps up (the instance lock, config changes, the process list,
+the status); the parts it owns are `conversions`, `station_faults`, `poison` and `stopping`.
 """
 
 from __future__ import annotations
