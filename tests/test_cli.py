@@ -43,7 +43,7 @@ WRONG_TOKEN = base64.b64encode(b"wrong:token").decode("ascii")
 # Longer than 16 characters, so the mask shows its last four: the rest must never appear.
 LONG_TOKEN = base64.b64encode(b"line-operator:a-long-secret-value").decode("ascii")
 
-OK, USAGE, SERVER, LOCKED, REJECTED, NOT_RUNNING, REFUSED = 0, 2, 3, 4, 5, 6, 8
+OK, USAGE, SERVER, LOCKED, REJECTED, NOT_RUNNING, DEGRADED, REFUSED = 0, 2, 3, 4, 5, 6, 7, 8
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
@@ -840,7 +840,7 @@ STATUS_KEYS = {"instance", "config", "running", "pid", "lock_holder", "uptime_se
                "last_error_at", "service_server_state", "service_server_detail", "disk_full",
                "disk_low", "disk_free_mb", "folders_unavailable", "supervisor",
                "error_files", "error_files_newest",
-               "waiting_for_processes", "id_clashes", "folder_problems"}
+               "waiting_for_processes", "id_clashes", "folder_problems", "converters_broken"}
 PROBE_KEYS = {"server_reachable", "server_authenticated", "server_refused", "server_message"}
 
 
@@ -918,6 +918,30 @@ def test_status_while_the_service_runs(
         text = cli("status")
         assert text.code == OK
         assert f"service:      running (pid {station.proc.pid}, up " in text.out
+        assert station.stop() == 0
+    finally:
+        station.kill()
+
+
+def test_status_flags_a_folder_bound_to_a_converter_that_does_not_load(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    station = Station(tmp_path / "station", receiver.url, TOKEN)
+    # Bound by hand in config.json (the command would have refused the name).
+    station.config["queue"]["watch_folders"] = [
+        {"path": str(station.watch), "converter": "WATSStandardJsonConvertor"}]
+    station.write_config()
+    cli = Cli(station.data_dir, capsys)
+    stopped = cli("status", "--json", "--no-probe")
+    assert stopped.code == NOT_RUNNING
+    [broken] = json.loads(stopped.out)["converters_broken"]
+    assert broken["converter"] == "WATSStandardJsonConvertor"
+    assert "did you mean WATSStandardJsonConverter" in broken["problem"]
+    try:
+        station.start()
+        text = cli("status", "--no-probe")
+        assert text.code == DEGRADED, text.out + text.err
+        assert "is bound to WATSStandardJsonConvertor, which does not load" in text.out
         assert station.stop() == 0
     finally:
         station.kill()

@@ -60,3 +60,20 @@ def test_the_conventions_hold() -> None:
     assert info == [(("pywats_instance", "line-a"), ("version", "1.2.3"))]
     free = samples[("pywats_disk_free_bytes", ())]
     assert free == int(5120.3 * 2**20)
+
+
+def test_the_station_s_own_faults_are_metrics_too() -> None:
+    status = ServiceStatus(state="running", version="x")
+    status.station_fault = "Operation not permitted (EPERM) on /var/lib/pywats/s1/queue/tmp"
+    status.stuck_conversions, status.conversions_paused = 5, True
+    status.poison_files, status.waiting_for_processes = 1, 3
+    values = {name: value for (name, _labels), value in
+              parse_metrics(metrics.render(status.to_dict(), {})).items()}
+    assert values["pywats_station_fault"] == 1
+    assert values["pywats_stuck_conversions"] == 5
+    assert values["pywats_conversions_paused"] == 1
+    assert values["pywats_poison_files"] == 1
+    assert values["pywats_files_waiting_for_processes"] == 3
+    healthy = {name: value for (name, _labels), value in
+               parse_metrics(metrics.render(ServiceStatus(state="running").to_dict(), {})).items()}
+    assert healthy["pywats_station_fault"] == 0 and healthy["pywats_conversions_paused"] == 0

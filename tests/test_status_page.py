@@ -106,6 +106,12 @@ def test_untrusted_text_is_escaped() -> None:
     ({"folders_unavailable": ["/mnt/line-b"]}, "warn", "Needs attention",
      "Watch folder unavailable (missing, unmounted or unreadable): /mnt/line-b"),
     ({"disk_low": True, "disk_free_mb": 80.5}, "warn", "Needs attention", "80.5 MB free"),
+    ({"station_fault": "Operation not permitted (EPERM) on /q/tmp"}, "bad",
+     "Cannot write the queue", "EPERM"),
+    ({"conversions_paused": True, "stuck_conversions": 5}, "bad", "Conversions paused",
+     "5 converter(s) are stuck"),
+    ({"poison_files": 1}, "warn", "Needs attention", "made the service die"),
+    ({"waiting_for_processes": 2}, "warn", "Needs attention", "wait for the server's process"),
     ({"state": "stopping"}, "warn", "Service stopping", "last known"),
     ({"server": "unknown", "last_upload_at": None}, "ok", "Running", "No upload since start"),
 ])

@@ -435,6 +435,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "the error folders; each .error.txt note says why. Newest:")
             for item in info["error_files_newest"]:
                 print(f"              {item['path']}: {item['reason'] or '(no note)'}")
+        for broken in info["converters_broken"]:
+            print(f"watch folder: {broken['folder']} is bound to {broken['converter']}, which "
+                  f"does not load ({broken['problem']}); its files go to the error folder. "
+                  "Fix: pywats-client config add-watch-folder FOLDER --converter NAME")
         if info["waiting_for_processes"]:
             print(f"files:        {info['waiting_for_processes']} files wait for the server's "
                   "process list")
@@ -458,7 +462,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "service_server_state"] == ServerState.OFFLINE:
         return SERVER
     if (info["disk_full"] or info["disk_low"] or info["folders_unavailable"]
-            or info["error_files"] or info.get("station_fault")
+            or info["error_files"] or info["converters_broken"] or info.get("station_fault")
             or info.get("conversions_paused")):
         return DEGRADED
     return OK

@@ -152,6 +152,23 @@ class ConverterRegistry:
                 f"{type(exc).__name__}: {exc}; check the watch folder's converter arguments"
             ) from exc
 
+    def problem(self, name: str, arguments: Mapping[str, Any] | None = None) -> str | None:
+        """Why the converter `name` cannot be used with `arguments` (naming the close names
+        for a typo), or None when it loads: what `config add-watch-folder`, `doctor` and
+        `status` say of a folder bound to it."""
+        try:
+            self.create(name, arguments)
+        except PluginError as exc:
+            known = self.names()
+            if "." in name or ":" in name or name in known:
+                return str(exc)
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            where = f", nor a plugin in {self.plugin_dir}" if self.plugin_dir else ""
+            return (f"unknown converter {name!r}{hint}: not a built-in converter{where}, nor a "
+                    f"dotted path such as package.module.Class; known: {', '.join(known)}")
+        return None
+
     def detect(self, path: Path, head: bytes) -> Detection:
         """Choose by content: every enabled converter scores the file, the surest wins.
 

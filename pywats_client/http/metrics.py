@@ -85,6 +85,22 @@ def _families(status: Mapping[str, Any], queue: Mapping[str, int], instance: str
     yield ("pywats_files_settling", "gauge",
            "Files seen in the watch folders that are not yet quiet enough to convert.",
            [({}, int(status.get("watching") or 0))])
+    yield ("pywats_station_fault", "gauge",
+           "1 while reports cannot be written to the queue for a reason other than a full disk "
+           "(permissions, a read-only or failing disk): files wait in their folders.",
+           [({}, 1 if status.get("station_fault") else 0)])
+    yield ("pywats_stuck_conversions", "gauge",
+           "Conversions given up after converters.timeout_s whose threads still run.",
+           [({}, int(status.get("stuck_conversions") or 0))])
+    yield ("pywats_conversions_paused", "gauge",
+           "1 while new conversions wait because too many converter threads are stuck.",
+           [({}, 1 if status.get("conversions_paused") else 0)])
+    yield ("pywats_poison_files", "gauge",
+           "Files set aside because the service died while converting them.",
+           [({}, int(status.get("poison_files") or 0))])
+    yield ("pywats_files_waiting_for_processes", "gauge",
+           "Files that name their process and wait for the server's process list.",
+           [({}, int(status.get("waiting_for_processes") or 0))])
 
 
 def _labels(labels: Mapping[str, str]) -> str:

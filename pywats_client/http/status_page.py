@@ -129,11 +129,20 @@ def _health(status: Mapping[str, Any], now: float) -> tuple[str, str, str]:
         return ("bad", "Disk full",
                 "Reports cannot be written; new files wait in the watch folders until there "
                 "is room.")
+    if status.get("station_fault"):
+        return ("bad", "Cannot write the queue",
+                f"{status.get('station_fault')}. New files wait in the watch folders and are "
+                "tried again; fix the permissions or the disk.")
+    if status.get("conversions_paused"):
+        return ("bad", "Conversions paused",
+                f"{status.get('stuck_conversions')} converter(s) are stuck; new files wait. "
+                "Restart the service (pywats-client restart).")
     if server == ServerState.OFFLINE:
         return ("warn", "Server unreachable",
                 f"{why}. Reports are kept and sent when it is back. {last_text}")
     errors = int(status.get("error_files") or 0)
-    if status.get("disk_low") or status.get("folders_unavailable") or errors:
+    if (status.get("disk_low") or status.get("folders_unavailable") or errors
+            or status.get("poison_files") or status.get("waiting_for_processes")):
         return "warn", "Needs attention", f"Uploads work, but see below. {last_text}"
     if server == ServerState.ONLINE:
         return "ok", "Uploading normally", f"Server online. {last_text}"
@@ -154,6 +163,12 @@ def _warnings(status: Mapping[str, Any]) -> list[str]:
         items.append(f"{errors} file(s) could not be converted and wait in an error folder: "
                      "fix each as its .error.txt note says, then move it back into its watch "
                      "folder.")
+    if status.get("poison_files"):
+        items.append(f"{status.get('poison_files')} file(s) made the service die while they were "
+                     "converted and were set aside in an error folder (see the log).")
+    if status.get("waiting_for_processes"):
+        items.append(f"{status.get('waiting_for_processes')} file(s) name their process and wait "
+                     "for the server's process list (sent once the server is reachable).")
     if not items:
         return []
     return ['<ul class="warnings" id="warnings">',

@@ -66,6 +66,7 @@ def gather_status(
         "waiting_for_processes": int(service.get("waiting_for_processes") or 0) if running else 0,
         "id_clashes": int(service.get("id_clashes") or 0) if running else 0,
         "folder_problems": int(service.get("folder_problems") or 0) if running else 0,
+        "converters_broken": broken_converters(paths, settings),
     }
     if probe and settings.server_url:
         client = uploader_for(settings)
@@ -78,6 +79,19 @@ def gather_status(
         info["server_refused"] = result.outcome is Outcome.AUTH  # credentials or URL
         info["server_message"] = result.message
     return info
+
+
+def broken_converters(paths: InstancePaths, settings: Settings) -> list[dict[str, str]]:
+    """The watch folders bound to a converter that does not load (every file there would go
+    to the error folder), with why: the same check `doctor` and `config add-watch-folder`
+    make."""
+    bound = [folder for folder in settings.queue.watch_folders if folder.converter]
+    if not bound:
+        return []
+    registry = ConverterRegistry(enabled=settings.converters.enabled, plugin_dir=paths.converters)
+    return [{"folder": str(folder.path), "converter": str(folder.converter), "problem": problem}
+            for folder in bound
+            if (problem := registry.problem(str(folder.converter), folder.arguments))]
 
 
 def upload_file(

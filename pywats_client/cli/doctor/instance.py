@@ -5,7 +5,6 @@ converters, and the queue's disk. Each returns a `CheckResult` and only looks.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import pwd
@@ -282,20 +281,7 @@ def converter_registry(paths: InstancePaths, settings: Settings) -> ConverterReg
 def converter_problem(name: str, registry: ConverterRegistry,
                       arguments: Any = None) -> str | None:
     """Why the converter `name` cannot be used with `arguments`, or None if it loads."""
-    from pywats_client.errors import PluginError
-
-    try:
-        registry.create(name, arguments)
-    except PluginError as exc:
-        known = registry.names()
-        if "." in name or ":" in name or name in known:
-            return str(exc)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        where = (f", nor a plugin in {registry.plugin_dir}" if registry.plugin_dir else "")
-        return (f"unknown converter {name!r}{hint}: not a built-in converter{where}, nor a "
-                f"dotted path such as package.module.Class; known: {', '.join(known)}")
-    return None
+    return registry.problem(name, arguments)
 
 
 def check_folder_converter(folder: WatchFolder, registry: ConverterRegistry,
