@@ -287,17 +287,16 @@ def test_missing_header_fields_are_named(tmp_path: Path) -> None:
         CONVERTER.convert(FIXTURES / "gr228x_no_end_line.log", bad_code)
 
 
-def test_broken_lines_are_named(tmp_path: Path) -> None:
-    bad_date = write(tmp_path, "@31-FEB-20  10:00:01 SN S1\n\"01-JAN-20  10:00:02\n")
-    with pytest.raises(ConversionError, match=r"line 1: the date 31-FEB-20 10:00 is not valid"):
-        CONVERTER.convert(bad_date, CONTEXT)
-    bad_month = write(tmp_path, "@01-XYZ-20  10:00:01 SN S1\n\"01-JAN-20  10:00:02\n")
-    with pytest.raises(ConversionError, match="'XYZ' is not a month"):
-        CONVERTER.convert(bad_month, CONTEXT)
-    bad_limit = write(tmp_path, "@01-JAN-20  10:00:01 SN S1\nR1=5(1X,10)R \n"
-                      "\"01-JAN-20  10:00:02\n")
-    with pytest.raises(ConversionError, match=r"line 2: the low limit '1X' is not a number"):
-        CONVERTER.convert(bad_limit, CONTEXT)
+@pytest.mark.parametrize(("text", "message"), [
+    ("@31-FEB-20  10:00:01 SN S1\n\"01-JAN-20  10:00:02\n",
+     r"line 1: the date 31-FEB-20 10:00 is not valid"),
+    ("@01-XYZ-20  10:00:01 SN S1\n\"01-JAN-20  10:00:02\n", "'XYZ' is not a month"),
+    ("@01-JAN-20  10:00:01 SN S1\nR1=5(1X,10)R \n\"01-JAN-20  10:00:02\n",
+     r"line 2: the low limit '1X' is not a number"),
+], ids=["date", "month", "limit"])
+def test_broken_lines_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConversionError, match=message):
+        CONVERTER.convert(write(tmp_path, text), CONTEXT)
 
 
 def test_files_without_reports(tmp_path: Path) -> None:
