@@ -289,7 +289,7 @@ class Uploader:
                 if remaining <= 0:
                     raise _AnswerProblem(self._too_slow(size))
                 if sock is not None:
-                    sock.settimeout(min(remaining, self._timeout[1]))
+                    _set_timeout(sock, min(remaining, self._timeout[1]))
                 chunk = read(_CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -306,7 +306,7 @@ class Uploader:
         finally:
             if sock is not None:
                 with contextlib.suppress(OSError):
-                    sock.settimeout(self._timeout[1])
+                    _set_timeout(sock, self._timeout[1])
         raw.release_conn()  # read to the end: the connection is kept for the next request
         return b"".join(chunks)
 
@@ -372,6 +372,13 @@ class Uploader:
         if len(self._token) < _MIN_SCRUB:
             return text
         return text.replace(self._token, "<token>")
+
+
+def _set_timeout(sock: Any, seconds: float) -> None:
+    # settimeout() is a system call every time, and each gives the interpreter lock up: an
+    # upload thread then waits for it behind busy threads. Mostly the timeout is set already.
+    if sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def classify_exception(exc: BaseException) -> Outcome:
