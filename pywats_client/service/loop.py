@@ -200,6 +200,9 @@ class Service:
         self._converters = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self.memory = MemoryBudget(settings.converters.max_memory_mb)  # shared by conversions
         self._conversions: dict[Future[_Converted], SourceFile] = {}
+        # Ended conversions, put here by their futures' callbacks: collected without scanning
+        # every running one each round.
+        self._ended: collections.deque[Future[_Converted]] = collections.deque()
         self._waiting: collections.deque[SourceFile] = collections.deque()
         # incomplete file -> (since when unchanged, looks, its size, mtime and companions)
         self._incomplete_since: dict[Path, tuple[float, int, tuple[int, ...]]] = {}
@@ -440,7 +443,11 @@ class Service:
         future = self._converters.submit(self._convert, source, ticket)
         self._conversions[future] = source
         self._tickets[future] = ticket
-        future.add_done_callback(lambda _f: self.wake())
+        future.add_done_callback(self._conversion_ended)
+
+    def _conversion_ended(self, future: Future[_Converted]) -> None:
+        self._ended.append(future)  # any thread (deque.append is atomic)
+        self.wake()
 
     def _convert(self, source: SourceFile, ticket: ConversionTicket) -> _Converted:
         """Conversion thread: file -> reports -> queue (durable) -> post-action.
@@ -564,8 +571,11 @@ class Service:
         return _Converted(source, ConversionOutcome.ERROR, reason, folder_problem=problem)
 
     def _collect_conversions(self) -> None:
-        for future in [f for f in self._conversions if f.done()]:
-            source = self._conversions.pop(future)
+        while self._ended:
+            future = self._ended.popleft()
+            source = self._conversions.pop(future, None)
+            if source is None:
+                continue  # given up by the time limit, and accounted then
             ticket = self._tickets.pop(future, None)
             if ticket is not None and ticket.suspect:
                 self._suspects.pop(ticket.key, None)  # it ended; the journal says how
