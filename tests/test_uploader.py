@@ -464,6 +464,37 @@ def test_close_drops_connections_and_the_client_still_works(
     assert receiver.connection_count() == 2
 
 
+def test_close_closes_the_kept_connection_at_once(uploader_for: Callable[..., Uploader]) -> None:
+    # A plain socket as the server: it sees the client hang up, whoever else holds the pool.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    ended: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            try:
+                ended.append(conn.recv(4096))  # b"": the client closed the connection
+            except OSError:
+                ended.append(b"<no end seen>")
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        client = uploader_for(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        assert client.probe().outcome is Outcome.STORED
+        client.close()  # the client object lives on: only close() can end the connection
+        server.join(15)
+        assert ended == [b""]
+    finally:
+        listener.close()
+
+
 # -- secrets and configuration ------------------------------------------------------------------
 
 

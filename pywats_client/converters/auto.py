@@ -66,11 +66,10 @@ def pick(path: Path, verdicts: list[Verdict]) -> Verdict:
     """The winning verdict; NotRecognised when nobody is sure, ConversionError when the best
     are tied."""
     ranked = sorted(verdicts, key=lambda v: (v.score, v.pattern_match), reverse=True)
-    tried = "; ".join(v.describe() for v in ranked) or "no converter is enabled"
     if not ranked or ranked[0].score <= 0.0:
         raise NotRecognised(
-            f"{path.name}: no converter recognises this file (tried: {tried}). If it is a "
-            "known format, bind its converter to the folder with 'pywats-client config "
+            f"{path.name}: no converter recognises this file (tried: {_tried(ranked)}). If it "
+            "is a known format, bind its converter to the folder with 'pywats-client config "
             "add-watch-folder FOLDER --converter NAME'; otherwise write a converter plugin.",
             tuple(verdicts),
         )
@@ -81,10 +80,14 @@ def pick(path: Path, verdicts: list[Verdict]) -> Verdict:
         names = ", ".join([best.name, *(v.name for v in rivals)])
         raise ConversionError(
             f"{path.name}: ambiguous, {names} are equally sure they can read it (tried: "
-            f"{tried}). Bind the right one to the folder with 'pywats-client config "
+            f"{_tried(ranked)}). Bind the right one to the folder with 'pywats-client config "
             "add-watch-folder FOLDER --converter NAME'."
         )
     return best
+
+
+def _tried(ranked: list[Verdict]) -> str:
+    return "; ".join(v.describe() for v in ranked) or "no converter is enabled"
 
 
 class AIConverter(Converter):

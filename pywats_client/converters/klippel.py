@@ -147,7 +147,8 @@ def _data_folder(path: Path) -> Path:
 
 @KlippelConverter.detection
 def _detect(path: Path, head: bytes) -> tuple[float, str]:
-    if b"Cfg_DutStartTime=" not in head or not (
+    # No "=" (a search for one byte, fast) means none of the header's Key=Value lines.
+    if b"=" not in head or b"Cfg_DutStartTime=" not in head or not (
             b"Ctrl_OverallVerdict=" in head or b"Cfg_SerialNumber=" in head):
         return 0.0, ""
     folder = _data_folder(path)

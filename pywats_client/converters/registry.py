@@ -34,7 +34,7 @@ from pywats_client.converters.auto import (
     pick,
 )
 from pywats_client.converters.base import Converter, ConverterInfo, judges_content
-from pywats_client.errors import PluginError
+from pywats_client.errors import ConversionError, PluginError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,27 @@ BUILTIN_CONVERTERS: dict[str, str] = {
     "SeicaXMLConverter": "pywats_client.converters.seica:SeicaXMLConverter",
     "KlippelConverter": "pywats_client.converters.klippel:KlippelConverter",
     "XJTAGConverter": "pywats_client.converters.xjtag:XJTAGConverter",
+}
+
+# The highest score each built-in's detect() gives. A converter that cannot reach the best
+# score already found is not asked (it could neither win nor tie), so a file that its format's
+# converter is sure of is not read by the others: GR228x's case-insensitive scan of the head
+# alone cost more than recognising a WSJF report. Converters not listed (plugins) may give
+# anything, and are always asked. tests/test_detection.py holds every built-in to its
+# ceiling on the samples; a score above it (a detector changed, this table not) makes the
+# choice ask every converter, as if there were no table.
+DETECT_CEILINGS: dict[str, float] = {
+    "WATSStandardJsonConverter": 0.98,
+    "WATSStandardXMLConverter": 0.98,
+    "WATSStandardTextConverter": 0.99,
+    "ATMLConverter": 0.98,
+    "KeysightI3070Converter": 0.95,
+    "TeradyneICTConverter": 0.95,
+    "TeradyneSpectrumICTConverter": 0.95,
+    "SPEAConverter": 0.95,
+    "SeicaXMLConverter": 0.95,
+    "KlippelConverter": 0.99,
+    "XJTAGConverter": 0.99,
 }
 
 # Plugin modules get private names so that two files called `csv.py` in different instances,
@@ -82,6 +103,7 @@ class ConverterRegistry:
         self._classes: dict[str, type[Converter]] = {}
         self._origins: dict[str, str] = {}
         self._detectors: dict[str, Converter] = {}
+        self._enabled_cache: list[tuple[str, Converter, float]] | None = None
         self._lock = threading.Lock()
         self.plugin_dir = plugin_dir
         if plugin_dir is not None:
@@ -176,27 +198,58 @@ class ConverterRegistry:
         own) scores PATTERN_SCORE when one of them names the file: below every converter that
         recognises the content. Otherwise the file name only breaks a tie (a converter whose
         patterns match goes first). Nobody sure, or a tie left, raises ConversionError
-        listing every answer.
+        listing every answer. A built-in whose highest score (DETECT_CEILINGS) is below the
+        best one found already is not asked: it could change nothing but the list of answers
+        in `Detection.verdicts`, and an error, which lists every answer, asks it after all.
         """
+        detectors = self._enabled_detectors()
         verdicts: list[Verdict] = []
         converters: dict[str, Converter] = {}
+        best, skipped, overshot = 0.0, False, False
+        for name, converter, ceiling in detectors:
+            if ceiling < best:
+                skipped = True
+                continue
+            verdict = _verdict(name, converter, path, head)
+            verdicts.append(verdict)
+            converters[name] = converter
+            best = max(best, verdict.score)
+            overshot = overshot or verdict.score > ceiling
+        if skipped and overshot:  # a ceiling is wrong: nothing may be skipped
+            return self._detect_all(path, head, detectors)
+        try:
+            winner = pick(path, verdicts)
+        except ConversionError:
+            if not skipped:
+                raise
+            return self._detect_all(path, head, detectors)  # raises, naming every answer
+        return _detection(winner, converters, verdicts)
+
+    def _detect_all(self, path: Path, head: bytes,
+                    detectors: list[tuple[str, Converter, float]]) -> Detection:
+        verdicts = [_verdict(name, converter, path, head) for name, converter, _ in detectors]
+        converters = {name: converter for name, converter, _ in detectors}
+        return _detection(pick(path, verdicts), converters, verdicts)
+
+    def _enabled_detectors(self) -> list[tuple[str, Converter, float]]:
+        """The enabled converters that can be asked, in order, with their ceilings. Kept once
+        every one could be created (a converter that fails is tried again each time)."""
+        found = self._enabled_cache
+        if found is not None:
+            return found
+        found, complete = [], True
         for name in self.enabled:
             if name == AUTO_NAME:
                 continue
             converter = self._detector(name)
             if converter is None:
+                complete = False
                 continue
-            score, why = _safe_detect(converter, path, head)
-            named = _safe_matches(converter, path)
-            if score == 0.0 and named and not judges_content(converter):
-                pattern = _safe_pattern(converter, path)
-                if pattern is not None:
-                    score, why = PATTERN_SCORE, f"file name matches {pattern} (no content check)"
-            verdicts.append(Verdict(name, score, why, named))
-            converters[name] = converter
-        best = pick(path, verdicts)
-        reason = f"{best.name}: detect {best.score:.2f}" + (f", {best.why}" if best.why else "")
-        return Detection(converters[best.name], best.name, reason, tuple(verdicts))
+            ceiling = DETECT_CEILINGS.get(name, 1.0) if name in BUILTIN_CONVERTERS else 1.0
+            found.append((name, converter, ceiling))
+        if complete:
+            self._enabled_cache = found
+        return found
 
     def choose(
         self, path: Path, head: bytes, *, auto_detect: bool
@@ -461,6 +514,22 @@ def _unsafe_stat(path: Path, st: os.stat_result, kind: str) -> str:
         return (f"refusing converter plugins from {path}: the {kind} belongs to another user "
                 f"(uid {st.st_uid}). Fix: chown it to the user the service runs as, or root")
     return ""
+
+
+def _verdict(name: str, converter: Converter, path: Path, head: bytes) -> Verdict:
+    score, why = _safe_detect(converter, path, head)
+    named = _safe_matches(converter, path)
+    if score == 0.0 and named and not judges_content(converter):
+        pattern = _safe_pattern(converter, path)
+        if pattern is not None:
+            score, why = PATTERN_SCORE, f"file name matches {pattern} (no content check)"
+    return Verdict(name, score, why, named)
+
+
+def _detection(best: Verdict, converters: Mapping[str, Converter], verdicts: list[Verdict]
+               ) -> Detection:
+    reason = f"{best.name}: detect {best.score:.2f}" + (f", {best.why}" if best.why else "")
+    return Detection(converters[best.name], best.name, reason, tuple(verdicts))
 
 
 def _safe_matches(converter: Converter, path: Path) -> bool:

@@ -100,8 +100,23 @@ class SPEAConverter(BuiltinConverter):
         return list(reports)
 
 
+_ASCII_BLANKS = re.compile(rb"[ \t\n\r\x0b\x0c\x1c-\x1f]*")  # as str.strip() sees them
+
+
 @SPEAConverter.detection
 def _detect(path: Path, head: bytes) -> tuple[float, str]:
+    # The first character that is not blank must begin FORMAT; or START; (any case): a first
+    # byte that cannot (ASCII, not f or s) settles it without decoding the head. A byte
+    # above 0x7f may be a byte order mark, a blank or a letter upper() makes an S of.
+    blanks = _ASCII_BLANKS.match(head)
+    at = blanks.end() if blanks else 0
+    first_byte = head[at:at + 1]
+    if first_byte and first_byte < b"\x80" and first_byte not in b"FfSs":
+        return 0.0, ""
+    return _detect_head(head)
+
+
+def _detect_head(head: bytes) -> tuple[float, str]:
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     first = ""
     for line in text.split("\n", 50):

@@ -114,15 +114,7 @@ class TeradyneSpectrumICTConverter(BuiltinConverter):
     file_patterns = ("*.txt", "*.ctrd", "*.dat")
 
     def detect_with_reason(self, path: Path, head: bytes) -> tuple[float, str]:
-        starts = _HEAD_RE.match(head) is not None
-        body = b"(STEP:" in head or b"(SECTION_NAME:" in head
-        if starts and body:
-            return 0.95, "CTRD export: starts with (PROGRAM_NAME: \"...\"), has sections/steps"
-        if starts:
-            return 0.8, "CTRD export: starts with (PROGRAM_NAME: \"...\")"
-        if body and b"(SNAME:" in head and b"(PAGE:" in head:
-            return 0.5, "CTRD steps ((STEP: (SNAME: ... (PAGE: ...) without a program name"
-        return 0.0, ""
+        return _detect(head)
 
     def read(self, path: Path, options: ConversionOptions) -> dict[str, Any] | list[dict[str, Any]]:
         """One report (a `ReportDict`) per board; a list when the file holds several."""
@@ -130,6 +122,25 @@ class TeradyneSpectrumICTConverter(BuiltinConverter):
         nodes = parse(text, str(path), _IGNORED)
         reports = _Mapper(path, options).reports(nodes)
         return reports[0] if len(reports) == 1 else reports
+
+
+def _detect(head: bytes) -> tuple[float, str]:
+    # Without a "(" (a search for one byte: fast) there is none of the entries looked for.
+    if b"(" not in head:
+        return 0.0, ""
+    return _detect_head(head)
+
+
+def _detect_head(head: bytes) -> tuple[float, str]:
+    starts = _HEAD_RE.match(head) is not None
+    body = b"(STEP:" in head or b"(SECTION_NAME:" in head
+    if starts and body:
+        return 0.95, "CTRD export: starts with (PROGRAM_NAME: \"...\"), has sections/steps"
+    if starts:
+        return 0.8, "CTRD export: starts with (PROGRAM_NAME: \"...\")"
+    if body and b"(SNAME:" in head and b"(PAGE:" in head:
+        return 0.5, "CTRD steps ((STEP: (SNAME: ... (PAGE: ...) without a program name"
+    return 0.0, ""
 
 
 # -- the s-expression parser ------------------------------------------------------------------

@@ -251,8 +251,23 @@ def _kind(value: Any) -> str:
     )
 
 
+# Before a JSON value in UTF-8: byte order marks and ASCII blanks (as str's \s sees them).
+_BEFORE_VALUE = re.compile(rb"(?:\xef\xbb\xbf)*[ \t\n\r\x0b\x0c\x1c-\x1f]*")
+
+
 @WATSStandardJsonConverter.detection
 def _detect(path: Path, head: bytes) -> tuple[float, str]:
+    # Most files asked are not JSON, and one look at their first bytes tells: in UTF-8 the
+    # first character that is not blank must be "{" or "[" (a byte above 0x7f may be a blank).
+    if head[:4].count(0) == 0:  # json.detect_encoding: no NUL among them, UTF-8
+        blank = _BEFORE_VALUE.match(head)
+        at = blank.end() if blank else 0
+        if head[at:at + 1] not in (b"{", b"[", b"") and head[at] < 0x80:
+            return 0.0, ""
+    return _detect_head(head)
+
+
+def _detect_head(head: bytes) -> tuple[float, str]:
     # The first few KiB hold a report's type, pn and sn and the key of its body: decoding and
     # reading those is enough, and cheap; the whole head only when they do not settle it.
     if len(head) > _FIRST_LOOK:
@@ -329,5 +344,7 @@ def _top_level_keys(text: str, pos: int) -> tuple[dict[str, Any], int]:
 
 
 def _skip_ws(text: str, pos: int) -> int:
+    if not text[pos:pos + 1].isspace():  # compact JSON: nothing to skip, no regex run
+        return pos
     match = _WHITESPACE.match(text, pos)
     return match.end() if match else pos

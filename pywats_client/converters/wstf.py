@@ -6,6 +6,7 @@ and `wstf_values` (cells, numbers, limits).
 from __future__ import annotations
 
 import codecs
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,24 @@ class WATSStandardTextConverter(BuiltinConverter):
         return reports[0] if len(reports) == 1 else list(reports)
 
 
+# What may come before the marker in UTF-8: byte order marks, blank lines, leading blanks.
+_BEFORE_MARKER = re.compile(rb"[\xef\xbb\xbf \t\r\n\x00]*")
+
+
 @WATSStandardTextConverter.detection
 def _detect(path: Path, head: bytes) -> tuple[float, str]:
+    # A file whose first character that is not blank is not the marker's "-" is no WSTF file:
+    # known from its first bytes, without decoding the head (every file of an auto-detecting
+    # folder is asked, and a JSON report has no line break to stop at).
+    if not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        blank = _BEFORE_MARKER.match(head)
+        at = blank.end() if blank else 0
+        if head[at:at + 1] != b"-":
+            return 0.0, ""
+    return _detect_head(head)
+
+
+def _detect_head(head: bytes) -> tuple[float, str]:
     codec = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8"
     text = head.decode(codec, errors="replace").lstrip("\ufeff")
     for line in text.split("\n"):

@@ -112,6 +112,9 @@ class Conversions:
         self._pool = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="convert")
         self._protect = protected_folders(service.paths)  # never the destination of a move
         self.running: dict[Future[_Converted], SourceFile] = {}
+        # Ended conversions, put here by their futures' callbacks: collected without scanning
+        # every running one each round.
+        self._ended: collections.deque[Future[_Converted]] = collections.deque()
         self.waiting: collections.deque[SourceFile] = collections.deque()
         self._tickets: dict[Future[_Converted], ConversionTicket] = {}
         self._stuck: set[Future[_Converted]] = set()  # given up, their threads still running
@@ -163,7 +166,11 @@ class Conversions:
         future = self._pool.submit(self._convert, source, ticket)
         self.running[future] = source
         self._tickets[future] = ticket
-        future.add_done_callback(lambda _f: self.service.wake())
+        future.add_done_callback(self._ended_callback)
+
+    def _ended_callback(self, future: Future[_Converted]) -> None:
+        self._ended.append(future)  # any thread (deque.append is atomic)
+        self.service.wake()
 
     # -- the conversion thread --------------------------------------------------------------
 
@@ -291,8 +298,11 @@ class Conversions:
 
     def collect(self) -> None:
         """Account for the conversions that ended, each by the handler of its outcome."""
-        for future in [f for f in self.running if f.done()]:
-            source = self.running.pop(future)
+        while self._ended:
+            future = self._ended.popleft()
+            source = self.running.pop(future, None)
+            if source is None:
+                continue  # given up by the time limit, and accounted then
             ticket = self._tickets.pop(future, None)
             if ticket is not None and ticket.suspect:
                 self.service.poison.ended(ticket.key)

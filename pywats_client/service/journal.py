@@ -1,6 +1,6 @@
-"""The conversion journal (state/conversions.journal): each file is recorded, durably, before
-its conversion starts and cleared when it ends, so a file the process died on is known at the
-next start. It carries the count of such deaths per file; `ConversionTicket` is one passage.
+"""The conversion journal (state/conversions.journal): each file is recorded before its
+conversion starts and cleared when it ends, so a file the process died on is known at the next
+start. It carries the count of such deaths per file; `ConversionTicket` is one passage.
 """
 
 from __future__ import annotations
@@ -52,21 +52,28 @@ class Suspect:
 
 class ConversionJournal:
     """Append-only lines, each `<crc32> <json>`, so a line torn by a crash is recognised and
-    skipped. Records: `b` a conversion begins (fsynced before it does), `r` its converter
+    skipped. Records: `b` a conversion begins (written before it does), `r` its converter
     returned (what follows, queueing and moving files, is the service's own work), `e` it
     ended (either way), `x` the service stopped on purpose (what was open then did not kill
     it), `c` the counts carried over for one file.
-    `recover()` folds them at start-up and rewrites the file with the counts alone.
-    Thread-safe; the fsyncs of concurrent beginnings are shared."""
+    `recover()` folds them at start-up and rewrites the file with the counts alone. Thread-safe.
+
+    No line is fsynced as it is appended. The journal is there for a death of the process (a
+    crash in a converter, an out-of-memory kill, os._exit): what a process wrote before it died
+    is in the page cache and reaches the disk all the same. Only a power cut or a kernel crash
+    loses the last lines, and then no file is to blame, so a lost `b` is right; a lost `e` or
+    `r` makes a suspect of a file that converted, which is then converted once more, alone;
+    the checksum of each line skips one torn by the cut. The rewrite at start-up and at
+    compaction is durable (it replaces the file), and so is the stop's `x`: after a stop the
+    whole journal is synced once, so a power cut then does not make suspects of files the stop
+    abandoned."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / JOURNAL_NAME
         self._lock = threading.Lock()  # the descriptor, the records in memory
-        self._sync_lock = threading.Lock()  # one fsync at a time, covering every line before it
+        self._sync_lock = threading.Lock()  # taken before _lock by the rewrite and the stop
         self._fd = -1
         self._entries = 0
-        self._written = 0  # lines appended...
-        self._synced = 0  # ...and how many of them are durable
         self._size = 0
         self._counts: dict[FileKey, tuple[int, int]] = {}
         self._open: dict[int, FileKey] = {}
@@ -169,33 +176,28 @@ class ConversionJournal:
             return False
         self._close_fd()
         self._fd, self._size = fd, len(data)
-        self._synced = self._written
         return True
 
     # -- the life of one conversion -----------------------------------------------------
 
     def begin(self, key: FileKey) -> int:
-        """Record that `key` is about to be converted; returns once that is durable."""
+        """Record that `key` is about to be converted; returns once the line is written (a
+        death of the process from here on finds it; not fsynced, see the class)."""
         with self._lock:
             self._entries += 1
             entry = self._entries
             self._open[entry] = key
-            written = self._append({"k": "b", "i": entry, "p": key[0], "s": key[1],
-                                    "m": key[2]})
-        if written:
-            self._sync(written)
+            self._append({"k": "b", "i": entry, "p": key[0], "s": key[1], "m": key[2]})
         return entry
 
     def returned(self, entry: int) -> None:
-        """The converter of `entry` has returned: a death from here on is not the file's.
-        Not fsynced: a lost mark only counts a death the file may not have caused."""
+        """The converter of `entry` has returned: a death from here on is not the file's."""
         with self._lock:
             if entry in self._open:
                 self._append({"k": "r", "i": entry})
 
     def end(self, entry: int) -> None:
-        """The conversion of `entry` ended, whichever way. Not fsynced: a lost end makes a
-        suspect of a file that is checked again, never the other way round."""
+        """The conversion of `entry` ended, whichever way."""
         with self._lock:
             key = self._open.pop(entry, None)
             if key is None:
@@ -213,12 +215,18 @@ class ConversionJournal:
             self._counts.pop(key, None)
 
     def mark_stopped(self) -> None:
-        """The service stops on purpose: no conversion open now was killed by its file."""
-        with self._lock:
-            self._open.clear()
-            written = self._append({"k": "x"})
-        if written:
-            self._sync(written)
+        """The service stops on purpose: no conversion open now was killed by its file. Synced
+        (once per stop), with every line before it."""
+        with self._sync_lock:
+            with self._lock:
+                self._open.clear()
+                written = self._append({"k": "x"})
+                fd = self._fd
+            if written:
+                try:
+                    os.fdatasync(fd)
+                except OSError as exc:
+                    self._report(exc)
 
     def mark_stopped_now(self) -> None:
         """`mark_stopped()` for a signal handler that exits at once: no locks (one O_APPEND
@@ -236,34 +244,18 @@ class ConversionJournal:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _append(self, record: dict[str, Any]) -> int:
-        """Append one line (lock held); its number for `_sync`, 0 when nothing was written."""
+    def _append(self, record: dict[str, Any]) -> bool:
+        """Append one line (lock held); False when nothing was written."""
         if self._fd < 0:
-            return 0
+            return False
         line = _encode(record)
         try:
             os.write(self._fd, line)
         except OSError as exc:
             self._report(exc)
-            return 0
+            return False
         self._size += len(line)
-        self._written += 1
-        return self._written
-
-    def _sync(self, upto: int) -> None:
-        with self._sync_lock:
-            if self._synced >= upto:
-                return  # another thread's fsync covered this line
-            with self._lock:
-                fd, target = self._fd, self._written
-            if fd < 0:
-                return
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                self._report(exc)
-                return
-            self._synced = target
+        return True
 
     def _report(self, exc: OSError) -> None:
         if not self._failed:
@@ -287,8 +279,8 @@ class TicketState(enum.Enum):
 
 
 class ConversionTicket:
-    """One file's passage through a conversion thread. The thread calls `start()` (journalled,
-    durable), converts, then `commit()` before it changes any file, and `finish()` at the end.
+    """One file's passage through a conversion thread. The thread calls `start()` (journalled),
+    converts, then `commit()` before it changes any file, and `finish()` at the end.
     The main thread may `abandon()` it (the time limit) unless it is committing already; the
     stop closes the gate, which refuses `start()` and `commit()` alike."""
 
@@ -356,8 +348,11 @@ class ConversionTicket:
         return True
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one, not one per line (json.dumps)
+
+
 def _encode(record: dict[str, Any]) -> bytes:
-    payload = json.dumps(record, separators=(",", ":")).encode("ascii")
+    payload = _ENCODER.encode(record).encode("ascii")
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 

@@ -71,7 +71,52 @@ class _TokenAuth(requests.auth.AuthBase):
 
 class _LeanAdapter(HTTPAdapter):
     """The transport adapter, answering with a plain `Response`: no cookie jar of its own per
-    answer (the session's jar is filled only when an answer sets a cookie, see `_send`)."""
+    answer (the session's jar is filled only when an answer sets a cookie, see `_send`).
+
+    The connection pool for a URL, its TLS settings and the URL put on the request line are
+    worked out once per URL and settings, not for every request: an uploader sends to one
+    server with settings fixed for its session, and that was a third of the adapter's CPU time
+    per upload. A pool closed meanwhile is looked up again."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pools: dict[tuple[Any, ...], Any] = {}
+        self._verified: dict[tuple[Any, ...], Any] = {}  # (verify, cert) -> the pool set up
+        self._request_urls: dict[tuple[Any, ...], str] = {}
+
+    def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
+                                        proxies: Any = None, cert: Any = None) -> Any:
+        key = (request.url, verify, cert, _settled(proxies))
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # pool None: it was closed
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pools[key] = pool
+        return pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self._verified.get((verify, cert)) is conn:
+            return  # this pool was given these settings already
+        super().cert_verify(conn, url, verify, cert)
+        self._verified[(verify, cert)] = conn
+
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        key = (request.url, _settled(proxies))
+        url = self._request_urls.get(key)
+        if url is None:
+            url = self._request_urls[key] = super().request_url(request, proxies)
+        return url
+
+    def close(self) -> None:
+        # The pools kept here are closed now: the pool manager only forgets them, and they
+        # would hold their connections open for as long as this adapter lives. A request in
+        # flight finishes; its connection is closed when it is given back.
+        pools = list(self._pools.values())
+        self._pools.clear()
+        self._verified.clear()
+        self._request_urls.clear()
+        super().close()
+        for pool in pools:
+            pool.close()
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = requests.Response()
@@ -83,6 +128,10 @@ class _LeanAdapter(HTTPAdapter):
         response.request = req
         response.connection = self
         return response
+
+
+def _settled(proxies: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(proxies.items())) if proxies else ()
 
 
 class Uploader:
@@ -114,6 +163,8 @@ class Uploader:
         self._auth = _TokenAuth(token)
         self._verify: str | bool = ca_bundle or True  # never False: verification stays on
         self._timeout = (connect_timeout, read_timeout)
+        # As an object, so that the adapter does not make one per request (urllib3 copies it).
+        self._timeouts = urllib3.util.Timeout(connect=connect_timeout, read=read_timeout)
         self._max_retry_after = max_retry_after
         self._user_agent = user_agent
         self._local = threading.local()
@@ -238,7 +289,7 @@ class Uploader:
                 if remaining <= 0:
                     raise _AnswerProblem(self._too_slow(size))
                 if sock is not None:
-                    sock.settimeout(min(remaining, self._timeout[1]))
+                    _set_timeout(sock, min(remaining, self._timeout[1]))
                 chunk = read(_CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -255,7 +306,7 @@ class Uploader:
         finally:
             if sock is not None:
                 with contextlib.suppress(OSError):
-                    sock.settimeout(self._timeout[1])
+                    _set_timeout(sock, self._timeout[1])
         raw.release_conn()  # read to the end: the connection is kept for the next request
         return b"".join(chunks)
 
@@ -282,8 +333,10 @@ class Uploader:
         if session.cookies:  # a load balancer's node cookie goes back with every request
             request.prepare_cookies(session.cookies)
         adapter = session.get_adapter(url)
-        # stream: the body is read by _read_answer, with a size limit and a deadline.
-        response = adapter.send(request, stream=True, timeout=self._timeout,
+        # stream: the body is read by _read_answer, with a size limit and a deadline. The
+        # adapter takes a urllib3 Timeout as it is (documented; the stubs know tuples only).
+        response = adapter.send(request, stream=True,
+                                timeout=self._timeouts,  # type: ignore[arg-type]
                                 verify=True if session.verify is None else session.verify,
                                 cert=None, proxies=session.proxies)
         if "Set-Cookie" in response.headers:
@@ -319,6 +372,13 @@ class Uploader:
         if len(self._token) < _MIN_SCRUB:
             return text
         return text.replace(self._token, "<token>")
+
+
+def _set_timeout(sock: Any, seconds: float) -> None:
+    # settimeout() is a system call every time, and each gives the interpreter lock up: an
+    # upload thread then waits for it behind busy threads. Mostly the timeout is set already.
+    if sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def classify_exception(exc: BaseException) -> Outcome:
