@@ -49,6 +49,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _WHITESPACE = re.compile(r"\s+")
 _PAYLOADS = ("seqCall", "numericMeas", "stringMeas", "booleanMeas", "messagePopup", "callExe")
 _BATCH = 128  # steps started and ended, mapped at a time
+_SHARED_NUMBERS = 4096  # at most this many numbers shared at once
 
 
 class WATSStandardXMLConverter(BuiltinConverter):
@@ -270,6 +271,7 @@ class _ReportMapper:
         # a root step), waiting to be mapped: mapping them in batches, between stretches of
         # reading, is a tenth faster than a step at a time (the CPU's caches keep either).
         self.events: list[tuple[_Step, _Step | None]] = []
+        self.numbers: dict[str, float] = {}  # as written -> the number (see `number`)
 
     def note(self, key: str, node: XmlNode) -> None:
         if self.record:
@@ -294,14 +296,24 @@ class _ReportMapper:
 
     def number(self, node: XmlNode, attr: str) -> float | None:
         raw = node.get(attr)
-        if raw is None or not raw.strip():
+        if raw is None:
+            return None
+        known = self.numbers.get(raw)
+        if known is not None:
+            return known
+        if not raw.strip():
             return None
         if not _NUMBER.fullmatch(raw):
             hint = (" (WATS cannot store NaN or infinite values)"
                     if raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else
                     " (use a dot as decimal separator)")
             raise self.fail(node, f"{attr}={raw!r} is not a number{hint}")
-        return float(raw)
+        value = float(raw)
+        # Limits, times and values repeat from step to step: one float each, shared.
+        if len(self.numbers) >= _SHARED_NUMBERS:
+            self.numbers.clear()
+        self.numbers[raw] = value
+        return value
 
     def boolean(self, node: XmlNode, attr: str) -> bool | None:
         raw = node.get(attr)
