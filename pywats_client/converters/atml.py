@@ -89,8 +89,8 @@ class ATMLConverter(BuiltinConverter):
 
     def read(self, path: Path, options: ConversionOptions) -> list[dict[str, Any]]:
         """One WSJF report per `TestResults` of the file, in file order."""
-        check_size(path, MAX_FILE_SIZE, "ATML", hint="have TestStand write one report per "
-                   "UUT, or leave large arrays out of the report")
+        size = check_size(path, MAX_FILE_SIZE, "ATML", hint="have TestStand write one report "
+                          "per UUT, or leave large arrays out of the report")
         reader = _Reader(path, options)
         try:
             with open(path, "rb") as fh:
@@ -99,7 +99,10 @@ class ATMLConverter(BuiltinConverter):
                           on_end=reader.on_end, on_complete=reader.on_results)
         except OSError as exc:
             raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-        return reader.finish()
+        reports = reader.finish()
+        for report in reader.reports:
+            report.source_bytes = size // len(reports)  # a large report is queued in pieces
+        return reports
 
 
 # -- reading the file ---------------------------------------------------------------------------
