@@ -342,6 +342,59 @@ def test_a_file_cut_off_is_incomplete(tmp_path: Path, fraction: float) -> None:
         convert(path)
 
 
+# -- what is read as it ends: the first problem of the report, the first step with an ID ---------
+
+_BAD_TIME = '<tr:Test ID="9" name="Late" startDateTime="2024-13-01T00:00:00"/>'
+_BAD_VALUE = ('<tr:Test ID="8" name="Odd"><tr:TestResult ID="r" name="Numeric"><tr:TestData>'
+              '<c:Datum xsi:type="c:double" value="abc"/></tr:TestData></tr:TestResult>'
+              "</tr:Test>")
+
+
+def _group(inner: str, attrs: str = 'startDateTime="2024-01-02T03:04:05"') -> str:
+    return f'<tr:TestGroup ID="5" name="C:\\x.seq#Sub" {attrs}>{inner}</tr:TestGroup>'
+
+
+@pytest.mark.parametrize(("body", "uut", "message"), [
+    (_BAD_VALUE, "", r"<UUT> at line \d+: the UUT has no serial number"),
+    (_group(_BAD_VALUE, 'startDateTime="x"'), "<c:SerialNumber>S</c:SerialNumber>",
+     r'<TestGroup name="C:\\x.seq#Sub"> at line \d+: startDateTime: \'x\''),
+    (_group(_BAD_VALUE) + _BAD_TIME, "<c:SerialNumber>S</c:SerialNumber>",
+     r"<Datum value=\"abc\"> at line \d+: value 'abc' is not a number"),
+    (_BAD_TIME + _BAD_VALUE, "<c:SerialNumber>S</c:SerialNumber>",
+     r'<Test name="Late"> at line \d+: startDateTime'),
+])
+def test_the_first_problem_in_the_report_is_named(tmp_path: Path, body: str, uut: str,
+                                                  message: str) -> None:
+    # Steps are mapped as they end, before the UUT that follows them is read; the problem
+    # named is the first in the order of the report: its header, then its steps in the
+    # file's order, a step's own before its child steps'.
+    path = tmp_path / "r.xml"
+    path.write_text(minimal(body, uut=uut))
+    with pytest.raises(ConversionError, match=message) as caught:
+        convert(path)
+    assert not isinstance(caught.value, IncompleteFileError)
+    path.write_text(minimal(body, uut=uut).split("</tr:UUT>")[0])
+    with pytest.raises(IncompleteFileError):  # cut off after the problem: still being written
+        convert(path)
+
+
+def test_a_failure_stack_names_the_first_step_in_the_file_with_its_id(tmp_path: Path) -> None:
+    failed = '<tr:Outcome value="Failed"/>'
+    body = (f'<tr:TestGroup ID="7" name="C:\\x.seq#Sub">{failed}'
+            f'<tr:Test ID="7" name="Inner">{failed}</tr:Test></tr:TestGroup>')
+    stack = ('<tr:Extension><ts:TSResultSetProperties><ts:CriticalFailureStack>'
+             '<ts:CriticalFailureStackEntry resultID="7"/></ts:CriticalFailureStack>'
+             "</ts:TSResultSetProperties></tr:Extension>")
+    path = tmp_path / "r.xml"
+    path.write_text(minimal(body, outcome="Failed").replace("</trc:TestResults>",
+                                                            stack + "</trc:TestResults>"))
+    [report] = convert(path)
+    [group] = report["root"]["steps"]
+    assert group["name"] == "Sub" and group.get("causedUUTFailure") is True
+    assert "causedUUTFailure" not in group["steps"][0]
+    assert report["uut"]["stepIdCausedUUTFailure"] == group["id"]
+
+
 # -- detection ----------------------------------------------------------------------------------
 
 

@@ -263,6 +263,54 @@ def test_problems_of_a_handed_over_element_wait_for_the_end_of_the_file() -> Non
     assert not isinstance(caught.value, IncompleteFileError)
 
 
+STREAM = XmlFormat("Test", 8, "fix the writer", hand_over=frozenset({"item"}),
+                   stream=frozenset({"step"}))
+
+
+def test_steps_are_told_as_they_start_and_end_and_dropped_once_mapped() -> None:
+    told: list[str] = []
+    widest = 0
+
+    def start(node: XmlNode, parent: XmlNode | None) -> None:
+        told.append(f"start {node.get('n') or node.tag} in {parent.tag if parent else None}")
+
+    def end(node: XmlNode, parent: XmlNode) -> bool:
+        nonlocal widest
+        told.append(f"end {node.get('n')}")
+        widest = max(widest, len(parent.children))  # the element tree stays one path wide
+        return parent.tag != "keep"  # mapped (dropped), except in <keep>
+
+    kept: list[XmlNode] = []
+    data = (b'<list>\n<item>\n  <step n="1">\n    <step n="1.1"/>\n    <step n="1.2"/>\n'
+            b'  </step>\n  <step n="2"/>\n  <keep><step n="k"/></keep>\n</item>\n'
+            b'<step n="outside"/><other><item><step n="deep"/></item></other>\n</list>')
+    parse_xml("f.xml", data, STREAM, on_start=start, on_end=end, on_complete=kept.append)
+    assert told == ["start item in list", "start 1 in item", "start 1.1 in step", "end 1.1",
+                    "start 1.2 in step", "end 1.2", "end 1", "start 2 in item", "end 2",
+                    "start k in keep", "end k"]
+    assert widest == 1
+    # What was mapped is gone from the tree, layout whitespace after it with it; the rest
+    # stays as it was read.
+    [item] = kept
+    assert [child.tag for child in item.children] == ["keep"] and item.text == ""
+    assert [step.get("n") for step in item.children[0].children] == ["k"]
+
+
+def test_problems_of_a_streamed_element_wait_for_the_end_of_the_file() -> None:
+    ended: list[str] = []
+
+    def end(node: XmlNode, parent: XmlNode) -> bool:
+        ended.append(node.get("n") or "")
+        raise ConversionError(f"f.xml: {node.place()}: bad step")
+
+    data = b'<list><item><step n="1"/><step n="2"/></item><item><step n="3"/></item></list>'
+    with pytest.raises(ConversionError, match=r'^f\.xml: <step> at line 1: bad step'):
+        parse_xml("f.xml", data, STREAM, on_end=end)
+    assert ended == ["1"]  # once there is a problem, nothing more is told
+    with pytest.raises(IncompleteFileError, match="ends early"):
+        parse_xml("f.xml", data[:-7], STREAM, on_end=end)
+
+
 @pytest.mark.parametrize("codec", ["utf-8", "utf-16"])
 def test_doctype_is_refused_before_parsing_with_its_line(codec: str) -> None:
     data = ('<?xml version="1.0"?>\n<!DOCTYPE list [<!ENTITY a "b">]>\n<list/>').encode(codec)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ from pywats_client.converters.memory import (
 )
 from pywats_client.converters.registry import BUILTIN_CONVERTERS
 from pywats_client.converters.wsjf import WATSStandardJsonConverter
-from pywats_client.errors import ReportValidationError
-from pywats_client.queue.store import DurableQueue, State, decode_item
-from pywats_client.report.model import ReportDict, to_json_bytes, to_json_parts
+from pywats_client.errors import QueueError, ReportValidationError
+from pywats_client.queue.store import DurableQueue, State, body_digest, decode_item
+from pywats_client.report.model import JsonPieces, ReportDict, to_json_bytes, to_json_parts
 from pywats_client.service.pipeline import (
     convert_file,
     convert_source,
@@ -211,6 +212,54 @@ def test_a_report_in_pieces_is_queued_and_claimed_whole(tmp_path: Path) -> None:
     assert item is not None and item.body == whole
     stored = queue.folder(State.PROCESSING) / f"{put.id}.wsq"
     assert decode_item(stored.read_bytes())[1] == whole
+
+
+class _CountedPieces(JsonPieces):
+    """Pieces that count how often they are read."""
+
+    readings = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.readings += 1
+        return super().__iter__()
+
+
+def test_large_pieces_are_made_again_each_reading_and_know_their_digest() -> None:
+    report = _large(20_000)
+    whole = to_json_bytes(report)
+    report.source_bytes = len(whole)
+    parts = to_json_parts(report)
+    assert isinstance(parts, JsonPieces)
+    assert b"".join(parts) == whole and b"".join(parts) == whole
+    assert parts.size == len(whole) and len(parts) == len(list(parts)) > 3
+    assert parts.sha256 == body_digest(whole) == body_digest(parts)
+    assert parts[1] == list(parts)[1]
+
+
+def test_a_report_in_pieces_is_read_once_to_be_queued(tmp_path: Path) -> None:
+    report = _large(20_000)
+    report.source_bytes = 10 * MB
+    parts = _CountedPieces(report)  # read once already: for its size and digest
+    queue = DurableQueue(tmp_path / "queue")
+    queue.ensure_layout()
+    put = queue.put(parts, report_id=report["id"], source="big.xml")
+    assert parts.readings == 2  # and once more, to be written, with the file's own digest
+    stored = queue.folder(State.PENDING) / f"{put.id}.wsq"
+    header, body = decode_item(stored.read_bytes())
+    assert body == to_json_bytes(report) and header.body_sha256 == parts.sha256
+
+
+def test_a_report_that_changes_while_it_is_queued_is_not_queued(tmp_path: Path) -> None:
+    report = _large(2_000)
+    report.source_bytes = 10 * MB
+    parts = to_json_parts(report)
+    report["root"]["steps"][5]["name"] = "changed after its digest was taken"
+    queue = DurableQueue(tmp_path / "queue")
+    queue.ensure_layout()
+    with pytest.raises(QueueError, match="changed while it was being queued"):
+        queue.put(parts, report_id=report["id"], source="big.xml")
+    assert not any(queue.folder(State.PENDING).iterdir())
+    assert not any((tmp_path / "queue" / "tmp").iterdir())
 
 
 @pytest.mark.skipif(not samples_present(), reason="../shared/samples is absent")

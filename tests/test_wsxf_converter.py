@@ -582,6 +582,71 @@ def test_broken_files_name_the_element_and_line(tmp_path: Path, case: str) -> No
     assert str(tmp_path / "report.xml") in str(caught.value)
 
 
+# Steps are mapped as they end, before the report's header is read to its end; the problem
+# named is still the first one in the order of the report: its header, then its steps in the
+# file's order, a step's own before its child steps'.
+ORDER = {
+    "the header before a step": (
+        in_main('<Step Id="2" Name="V" Status="Maybe"/>').replace('SN="S1"', 'SN=""'),
+        r'<Report SN=""> at line 2: SN \(serial number\) is missing'),
+    "a header element after the steps before a step": (
+        uut('<MiscInfo Numeric="2"/>', steps='<Step Id="1" Name="Main" Status="Maybe"/>'),
+        r"<MiscInfo> at line 4: Description is missing"),
+    "a step before its child steps": (
+        in_main('<Step Id="2" Name="V" Status="Passed" Group="Teardown">\n'
+                '<SequenceCall Name="S"/>\n<Step Id="3" Name="W" Status="Maybe"/>\n</Step>'),
+        r'<Step Id="2" Name="V"> at line 6: Group=\'Teardown\' is not one of'),
+    "a step after its payload": (
+        in_main('<Step Id="2" Name="V" Status="Passed">\n<Step Id="3" Name="W" '
+                'Status="Maybe"/>\n<PassFail Status="Passed"/>\n<StringValue '
+                'StringValue="x"/>\n</Step>'),
+        r'<Step Id="2" Name="V"> at line 6: a step has one kind of result'),
+    "the first step in the file": (
+        in_main('<Step Id="2" Name="V" Status="Passed">\n<SequenceCall Name="S"/>\n'
+                '<Step Id="3" Name="W" Status="Maybe"/>\n</Step>\n'
+                '<Step Id="4" Name="X" Status="Passed" Group="Teardown"/>'),
+        r'<Step Id="3" Name="W"> at line 8: Status=\'Maybe\''),
+    "an id taken by a step before, not by a child step": (
+        in_main('<Step Id="2" Name="V" Status="Passed">\n<SequenceCall Name="S"/>\n'
+                '<Step Id="3" Name="W" Status="Passed"/>\n</Step>\n'
+                '<Step Id="3" Name="X" Status="Passed"/>'),
+        r'<Step Id="3" Name="X"> at line 10: Id 3 is also used by <Step Id="3" Name="W"> at '
+        r"line 8"),
+}
+
+
+@pytest.mark.parametrize("case", list(ORDER))
+def test_the_first_problem_in_the_report_is_named(tmp_path: Path, case: str) -> None:
+    text, message = ORDER[case]
+    with pytest.raises(ConversionError, match=message):
+        convert_text(tmp_path, text)
+
+
+def test_a_repeated_id_in_a_large_file_names_the_step_that_has_it_first(tmp_path: Path) -> None:
+    first = '<Step Id="7" Name="First" Status="Passed"/>\n'
+    filler = "".join(f'<Step Id="{n}" Name="V{n}" Status="Passed"/>\n' for n in range(10, 30_000))
+    text = in_main(first + filler + '<Step Id="7" Name="Again" Status="Passed"/>')
+    assert len(text) > LAZY_PLACES_FROM
+    with pytest.raises(ConversionError, match=r'<Step Id="7" Name="Again"> at line \d+: Id 7 is '
+                       r'also used by <Step Id="7" Name="First"> at line 6$'):
+        convert_text(tmp_path, text)
+
+
+def test_a_step_in_a_header_or_in_additional_data_is_no_step(tmp_path: Path) -> None:
+    text = uut('<UUT UserLoginName="u"><Step Id="9" Name="Stray"/></UUT>\n'
+               '<AdditionalData Name="A"><Step Name="Kept">x</Step></AdditionalData>')
+    [report] = convert_text(tmp_path, text)
+    assert list(steps_by_id(report)) == [1]
+    assert report["additionalData"] == [
+        {"name": "A", "props": [{"name": "Kept", "type": "String", "value": "x"}]}]
+
+
+def test_a_file_cut_off_after_a_broken_step_is_incomplete(tmp_path: Path) -> None:
+    text = in_main('<Step Id="2" Name="V" Status="Maybe"/>')
+    with pytest.raises(IncompleteFileError):
+        convert_text(tmp_path, text[:text.index("</Report>")])
+
+
 REPAIR = (f'<Reports {WSXF}>\n<Report type="UUR" SN="S1" PN="P1" Rev="A" '
           'Start="2026-01-01T10:00:00Z">\n<UUR UserLoginName="u"><Process Code="10"/></UUR>\n'
           '<Process Code="500"/>\n{body}\n</Report>\n</Reports>\n')

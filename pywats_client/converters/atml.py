@@ -4,8 +4,8 @@ Owns recognising the three dialects by the root element's namespace (ATML 2.02, 
 and the report header: one WSJF report per `TestResults` (a batch file holds one per test
 socket) with serial and part number, station, operator, times, result and TestStand's socket
 index, batch serial number and critical failure. The file is read by `xmlsafe` (DOCTYPE/ENTITY
-refused, a size cap, a nesting cap, TestStand's report options skipped, one `TestResults` in
-memory at a time). The step tree is built by `atml_steps.py` (results sorted by
+refused, a size cap, a nesting cap, TestStand's report options skipped, each step element
+mapped as it ends). The step tree is built by `atml_steps.py` (results sorted by
 `atml_results.py`), values and limits are read by `atml_values.py`. Imports only those, the
 converter base and its helpers (`options`, `textio`, `xmlsafe`), `report`, `errors` and the
 stdlib.
@@ -66,17 +66,19 @@ MAX_FILE_SIZE = 200 * MB
 MAX_DEPTH = 200
 DEFAULT_PART_NUMBER = "NA"
 # Report options and style sheet lists are large, and nothing a report needs: skipped. Each
-# TestResults is mapped as soon as it is read, then dropped.
+# step element is mapped as it ends and then dropped, each TestResults as it ends: a report is
+# never both a tree of elements and a WSJF report in memory.
 XML = XmlFormat("ATML", MAX_DEPTH, "this is not an ATML report, or the file is damaged",
                 node_type=AtmlNode, skip=frozenset({"TestProgram"}),
-                hand_over=frozenset({"testresults"}))
+                hand_over=frozenset({"testresults"}),
+                stream=frozenset({"resultset", "testgroup", "test", "sessionaction"}))
 
 
 class ATMLConverter(BuiltinConverter):
     """Imports ATML 2.02 / 5.00 / 6.01 test results written by NI TestStand."""
 
     name = "ATMLConverter"
-    memory_ratio = 7.0  # peak RSS per input byte (bench_converters --memory: 6.04 on 20 MB)
+    memory_ratio = 2.0  # peak RSS per input byte (bench_converters --memory: 1.75 on 30 MB)
     description = ("IEEE 1636.1 ATML test results (2.02, 5.00, 6.01) from NI TestStand: one "
                    "report per TestResults, with TestStand's step properties")
     file_patterns = ("*.xml", "*.atml")
@@ -86,23 +88,28 @@ class ATMLConverter(BuiltinConverter):
 
     def read(self, path: Path, options: ConversionOptions) -> list[dict[str, Any]]:
         """One WSJF report per `TestResults` of the file, in file order."""
-        check_size(path, MAX_FILE_SIZE, "ATML", hint="have TestStand write one report per "
-                   "UUT, or leave large arrays out of the report")
+        size = check_size(path, MAX_FILE_SIZE, "ATML", hint="have TestStand write one report "
+                          "per UUT, or leave large arrays out of the report")
         reader = _Reader(path, options)
         try:
             with open(path, "rb") as fh:
                 parse_xml(str(path), fh, XML, encoding=options.encoding,
-                          on_root=reader.on_root, on_complete=reader.on_results)
+                          on_root=reader.on_root, on_start=reader.on_start,
+                          on_end=reader.on_end, on_complete=reader.on_results)
         except OSError as exc:
             raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-        return reader.finish()
+        reports = reader.finish()
+        for report in reader.reports:
+            report.source_bytes = size // len(reports)  # a large report is queued in pieces
+        return reports
 
 
 # -- reading the file ---------------------------------------------------------------------------
 
 
 class _Reader:
-    """Turns each `TestResults` of one file into a report as soon as it is complete."""
+    """Turns each `TestResults` of one file into a report: its steps as they are read, the
+    rest as soon as it is complete."""
 
     def __init__(self, path: Path, options: ConversionOptions) -> None:
         self.path = path
@@ -111,6 +118,7 @@ class _Reader:
         self.dialect = ""
         self.collection: XmlNode | None = None
         self.ids: set[str] = set()
+        self.open: list[StepBuilder] = []  # a TestResults may hold one (the root one only)
 
     def finish(self) -> list[dict[str, Any]]:
         if not self.reports:
@@ -141,19 +149,30 @@ class _Reader:
         if root.tag == "TestResultsCollection":
             self.collection = root
 
+    def on_start(self, node: XmlNode, parent: XmlNode | None) -> None:
+        if node.key == "testresults":
+            self.open.append(StepBuilder(self.path, self.options.timezone, node,
+                                         wrapped=self.dialect == "ATML 2.02"))
+        elif self.open:
+            self.open[-1].started(node, parent)
+
+    def on_end(self, node: XmlNode, parent: XmlNode) -> bool:
+        return bool(self.open) and self.open[-1].ended(node)
+
     def on_results(self, node: XmlNode) -> None:
-        self.reports.append(_ReportBuilder(self, node).report())
+        self.reports.append(_ReportBuilder(self, node, self.open.pop()).report())
 
 
 # -- one report ---------------------------------------------------------------------------------
 
 
 class _ReportBuilder:
-    def __init__(self, reader: _Reader, node: XmlNode) -> None:
+    def __init__(self, reader: _Reader, node: XmlNode, builder: StepBuilder) -> None:
         self.reader = reader
         self.path = reader.path
         self.options = reader.options
         self.node = node
+        self.builder = builder  # its steps, mapped as they were read
 
     def report(self) -> ReportDict:
         node = self.node
@@ -186,10 +205,9 @@ class _ReportBuilder:
         start = self.moment(result_set, "startDateTime")
         if start is not None:
             out["start"] = format_datetime(start)
-        builder = StepBuilder(self.path, options.timezone)
+        builder = self.builder
         root = builder.root(result_set, options.sequence_name or "MainSequence",
-                            options.sequence_version,
-                            wrapped=self.reader.dialect == "ATML 2.02")
+                            options.sequence_version)
         out["result"] = result_for_status(status or root["status"])
         out["uut"] = self.uut(result_set, start)
         out["root"] = root

@@ -1,9 +1,10 @@
 """Steps for `ATMLConverter`: the TestGroup / Test / SessionAction tree as WSJF steps.
 
-Owns the step tree: document order, sequence calls (their file, sequence and version), the
-payload each step carries, loops, and TestStand's step properties (type, group, step id,
-start and total time, "caused sequence failure"). What a step's results hold is sorted by
-`atml_results.py`. Depends on `atml_values`, `atml_results`, `report` and the stdlib.
+Owns the step tree, built as the file is read: document order, sequence calls (their file,
+sequence and version), the payload each step carries, loops, and TestStand's step properties
+(type, group, step id, start and total time, "caused sequence failure"). What a step's
+results hold is sorted by `atml_results.py`. Depends on `atml_values`, `atml_results`,
+`report`, `errors` and the stdlib.
 
 Where WSJF has no place for what the file says:
 
@@ -33,6 +34,7 @@ from pywats_client.converters.atml_values import (
     split_sequence,
     whole,
 )
+from pywats_client.errors import ConversionError
 from pywats_client.report.model import (
     INT16,
     STEP_NAME_LIMIT,
@@ -45,36 +47,115 @@ SEQUENCE_STEP_TYPES = frozenset({"SequenceCall", "WATS_SeqCall"})
 _LOOP_SUFFIX = re.compile(r"\s*\(Loop Index:\s*\d+\)\s*$", re.IGNORECASE)
 _CALLER = re.compile(r"SequenceCallStepName\s*=\s*'(.*)'", re.DOTALL)
 _SEVERITY = {"F": 1, "E": 2, "T": 3}
+_BATCH = 32  # step elements mapped at a time
+
+
+class _Open:
+    """A step element (or the ResultSet) being read, with its child steps as they were mapped:
+    the mapped steps, or the first problem among them (raised where mapping the whole tree
+    would raise it: after the element's own problems)."""
+
+    __slots__ = ("kids", "node", "order", "problem", "steps")
+
+    def __init__(self, node: Node, order: int) -> None:
+        self.node = node
+        self.order = order  # in document order of the step elements' starts
+        self.kids = 0  # child step elements
+        self.steps: list[dict[str, Any]] = []
+        self.problem: Exception | None = None
 
 
 class StepBuilder:
-    """Builds the step tree of one `tr:TestResults`; not shared between reports."""
+    """Builds the step tree of one `tr:TestResults` as it is read; not shared between reports.
 
-    def __init__(self, path: object, zone: tzinfo | None) -> None:
+    `started` and `ended` are told of the elements as they start and end: each step element
+    is mapped when it ends (its child steps are then mapped already) and can be dropped;
+    the ResultSet stays, and `root` makes the root sequence from it once the report ended.
+    """
+
+    def __init__(self, path: object, zone: tzinfo | None, report: Node | None = None,
+                 wrapped: bool = False) -> None:
         self.path = path
         self.zone = zone
         self.places: dict[int, str] = {}  # id(step dict) -> place in the file
         self.by_result_id: dict[str, dict[str, Any]] = {}  # ATML ID -> step, for failure stacks
+        self._first: dict[str, int] = {}  # ATML ID -> order of the step that has it
+        self.report = report  # the tr:TestResults element
+        # ATML 2.02 puts the root sequence in one more `tr:TestGroup`; it is unwrapped so that
+        # all three dialects give the same tree.
+        self.wrapped = wrapped
+        self._open: list[_Open] = []
+        self._set: _Open | None = None  # the ResultSet
+        # A 2.02 ResultSet's first step, a TestGroup: the root sequence while it is the only
+        # step, so it is mapped only when the ResultSet ends or a second step starts.
+        self._wrapper: _Open | None = None
+        self._started = 0
+        # Step elements that ended, with the element they stand in, waiting to be mapped:
+        # mapping them in batches, between stretches of reading, is faster than one at a time
+        # (the CPU's caches keep either).
+        self._ended: list[tuple[_Open, _Open]] = []
+
+    # -- the tree, as it is read ---------------------------------------------------------------
+
+    def started(self, node: Node, parent: Node | None) -> None:
+        """An element starts: a step element of the report's ResultSet or of one of its step
+        elements, or the ResultSet itself; anything else is not followed."""
+        if self._open and parent is self._open[-1].node and node.tag in STEP_TAGS:
+            outer = self._open[-1]
+            outer.kids += 1
+            if self._wrapper is not None:  # a second step beside it: it was a step after all
+                self._ended.append((self._wrapper, outer))
+                self._wrapper = None
+            self._started += 1
+            self._open.append(_Open(node, self._started))
+        elif node.tag == "ResultSet" and parent is self.report and self._set is None:
+            self._set = _Open(node, 0)
+            self._open.append(self._set)
+
+    def ended(self, node: Node) -> bool:
+        """An element ends: True when it was a step element, now mapped (it can go)."""
+        if not self._open or self._open[-1].node is not node:
+            return False
+        done = self._open.pop()
+        if done is self._set:
+            return False  # the report reads it when it ends
+        outer = self._open[-1]
+        if outer is self._set and self.wrapped and outer.kids == 1 and node.tag == "TestGroup":
+            self._wrapper = done
+        else:
+            self._ended.append((done, outer))
+            if len(self._ended) >= _BATCH:
+                self._catch_up()
+        return True
+
+    def _catch_up(self) -> None:
+        """Map the step elements that ended, in the order they did (a step after its child
+        steps), into the element they stand in."""
+        for element, outer in self._ended:
+            if outer.problem is not None:
+                continue
+            try:
+                outer.steps.extend(self.step(element))
+            except (ConversionError, ValueError, RecursionError) as exc:
+                # Raised when the report ends, as mapping the whole tree would raise it.
+                outer.problem = exc
+                outer.steps = []  # the report fails: its steps are not needed
+        self._ended.clear()
 
     # -- the tree ---------------------------------------------------------------------------
 
-    def root(self, result_set: Node, sequence_name: str, version: str,
-             wrapped: bool) -> dict[str, Any]:
-        """The root sequence call from `tr:ResultSet`.
-
-        ATML 2.02 (`wrapped`) puts the root sequence in one more `tr:TestGroup`; it is
-        unwrapped so that all three dialects give the same tree.
-        """
-        node = result_set
-        kids = [c for c in result_set.children if c.tag in STEP_TAGS]
-        if wrapped and len(kids) == 1 and kids[0].tag == "TestGroup":
-            node = kids[0]
+    def root(self, result_set: Node, sequence_name: str, version: str) -> dict[str, Any]:
+        """The root sequence call from `tr:ResultSet` (or from the TestGroup that wraps the
+        root sequence in ATML 2.02), once the report has been read."""
+        self._catch_up()
+        element = self._wrapper or self._set or _Open(result_set, 0)
+        node = element.node
         step = self._base(node, default_type="SequenceCall")
         path, name = split_sequence(node.get("name") or "")
         if not path and node is not result_set:
             path = split_sequence(result_set.get("name") or "")[0]
         step["name"] = _crop(name or sequence_name)
-        children = self.steps(node)
+        children = self._children(element)
         if "status" not in step:
             fallback = node_outcome(result_set)
             step["status"] = fallback if fallback is not None else _worst(children)
@@ -85,33 +166,30 @@ class StepBuilder:
         step["steps"] = children
         return step
 
-    def steps(self, parent: Node) -> list[dict[str, Any]]:
-        """The steps of `parent`'s step elements, in document order (= execution order)."""
-        out: list[dict[str, Any]] = []
-        others = []
-        for child in parent.children:
-            if child.tag in STEP_TAGS:
-                out.extend(self.step(child))
-            else:
-                others.append(child)
-        # The step elements are mapped: dropped, so that a large report does not hold its
-        # whole element tree and its whole WSJF at the same time.
-        parent.children = others
-        return _settle_loops(out)
+    def _children(self, element: _Open) -> list[dict[str, Any]]:
+        """The steps of `element`'s step elements, in document order (= execution order)."""
+        if element.problem is not None:
+            raise element.problem
+        return _settle_loops(element.steps)
 
-    def step(self, node: Node) -> list[dict[str, Any]]:
+    def step(self, element: _Open) -> list[dict[str, Any]]:
         """One step element as WSJF steps: usually one, two for a test that ran a sequence."""
+        node = element.node
         step = self._base(node)
         step_type = step["stepType"]
         ident = node.get("ID")
         if ident:
-            self.by_result_id.setdefault(ident, step)
+            # The first step in the file with this ID keeps it (steps end in another order).
+            first = self._first.get(ident)
+            if first is None or element.order < first:
+                self._first[ident] = element.order
+                self.by_result_id[ident] = step
         if "status" not in step:
             step["status"] = "D"  # an element without outcome ran, with no verdict
         is_group = node.tag == "TestGroup"
         seq_like = is_group or step_type in SEQUENCE_STEP_TYPES
         content = self._content(node, step, seq_like)
-        has_kids = any(c.tag in STEP_TAGS for c in node.children)
+        has_kids = element.kids > 0
         # Additional results become the payload of a step that has no other result.
         self._set_text(step, content, with_extras=bool(
             content.kind or seq_like or content.popup or content.exit_code is not None))
@@ -119,7 +197,7 @@ class StepBuilder:
             step[content.kind] = content.measurements
             if not has_kids:
                 return [step]
-            children = self.steps(node)
+            children = self._children(element)
             seq_path, seq_name = split_sequence(node.get("name") or "")
             if is_group and seq_name:
                 # The sequence this test step ran (sequence adapter or post action).
@@ -135,7 +213,7 @@ class StepBuilder:
         if seq_like:
             seq_path, seq_name = split_sequence(node.get("name") or "")
             step["seqCall"] = {"path": seq_path, "name": seq_name, "version": content.version or ""}
-            step["steps"] = self.steps(node)
+            step["steps"] = self._children(element)
             return [step]
         if content.popup:
             step["messagePopup"] = content.popup
@@ -143,7 +221,7 @@ class StepBuilder:
             step["callExe"] = {"exitCode": content.exit_code}
         elif content.extras:
             step["additionalResults"] = content.additional_results()
-        return [step, *self.steps(node)] if has_kids else [step]
+        return [step, *self._children(element)] if has_kids else [step]
 
     # -- step properties ---------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 Owns mapping each `<Report>` of these files to a WSJF report as a server export of the same
 report would hold it. The file is read by `xmlsafe` (DTDs and entities refused, a size cap, a
-nesting cap, a line number on every element, one `<Report>` in memory at a time); the flat
-legacy WRML layout is first rebuilt into the WSXF tree by `wrml.py`. Imports only the
-converter base and its helpers (`options`, `textio`, `xmlsafe`, `wrml`), `report`, `limits`,
-`errors` and the stdlib.
+nesting cap, a line number on every element, each `<Step>` mapped as it ends, so that a
+report's elements are never all in memory); the flat legacy WRML layout is first rebuilt into
+the WSXF tree by `wrml.py`. Imports only the converter base and its helpers (`options`,
+`textio`, `xmlsafe`, `wrml`), `report`, `limits`, `errors` and the stdlib.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
 WRML_NS = "http://wats.virinco.com/schemas/WATS/Report"
 MAX_FILE_SIZE = 200 * MB
 LAZY_PLACES_FROM = MB
-# Real reports nest a few dozen levels; the cap keeps the recursive mapping far from Python's
-# recursion limit whatever a hostile file holds.
+# Real reports nest a few dozen levels; the cap keeps the mapping of properties (recursive)
+# far from Python's recursion limit whatever a hostile file holds.
 MAX_DEPTH = 120
+# Each <Step> is mapped as it ends and then dropped: a report is never both a tree of
+# elements and a WSJF report in memory.
 XML = XmlFormat("WSXF", MAX_DEPTH, "fix the file or the program that writes it",
-                hand_over=frozenset({"report"}))
+                hand_over=frozenset({"report"}), stream=frozenset({"step"}))
 
 _STEP_STATUS = {"passed": "P", "failed": "F", "done": "D", "skipped": "S", "error": "E",
                 "terminated": "T",
@@ -46,13 +48,15 @@ _NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?\s*")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _WHITESPACE = re.compile(r"\s+")
 _PAYLOADS = ("seqCall", "numericMeas", "stringMeas", "booleanMeas", "messagePopup", "callExe")
+_BATCH = 128  # steps started and ended, mapped at a time
+_SHARED_NUMBERS = 4096  # at most this many numbers shared at once
 
 
 class WATSStandardXMLConverter(BuiltinConverter):
     """Imports WSXF files (and legacy WRML) as the WATS Client's WSXF importer does."""
 
     name = "WATSStandardXMLConverter"
-    memory_ratio = 5.0  # peak RSS per input byte (bench_converters --memory: 4.35 on 20 MB)
+    memory_ratio = 3.5  # peak RSS per input byte (bench_converters --memory: 3.31 on 30 MB)
     description = "WATS Standard XML Format (WSXF) and legacy WRML: every <Report> in the file"
     file_patterns = ("*.xml",)
 
@@ -78,35 +82,100 @@ def _read_reports(path: Path, options: ConversionOptions, *, record: bool,
                   only: int | None = None) -> list[ReportDict]:
     """The reports of the file (only report `only`, when given), with their source places
     when `record`."""
-    reports: list[ReportDict] = []
-    dialect = ""
-    seen = 0
+    reader = _Reader(path, options, record, only)
+    try:
+        reader.read()
+    except _DuplicateId as exc:
+        # Which step has the id first is found only now, by reading the file again: remembering
+        # the place of every step for this would cost more than a report's steps themselves.
+        raise exc.named(_first_place(path, options, exc)) from None
+    if not reader.reports and only is None:
+        raise ConversionError(f"{path}: the file holds no <Report> element")
+    return reader.reports
 
-    def on_root(root: XmlNode) -> None:
-        nonlocal dialect
-        dialect = _dialect(path, root)
 
-    def on_report(node: XmlNode) -> None:
-        nonlocal seen
-        seen += 1
-        if only is not None and seen - 1 != only:
+class _Reader:
+    """The handlers of one reading of a file: each <Report> gets a `_ReportMapper` as it
+    starts, its steps are mapped as they end (WSXF; legacy WRML lists its steps flat, so its
+    report is rebuilt and then mapped when it ends), and it is finished when it ends."""
+
+    def __init__(self, path: Path, options: ConversionOptions, record: bool,
+                 only: int | None, find_id: int | None = None) -> None:
+        self.path = path
+        self.options = options
+        self.record = record
+        self.only = only
+        self.find_id = find_id  # only look for the first step with this id (`_first_place`)
+        self.found: str | None = None
+        self.dialect = ""
+        self.reports: list[ReportDict] = []
+        self.open: list[_ReportMapper] = []  # a <Report> may hold one (the root one only)
+        self.seen = 0
+
+    def read(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                parse_xml(str(self.path), fh, XML, encoding=self.options.encoding,
+                          on_root=self.on_root, on_start=self.on_start, on_end=self.on_end,
+                          on_complete=self.on_report)
+        except OSError as exc:
+            raise ConversionError(
+                f"{self.path}: cannot read the file: {exc.strerror or exc}") from exc
+
+    def on_root(self, root: XmlNode) -> None:
+        self.dialect = _dialect(self.path, root)
+
+    def on_start(self, node: XmlNode, parent: XmlNode | None) -> None:
+        if node.key == "report":
+            self.open.append(_ReportMapper(self.path, self.options, self.dialect, self.record,
+                                           node, self.find_id))
+        elif self.dialect == "WSXF" and self.open:
+            self.open[-1].started(node, parent)
+
+    def on_end(self, node: XmlNode, parent: XmlNode) -> bool:
+        return bool(self.open) and self.open[-1].ended(node)
+
+    def on_report(self, node: XmlNode) -> None:
+        mapper = self.open.pop()
+        index = self.seen
+        self.seen += 1
+        if self.only is not None and index != self.only:
             return
-        if dialect == "WRML":
+        if self.find_id is not None:
+            mapper.catch_up()
+            self.found = mapper.found
+            return
+        if self.dialect == "WRML":
             # Imported here: wrml builds on the same nodes and is rarely needed.
             from pywats_client.converters.wrml import rebuild_tree
 
-            node = rebuild_tree(path, node)
-        reports.append(_ReportMapper(path, options, dialect, record).report(node))
+            node = rebuild_tree(self.path, node)
+            mapper.replay(node)
+        self.reports.append(mapper.report(node, index))
 
+
+class _DuplicateId(ConversionError):
+    """A step uses an id an earlier step of the report has; which one is found afterwards."""
+
+    def __init__(self, path: Path, place: str, step_id: int, report: int) -> None:
+        super().__init__(f"{path}: {place}: Id {step_id} is also used by another step")
+        self.path, self.place, self.step_id, self.report = path, place, step_id, report
+
+    def named(self, first: str | None) -> ConversionError:
+        if first is None:  # the file changed since (the conversion is then tried again)
+            return ConversionError(str(self))
+        return ConversionError(f"{self.path}: {self.place}: Id {self.step_id} is also used by "
+                               f"{first}")
+
+
+def _first_place(path: Path, options: ConversionOptions, dup: _DuplicateId) -> str | None:
+    """The place of the first step of report `dup.report` whose id is `dup.step_id`."""
+    reader = _Reader(path, options, False, dup.report, find_id=dup.step_id)
     try:
-        with open(path, "rb") as fh:
-            parse_xml(str(path), fh, XML, encoding=options.encoding, on_root=on_root,
-                      on_complete=on_report)
-    except OSError as exc:
-        raise ConversionError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
-    if not reports and only is None:
-        raise ConversionError(f"{path}: the file holds no <Report> element")
-    return reports
+        reader.read()
+    except (ConversionError, RecursionError, ValueError):
+        return None
+    return reader.found
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -152,18 +221,56 @@ def _dialect(path: Path, root: XmlNode) -> str:
 # -- mapping one <Report> ----------------------------------------------------------------------
 
 
+class _Step:
+    """A <Step> being read: what its start told, and its child steps as they were mapped.
+
+    A problem is kept, not raised, until the report ends, so that the report says the problem
+    it would say if it were mapped from its whole tree: the report's own first, then the
+    steps' in document order, each step's own before its child steps'.
+    """
+
+    __slots__ = ("child_problem", "id", "kids", "node", "problem", "slot", "steps", "where")
+
+    def __init__(self, node: XmlNode, where: str) -> None:
+        self.node = node
+        self.where = where  # its path in the report ("root.steps[2]"), when places are kept
+        self.id: int | None = None
+        self.slot = -1  # its place among the steps without an id
+        self.problem: ConversionError | None = None  # found at its start (its id)
+        self.child_problem: Exception | None = None  # the first of its child steps
+        self.kids = 0
+        self.steps: list[dict[str, Any]] = []
+
+
+# In `_ReportMapper.events`, in place of the step a step stands in: the step started.
+_STARTED = _Step(XmlNode("Step", "", {}, 0), "")
+
+
 class _ReportMapper:
-    """Turns one WSXF `<Report>` node into a `ReportDict`, recording where each part came from."""
+    """Turns one WSXF `<Report>` into a `ReportDict`: its steps as they end (`started`,
+    `ended`), the rest when it ends (`report`), recording where each part came from."""
 
     def __init__(self, path: Path, options: ConversionOptions, dialect: str,
-                 record: bool = True) -> None:
+                 record: bool, node: XmlNode, find_id: int | None = None) -> None:
         self.path = path
         self.options = options
         self.dialect = dialect
         self.record = record  # note where each part came from (`ReportDict.locations`)
+        self.node = node
         self.out = ReportDict()
-        self.step_ids: dict[int, str] = {}  # id -> place of the step that has it
-        self.unnumbered: list[dict[str, Any]] = []
+        self.step_ids: set[int] = set()
+        self.unnumbered: list[dict[str, Any] | None] = []
+        self.open: list[_Step] = []  # the steps being read, outermost first
+        self.roots = 0  # root steps (a test report has one)
+        self.first_root: XmlNode | None = None
+        self.root: dict[str, Any] | Exception | None = None  # the first root step
+        self.find_id = find_id  # only look for the first step with this id
+        self.found: str | None = None
+        # Steps that started (with _STARTED) and ended (with the step they stand in, None for
+        # a root step), waiting to be mapped: mapping them in batches, between stretches of
+        # reading, is a tenth faster than a step at a time (the CPU's caches keep either).
+        self.events: list[tuple[_Step, _Step | None]] = []
+        self.numbers: dict[str, float] = {}  # as written -> the number (see `number`)
 
     def note(self, key: str, node: XmlNode) -> None:
         if self.record:
@@ -188,14 +295,24 @@ class _ReportMapper:
 
     def number(self, node: XmlNode, attr: str) -> float | None:
         raw = node.get(attr)
-        if raw is None or not raw.strip():
+        if raw is None:
+            return None
+        known = self.numbers.get(raw)
+        if known is not None:
+            return known
+        if not raw.strip():
             return None
         if not _NUMBER.fullmatch(raw):
             hint = (" (WATS cannot store NaN or infinite values)"
                     if raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else
                     " (use a dot as decimal separator)")
             raise self.fail(node, f"{attr}={raw!r} is not a number{hint}")
-        return float(raw)
+        value = float(raw)
+        # Limits, times and values repeat from step to step: one float each, shared.
+        if len(self.numbers) >= _SHARED_NUMBERS:
+            self.numbers.clear()
+        self.numbers[raw] = value
+        return value
 
     def boolean(self, node: XmlNode, attr: str) -> bool | None:
         raw = node.get(attr)
@@ -242,7 +359,9 @@ class _ReportMapper:
 
     # the report
 
-    def report(self, node: XmlNode) -> ReportDict:
+    def report(self, node: XmlNode, index: int) -> ReportDict:
+        """The report, once its element (report number `index` of the file) has ended."""
+        self.catch_up()
         out = self.out
         self.note("", node)  # the whole report
         kinds = {"uut": "T", "uur": "R"}
@@ -311,14 +430,17 @@ class _ReportMapper:
             out["additionalData"] = additional
         # ReportInfo (client statistics), SPCData, origin and ProductName have no WSJF input
         # field: the server fills its own, so they are left out.
-        steps = groups.get("step", [])
-        if kind == "R" and steps:
-            raise self.fail(steps[0], "a repair report (UUR) cannot hold test steps")
+        if kind == "R" and self.first_root is not None:
+            raise self.fail(self.first_root, "a repair report (UUR) cannot hold test steps")
         if kind == "T":
-            if len(steps) != 1:
+            if self.roots != 1:
                 raise self.fail(node, "a test report (UUT) needs exactly one root <Step>, "
-                                      f"found {len(steps)}")
-            out["root"] = self.step(steps[0], "root")
+                                      f"found {self.roots}")
+            if isinstance(self.root, _DuplicateId):
+                self.root.report = index
+            if isinstance(self.root, Exception):
+                raise self.root
+            out["root"] = self.root
             self.number_steps()
         return out
 
@@ -525,20 +647,115 @@ class _ReportMapper:
     def additional(self, node: XmlNode) -> dict[str, Any]:
         return {"name": node.get("Name") or "", "props": [_prop(child) for child in node.children]}
 
-    # the step tree
+    # the step tree, a step at a time
 
-    def step(self, node: XmlNode, where: str) -> dict[str, Any]:
-        place = node.place()
+    def started(self, node: XmlNode, parent: XmlNode | None) -> None:
+        """A <Step> starts: one of the report's steps when it stands in the report or in one
+        of its steps (a <Step> in a header or in additional data is not)."""
+        if parent is self.node:
+            self.roots += 1
+            if self.first_root is None:
+                self.first_root = node
+            where = "root"
+        elif self.open and parent is self.open[-1].node:
+            outer = self.open[-1]
+            where = f"{outer.where}.steps[{outer.kids}]" if self.record else ""
+            outer.kids += 1
+        else:
+            return
+        step = _Step(node, where)
+        self.open.append(step)
+        self.events.append((step, _STARTED))
+
+    def ended(self, node: XmlNode) -> bool:
+        """A <Step> ends: True when it was one of the report's steps (its element can go; it
+        is mapped with the next batch)."""
+        if not self.open or self.open[-1].node is not node:
+            return False
+        step = self.open.pop()
+        self.events.append((step, self.open[-1] if self.open else None))
+        if len(self.events) >= _BATCH:
+            self.catch_up()
+        return True
+
+    def catch_up(self) -> None:
+        """Take the steps that started and map those that ended, in the order they did (a
+        step's id before its child steps', a step after its child steps)."""
+        for step, outer in self.events:
+            if outer is _STARTED:
+                self.take_id(step)
+                continue
+            if self.find_id is not None:
+                continue
+            mapped = self.mapped(step)
+            if outer is None:
+                if self.root is None:
+                    self.root = mapped
+            elif outer.child_problem is None:
+                if isinstance(mapped, Exception):
+                    outer.child_problem = mapped
+                    outer.steps = []  # the report fails: its steps are not needed
+                else:
+                    outer.steps.append(mapped)
+        self.events.clear()
+
+    def take_id(self, step: _Step) -> None:
+        """The step's id, taken in document order: the first step with an id keeps it."""
+        node = step.node
         if self.record:
-            self.out.locations[where] = place
+            self.out.locations[step.where] = node.place()
+        try:  # WSXF numbers steps with Id, legacy WRML with StepID.
+            step_id = self.integer(node, "Id" if node.get("Id") is not None else "StepID")
+        except ConversionError as exc:
+            step.problem = exc
+            return
+        if self.find_id is not None:
+            if step_id == self.find_id and self.found is None:
+                self.found = node.place()
+        elif step_id is None:
+            step.slot = len(self.unnumbered)
+            self.unnumbered.append(None)
+        elif step_id in self.step_ids:
+            step.problem = _DuplicateId(self.path, node.place(), step_id, -1)
+        else:
+            self.step_ids.add(step_id)
+            step.id = step_id
+
+    def replay(self, report: XmlNode) -> None:
+        """Map the steps of a report rebuilt as a tree (legacy WRML) as if they were read."""
+        self.node = report
+        for top in report.children:
+            if top.key != "step":
+                continue
+            self.started(top, report)
+            stack = [(top, iter(top.children))]
+            while stack:
+                node, kids = stack[-1]
+                for kid in kids:
+                    if kid.key == "step":
+                        self.started(kid, node)
+                        stack.append((kid, iter(kid.children)))
+                        break
+                else:
+                    stack.pop()
+                    self.ended(node)
+
+    def mapped(self, step: _Step) -> dict[str, Any] | Exception:
+        """The WSJF step, or the first problem of the step and its child steps."""
+        if step.problem is not None:
+            return step.problem
+        try:
+            out = self.step(step)
+        except (ConversionError, ValueError, RecursionError) as exc:
+            return exc  # raised when the report ends, as reading the whole tree would
+        return step.child_problem or out
+
+    def step(self, step: _Step) -> dict[str, Any]:
+        """One step from its element (its child steps are mapped already)."""
+        node, where = step.node, step.where
         head: dict[str, Any] = {}
-        # WSXF numbers steps with Id, legacy WRML with StepID.
-        step_id = self.integer(node, "Id" if node.get("Id") is not None else "StepID")
-        if step_id is not None:
-            if step_id in self.step_ids:
-                raise self.fail(node, f"Id {step_id} is also used by {self.step_ids[step_id]}")
-            self.step_ids[step_id] = place
-            head["id"] = step_id
+        if step.id is not None:
+            head["id"] = step.id
         head["group"] = self.letter(node, "Group", _GROUP, "MSC", required=False) or "M"
         head["stepType"] = node.get("StepType") or ""
         tail: dict[str, Any] = {"name": node.get("Name") or ""}
@@ -555,13 +772,12 @@ class _ReportMapper:
         # module_time, StepIndex and Idx (TestStand's own bookkeeping) have no WSJF field.
         payload: dict[str, Any] = {}
         extras: dict[str, Any] = {}
-        children: list[XmlNode | None] = []
         texts: list[str] = []
         for child in node.children:
             key = child.key
             if key == "step":
-                children.append(child)
-            elif key == "loop":
+                continue  # mapped as it ended
+            if key == "loop":
                 loop = self.loop(child)
                 if loop is not None:
                     head["loop"] = loop
@@ -588,30 +804,25 @@ class _ReportMapper:
                                   f"{' and '.join(kinds)}")
         if "chart" in extras and "attachment" in extras:
             raise self.fail(node, "a step holds a chart or an attachment, not both")
-        if children and "seqCall" not in payload:
+        if step.kids and "seqCall" not in payload:
             raise self.fail(node, "has child steps but no <SequenceCall>; only sequence calls "
                                   "hold steps")
         if texts:
             tail["reportText"] = "\n".join(texts)
-        step = {**head, **tail, **payload, **extras}
-        if step_id is None:
-            self.unnumbered.append(step)
+        out = {**head, **tail, **payload, **extras}
+        if step.id is None:
+            self.unnumbered[step.slot] = out
         if "seqCall" in payload:
-            # Each child's elements are dropped once it is mapped, so a large report never
-            # holds its whole element tree and its whole WSJF at the same time.
-            node.children = []
-            mapped = step["steps"] = []
-            for n, sub in enumerate(children):
-                children[n] = None
-                if sub is not None:
-                    mapped.append(self.step(sub, f"{where}.steps[{n}]"))
-        return step
+            out["steps"] = step.steps
+        return out
 
     def number_steps(self) -> None:
         # Steps without an Id get the next free ids, in file order, so every id stays unique;
         # the id goes first, as in server exports.
         next_id = max(self.step_ids, default=0) + 1
         for step in self.unnumbered:
+            if step is None:
+                continue  # a step of a report that fails (its error is raised first)
             rest = dict(step)
             step.clear()
             step["id"] = next_id

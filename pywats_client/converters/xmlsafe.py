@@ -4,9 +4,10 @@ Seica, XJTAG).
 Owns `XmlNode` (one element with its start line, so that a message names what an operator
 searches for), `parse_xml()` — DOCTYPE and ENTITY declarations refused before and while
 parsing, nesting capped, chosen subtrees skipped, chosen elements handed over as soon as they
-are complete so that one report at a time is in memory — the choice of the text encoding, and
-`sniff_root()`, a cheap look at the root element for `detect()`. Depends only on the
-converter base (HEAD_SIZE), `errors` and the stdlib (expat).
+are complete so that one report at a time is in memory, and chosen elements inside them told
+as they start and end, so that a report is mapped while it is read — the choice of the text
+encoding, and `sniff_root()`, a cheap look at the root element for `detect()`. Depends only
+on the converter base (HEAD_SIZE), `errors` and the stdlib (expat).
 """
 
 from __future__ import annotations
@@ -94,24 +95,27 @@ class XmlNode:
     def get(self, name: str) -> str | None:
         """The attribute `name`; writers differ in case ("Idx"/"idx"), so case is a fallback."""
         value = self.attrib.get(name)
-        if value is None:
-            # A scan, not a cached lower-case copy: elements have few attributes, and a copy
-            # per element would cost a tenth more memory on a big file.
-            lower = name.lower()
-            for key, found in self.attrib.items():
-                if key.lower() == lower:
-                    return found
+        if value is None and self.attrib:
+            # Most attributes asked for and absent are absent in every case: the names of the
+            # element's attributes in lower case are looked up, shared by the elements that
+            # have the same attributes (not kept per element: that would cost memory).
+            key = _names_of(self.attrib)[0].get(name.lower())
+            if key is not None:
+                return self.attrib[key]
         return value
 
     def format_of(self, name: str) -> str | None:
         """The `…Format` sibling of attribute `name` (a display format such as "%.3f")."""
         if self._formats is None:  # most elements have none: skip the lookups then
-            self._formats = any(key.endswith("Format") for key in self.attrib)
+            self._formats = bool(self.attrib) and _names_of(self.attrib)[1]
         return self.get(name + "Format") if self._formats else None
 
     def find(self, key: str) -> XmlNode | None:
         """The first child whose tag is `key` in any case (`key` in lower case)."""
-        return next((child for child in self.children if child.key == key), None)
+        for child in self.children:  # a loop, not next(): the converters' most common call
+            if child.key == key:
+                return child
+        return None
 
     def findtext(self, key: str) -> str:
         """The stripped text of `find(key)`, "" when there is none."""
@@ -120,7 +124,10 @@ class XmlNode:
 
     def child(self, tag: str) -> XmlNode | None:
         """The first child with exactly this tag."""
-        return next((c for c in self.children if c.tag == tag), None)
+        for child in self.children:
+            if child.tag == tag:
+                return child
+        return None
 
     def all(self, tag: str) -> Iterator[XmlNode]:
         """The children with exactly this tag, in document order."""
@@ -150,6 +157,26 @@ class XmlNode:
         return f"<{' '.join([self.tag, *shown])}> at line {self.line}"
 
 
+# Attribute names, as an element has them -> (their lower case -> the name, whether one is a
+# `…Format`), for the few combinations a writer uses; bounded, as a hostile file has more.
+_NAMES: dict[tuple[str, ...], tuple[dict[str, str], bool]] = {}
+_MAX_NAMES = 2_000
+
+
+def _names_of(attrib: dict[str, str]) -> tuple[dict[str, str], bool]:
+    names = tuple(attrib)
+    found = _NAMES.get(names)
+    if found is None:
+        lower: dict[str, str] = {}
+        for name in names:
+            lower.setdefault(name.lower(), name)  # the first in the element wins, as written
+        found = (lower, any(name.endswith("Format") for name in names))
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        _NAMES[names] = found
+    return found
+
+
 class CData(str):
     """Text that stood in a CDATA section (kept apart when `XmlFormat.cdata` asks for it)."""
 
@@ -163,6 +190,10 @@ class XmlFormat:
     `skip`: tags (local names) whose subtrees below the root are left out unread.
     `hand_over`: lower-case tags of elements that, as the root or a child of the root, are
     handed to `on_complete` as soon as they end, and then dropped from the tree.
+    `stream`: lower-case tags of elements inside a handed-over element whose start and end are
+    told to `on_start` and `on_end` as they happen; an element `on_end` has mapped is dropped
+    from the tree, so that the tree of a whole report never exists beside the report made
+    from it.
     """
 
     name: str  # as operators know the format, for messages: "WSXF", "ATML", ...
@@ -172,13 +203,21 @@ class XmlFormat:
     namespaces: bool = True
     skip: frozenset[str] = field(default_factory=frozenset)
     hand_over: frozenset[str] = field(default_factory=frozenset)
+    stream: frozenset[str] = field(default_factory=frozenset)
     cdata: bool = False  # CDATA text as `CData` parts
+
+
+# `on_start(element, parent)`; `on_end(element, parent)` -> True when the element is mapped
+# and can be dropped from its parent.
+StartHandler = Callable[[XmlNode, XmlNode | None], None]
+EndHandler = Callable[[XmlNode, XmlNode], bool]
 
 
 def parse_xml(where: str, source: BinaryIO | bytes, fmt: XmlFormat, *,
               encoding: str | None = None,
               on_root: Callable[[XmlNode], None] | None = None,
               on_complete: Callable[[XmlNode], None] | None = None,
+              on_start: StartHandler | None = None, on_end: EndHandler | None = None,
               whole: bool = False) -> XmlNode:
     """Parse `source` (a binary file or bytes) and return the root element.
 
@@ -186,8 +225,12 @@ def parse_xml(where: str, source: BinaryIO | bytes, fmt: XmlFormat, *,
     one (see `xml_encoding`). `on_root` sees the root element first (to refuse a foreign
     file); `on_complete` gets each `fmt.hand_over` element when it ends: the first
     ConversionError it raises is kept and raised after the whole file is read, so that a file
-    cut off later is still taken as incomplete. `whole`: the bytes are known to be complete
-    (an archive member), so an early end is damage, not a file still being written.
+    cut off later is still taken as incomplete. `on_start` sees each `fmt.hand_over` element
+    as it starts (without children yet) and, inside one, each `fmt.stream` element; `on_end`
+    gets each such `fmt.stream` element when it ends, with its parent (see `XmlFormat`); their
+    ConversionErrors are kept like those of `on_complete`, and once there is one, nothing more
+    is told or handed over. `whole`: the bytes are known to be complete (an archive member),
+    so an early end is damage, not a file still being written.
 
     Raises ConversionError (DOCTYPE/ENTITY, nesting deeper than `fmt.max_depth`, not
     well-formed XML, unknown encoding, each with the line) or IncompleteFileError.
@@ -211,7 +254,8 @@ def parse_xml(where: str, source: BinaryIO | bytes, fmt: XmlFormat, *,
     parser: expat.XMLParserType | None = None
     try:
         parser = expat.ParserCreate(chosen, namespace_separator="}" if fmt.namespaces else None)
-        tree = _TreeBuilder(where, fmt, parser, on_root, on_complete, problems)
+        tree = _TreeBuilder(where, fmt, parser, on_root, on_complete, on_start, on_end,
+                            problems)
         parser.Parse(head, False)
         read = 0
         while chunk := stream.read(_CHUNK):
@@ -316,31 +360,40 @@ def sniff_root(head: bytes) -> RootTag | None:
 
 
 class _TreeBuilder:
-    """The expat handlers of one parse: build nodes, cap the depth, skip, hand over."""
+    """The expat handlers of one parse: build nodes, cap the depth, skip, hand over, stream."""
 
     def __init__(self, where: str, fmt: XmlFormat, parser: expat.XMLParserType,
                  on_root: Callable[[XmlNode], None] | None,
                  on_complete: Callable[[XmlNode], None] | None,
+                 on_start: StartHandler | None, on_end: EndHandler | None,
                  problems: list[ConversionError]) -> None:
         self.root: XmlNode | None = None
         stack: list[XmlNode] = []
-        names: dict[str, tuple[str, str, str]] = {}  # one string per tag name, not per element
+        # One string per tag name, not per element, and whether the tag is handed over or
+        # streamed.
+        names: dict[str, tuple[str, str, str, bool]] = {}
         new = object.__new__
         values: dict[str, str] = {}  # short attribute values, shared
         skipping = 0  # depth inside a skipped subtree
+        handing = 0  # handed-over elements open (a report, or a report inside the root one)
+        # The element whose children were all mapped and dropped: whitespace after them is
+        # still layout (it is only ever the innermost open element).
+        emptied: XmlNode | None = None
         in_cdata = False
         node_type, max_depth, skip = fmt.node_type, fmt.max_depth, fmt.skip
         hand_over, namespaces = fmt.hand_over, fmt.namespaces
+        stream = fmt.stream if on_start is not None or on_end is not None else frozenset()
+        watched = hand_over | stream  # one look-up for the elements that are neither
 
         def start(name: str, attrs: dict[str, str]) -> None:
-            nonlocal skipping
+            nonlocal skipping, handing
             if skipping:
                 skipping += 1
                 return
             split = names.get(name)
             if split is None:
                 ns, _, tag = name.rpartition("}")
-                split = names[name] = (ns, tag, tag.lower())
+                split = names[name] = (ns, tag, tag.lower(), tag.lower() in watched)
             if stack and split[1] in skip:
                 skipping = 1
                 return
@@ -369,6 +422,7 @@ class _TreeBuilder:
             node.tag, node.ns, node.key = split[1], split[0], split[2]
             node.attrib, node.line, node._formats = attrs, line, None
             node.children = node.parts = _NONE
+            parent: XmlNode | None = None
             if stack:
                 parent = stack[-1]
                 if not parent.children:
@@ -382,20 +436,54 @@ class _TreeBuilder:
                 if on_root is not None:
                     on_root(node)
             stack.append(node)
+            if split[3]:
+                if split[2] in hand_over and len(stack) <= 2:
+                    handing += 1
+                elif not handing or split[2] not in stream:
+                    return
+                if on_start is not None and not problems:
+                    try:
+                        on_start(node, parent)
+                    except ConversionError as exc:
+                        problems.append(exc)
+                    except RecursionError:
+                        problems.append(too_deep(node))
 
         def end(name: str) -> None:
-            nonlocal skipping
+            nonlocal skipping, handing, emptied
             if skipping:
                 skipping -= 1
                 return
             node = stack.pop()
+            if node.key not in watched:
+                return
             if node.key in hand_over and len(stack) <= 1:
+                handing -= 1
                 if stack:
                     stack[-1].children.pop()  # handed over: one report in memory at a time
                 else:  # the root itself: what is returned is the element without its tree
                     self.root = node.__class__(node.tag, node.ns, node.attrib, node.line,
                                                node.key)
+                emptied = None
                 hand(node)
+            elif handing and node.key in stream:
+                parent = stack[-1]
+                drop = True  # after a problem nothing more is mapped: it is only dropped
+                if on_end is not None and not problems:
+                    try:
+                        drop = on_end(node, parent)
+                    except ConversionError as exc:
+                        problems.append(exc)
+                    except RecursionError:
+                        problems.append(too_deep(node))
+                if drop:
+                    children = parent.children
+                    children.pop()
+                    if not children:
+                        emptied = parent
+
+        def too_deep(node: XmlNode) -> ConversionError:
+            return ConversionError(f"{where}: {node.place()} is nested too deeply to read")
 
         def hand(node: XmlNode) -> None:
             # Only the first problem is kept; parsing goes on so that a file still being
@@ -407,15 +495,14 @@ class _TreeBuilder:
             except ConversionError as exc:
                 problems.append(exc)
             except RecursionError:
-                problems.append(ConversionError(
-                    f"{where}: {node.place()} is nested too deeply to read"))
+                problems.append(too_deep(node))
 
         def text(data: str) -> None:
             # Whitespace between child elements is layout, not content; on a report with
             # 100 000 steps keeping it would cost megabytes.
             if stack and not skipping:
                 node = stack[-1]
-                if not (node.children and data.isspace()):
+                if not ((node.children or node is emptied) and data.isspace()):
                     if node.parts:
                         node.parts.append(data)
                     else:  # short texts repeat too ("Main", "Passed"): shared like values
@@ -427,7 +514,7 @@ class _TreeBuilder:
                 node = stack[-1]
                 if in_cdata:
                     data = CData(data)
-                elif node.children and data.isspace():
+                elif (node.children or node is emptied) and data.isspace():
                     return
                 if node.parts:
                     node.parts.append(data)

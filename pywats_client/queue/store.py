@@ -155,15 +155,16 @@ def encode_item(header: ItemHeader, body: bytes) -> bytes:
 
 
 def item_parts(header: ItemHeader, body: Sequence[bytes]) -> list[bytes]:
-    """The on-disk form of an item whose body comes in pieces, as pieces: a large report is
-    written without ever being one more copy in memory."""
+    """The on-disk form of an item whose body comes in pieces, as pieces."""
     head = header.to_json()
     digest = hashlib.sha256(head)
     for part in body:
         digest.update(part)
-    size = sum(map(len, body))
-    first = b"%s %d %d %s\n" % (_MAGIC, len(head), size, digest.hexdigest().encode())
-    return [first + head, *body, _END]
+    return [_first_line(head, body_size(body), digest.hexdigest()) + head, *body, _END]
+
+
+def _first_line(head: bytes, size: int, digest: str) -> bytes:
+    return b"%s %d %d %s\n" % (_MAGIC, len(head), size, digest.encode())
 
 
 class _LargeItem:
@@ -388,12 +389,12 @@ class DurableQueue:
     ) -> None:
         """tmp (O_EXCL, 0600) -> write -> fsync -> rename into `state` -> fsync(folder)."""
         tmp = self._dirs["tmp"] / f"{header.id}.{uuid.uuid4().hex[:12]}.tmp"
-        parts = item_parts(header, (body,) if isinstance(body, bytes) else body)
         try:
-            if len(parts) <= 3:  # a report in one piece: one write
-                write_new_file(tmp, b"".join(parts))
-            else:  # a large one in pieces, never joined
-                _write_new_parts(tmp, parts)
+            if isinstance(body, bytes) or len(body) <= 1:  # a report in one piece: one write
+                write_new_file(tmp, b"".join(item_parts(
+                    header, (body,) if isinstance(body, bytes) else body)))
+            else:  # a large one in pieces, never joined (they may be made as they are read)
+                _write_new_parts(tmp, header, body)
             if not_before is not None:
                 os.utime(tmp, (not_before, not_before))
             os.rename(tmp, self._path(state, header.id))
@@ -672,24 +673,47 @@ class DurableQueue:
         return removed
 
 
-def _write_new_parts(path: Path, parts: Sequence[bytes]) -> None:
-    """`fsutil.write_new_file` for data in pieces: create, write each, fsync; on any error
-    the partial file is removed (a full disk is a QueueFullError)."""
+def _write_new_parts(path: Path, header: ItemHeader, body: Sequence[bytes]) -> None:
+    """`fsutil.write_new_file` for an item whose body comes in pieces: create, write each
+    piece once, fsync; on any error the partial file is removed (a full disk is a
+    QueueFullError).
+
+    The first line, whose digest covers the header and the body, is written last, over a
+    placeholder of the same length: the pieces are read once, and need not all be in
+    memory. A body that turns out not to be the one in the header (it changed while it was
+    written) is refused with a QueueError, leaving nothing behind.
+    """
+    head = header.to_json()
+    size = body_size(body)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view):]
+        _write_all(fd, _first_line(head, size, "0" * 64) + head)
+        item, check, written = hashlib.sha256(head), hashlib.sha256(), 0
+        for part in body:
+            _write_all(fd, part)
+            item.update(part)
+            check.update(part)
+            written += len(part)
+        if written != size or check.hexdigest() != header.body_sha256:
+            raise QueueError(f"report {header.id} changed while it was being queued; it was "
+                             "not queued")
+        _write_all(fd, _END)
+        os.pwrite(fd, _first_line(head, size, item.hexdigest()), 0)
         os.fsync(fd)
-    except OSError as exc:
+    except (OSError, QueueError) as exc:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise QueueFullError(f"no space left to write {path}") from exc
         raise
     os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _scan(folder: Path, suffix: str = SUFFIX) -> Iterator[os.DirEntry[str]]:
@@ -703,13 +727,23 @@ def _scan(folder: Path, suffix: str = SUFFIX) -> Iterator[os.DirEntry[str]]:
 
 
 def body_digest(body: bytes | Sequence[bytes]) -> str:
-    """The SHA-256 (hex) of a report's JSON, whole or in pieces."""
+    """The SHA-256 (hex) of a report's JSON, whole or in pieces. Pieces made as they are read
+    (`report.model.JsonPieces`) know it already: it is not made again."""
     if isinstance(body, bytes):
         return hashlib.sha256(body).hexdigest()
+    known = getattr(body, "sha256", None)
+    if isinstance(known, str):
+        return known
     digest = hashlib.sha256()
     for part in body:
         digest.update(part)
     return digest.hexdigest()
+
+
+def body_size(body: Sequence[bytes]) -> int:
+    """The length of a report's JSON in pieces (known already when they are made as read)."""
+    known = getattr(body, "size", None)
+    return known if isinstance(known, int) else sum(map(len, body))
 
 
 def _check_id(report_id: str) -> None:
