@@ -160,10 +160,11 @@ def item_parts(header: ItemHeader, body: Sequence[bytes]) -> list[bytes]:
     digest = hashlib.sha256(head)
     for part in body:
         digest.update(part)
-    return [_first_line(head, body_size(body), digest.hexdigest()) + head, *body, _END]
+    return [_first_line_for(head, body_size(body), digest.hexdigest()) + head, *body, _END]
 
 
-def _first_line(head: bytes, size: int, digest: str) -> bytes:
+def _first_line_for(head: bytes, size: int, digest: str) -> bytes:
+    """An item's first line: magic, header length, body length, digest of both."""
     return b"%s %d %d %s\n" % (_MAGIC, len(head), size, digest.encode())
 
 
@@ -687,7 +688,7 @@ def _write_new_parts(path: Path, header: ItemHeader, body: Sequence[bytes]) -> N
     size = body_size(body)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        _write_all(fd, _first_line(head, size, "0" * 64) + head)
+        _write_all(fd, _first_line_for(head, size, "0" * 64) + head)
         item, check, written = hashlib.sha256(head), hashlib.sha256(), 0
         for part in body:
             _write_all(fd, part)
@@ -698,7 +699,7 @@ def _write_new_parts(path: Path, header: ItemHeader, body: Sequence[bytes]) -> N
             raise QueueError(f"report {header.id} changed while it was being queued; it was "
                              "not queued")
         _write_all(fd, _END)
-        os.pwrite(fd, _first_line(head, size, item.hexdigest()), 0)
+        os.pwrite(fd, _first_line_for(head, size, item.hexdigest()), 0)
         os.fsync(fd)
     except (OSError, QueueError) as exc:
         os.close(fd)
