@@ -4,13 +4,13 @@ Owns mapping each `<Report>` of these files to a WSJF report as a server export 
 report would hold it. The file is read by `xmlsafe` (DTDs and entities refused, a size cap, a
 nesting cap, a line number on every element, each `<Step>` mapped as it ends, so that a
 report's elements are never all in memory); the flat legacy WRML layout is first rebuilt into
-the WSXF tree by `wrml.py`. Imports only the converter base and its helpers (`options`,
-`textio`, `xmlsafe`, `wrml`), `report`, `limits`, `errors` and the stdlib.
+the WSXF tree by `wrml.py`; attribute values and a step's payloads are read by `wsxf_fields`.
+Imports only the converter base and its helpers (`builtin`, `textio`, `xmlsafe`,
+`wsxf_fields`, `wrml`), `report`, `errors` and the stdlib.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +18,16 @@ from typing import Any
 
 from pywats_client.converters.builtin import BuiltinConverter, ConversionOptions
 from pywats_client.converters.textio import MB, check_size
+from pywats_client.converters.wsxf_fields import (
+    MEASUREMENTS,
+    SINGLE_PAYLOADS,
+    FieldReader,
+    comment_of,
+    prop_of,
+)
 from pywats_client.converters.xmlsafe import XmlFormat, XmlNode, parse_xml, sniff_root
-from pywats_client.errors import ConversionError, ReportValidationError
+from pywats_client.errors import ConversionError
 from pywats_client.report.model import ReportDict, format_datetime, parse_datetime
-from pywats_client.report.operators import limits_used, numeric_status, parse_comp_op, string_status
 
 WSXF_NS = "http://wats.virinco.com/schemas/WATS/Report/wsxf"
 WRML_NS = "http://wats.virinco.com/schemas/WATS/Report"
@@ -39,19 +45,10 @@ _STEP_STATUS = {"passed": "P", "failed": "F", "done": "D", "skipped": "S", "erro
                 "terminated": "T",
                 # WSJF has no "unknown" letter; D ("ran, no verdict") is the honest nearest one.
                 "unknown": "D"}
-_MEAS_STATUS = {"passed": "P", "failed": "F", "skipped": "S",
-                "done": "P"}  # server exports of Done steps keep P on the measurement
 _RESULT = {"passed": "P", "failed": "F", "error": "E", "terminated": "T", "done": "D"}
 _GROUP = {"main": "M", "setup": "S", "cleanup": "C"}
-_TRUE, _FALSE = ("true", "1"), ("false", "0")
-_NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?\s*")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_WHITESPACE = re.compile(r"\s+")
 _PAYLOADS = ("seqCall", "numericMeas", "stringMeas", "booleanMeas", "messagePopup", "callExe")
 _BATCH = 128  # steps started and ended, mapped at a time
-_SHARED_NUMBERS = 4096  # at most this many numbers shared at once
-
-
 class WATSStandardXMLConverter(BuiltinConverter):
     """Imports WSXF files (and legacy WRML) as the WATS Client's WSXF importer does."""
 
@@ -246,13 +243,13 @@ class _Step:
 _STARTED = _Step(XmlNode("Step", "", {}, 0), "")
 
 
-class _ReportMapper:
+class _ReportMapper(FieldReader):
     """Turns one WSXF `<Report>` into a `ReportDict`: its steps as they end (`started`,
     `ended`), the rest when it ends (`report`), recording where each part came from."""
 
     def __init__(self, path: Path, options: ConversionOptions, dialect: str,
                  record: bool, node: XmlNode, find_id: int | None = None) -> None:
-        self.path = path
+        super().__init__(path)
         self.options = options
         self.dialect = dialect
         self.record = record  # note where each part came from (`ReportDict.locations`)
@@ -270,92 +267,10 @@ class _ReportMapper:
         # a root step), waiting to be mapped: mapping them in batches, between stretches of
         # reading, is a tenth faster than a step at a time (the CPU's caches keep either).
         self.events: list[tuple[_Step, _Step | None]] = []
-        self.numbers: dict[str, float] = {}  # as written -> the number (see `number`)
 
     def note(self, key: str, node: XmlNode) -> None:
         if self.record:
             self.out.locations[key] = node.place()
-
-    def fail(self, node: XmlNode, message: str) -> ConversionError:
-        return ConversionError(f"{self.path}: {node.place()}: {message}")
-
-    # attribute readers; each names the element, line and attribute when the value is wrong
-
-    def text(self, node: XmlNode, attr: str) -> str | None:
-        return node.get(attr)
-
-    def integer(self, node: XmlNode, attr: str) -> int | None:
-        raw = node.get(attr)
-        if raw is None or not raw.strip():
-            return None
-        number = self.number(node, attr)
-        if number is None or not number.is_integer():
-            raise self.fail(node, f"{attr}={raw!r} is not a whole number")
-        return int(number)
-
-    def number(self, node: XmlNode, attr: str) -> float | None:
-        raw = node.get(attr)
-        if raw is None:
-            return None
-        known = self.numbers.get(raw)
-        if known is not None:
-            return known
-        if not raw.strip():
-            return None
-        if not _NUMBER.fullmatch(raw):
-            hint = (" (WATS cannot store NaN or infinite values)"
-                    if raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else
-                    " (use a dot as decimal separator)")
-            raise self.fail(node, f"{attr}={raw!r} is not a number{hint}")
-        value = float(raw)
-        # Limits, times and values repeat from step to step: one float each, shared.
-        if len(self.numbers) >= _SHARED_NUMBERS:
-            self.numbers.clear()
-        self.numbers[raw] = value
-        return value
-
-    def boolean(self, node: XmlNode, attr: str) -> bool | None:
-        raw = node.get(attr)
-        if raw is None or not raw.strip():
-            return None
-        word = raw.strip().lower()
-        if word in _TRUE or word in _FALSE:
-            return word in _TRUE
-        raise self.fail(node, f"{attr}={raw!r} is not a boolean (true/false or 1/0)")
-
-    def date(self, node: XmlNode, attr: str) -> str | None:
-        raw = node.get(attr)
-        if raw is None or not raw.strip():
-            return None
-        try:
-            parse_datetime(raw)
-        except ValueError as exc:
-            raise self.fail(node, f"{attr}: {exc}") from None
-        return raw.strip()
-
-    def put(self, out: dict[str, Any], key: str, node: XmlNode, attr: str,
-            read: Callable[[XmlNode, str], Any]) -> None:
-        """out[key] from the attribute, and its `…Format` sibling as `key + "Format"`."""
-        value = read(node, attr)
-        if value is not None:
-            out[key] = value
-        fmt = node.format_of(attr)
-        if fmt is not None:
-            out[key + "Format"] = fmt
-
-    def letter(self, node: XmlNode, attr: str, table: dict[str, str], allowed: str,
-               required: bool = True) -> str | None:
-        raw = node.get(attr)
-        if raw is None or not raw.strip():
-            if required:
-                raise self.fail(node, f"the {attr} attribute is missing")
-            return None
-        word = raw.strip()
-        letter = table.get(word.lower()) or (word.upper() if word.upper() in allowed else None)
-        if letter is None:
-            words = ", ".join(w.capitalize() for w in table)
-            raise self.fail(node, f"{attr}={raw!r} is not one of {words}")
-        return letter
 
     # the report
 
@@ -476,7 +391,7 @@ class _ReportMapper:
         self.put(out, "execTime", node, "ExecutionTime", self.number)
         self.put(out, "testSocketIndex", node, "TestSocketIndex", self.integer)
         self.put(out, "batchSN", node, "BatchSN", self.text)
-        comment = _comment(node)
+        comment = comment_of(node)
         if comment is not None:
             out["comment"] = comment
         self.put(out, "errorCode", node, "ErrorCode", self.integer)
@@ -491,7 +406,7 @@ class _ReportMapper:
 
     def uur(self, node: XmlNode) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        comment = _comment(node)
+        comment = comment_of(node)
         if comment is not None:
             out["comment"] = comment
         user = node.get("UserLoginName") or self.options.operator
@@ -613,7 +528,7 @@ class _ReportMapper:
                           ("artRev", "ArticleRevision"), ("artVendor", "ArticleVendor"),
                           ("artDescription", "ArticleDescription")):
             self.put(out, key, node, attr, self.text)
-        comment = _comment(node)
+        comment = comment_of(node)
         if comment is not None:
             out["comment"] = comment
         # Failcode is the server's own id of the category/code pair, which WSJF names instead.
@@ -630,12 +545,6 @@ class _ReportMapper:
             out["id"] = data.get("BinaryDataGUID")
         return out  # size is implied by the data; BinaryDataIndex is only the listing order
 
-    def base64(self, node: XmlNode, text: str) -> str:
-        data = _WHITESPACE.sub("", text)
-        if len(data) % 4 or not _BASE64.fullmatch(data):
-            raise self.fail(node, "the content is not valid base64")
-        return data
-
     def asset(self, node: XmlNode, index: int) -> dict[str, Any]:
         self.note(f"assets[{index}]", node)
         if not node.get("AssetSN"):
@@ -645,7 +554,8 @@ class _ReportMapper:
         return out
 
     def additional(self, node: XmlNode) -> dict[str, Any]:
-        return {"name": node.get("Name") or "", "props": [_prop(child) for child in node.children]}
+        return {"name": node.get("Name") or "",
+                "props": [prop_of(child) for child in node.children]}
 
     # the step tree, a step at a time
 
@@ -783,14 +693,14 @@ class _ReportMapper:
                     head["loop"] = loop
             elif key == "reporttext":
                 texts.append(child.text)
-            elif key in _MEASUREMENTS:
-                field, read = _MEASUREMENTS[key]
+            elif key in MEASUREMENTS:
+                field, read = MEASUREMENTS[key]
                 items = payload.setdefault(field, [])
                 if self.record:
                     self.out.locations[f"{where}.{field}[{len(items)}]"] = child.place()
                 items.append(read(self, child, tail["status"]))
-            elif key in _SINGLE_PAYLOADS:
-                field, read_one = _SINGLE_PAYLOADS[key]
+            elif key in SINGLE_PAYLOADS:
+                field, read_one = SINGLE_PAYLOADS[key]
                 target = extras if field in ("chart", "attachment") else payload
                 if field in target:
                     raise self.fail(child, f"a step holds one <{child.tag}>, this is the second")
@@ -828,173 +738,6 @@ class _ReportMapper:
             step["id"] = next_id
             step.update(rest)
             next_id += 1
-
-    def loop(self, node: XmlNode) -> dict[str, Any] | None:
-        loop = {"idx": self.integer(node, "index"), "num": self.integer(node, "num"),
-                "endingIndex": self.integer(node, "ending_index"),
-                "passed": self.integer(node, "passed"), "failed": self.integer(node, "failed")}
-        return loop if any(value is not None for value in loop.values()) else None
-
-    def numeric(self, node: XmlNode, step_status: str) -> dict[str, Any]:
-        op = parse_comp_op(node.get("CompOperator"))
-        value = self.number(node, "NumericValue")
-        if value is None:
-            raise self.fail(node, "NumericValue is missing")
-        low, high = self.number(node, "LowLimit"), self.number(node, "HighLimit")
-        low_fmt, high_fmt = node.format_of("LowLimit"), node.format_of("HighLimit")
-        uses_low, uses_high = limits_used(op)
-        if uses_low and not uses_high and low is None and high is not None:
-            # Older exports write the single limit of LE/LT as HighLimit; WSJF (and the server's
-            # own WSJF export of the same step) keeps a single limit in lowLimit.
-            low, high, low_fmt, high_fmt = high, None, high_fmt, None
-        status = self.letter(node, "Status", _MEAS_STATUS, "PFS", required=False)
-        if status is None:
-            try:
-                status = numeric_status(op, value, low, high)
-            except ReportValidationError:  # the operator needs a limit the file lacks
-                status = _status_of(step_status)
-        out: dict[str, Any] = {"compOp": op, "name": node.get("Name"), "status": status,
-                               "unit": node.get("Units") or None, "value": value}
-        if node.format_of("NumericValue") is not None:
-            out["valueFormat"] = node.format_of("NumericValue")
-        out["highLimit"] = high
-        if high_fmt is not None:
-            out["highLimitFormat"] = high_fmt
-        out["lowLimit"] = low
-        if low_fmt is not None:
-            out["lowLimitFormat"] = low_fmt
-        return out  # MeasIndex and MeasOrderNumber are the list order
-
-    def string(self, node: XmlNode, step_status: str) -> dict[str, Any]:
-        op = parse_comp_op(node.get("CompOperator"))
-        value = node.get("StringValue")  # the attribute, not the element text
-        if value is None:
-            raise self.fail(node, "the StringValue attribute is missing")
-        limit = node.get("StringLimit")
-        status = self.letter(node, "Status", _MEAS_STATUS, "PFS", required=False)
-        return {"compOp": op, "name": node.get("Name"),
-                "status": status or string_status(op, value, limit),
-                "value": value, "limit": limit}
-
-    def boolean_meas(self, node: XmlNode, step_status: str) -> dict[str, Any]:
-        status = self.letter(node, "Status", _MEAS_STATUS, "PFS", required=False)
-        return {"name": node.get("Name"), "status": status or _status_of(step_status)}
-
-    def seq_call(self, node: XmlNode) -> dict[str, Any]:
-        return {"path": node.get("Filepath") or node.get("Filename"), "name": node.get("Name"),
-                "version": node.get("Version") or None}
-
-    def message_popup(self, node: XmlNode) -> dict[str, Any]:
-        out: dict[str, Any] = {"response": node.get("Response")}
-        button = self.integer(node, "Button")
-        out["button"] = button
-        if node.format_of("Button") is not None:
-            out["buttonFormat"] = node.format_of("Button")
-        return out
-
-    def call_exe(self, node: XmlNode) -> dict[str, Any]:
-        out: dict[str, Any] = {"exitCode": self.number(node, "ExitCode")}
-        if node.format_of("ExitCode") is not None:
-            out["exitCodeFormat"] = node.format_of("ExitCode")
-        return out
-
-    def chart(self, node: XmlNode) -> dict[str, Any]:
-        series = []
-        for child in node.children:
-            if child.key != "series":
-                continue
-            xdata, ydata = child.find("xdata"), child.find("ydata")
-            series.append({"dataType": child.get("DataType") or "XYG", "name": child.get("Name"),
-                           "xdata": xdata.text.strip() if xdata is not None else "",
-                           "ydata": ydata.text.strip() if ydata is not None else ""})
-        # Server exports turn empty units into null (XUnit="" -> xUnit null).
-        return {"chartType": node.get("ChartType") or "Line", "label": node.get("Label"),
-                "xLabel": node.get("XLabel"), "xUnit": node.get("XUnit") or None,
-                "yLabel": node.get("YLabel"), "yUnit": node.get("YUnit") or None,
-                "series": series}
-
-    def attachment(self, node: XmlNode) -> dict[str, Any]:
-        # Exports made without attachments carry only the name, type and Size: the step keeps
-        # its attachment header with empty data, so the report still shows what was attached.
-        return {"name": node.get("Name"), "contentType": node.get("ContentType"),
-                "data": self.base64(node, node.text)}
-
-
-_MEASUREMENTS: dict[str, tuple[str, Callable[[_ReportMapper, XmlNode, str], dict[str, Any]]]] = {
-    "numericlimit": ("numericMeas", _ReportMapper.numeric),
-    "stringvalue": ("stringMeas", _ReportMapper.string),
-    "passfail": ("booleanMeas", _ReportMapper.boolean_meas),
-}
-_SINGLE_PAYLOADS: dict[str, tuple[str, Callable[[_ReportMapper, XmlNode], dict[str, Any]]]] = {
-    "sequencecall": ("seqCall", _ReportMapper.seq_call),
-    "messagepopup": ("messagePopup", _ReportMapper.message_popup),
-    "callexe": ("callExe", _ReportMapper.call_exe),
-    "chart": ("chart", _ReportMapper.chart),
-    "attachment": ("attachment", _ReportMapper.attachment),
-}
-
-
-def _status_of(step_status: str) -> str:
-    """A measurement status for a file that gives none: the step's verdict."""
-    return {"F": "F", "S": "S"}.get(step_status, "P")
-
-
-def _comment(node: XmlNode) -> str | None:
-    child = node.find("comment")
-    if child is not None:
-        return child.text
-    return node.get("Comment")
-
-
-def _prop(node: XmlNode) -> dict[str, Any]:
-    """An AdditionalData/AdditionalResults property from "any XML".
-
-    TestStand writes properties as `<Prop Name Type Flags NumFmt><Value>…</Value></Prop>`
-    (containers nest Props, arrays hold `<Value ID="[0]">`); those map onto WSJF's props one to
-    one. Other XML is kept as a tree of named String/Obj props so nothing is lost.
-    """
-    if node.key == "prop":
-        out: dict[str, Any] = {"name": node.get("Name"), "type": node.get("Type") or "String"}
-        flags = node.get("Flags")
-        if flags:
-            # TestStand always writes hex ("0x0"); anything else is not worth a failure.
-            with contextlib.suppress(ValueError):
-                out["flags"] = int(flags, 0)
-        if node.get("NumFmt"):
-            out["numFormat"] = node.get("NumFmt")
-        comment = _comment(node)
-        if comment is not None:
-            out["comment"] = comment
-        values = [child for child in node.children if child.key == "value"]
-        props = [_prop(child) for child in node.children if child.key == "prop"]
-        if out["type"].lower() == "array":
-            element_type = node.get("ElementType")
-            out["array"] = {
-                "dimension": max(1, (node.get("LBound") or "[0]").count("[")),
-                "type": element_type,
-                "indexes": [_array_index(value, element_type) for value in values],
-            }
-        elif props:
-            out["props"] = props
-        elif values:
-            out["value"] = values[0].text
-        return out
-    extra = [{"name": key, "type": "String", "value": value}
-             for key, value in node.attrib.items() if key != "Name"]
-    children = [_prop(child) for child in node.children]
-    name = node.get("Name") or node.tag
-    if not extra and not children:
-        return {"name": name, "type": "String", "value": node.text}
-    return {"name": name, "type": "Obj", "props": extra + children}
-
-
-def _array_index(node: XmlNode, element_type: str | None) -> dict[str, Any]:
-    text = node.get("ID") or ""
-    inner = node.find("prop")
-    value = _prop(inner) if inner is not None else {"type": element_type, "value": node.text}
-    return {"text": text, "indexes": [int(n) for n in re.findall(r"-?\d+", text)],
-            "value": value}
-
 
 # -- detection ---------------------------------------------------------------------------------
 
