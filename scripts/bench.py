@@ -31,6 +31,11 @@ figure is the median of `--repeat` runs.
 * conversion  scripts/bench_converters.py on the samples: reports/s and MB/s per converter
 * disk        fsync calls and bytes written per report from source file to completed/, by
               file or folder (strace -f -y when it can attach, else a counting sitecustomize)
+* cpu         the service's CPU per report for the UUT example file (the receiver's not
+              counted), against a bare json.loads + json.dumps of the same file, and the CPU
+              of each stage of the path (detection, parsing, queue write, HTTP...) run alone
+* memory      scripts/bench_converters.py --memory: peak RSS per MB of input for each
+              converter, and `start --once` on one large (--big-mb) WSJF file
 
 Inputs are made from the real samples under ../shared/samples (the serial number and id made
 unique per file) or, without them, from small built-in files of the same formats. Prints a
