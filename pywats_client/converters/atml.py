@@ -6,9 +6,7 @@ socket) with serial and part number, station, operator, times, result and TestSt
 index, batch serial number and critical failure. The file is read by `xmlsafe` (DOCTYPE/ENTITY
 refused, a size cap, a nesting cap, TestStand's report options skipped, each step element
 mapped as it ends). The step tree is built by `atml_steps.py` (results sorted by
-`atml_results.py`), values and limits are read by `atml_values.py`. Imports only those, the
-converter base and its helpers (`options`, `textio`, `xmlsafe`), `report`, `errors` and the
-stdlib.
+`atml_results.py`), values and limits are read by `atml_values.py`.
 
 Converter options (folder arguments, converter arguments, `converters.defaults`):
 part_number (when the file has none; default "NA", as the WATS client's ATML converter),

@@ -4,8 +4,7 @@ Owns the one difference between the dialects: WRML lists its steps flat (`<Step 
 ParentStepID>`), with each step's payload as a sibling element that names the step by `StepID`,
 and stores charts and attachments as `<Chart>` rows with binary data. `rebuild_tree()` nests the
 steps, moves every payload into its step and turns the chart rows into WSXF `<Chart>`/`<Series>`
-or `<Attachment>` elements, so `wsxf.py` maps both dialects to the same WSJF. Imports only
-`wsxf` (its nesting cap), `xmlsafe`, `errors` and the stdlib.
+or `<Attachment>` elements, so `wsxf.py` maps both dialects to the same WSJF.
 """
 
 from __future__ import annotations

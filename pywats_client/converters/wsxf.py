@@ -5,8 +5,6 @@ report would hold it. The file is read by `xmlsafe` (DTDs and entities refused, 
 nesting cap, a line number on every element, each `<Step>` mapped as it ends, so that a
 report's elements are never all in memory); the flat legacy WRML layout is first rebuilt into
 the WSXF tree by `wrml.py`; attribute values and a step's payloads are read by `wsxf_fields`.
-Imports only the converter base and its helpers (`builtin`, `textio`, `xmlsafe`,
-`wsxf_fields`, `wrml`), `report`, `errors` and the stdlib.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Owns the values of WSXF/WRML (formats.md §2) below the report: numbers, boolean
 status words and base64 as attributes give them — each refused naming the element, its line
 and the attribute — and the measurements, sequence calls, pop-ups, charts, attachments and
 TestStand properties of a step as WSJF holds them. `wsxf.py` maps the report and its step tree
-with these. Imports only `xmlsafe`, `report`, `errors` and the stdlib.
+with these.
 """
 
 from __future__ import annotations
