@@ -5,7 +5,7 @@ them: measurements (numeric, string, pass/fail, from TestStand's step types and 
 multiple-measurement step types), report text, message popup answers, exit codes, the version
 of a called sequence file, and additional results. Statuses are the file's: a measurement
 without an outcome of its own takes its step's when that tells, else it is judged against its
-limits by `limits.py`. Depends on `atml_values`, `limits` and the stdlib.
+limits by `report.operators`.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Owns `AtmlNode` (one element, as `xmlsafe` reads it), the reading of `c:Datum` v
 in decimal or hex, `inf`/`nan`, booleans, strings), the mapping of ATML outcomes to WSJF
 status letters, and the translation of `tr:TestLimits` (LimitPair, SingleLimit, Expected,
 TestStand's raw limits and threshold, "log only") into a WSJF comparison operator with its
-limits. Comparing a value with its limits is left to `limits.py`. Depends on the converter
-helpers (`options`, `xmlsafe`), `limits`, `report`, `errors` and the stdlib.
+limits. Comparing a value with its limits is left to `report.operators`.
 """
 
 from __future__ import annotations

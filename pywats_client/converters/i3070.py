@@ -1,9 +1,8 @@
 """`KeysightI3070Converter`: Keysight (Agilent, HP) Medalist i3070 in-circuit test logs into
 WSJF test reports (formats.md §5, the "Log Record Format" of `{@BATCH|…}` records).
 
-Owns the meaning of the records; their syntax is `i3070_records`. Pure: depends on the
-converter base and its helpers (`options`, `textio`), `i3070_records`, `report` (ReportDict,
-dates, step numbering), `limits` and `errors`.
+Owns the meaning of the records; their syntax is `i3070_records`. Pure: it reads the file
+and changes nothing.
 
 How a log becomes reports (where the format leaves a choice, this module decides so):
 

@@ -5,8 +5,7 @@ lines, each after a `//comment`) and the folder of the same name beside it, whic
 tab-separated file per task and result: `<Task>-values.txt` (single values with limits) and
 curve files such as `Impedance-imp.txt` (frequency, value, max, min). The service is handed the
 header file; `companions()` and `unit_complete()` tell it which folder belongs to it and when
-both are written. Pure; depends on the converter base and its helpers (`options`, `textio`),
-`report`, `limits` and `errors`.
+both are written. Pure: it reads the file and changes nothing.
 
 How the unit becomes a report, where the format leaves a choice:
 
@@ -22,7 +21,7 @@ How the unit becomes a report, where the format leaves a choice:
   whose measurement counts the points outside the limits (EQ 0).
 * Statuses are the file's: the result names listed in `Results_Pass|Fail|Warning|Void|Noise|
   Invalid` decide the step (Pass and Warning -> P, Fail -> F, Void -> S, Noise and Invalid
-  -> E). Only a result the header does not list is judged from its limits, with `limits.py`.
+  -> E). Only a result the header does not list is judged from its limits, with `report.operators`.
   A listed result without data in the folder becomes a pass/fail step of its own, so that a
   failed `fs` shows even when no file holds its value.
 * `-`, empty, `nan` and `inf` cells mean "no value". A row without a value has no

@@ -4,8 +4,7 @@ Owns mapping each board (`<BI>`) of these files to one WSJF test report; the fil
 `xmlsafe` (DOCTYPE and ENTITY refused, a size cap, a nesting cap, a line number on every
 element, one board in memory at a time). No public sample of this format exists: the layout
 below is the one described by the pyWATS port of Kitron's converter, and is unverified
-against real equipment. Pure; imports only the converter base and its helpers (`options`,
-`textio`, `xmlsafe`), `report`, `limits`, `errors` and the stdlib.
+against real equipment. Pure: it reads the file and changes nothing.
 
 The file, as read here (element and attribute names in any case):
 

@@ -2,8 +2,7 @@
 
 Owns the SPEA log reader: one WSJF test report per board, i.e. per `START` … `END` block of
 the file (a file holds several), with one sequence per run of test records of the same task
-and one step per `ANL`/`FUNC` record. Pure; imports only the converter base and its helpers
-(`options`, `textio`), `report`, `errors` and the stdlib.
+and one step per `ANL`/`FUNC` record. Pure: it reads the file and changes nothing.
 
 Where the format leaves a choice, this reader decides so:
 

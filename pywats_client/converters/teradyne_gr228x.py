@@ -3,8 +3,7 @@
 Owns the GR228x log reader (formats.md §6): a line-by-line state machine that turns every UUT
 of a log (`@<date> SN <serial>` ... end-of-UUT line) into one WSJF test report, its
 measurement lines into numeric or pass/fail steps and its fixture/opens/shorts blocks into
-failed steps. Pure; imports only the converter base and its helpers (`options`, `textio`),
-`report` and `errors`.
+failed steps. Pure: it reads the file and changes nothing.
 
 Choices where the format leaves one open:
 

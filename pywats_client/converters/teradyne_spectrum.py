@@ -3,8 +3,7 @@
 Owns the reader of the CTRD "machine readable ASCII" format (formats.md §7): an iterative
 s-expression parser (`(KEY: value ...)`, no recursion, nesting capped) and the mapping of its
 program / sections / steps / pages / analog and interconnect results onto a WSJF test report.
-Pure; imports only the converter base and its helpers (`options`, `textio`), `report`,
-`limits` and `errors`.
+Pure: it reads the file and changes nothing.
 
 Mapping and the choices where the format leaves one open:
 

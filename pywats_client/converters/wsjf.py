@@ -8,9 +8,8 @@ as LOG (formats.md §1.2), so the server is not sent an operator it would refuse
 Reports come back as `ReportDict`s whose source places ("line 17, column 5") are found only
 when a report turns out invalid: finding them needs a slower, position-tracking parse of the
 file, which valid files never pay for. A test report without a processCode gets one by the
-rule of every built-in converter (`options.py`) when the server's process list or the
-settings give one. Depends on the converter base and its
-helpers (`options`, `textio`), `report`, `limits` and `errors`.
+rule of every built-in converter (`builtin.py`) when the server's process list or the
+settings give one.
 """
 
 from __future__ import annotations

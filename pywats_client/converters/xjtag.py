@@ -5,8 +5,7 @@ Owns reading the archive safely and mapping each run. A `.xjlog` is a ZIP holdin
 blobs. Members are read in memory, never extracted: entry names that are absolute or climb
 with `..` are refused, and the entry count, each member and the total read are capped. XML is
 read by `xmlsafe` (DOCTYPE and ENTITY declarations refused, a nesting cap). A bare `Run N.xml`
-(`<testrun>` root) is read the same way. Pure; depends on the converter base and its helpers
-(`options`, `textio`, `xmlsafe`), `report` and `errors`.
+(`<testrun>` root) is read the same way. Pure: it reads the file and changes nothing.
 
 Mapping (after Virinco's converter): serial -> sn, user -> operator, `testrun@datetime` (UTC)
 -> start, project description (and a user comment) -> comment, XJLink name -> station (the

@@ -8,8 +8,8 @@ attachment steps, misc infos and sub-units; `to_wsjf()` gives the plain dict the
 and `validate()` applies the rules of `report.validate`. Statuses the caller leaves out are
 computed from limits and rolled up the tree, as the WATS client does in "Active" mode.
 
-A domain module: depends on `report`, `limits` and `errors` only (the converter context is
-imported for type checking, so converters may import this without a cycle).
+The converter context is imported for type checking only, so converters may import this
+without a cycle.
 """
 
 from __future__ import annotations
