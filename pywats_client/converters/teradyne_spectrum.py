@@ -24,9 +24,10 @@ Mapping and the choices where the format leaves one open:
   otherwise; several make a multiple-measurement step named by result type. A page without
   results (external program, power, digital, ...) is a pass/fail step.
 * Statuses are the file's (STAT: PASS/FAIL ...) and failures roll up; only a numeric result
-  with no status anywhere above it is judged by its limits (limits.py). Value and limits of a
-  test may have different SCALEs: they are converted exactly (decimal arithmetic) to the scale
-  of the limits, so a test keeps one unit on every board. Units are ASCII ("mOhm", "nF", "V").
+  with no status anywhere above it is judged by its limits (`report.operators`). Value and
+  limits of a test may have different SCALEs: they are converted exactly (decimal arithmetic)
+  to the scale of the limits, so a test keeps one unit on every board. Units are ASCII
+  ("mOhm", "nF", "V").
 * A file that ends inside an entry, its key or a quoted string, or that has neither a step
   nor the board's STATUS yet, is still being written (`IncompleteFileError`). A `(` inside a
   value that does not open a `(KEY:` entry is text (e.g. a path under "Program Files (x86)").
@@ -458,7 +459,7 @@ class _Mapper:
         """("numericMeas" | "booleanMeas", measurement) for one ANA or INTC result.
 
         Its status is the file's: the result's STAT, its INTC_RESULT's, the page's. Only when
-        the file gives none is a numeric result judged by its limits (limits.py).
+        the file gives none is a numeric result judged by its limits (`report.operators`).
         """
         outcome = result.first("INTC_RESULT")
         status = self.status(result, None) or (
