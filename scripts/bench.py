@@ -150,6 +150,7 @@ class ProcSample:
     hwm_kb: int  # peak RSS so far
     cpu_s: float  # user + system
     threads: int
+    system_s: float = 0.0  # of which in the kernel
 
 
 def proc_sample(pid: int) -> ProcSample:
@@ -159,7 +160,8 @@ def proc_sample(pid: int) -> ProcSample:
         fields[key] = value.split()
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return ProcSample(int(fields["VmRSS"][0]), int(fields["VmHWM"][0]),
-                      (int(stat[11]) + int(stat[12])) / CLK_TCK, int(fields["Threads"][0]))
+                      (int(stat[11]) + int(stat[12])) / CLK_TCK, int(fields["Threads"][0]),
+                      int(stat[12]) / CLK_TCK)
 
 
 def proc_io(pid: int) -> dict[str, int]:
@@ -1027,6 +1029,8 @@ def measure_cpu(inputs: Inputs, files: int, repeat: int) -> dict[str, Any]:
                     seconds = drop_and_wait(rx, station, staged, station.watches[0], total)
                     after = proc_sample(proc.pid)
                     runs.append({"service_cpu_ms": 1000 * (after.cpu_s - before.cpu_s) / files,
+                                 "service_system_ms":
+                                     1000 * (after.system_s - before.system_s) / files,
                                  "receiver_cpu_ms": 1000 * (own_cpu() - mine) / files,
                                  "reports_per_s": files / seconds})
         floor = 1000 * json_floor(sample)
@@ -1035,6 +1039,7 @@ def measure_cpu(inputs: Inputs, files: int, repeat: int) -> dict[str, Any]:
     _progress(f"cpu: {cpu:.2f} ms per report, {cpu / floor:.1f} x the JSON floor")
     return {"file_bytes": sample.stat().st_size, "reports": files, "runs": runs,
             "service_cpu_ms_per_report": cpu, "json_floor_ms": floor,
+            "service_system_ms_per_report": median([r["service_system_ms"] for r in runs]),
             "ratio_to_floor": cpu / floor, "stages_ms": stages,
             "rest_of_service_ms": cpu - sum(stages.values()),
             "receiver_cpu_ms_per_report": median([r["receiver_cpu_ms"] for r in runs])}
@@ -1367,6 +1372,8 @@ def print_table(results: dict[str, Any]) -> None:
         row(f"CPU per report, UUT example ({cpu['file_bytes'] / 1024:.0f} KiB)",
             f"{cpu['service_cpu_ms_per_report']:.2f} ms = {cpu['ratio_to_floor']:.1f} x "
             f"JSON floor {cpu['json_floor_ms']:.2f} ms", "<= 6 x")
+        row("  of which in the kernel (system calls, lock hand-overs)",
+            f"{cpu.get('service_system_ms_per_report', 0.0):.2f} ms")
         for stage, ms in cpu["stages_ms"].items():
             row(f"  {stage}", f"{ms:.3f} ms")
         row("  the rest (watcher, settling, loop, dispatcher, threads, ...)",
