@@ -1,6 +1,8 @@
 """A converter plugin that misbehaves on cue, for the tests of the service's life cycle: it
 converts WSJF JSON files, kills the process on a file named `poison*` (as a segfault in a C
-extension would) and hangs on a file named `stuck*` until a release file appears."""
+extension would), hangs on a file named `stuck*` until a release file appears, and converts a
+file named `together*` only while five others of them are being converted too (as files on a
+slow share are read side by side)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ import os
 import threading
 from pathlib import Path
 
-from pywats_client.converters import Converter
+from pywats_client.converters import ConversionError, Converter
+
+# Six `together*` files must be in their converters at the same time.
+_TOGETHER = threading.Barrier(6, timeout=30)
 
 
 class LifeTestConverter(Converter):
@@ -33,6 +38,12 @@ class LifeTestConverter(Converter):
             pause = threading.Event()
             while not (marks / "release").exists():
                 pause.wait(0.05)
+        if path.name.startswith("together"):
+            try:
+                _TOGETHER.wait()
+            except threading.BrokenBarrierError:
+                raise ConversionError(f"{path.name}: fewer than six files were converted at "
+                                      "once") from None
         return json.loads(path.read_bytes())
 '''
 

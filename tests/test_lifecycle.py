@@ -259,6 +259,28 @@ def test_a_conversion_over_its_time_limit_is_set_aside_and_the_rest_goes_on(
     assert not thread.is_alive()
 
 
+def test_files_slow_to_read_are_converted_side_by_side(tmp_path: Path, receiver: Receiver
+                                                       ) -> None:
+    """Only two conversions compute at once; one that has not ended after BUSY_SECONDS is
+    taken to be waiting for its file, and the next starts: six files that can only be read
+    together (the plugin's barrier) all convert."""
+    service, watch, _marks = plugin_service(tmp_path, receiver)
+    thread = run_service(service)
+    try:
+        ids = [str(uuid.uuid4()) for _ in range(6)]
+        for n, rid in enumerate(ids):
+            drop(watch, f"together-{n}.json", wsjf_report(n, report_id=rid))
+        assert receiver.wait_for_reports(6, timeout=60), sorted(
+            p.name for p in (watch / "error").glob("*.error.txt"))
+        assert receiver.stored_ids() == set(ids)
+        assert not (watch / "error").exists() or not any((watch / "error").iterdir())
+    finally:
+        service.request_stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert conversions.BUSY_CONVERSIONS < 6  # else the barrier proves nothing
+
+
 def test_too_many_stuck_converters_pause_conversions_instead_of_exhausting_threads(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -62,6 +63,15 @@ MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS  # the rest wait in the watcher,
 # conversions never fall behind for long (scripts/bench.py, throughput: L = 20 ms went from
 # 72 % to 82 % of the 5 / L limit with 3 -> 1).
 CONVERSIONS_WHILE_UPLOADS_LAG = 1
+# Conversions that compute compete for the one interpreter lock, with each other and with the
+# upload workers, and every system call hands the lock over: with ten at once on 2 cores, a
+# report cost 4.1 ms of CPU, 1.8 ms of it in the kernel handing the lock around; with two,
+# 3.4 ms, and 10 % more reports per second (scripts/bench.py, cpu and throughput). So at most
+# two conversions are busy at once. One that has run for BUSY_SECONDS without ending is taken
+# to be waiting (a file on a slow share, a slow disk) and no longer counts: then the next one
+# starts, so a folder that is slow to read still gets all ten threads.
+BUSY_CONVERSIONS = 2
+BUSY_SECONDS = 0.05
 DISK_FULL_RETRY = 5.0  # seconds before a file that met a full disk is tried again
 # Conversions given up after converters.timeout_s whose threads still run, before no new
 # conversion is started: each holds one of the pool's threads, and they cannot be killed.
@@ -144,7 +154,8 @@ class Conversions:
             return  # a file the service died on converts alone, so a death is pinned on it
         limit = (CONVERSIONS_WHILE_UPLOADS_LAG if s.dispatcher.uploads_lag()
                  else MAX_CONVERSIONS_QUEUED)
-        while self.waiting and len(self.running) < limit:
+        busy = self._busy(s.clock.monotonic())
+        while self.waiting and len(self.running) < limit and busy < BUSY_CONVERSIONS:
             source = self.waiting.popleft()
             key = file_key(source.path, source.size, source.mtime_ns)
             if key in s.poison.poisoned:
@@ -153,6 +164,7 @@ class Conversions:
             if s.poison.hold(source, key):
                 continue  # last, and alone
             self._start(source, key)
+            busy += 1
         if s.poison.held and not self.running and not self.waiting:
             crashes, source = s.poison.next_alone()
             log.warning("converting %s alone: the service died while converting it before "
@@ -160,6 +172,20 @@ class Conversions:
                         s.settings.converters.max_crashes)
             self._start(source, file_key(source.path, source.size, source.mtime_ns),
                         suspect=True)
+
+    def _busy(self, now: float) -> int:
+        """Conversions not yet started or started less than BUSY_SECONDS ago."""
+        return sum(1 for t in self._tickets.values()
+                   if t.started_at is None or now - t.started_at < BUSY_SECONDS)
+
+    def next_start_in(self, now: float) -> float:
+        """Seconds until a file waiting for a thread may start because a busy conversion
+        counts as waiting by then (infinity when none waits or none will)."""
+        if not self.waiting:
+            return math.inf
+        return min((t.started_at + BUSY_SECONDS - now for t in self._tickets.values()
+                    if t.started_at is not None and now - t.started_at < BUSY_SECONDS),
+                   default=math.inf)
 
     def _start(self, source: SourceFile, key: FileKey, *, suspect: bool = False) -> None:
         ticket = ConversionTicket(self.service.journal, self.service.gate, key, suspect=suspect)

@@ -264,7 +264,7 @@ class Service:
             if changed:
                 timeout = min(timeout, next_status - now)  # publish what changed, rate-limited
             if conversions.running or self.dispatcher.in_flight:
-                timeout = min(timeout, STATUS_INTERVAL)
+                timeout = min(timeout, STATUS_INTERVAL, conversions.next_start_in(now))
             self.clock.wait(self._wake, max(0.0, timeout))
 
     def _healthy(self, now: float) -> bool:
