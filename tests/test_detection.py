@@ -67,6 +67,20 @@ def _plugin(tmp_path: Path, source: str) -> Path:
     return folder
 
 
+def _scoring_plugin(tmp_path: Path, name: str, pattern: str, score: float) -> Path:
+    """A plugin converter whose detect() gives every file `score`."""
+    return _plugin(tmp_path, f'''
+        from pywats_client.converters import Converter
+
+        class {name}(Converter):
+            name = "{name}"
+            file_patterns = ("{pattern}",)
+
+            def detect(self, path, head):
+                return {score}
+    ''')
+
+
 def test_a_builtin_that_cannot_reach_the_best_score_is_not_asked() -> None:
     detection = ConverterRegistry().detect(Path("r.json"), WSJF_HEAD)
     asked = {v.name for v in detection.verdicts}
@@ -78,16 +92,7 @@ def test_a_builtin_that_cannot_reach_the_best_score_is_not_asked() -> None:
 
 
 def test_a_plugin_is_always_asked(tmp_path: Path) -> None:
-    folder = _plugin(tmp_path, '''
-        from pywats_client.converters import Converter
-
-        class LateConverter(Converter):
-            name = "LateConverter"
-            file_patterns = ("*.late",)
-
-            def detect(self, path, head):
-                return 0.1
-    ''')
+    folder = _scoring_plugin(tmp_path, "LateConverter", "*.late", 0.1)
     detection = ConverterRegistry(plugin_dir=folder).detect(Path("r.json"), WSJF_HEAD)
     assert detection.name == "WATSStandardJsonConverter"
     assert "LateConverter" in {v.name for v in detection.verdicts}
@@ -103,16 +108,7 @@ def test_a_score_above_its_ceiling_makes_every_converter_asked(
 
 
 def test_a_tie_lists_every_converter_asked_or_not(tmp_path: Path) -> None:
-    folder = _plugin(tmp_path, '''
-        from pywats_client.converters import Converter
-
-        class TwinConverter(Converter):
-            name = "TwinConverter"
-            file_patterns = ("*.json",)
-
-            def detect(self, path, head):
-                return 0.98
-    ''')
+    folder = _scoring_plugin(tmp_path, "TwinConverter", "*.json", 0.98)
     registry = ConverterRegistry(plugin_dir=folder)
     with pytest.raises(ConversionError, match="ambiguous") as error:
         registry.detect(Path("r.json"), WSJF_HEAD)
