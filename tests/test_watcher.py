@@ -464,10 +464,14 @@ def test_polling_observer_notices_a_new_file_which_then_settles(
     assert [s.path for s in watcher.poll()[0]] == [f]
 
 
-@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+@pytest.mark.parametrize(("polling", "inotify"), [(False, True), (False, False), (True, False)],
+                         ids=["native", "native-watchdog", "polling"])
 def test_observer_notices_a_file_moved_in(
-    make_watcher: MakeWatcher, clock: FakeClock, tmp_path: Path, inbox: Path, polling: bool
+    make_watcher: MakeWatcher, clock: FakeClock, tmp_path: Path, inbox: Path, polling: bool,
+    inotify: bool, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if not inotify:  # as off Linux: watchdog's own observer watches the native folder
+        monkeypatch.setattr(linuxfs, "available", lambda: False)
     event = threading.Event()
     watcher = make_watcher([WatchFolder(path=inbox, polling=polling)], clock=clock,
                            wake=event.set)

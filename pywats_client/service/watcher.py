@@ -18,18 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from watchdog.events import (
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from typing import TYPE_CHECKING
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import WatchFolder
@@ -43,6 +32,9 @@ from pywats_client.fsutil import (
 )
 from pywats_client.service import linuxfs
 from pywats_client.service.linuxfs import FolderEvents, Hint
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 from pywats_client.service.postaction import SeenFiles, SourceFile
 
 __all__ = ["FolderWatcher", "Hint", "SourceFile", "is_ignored_name"]
@@ -53,15 +45,6 @@ log = logging.getLogger(__name__)
 # error notes. Compared case-insensitively: Windows tools write ".TMP" as often as ".tmp".
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".error.txt")
 MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait for the next
-
-# The only watchdog events that can mean "a file appeared or changed" (where watchdog watches:
-# polled folders, and native ones off Linux). Opens and closes by readers — the service itself
-# reads every file several times — and deletions were most of the observer's work in a burst
-# of files, and watchdog's move pairing scans its whole pending-event queue for each event.
-_HINT_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent]
-_WATCHDOG_HINTS = {"moved": Hint.RENAMED, "closed": Hint.CLOSED, "created": Hint.WRITING,
-                   "modified": Hint.WRITING}
-
 
 def is_ignored_name(name: str) -> bool:
     """True for names that are never converted, whatever the folder's file patterns say."""
@@ -118,27 +101,6 @@ class _Candidate:
         """New content: what was known of the old one (closed, incomplete, held) is void."""
         self.size, self.mtime_ns, self.since = size, mtime_ns, now
         self.signalled = self.parked_until = self.held_since = None
-
-
-class _HintHandler(FileSystemEventHandler):
-    """Turns watchdog events into hints; runs on the observer thread, so does nothing else."""
-
-    def __init__(self, hint: Callable[[Path, Hint], None]) -> None:
-        self._hint = hint
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            return
-        # Created, modified and closed-after-write name the file itself; a move names the
-        # file it became. Opened / closed-without-write come from readers (our converters).
-        kind = _WATCHDOG_HINTS.get(event.event_type)
-        if kind is None:
-            return
-        path = event.dest_path if event.event_type == "moved" else event.src_path
-        try:
-            self._hint(Path(os.fsdecode(path)), kind)
-        except Exception:  # an exception would end the observer thread: log it, keep watching
-            log.exception("could not note the change of %r; the next rescan will find it", path)
 
 
 class FolderWatcher:
@@ -276,10 +238,10 @@ class FolderWatcher:
         if native and linuxfs.available():
             self._start_events(native)
         elif native:
-            self._start_observer(Observer, native, trusted=True)
+            self._start_observer(_native_observer, native, trusted=True)
         if polled:
-            self._start_observer(lambda: PollingObserver(timeout=self._polling_interval),
-                                 polled, trusted=False)
+            interval = self._polling_interval
+            self._start_observer(lambda: _polling_observer(interval), polled, trusted=False)
         self._next_scan = None
         self._next_due = None
 
@@ -324,10 +286,12 @@ class FolderWatcher:
                       ", ".join(f.key for f in folders), exc, self._rescan_interval)
             return
         self._observers.append(observer)
-        handler = _HintHandler(self.hint)
+        from pywats_client.service import observers  # only where watchdog watches (see there)
+
+        handler = observers.HintHandler(self.hint)
         for folder in folders:
             try:
-                _schedule(observer, handler, folder.key)
+                observers.schedule(observer, handler, folder.key)
             except OSError as exc:
                 log.error("cannot watch %s for new files (%s); it is still rescanned every "
                           "%.0f s. If the inotify watch limit is reached, raise "
@@ -708,11 +672,16 @@ class FolderWatcher:
             os.close(fd)
 
 
-def _schedule(observer: BaseObserver, handler: FileSystemEventHandler, path: str) -> None:
-    try:
-        observer.schedule(handler, path, recursive=False, event_filter=_HINT_EVENTS)
-    except TypeError:  # watchdog < 4 has no event filter: every event, as before
-        observer.schedule(handler, path, recursive=False)
+def _native_observer() -> BaseObserver:
+    from pywats_client.service import observers
+
+    return observers.native()
+
+
+def _polling_observer(interval: float) -> BaseObserver:
+    from pywats_client.service import observers
+
+    return observers.polling(interval)
 
 
 _LINK_REFUSED = (
