@@ -529,6 +529,14 @@ def test_the_data_dir_differs_from_the_installed_unit_s(tmp_path: Path) -> None:
                          "pywats-client --data-dir /var/lib/pywats --instance default doctor")
 
 
+def test_the_doctor_runs_the_data_dir_check(tmp_path: Path) -> None:
+    paths = make_instance(tmp_path, "http://127.0.0.1:9")
+    units = tmp_path / "etc-systemd"
+    write_unit(units, "/var/lib/pywats")
+    found = check(doctor.diagnose(paths, probe_server=False, unit_dirs=[units]), "data dir")
+    assert found.status is Status.WARN and "/var/lib/pywats" in found.found
+
+
 def test_a_drop_in_decides_the_unit_s_data_dir(tmp_path: Path) -> None:
     paths = make_instance(tmp_path, "http://127.0.0.1:9")
     units = tmp_path / "etc-systemd"

@@ -14,7 +14,8 @@ crashing the doctor. Never imports the service.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pywats_client.cli.doctor.findings import CheckResult, Diagnosis, Status, exists, fail, ok, warn
@@ -35,6 +36,7 @@ from pywats_client.cli.doctor.instance import (
     server_checks,
 )
 from pywats_client.cli.doctor.station import (
+    UNIT_DIRS,
     check_clock,
     check_data_dir,
     check_dependencies,
@@ -58,9 +60,10 @@ __all__ = [
 
 
 def diagnose(paths: InstancePaths, *, clock: Clock = SYSTEM_CLOCK,
-             probe_server: bool = True) -> Diagnosis:
+             probe_server: bool = True, unit_dirs: Sequence[Path] = UNIT_DIRS) -> Diagnosis:
     """Run every check for the instance at `paths`; checks that need a valid config (server,
-    watch folders, queue) run only when it loads."""
+    watch folders, queue) run only when it loads. `unit_dirs`: where installed systemd units
+    are looked for."""
     diagnosis = Diagnosis(paths.name, paths.root)
 
     def add(name: str, check: Callable[[], CheckResult | list[CheckResult]]) -> CheckResult:
@@ -78,6 +81,12 @@ def diagnose(paths: InstancePaths, *, clock: Clock = SYSTEM_CLOCK,
 
     add("python", check_python)
     dependencies = add("dependencies", check_dependencies)
+    try:  # nothing when the instance is where the installed unit runs it
+        diagnosis.checks.extend(check_data_dir(paths, unit_dirs))
+    except OSError as exc:
+        unreadable = warn("data dir", f"cannot compare with the installed unit: {exc}",
+                          "check that the unit files are readable")
+        diagnosis.checks.append(unreadable)
     config = add("config", lambda: check_config(paths))
     if exists(paths.config):
         add("config permissions", lambda: check_secret_file(
