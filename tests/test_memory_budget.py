@@ -299,7 +299,7 @@ def test_the_doctor_warns_of_a_budget_the_station_cannot_give() -> None:
     assert tight_unit.status is DoctorStatus.WARN and "MemoryMax" in tight_unit.found
 
 
-@pytest.mark.parametrize("damage", ["cut", "flip"])
+@pytest.mark.parametrize("damage", ["cut", "flip", "lengths"])
 def test_a_damaged_large_item_is_quarantined_like_any_other(tmp_path: Path, damage: str) -> None:
     report = _large(20_000)
     report.source_bytes = 10 * MB
@@ -311,6 +311,11 @@ def test_a_damaged_large_item_is_quarantined_like_any_other(tmp_path: Path, dama
     assert len(data) > 1 << 20  # read for the upload in parts
     if damage == "cut":
         del data[-1000:]
+    elif damage == "lengths":  # a first line naming lengths the file cannot have
+        first_end = data.index(b"\n")
+        magic, head_len, _body_len, digest = bytes(data[:first_end]).split(b" ")
+        data[:first_end] = b" ".join([magic, head_len, b"-" + b"9" * (len(_body_len) - 1),
+                                      digest])
     else:
         data[len(data) // 2] ^= 0x01
     stored.write_bytes(bytes(data))

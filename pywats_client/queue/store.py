@@ -193,6 +193,8 @@ def _read_item(path: Path) -> bytes | _LargeItem:
         except (IndexError, ValueError):
             return read_file(path)  # decode_item says what is wrong with it
         start = first.find(b"\n") + 1 + head_len
+        if head_len < 0 or body_len < 0 or start + body_len + len(_END) != size:
+            raise CorruptItemError(f"{path.name}: truncated or extended (torn write)")
         prefix = os.pread(fd, start, 0)
         body = os.pread(fd, body_len, start)
         end = os.pread(fd, size - start - len(body) + 1, start + len(body))
