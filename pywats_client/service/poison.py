@@ -13,7 +13,7 @@ from pywats_client.clock import Clock
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.paths import InstancePaths
 from pywats_client.service.journal import ConversionJournal, FileKey, Suspect
-from pywats_client.service.postaction import SourceFile, move_to_error
+from pywats_client.service.postaction import SourceFile, move_to_error, protected_folders
 from pywats_client.service.status import RunSummary, ServiceStatus
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ class PoisonFiles:
             return
         source = SourceFile(folder, suspect.path, suspect.size, suspect.mtime_ns)
         try:
-            moved = move_to_error(source, reason)
+            # Never into the instance's own folders, as for any other file (postaction).
+            moved = move_to_error(source, reason, protect=protected_folders(self.paths))
         except OSError as exc:
             log.error("the service died %d times while converting %s, and it cannot be moved to "
                       "the error folder (%s); it is not converted again", suspect.crashes,
