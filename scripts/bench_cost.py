@@ -302,7 +302,7 @@ def cpu_stages(path: Path, copies: int) -> dict[str, float]:
             converter, reason = converter_for(settings, registry, source, None)
             context = make_context(settings, source, {}, {})
             t = lap("choose the converter (detection), context", t)
-            digest = pipeline._sha256(source)
+            digest = pipeline._sha256(source, st.st_size)
             t = lap("content hash (report id)", t)
             raw = converter.convert(source, context)
             t = lap("read, parse (the converter)", t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -17,6 +18,7 @@ from pywats_client.converters import (
     ConverterRegistry,
     IncompleteFileError,
 )
+from pywats_client.service import pipeline
 from pywats_client.service.pipeline import convert_file, convert_source, make_context
 from tests.station import wsjf_report
 
@@ -72,6 +74,15 @@ def test_a_file_swapped_for_a_link_is_not_read(tmp_path: Path) -> None:
                        WatchFolder(path=watch, converter="WATSStandardJsonConverter"))
     linked = WatchFolder(path=watch, follow_symlinks=True)
     assert convert_source(Settings(station_name="s"), ConverterRegistry(), path, linked).reports
+
+
+def test_the_content_hash_reads_no_more_than_the_size_that_was_checked(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_bytes(b"x" * 200_000)
+    assert pipeline._sha256(path, 200_000) == hashlib.sha256(b"x" * 200_000).hexdigest()
+    # As a file whose writer never stops: what came after the check is not read to its end.
+    with pytest.raises(IncompleteFileError, match="grew while it was read"):
+        pipeline._sha256(path, 100_000)
 
 
 class _Swapping(Converter):

@@ -128,7 +128,7 @@ def convert_file(
             "limit (converters.max_file_mb); it was not read. If it is a real report, raise "
             "the limit with 'pywats-client config set converters.max_file_mb N'"
         )
-    digest = _sha256(path, follow_symlinks)
+    digest = _sha256(path, before[0], follow_symlinks)
     try:
         raw = converter.convert(path, context)
     except ConversionError:
@@ -282,11 +282,20 @@ def _clash(conversion: Conversion, report_id: str, stored: ItemHeader) -> Report
         f"keep only one of them. {_ID_FIX}")
 
 
-def _sha256(path: Path, follow_symlinks: bool = True) -> str:
-    digest = hashlib.sha256()
+def _sha256(path: Path, size: int, follow_symlinks: bool = True) -> str:
+    """The digest of the file's first `size` bytes (the size it was checked at); a file that
+    keeps growing (a writer that never stops) is not read to its end: IncompleteFileError."""
+    digest, left = hashlib.sha256(), size
     with open(_open_source(path, follow_symlinks), "rb", buffering=0) as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):  # small reads stay off mmap()
+        while left > 0:  # small reads stay off mmap()
+            block = fh.read(min(left, 1 << 16))
+            if not block:
+                break
             digest.update(block)
+            left -= len(block)
+        if fh.read(1):
+            raise IncompleteFileError(f"{path.name} grew while it was read; it is taken "
+                                      "again once it stops changing")
     return digest.hexdigest()
 
 
