@@ -66,10 +66,12 @@ CONVERSIONS_WHILE_UPLOADS_LAG = 1
 # Conversions that compute compete for the one interpreter lock, with each other and with the
 # upload workers, and every system call hands the lock over: with ten at once on 2 cores, a
 # report cost 4.1 ms of CPU, 1.8 ms of it in the kernel handing the lock around; with two,
-# 3.4 ms, and 10 % more reports per second (scripts/bench.py, cpu and throughput). So at most
-# two conversions are busy at once. One that has run for BUSY_SECONDS without ending is taken
-# to be waiting (a file on a slow share, a slow disk) and no longer counts: then the next one
-# starts, so a folder that is slow to read still gets all ten threads.
+# 3.4 ms, and 10 % more reports per second (scripts/bench.py, cpu and throughput). So a new
+# conversion starts only while fewer than two others, started in the last BUSY_SECONDS, still
+# run. One that runs longer is taken to be waiting (a file on a slow share, a slow disk) and
+# no longer counts, so a folder that is slow to read still gets all ten threads; so does a run
+# of large files that each compute for longer (the lock is then handed over less often, per
+# second of work).
 BUSY_CONVERSIONS = 2
 BUSY_SECONDS = 0.05
 DISK_FULL_RETRY = 5.0  # seconds before a file that met a full disk is tried again
@@ -183,8 +185,10 @@ class Conversions:
         counts as waiting by then (infinity when none waits or none will)."""
         if not self.waiting:
             return math.inf
-        return min((t.started_at + BUSY_SECONDS - now for t in self._tickets.values()
-                    if t.started_at is not None and now - t.started_at < BUSY_SECONDS),
+        # One not started yet starts soon: look again BUSY_SECONDS from now at the latest.
+        return min((BUSY_SECONDS if t.started_at is None else t.started_at + BUSY_SECONDS - now
+                    for t in self._tickets.values()
+                    if t.started_at is None or now - t.started_at < BUSY_SECONDS),
                    default=math.inf)
 
     def _start(self, source: SourceFile, key: FileKey, *, suspect: bool = False) -> None:
