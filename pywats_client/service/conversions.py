@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONVERSION_WORKERS = 10
-MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS  # the rest wait in the watcher, not in memory
+# Conversions handed to the pool at once; the files ready after them wait in `waiting` (a few
+# hundred bytes each), not as work items of the pool.
+MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS
 # While more reports wait for an upload slot than the workers can take, converting faster only
 # lengthens that line, and every busy conversion thread makes the upload workers wait longer
 # for the interpreter lock: each of an upload's twenty-odd system calls gives the lock up, and
