@@ -65,7 +65,8 @@ def add_commands(command: AddCommand) -> None:
     _add_api_arguments(p)
 
     p = command("api-token", cmd_api_token, "where the control API token is (created if "
-                "missing); POST /stop and /restart need it")
+                "missing); POST /stop and /restart, GET /config and /queue/<state> "
+                "need it, and beyond loopback every route")
     p.add_argument("--show", action="store_true", help="print the token itself, for scripts")
 
     inst = command("instances", None, "instances: list")

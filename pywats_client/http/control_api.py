@@ -166,8 +166,8 @@ class ControlServer:
         if self._server.started:
             raise RuntimeError(f"control API at {self.url} is already started")
         self._server.start(f"control-api-{self.port}", daemon=False)
-        log.info("control API on %s (stop/restart need the token in %s)", self.url,
-                 TOKEN_FILE)
+        log.info("control API on %s (stop, restart, /config and /queue/<state> need the "
+                 "token in %s; beyond loopback every route does)", self.url, TOKEN_FILE)
         return self
 
     def stop(self) -> None:
@@ -254,8 +254,10 @@ class _Server(StoppableHTTPServer):
 
 _GET_ROUTES = ("/", "/status", "/queue", "/config", "/metrics")
 _POST_ROUTES = ("/stop", "/restart")
-# Open without the token on a loopback API (they show counts and states, not file names or
-# settings); beyond loopback every route needs it.
+# Open without the token on a loopback API: the status, its page and the counts. The status
+# names the newest failures and error files with their paths (what an operator at the station
+# looks at first); the queue's listings and the settings need the token. Beyond loopback every
+# route needs it.
 _OPEN_ON_LOOPBACK = ("/", "/status", "/queue", "/metrics")
 _STATES = tuple(s.value for s in State)
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
