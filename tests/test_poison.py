@@ -9,26 +9,20 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from pywats_client.http.receiver import Receiver
+from tests.conftest import TOKEN
 from tests.plugins import bound_folder, deaths, install_plugin
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "dXNlcjpzZWNyZXQ="
 MAX_STARTS = 6  # the test's own cap on restarts: a service that never gets over it fails
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 @pytest.mark.parametrize("max_crashes", [2, 1])

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,12 +90,6 @@ class Shell:
     def status(self) -> dict[str, object]:
         result = self.run("pywats-client status --json --no-probe")
         return json.loads(result.stdout) if result.stdout.strip() else {}
-
-
-@pytest.fixture()
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:

@@ -23,17 +23,11 @@ from pywats_client.http.receiver import Receiver
 from pywats_client.paths import InstancePaths
 from pywats_client.service import station_faults
 from pywats_client.service.loop import Service
+from tests.conftest import TOKEN
 from tests.station import Station, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "dXNlcjpzZWNyZXQ="
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path / "store", token=TOKEN) as server:
-        yield server
 
 
 def chattr(flag: str, path: Path) -> subprocess.CompletedProcess[str]:
