@@ -83,7 +83,7 @@ def test_restart_keeps_the_api_as_configured(station: Station) -> None:
                    and station.service_status().get("state") == "running", 30, "the restart")
         second = station.service_status().get("api_url")
         assert second and second.startswith("http://127.0.0.1:"), second
-        assert first  # both runs served it
+        assert first.startswith("http://127.0.0.1:"), first  # both runs served it
         assert station.cli("stop").returncode == 0
         wait_until(lambda: not pid_alive(pid), 10, "the daemon to exit")
         # --no-api: off for this one run, whatever the config says

@@ -40,7 +40,7 @@ CSV_PLUGIN = REPO / "converters" / "csv_example.py"
 CSV_EXAMPLE = REPO / "converters" / "example.csv"
 
 WRONG_TOKEN = base64.b64encode(b"wrong:token").decode("ascii")
-# Longer than 16 characters, so the mask shows its last four: the rest must never appear.
+# A long token, of which no part may ever appear (the mask shows none of it).
 LONG_TOKEN = base64.b64encode(b"line-operator:a-long-secret-value").decode("ascii")
 
 OK, USAGE, SERVER, LOCKED, REJECTED, NOT_RUNNING, DEGRADED, REFUSED = 0, 2, 3, 4, 5, 6, 7, 8

@@ -114,6 +114,7 @@ def test_everything_arrives_once_or_is_set_aside_with_a_reason(tmp_path: Path) -
         try:
             station.start()
             held = flood(port, 60)  # more than the API serves at once, held open all along
+            assert len(held) > 8, f"only {len(held)} connections: no flood"  # MAX_CONNECTIONS
             # Wave 1 meets a server that answers half the uploads with "come back in 10 years".
             faults.rate_limit_rate, faults.retry_after = 0.5, 315_360_000
             drop_wave(0, REPORTS // 3)
