@@ -89,18 +89,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
-def free_name(folder: Path, name: str) -> Path:
-    """A path in `folder` for `name` that does not exist yet: `name`, `stem.1.ext`, `stem.2.ext`…
-
-    Used for done/error folders, where an earlier file of the same name must never be replaced.
-    A symbolic link (even a dangling one) counts as taken.
-    """
-    for candidate in candidate_names(name):
-        if not os.path.lexists(folder / candidate):
-            return folder / candidate
-    raise FileExistsError(f"no free name for {name} in {folder}")
-
-
 def candidate_names(name: str) -> Iterator[str]:
     """`name`, then `stem.1.ext`, `stem.2.ext`…: the order in which free names are taken."""
     yield name

@@ -75,8 +75,3 @@ def install() -> None:
     with _lock:
         if not any(isinstance(finder, _StandInFinder) for finder in sys.meta_path):
             sys.meta_path.append(_FINDER)
-
-
-def is_stand_in(module: ModuleType) -> bool:
-    """True for a module made by this finder rather than by an installed pywats."""
-    return bool(getattr(module, MARK, False))

@@ -92,12 +92,6 @@ class StoppableHTTPServer(ThreadingHTTPServer):
         if self._thread is None:
             self._selector.close()  # never served: _serve did not close it
 
-    @property
-    def connections(self) -> int:
-        """Connections being served now (each has a thread)."""
-        with self._open_lock:
-            return len(self._open)
-
     def _serve(self) -> None:
         # An accept loop woken by a byte on a socket pair: serve_forever() polls, so stopping
         # it would cost up to a poll interval, while this one ends at once.

@@ -408,9 +408,8 @@ class _Handler(KeepAliveHandler):
         length = self._content_length()
         if length > 65536:
             self.close_connection = True  # not worth reading; nothing here takes a body
-            return
-        if length > 0:
-            self.rfile.read(length)
+        elif length > 0:
+            self._discard(length)
 
     def _json(self, status: int, payload: Mapping[str, Any],
               headers: Mapping[str, str] | None = None) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pywats_client.cli.common import load_settings_for
 from pywats_client.cli.doctor.findings import CheckResult, Diagnosis, Status, exists, fail, ok, warn
 from pywats_client.cli.doctor.instance import (
     check_config,
@@ -32,7 +33,6 @@ from pywats_client.cli.doctor.instance import (
     cli_for,
     converter_problem,
     converter_registry,
-    load_settings_of,
     server_checks,
 )
 from pywats_client.cli.doctor.station import (
@@ -97,7 +97,7 @@ def diagnose(paths: InstancePaths, *, clock: Clock = SYSTEM_CLOCK,
             paths.key, "key permissions", "the key that decrypts the API token"))
     add("plugin folder", lambda: check_plugin_folder(paths.converters))
     if config.status is not Status.FAIL:
-        settings = load_settings_of(paths)
+        settings = load_settings_for(paths)
         if probe_server and dependencies.status is Status.OK:
             add("server", lambda: server_checks(settings))
         registry: ConverterRegistry | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pywats_client.cli.common import load_settings_for
 from pywats_client.cli.doctor.findings import CheckResult, Status, fail, ok, warn
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError
@@ -42,7 +43,7 @@ def check_config(paths: InstancePaths) -> CheckResult:
                     "service runs as another user, run the doctor as that user or give its "
                     "--data-dir (root uses /var/lib/pywats)", subject)
     try:
-        settings = load_settings_of(paths)
+        settings = load_settings_for(paths)
     except ConfigError as exc:
         return fail("config", str(exc), "correct the value(s) named above with "
                     f"'pywats-client --instance {paths.name} config set KEY VALUE', or edit "
@@ -58,12 +59,6 @@ def check_config(paths: InstancePaths) -> CheckResult:
                     f"store it encrypted: pywats-client --instance {paths.name} config set "
                     "api_token TOKEN", subject)
     return ok("config", found, subject)
-
-
-def load_settings_of(paths: InstancePaths) -> Settings:
-    from pywats_client.config.document import load_settings
-
-    return load_settings(paths.config, key_path=paths.key)
 
 
 def _token_in_plain_text(config: Path) -> bool:
