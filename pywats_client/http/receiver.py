@@ -493,14 +493,18 @@ class _Handler(KeepAliveHandler):
         if slowed and rx._stopping.wait(faults.latency_ms / 1000):
             self._hang_up(route)  # stopping: let the handler end now
             return
+        if not rx._authorised(self.headers.get("Authorization")):
+            # Dropped in bounded chunks, never held: an unauthenticated body costs no memory.
+            length = self._content_length() if method == "POST" else 0
+            self._discard(min(length, 4 * rx.max_body_bytes))
+            self._answer(route, 401, "Authorization required: send 'Authorization: Basic <token>'"
+                         " with the token issued by the WATS server",
+                         headers={"WWW-Authenticate": 'Basic realm="WATS"'},
+                         close=length > 4 * rx.max_body_bytes)
+            return
         body = self._read_body(rx, route) if method == "POST" else b""
         if body is None:
             return  # already answered (411/413)
-        if not rx._authorised(self.headers.get("Authorization")):
-            self._answer(route, 401, "Authorization required: send 'Authorization: Basic <token>'"
-                         " with the token issued by the WATS server",
-                         headers={"WWW-Authenticate": 'Basic realm="WATS"'})
-            return
         if submit:
             self._submit(route, body, rx._draw_fault(faults))
         elif route == VERSION:
