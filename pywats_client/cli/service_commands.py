@@ -386,13 +386,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     paths = instance_paths(args)
     info = gather_status(paths, load_settings_for(paths), probe=not args.no_probe)
-    if info["running"]:
-        from pywats_client.service.status import read_status
-
-        service = read_status(paths.state) or {}
-        if service.get("api_url"):
-            info["api_url"] = service["api_url"]
-        info.update(_station_faults(service))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -467,19 +460,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             or info.get("conversions_paused")):
         return DEGRADED
     return OK
-
-
-def _station_faults(service: dict[str, Any]) -> dict[str, Any]:
-    """What the running service says of its station: a queue it cannot write, stuck converter
-    threads, files set aside because the process died on them."""
-    return {
-        "station_fault": service.get("station_fault") or None,
-        "station_fault_since": service.get("station_fault_since"),
-        "conversions_paused": bool(service.get("conversions_paused")),
-        "stuck_conversions": int(service.get("stuck_conversions") or 0),
-        "conversions_timed_out": int(service.get("conversions_timed_out") or 0),
-        "poison_files": int(service.get("poison_files") or 0),
-    }
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

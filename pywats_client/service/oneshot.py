@@ -68,6 +68,10 @@ def gather_status(
         "folder_problems": int(service.get("folder_problems") or 0) if running else 0,
         "converters_broken": broken_converters(paths, settings),
     }
+    if running:
+        if service.get("api_url"):
+            info["api_url"] = service["api_url"]
+        info.update(_station_faults(service))
     if probe and settings.server_url:
         client = uploader_for(settings)
         try:
@@ -176,3 +180,16 @@ def list_instances_status(data_dir: Path) -> list[dict[str, Any]]:
             "data_dir": str(paths.root),
         })
     return rows
+
+
+def _station_faults(service: dict[str, Any]) -> dict[str, Any]:
+    """What the running service says of its station: a queue it cannot write, stuck converter
+    threads, files set aside because the process died on them."""
+    return {
+        "station_fault": service.get("station_fault") or None,
+        "station_fault_since": service.get("station_fault_since"),
+        "conversions_paused": bool(service.get("conversions_paused")),
+        "stuck_conversions": int(service.get("stuck_conversions") or 0),
+        "conversions_timed_out": int(service.get("conversions_timed_out") or 0),
+        "poison_files": int(service.get("poison_files") or 0),
+    }
