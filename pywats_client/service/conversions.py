@@ -229,6 +229,7 @@ class Conversions:
                 companions = ticket.companions = companions_of(converter, path)
                 context = make_context(s.settings, path, source.folder.arguments, s.processes)
                 held.enter_context(memory_reserved(s.settings, converter, path, s.memory))
+                ticket.reset_clock(s.clock.monotonic())  # converters.timeout_s: from here
                 conversion = convert_file(path, converter, context, reason,
                                           max_file_bytes(s.settings),
                                           follow_symlinks=source.folder.follow_symlinks)

@@ -313,6 +313,13 @@ class ConversionTicket:
             self._state = TicketState.RUNNING
         return True
 
+    def reset_clock(self, now: float) -> None:
+        """Conversion thread: the time limit counts from `now` (a wait that is not the
+        converter's, for the memory budget, is not held against it)."""
+        with self._lock:
+            if self._state is TicketState.RUNNING:
+                self.started_at = now
+
     def commit(self) -> bool:
         """Conversion thread, before queueing a report or moving a file: False if the
         conversion was given up meanwhile (then it must change nothing)."""
