@@ -324,7 +324,7 @@ class DurableQueue:
 
     def put(
         self, body: bytes | Sequence[bytes], *, report_id: str, source: str = "",
-        converter: str = "", source_sha256: str = "",
+        converter: str = "", source_sha256: str = "", body_sha256: str = "",
     ) -> PutResult:
         """(new) -> PENDING, durably. Returns once the report survives a power cut.
 
@@ -332,18 +332,20 @@ class DurableQueue:
         re-converting a source after a crash yields the same id, and it is already here. When
         the report stored under that id is a different one (see `clash`), the result says so
         in its `clash`. An id in failed/ is queued afresh (the operator dropped the file again
-        on purpose). `source_sha256` is the digest of the source file the report was made from.
+        on purpose). `source_sha256` is the digest of the source file the report was made from;
+        `body_sha256` the body's, when the caller has it already (`body_digest`).
         `body` may come in pieces (`report.model.to_json_parts`), written as they are.
         Raises QueueFullError when the disk is full (nothing is left behind).
         """
         _check_id(report_id)
         existing = self.find(report_id)
         if existing in (State.PENDING, State.PROCESSING, State.COMPLETED):
-            clash = self.clash(body, report_id=report_id, source_sha256=source_sha256)
+            clash = self.clash(body, report_id=report_id, source_sha256=source_sha256,
+                               body_sha256=body_sha256)
             return PutResult(report_id, False, existing, clash)
         header = ItemHeader(
             id=report_id, source=source, converter=converter, queued_at=self.clock.time(),
-            body_sha256=body_digest(body), source_sha256=source_sha256,
+            body_sha256=body_sha256 or body_digest(body), source_sha256=source_sha256,
         )
         self._write(header, body, State.PENDING, not_before=None)
         if existing is State.FAILED:
@@ -355,8 +357,8 @@ class DurableQueue:
                   f" ({converter})" if converter else "")
         return PutResult(report_id, True, State.PENDING)
 
-    def clash(self, body: bytes | Sequence[bytes], *, report_id: str, source_sha256: str = ""
-              ) -> ItemHeader | None:
+    def clash(self, body: bytes | Sequence[bytes], *, report_id: str, source_sha256: str = "",
+              body_sha256: str = "") -> ItemHeader | None:
         """The header of the report kept under `report_id` when it is not the report `body`
         (None when none is kept, or it is the same report).
 
@@ -377,7 +379,7 @@ class DurableQueue:
             except (OSError, CorruptItemError):
                 return None  # the sweep or the next claim quarantines it; nothing to compare
             if header.body_sha256:
-                if header.body_sha256 == body_digest(body):
+                if header.body_sha256 == (body_sha256 or body_digest(body)):
                     return None
             elif stored == (body if isinstance(body, bytes) else b"".join(body)):
                 return None

@@ -246,22 +246,23 @@ def queue_reports(queue: DurableQueue, conversion: Conversion) -> list[PutResult
     """
     # A large report comes in pieces: never its text and its bytes at once.
     bodies = [(str(report["id"]), to_json_parts(report)) for report in conversion.reports]
+    items = [(report_id, body, body_digest(body)) for report_id, body in bodies]
     first: dict[str, str] = {}
-    for report_id, body in bodies:
-        digest = body_digest(body)
+    for report_id, _, digest in items:
         if first.setdefault(report_id, digest) != digest:
             raise ReportIdClashError(
                 f"{conversion.path.name} holds two different reports with the same id "
                 f"{report_id}; WATS would keep only one of them. {_ID_FIX}")
-    for report_id, body in bodies:
-        stored = queue.clash(body, report_id=report_id,
-                             source_sha256=conversion.content_sha256)
-        if stored is not None:
-            raise _clash(conversion, report_id, stored)
+    if len(items) > 1:  # one report alone is checked by put(), before anything is written
+        for report_id, body, digest in items:
+            stored = queue.clash(body, report_id=report_id, body_sha256=digest,
+                                 source_sha256=conversion.content_sha256)
+            if stored is not None:
+                raise _clash(conversion, report_id, stored)
     results = []
-    for report_id, body in bodies:
+    for report_id, body, digest in items:
         result = queue.put(body, report_id=report_id, source=str(conversion.path),
-                           converter=conversion.converter,
+                           converter=conversion.converter, body_sha256=digest,
                            source_sha256=conversion.content_sha256)
         if result.clash is not None:  # taken by another file in the meantime
             raise _clash(conversion, report_id, result.clash)
