@@ -357,11 +357,16 @@ class Conversions:
             status.folder_problems += 1
             status.record_failure("folder", done.folder_problem, self.service.clock.time(),
                                   source=str(done.source.path))
+        # What is kept per file for one outcome ends with any other: a file that waited to
+        # be completed, or met a station fault, and then went its way leaves nothing behind.
+        if done.outcome is not ConversionOutcome.INCOMPLETE:
+            self._incomplete_since.pop(done.source.path, None)
+        if done.outcome is not ConversionOutcome.STORE_FAULT:
+            self.service.faults.forget(done.source)
         self._handlers[done.outcome](done)
 
     def _on_queued(self, done: _Converted) -> None:
         s = self.service
-        self._incomplete_since.pop(done.source.path, None)
         s.status.converted += 1
         s.summary.converted += 1
         s.status.disk_full = False

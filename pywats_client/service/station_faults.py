@@ -49,9 +49,13 @@ class StationFaults:
         log.warning("%s waits in its folder: %s; trying again in %.0fs", path, message, delay)
         self.watcher.retry_later(source, delay)
 
+    def forget(self, source: SourceFile) -> None:
+        """`source` went its way (queued, set aside, gone): its tries are not kept."""
+        self._tries.pop(source.path, None)
+
     def cleared(self, source: SourceFile) -> None:
         """`source`'s reports were queued: the queue takes reports, any fault is over."""
-        self._tries.pop(source.path, None)
+        self.forget(source)
         if self.status.station_fault:
             log.info("the queue takes reports again (%s was queued); the fault is over",
                      source.path)
