@@ -207,7 +207,8 @@ class ConversionJournal:
             compact = self._size > COMPACT_BYTES
         if compact:
             with self._sync_lock, self._lock:
-                self._rewrite()
+                if self._size > COMPACT_BYTES:  # not compacted by another thread meanwhile
+                    self._rewrite()
 
     def forget(self, key: FileKey) -> None:
         """`key` was set aside: its count is not carried any further."""
