@@ -18,6 +18,7 @@ from pywats_client.fsutil import UnsafePathError
 from pywats_client.paths import InstancePaths
 from pywats_client.service.postaction import (
     SeenFiles,
+    SourceChangedError,
     SourceFile,
     apply_post_action,
     move_to_error,
@@ -127,12 +128,32 @@ def test_archive_keeps_pre_1980_timestamps_working(tmp_path: Path, seen: SeenFil
     folder = WatchFolder(path=tmp_path / "in", post_action="archive")
     source = make_source(folder, "old.log", b"x")
     os.utime(source.path, (0, 0))  # equipment with an unset clock writes 1970
+    source = SourceFile(folder, source.path, 1, 0)  # taken as it is now
 
     dest = apply_post_action(source, seen)
 
     assert dest is not None
     with zipfile.ZipFile(dest) as zf:
         assert zf.read("old.log") == b"x"
+
+
+@pytest.mark.parametrize("action", ["move", "archive", "delete", "error"])
+def test_a_file_written_again_after_its_conversion_is_left_for_the_next_look(
+        tmp_path: Path, seen: SeenFiles, action: str) -> None:
+    folder = WatchFolder(path=tmp_path / "in", post_action="move" if action == "error"
+                         else action)
+    source = make_source(folder, "r.log", b"converted")
+    newer = tmp_path / "staging.log"
+    newer.write_bytes(b"the next board, not converted yet")
+    os.replace(newer, source.path)  # the equipment renames its next file in meanwhile
+    with pytest.raises(SourceChangedError, match="changed after it was converted"):
+        if action == "error":
+            move_to_error(source, "bad")
+        else:
+            apply_post_action(source, seen)
+    assert source.path.read_bytes() == b"the next board, not converted yet"
+    for kept in ("done", "error"):
+        assert not (folder.path / kept).exists() or not any((folder.path / kept).iterdir())
 
 
 def test_delete_removes_the_file(tmp_path: Path, seen: SeenFiles) -> None:

@@ -41,6 +41,7 @@ from pywats_client.service.pipeline import (
     queue_reports,
 )
 from pywats_client.service.postaction import (
+    SourceChangedError,
     SourceFile,
     apply_post_action,
     move_to_error,
@@ -283,6 +284,8 @@ class Conversions:
         problem = ""
         try:
             apply_post_action(source, s.seen, conversion.companions, protect=self._protect)
+        except SourceChangedError as exc:
+            log.warning("report(s) from %s queued; %s", path, exc.strerror)
         except OSError as exc:
             # The reports are safe in the queue; only the tidy-up failed.
             log.error("report(s) from %s queued, but its post-action failed: %s", path, exc)

@@ -149,6 +149,29 @@ class SeenFiles:
                      self.path, len(entries), len(lines))
 
 
+class SourceChangedError(OSError):
+    """The file at a source's name is no longer the one that was converted: the equipment
+    wrote it again or renamed a new one in meanwhile. That one is left where it is, and the
+    watcher takes it as the new file it is."""
+
+
+def _still_the_converted_file(src_dir: int, source: SourceFile) -> None:
+    """Raise SourceChangedError unless the file at `source`'s name has the size and
+    modification time it was taken with; checked last before the file is moved, zipped or
+    deleted, so that a file written after the conversion is never lost unconverted."""
+    try:
+        st = os.stat(source.path.name, dir_fd=src_dir,
+                     follow_symlinks=source.folder.follow_symlinks)
+    except FileNotFoundError:
+        return  # gone: each action says what that means for it
+    # Anything but a file (a link, a named pipe put in its place) is refused by the action.
+    if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) != (source.size,
+                                                                     source.mtime_ns):
+        raise SourceChangedError(
+            errno.EBUSY, f"{shown(source.path)} changed after it was converted (written again "
+            "or replaced); it is left where it is and taken again as a new file")
+
+
 def _key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(path)
 
@@ -186,11 +209,14 @@ def apply_post_action(
         try:
             src_dir = os.open(source.path.parent, _DIR_FLAGS)
             try:
+                _still_the_converted_file(src_dir, source)
                 remove_at(src_dir, source.path.name)
                 for companion in companions:
                     _at(src_dir, source, companion, remove_at)
             finally:
                 os.close(src_dir)
+        except SourceChangedError:
+            raise  # says it all
         except OSError as exc:
             raise _explain(exc, f"cannot delete {shown(source.path)}") from exc
         return None
@@ -331,6 +357,7 @@ def _move(source: SourceFile, src_dir: int, dest_dir: int, label: str,
     folder = source.folder.done_path if label == "done" else source.folder.error_path
     name = source.path.name
     what = f"cannot move {shown(source.path)} into the {label} folder {shown(folder)}"
+    _still_the_converted_file(src_dir, source)
     try:
         dest = folder / move_at(src_dir, name, dest_dir, name, where=folder)
         for companion in companions:
@@ -369,6 +396,7 @@ def _archive(source: SourceFile, src_dir: int, dest_dir: int,
     folder = source.folder.done_path
     name = source.path.name
     tmp = f".{name}.{os.getpid()}.{threading.get_ident()}.zip.tmp"
+    _still_the_converted_file(src_dir, source)
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dest_dir)  # left by a crash of an earlier process
