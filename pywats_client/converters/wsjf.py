@@ -3,7 +3,9 @@
 WSJF is already the report model, so conversion is parsing: every field the file has is kept
 unchanged and in order (a file exported by WATS round-trips exactly), UUT and UUR alike. The
 one change is the one the WATS client makes: a comparison operator it does not know is read
-as LOG (formats.md §1.2), so the server is not sent an operator it would refuse.
+as LOG (formats.md §1.2), so the server is not sent an operator it would refuse. The report is
+marked for it (`unknown_operators_as_log`) and validation makes the change, in its one walk
+of the steps.
 
 Reports come back as `ReportDict`s whose source places ("line 17, column 5") are found only
 when a report turns out invalid: finding them needs a slower, position-tracking parse of the

@@ -122,10 +122,10 @@ def validate(report: dict[str, Any], *, source: str = "") -> None:
     Where the documents leave a limit open the looser rule is applied: a report refused here
     never reaches the server, while the server's own refusal only costs a round trip (and is
     kept in failed/ with the server's reason). Unknown fields are ignored, as the server does.
-    A `compOp` must be an operator `limits.parse_comp_op` knows, in any case ("IgnoreCase");
-    converters map what they cannot read to LOG, as the WATS client does with WSJF files: a
-    `ReportDict` whose `unknown_operators_as_log` is set has that done here, in the same walk
-    (the one change validation makes).
+    A `compOp` must be an operator `report.operators.parse_comp_op` knows, in any case
+    ("IgnoreCase"); converters map what they cannot read to LOG, as the WATS client does with
+    WSJF files: a `ReportDict` whose `unknown_operators_as_log` is set has that done here, in
+    the same walk (the one change validation makes).
     Statuses are not compared with limits: imported files keep theirs.
     """
     where = f"{source}: " if source else ""
