@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,19 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released): free for a server to take,
+    or refused to a client."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    """The URL of a loopback port nobody listens on: connection refused."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "condition", *,

@@ -34,7 +34,7 @@ from pywats_client.config.document import load_settings
 from pywats_client.http.receiver import Receiver
 from pywats_client.queue.store import DurableQueue, read_header
 from tests.conftest import TOKEN, sample
-from tests.station import REPO, Station, wsjf_report
+from tests.station import REPO, Station, closed_port_url, wsjf_report
 
 CSV_PLUGIN = REPO / "converters" / "csv_example.py"
 CSV_EXAMPLE = REPO / "converters" / "example.csv"
@@ -143,14 +143,6 @@ def restore_process_state() -> Iterator[None]:
     logger.propagate = propagate
     for name, old in third_party.items():
         logging.getLogger(name).setLevel(old)
-
-
-def closed_port_url() -> str:
-    """The URL of a loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def child_env() -> dict[str, str]:

@@ -25,6 +25,7 @@ from pywats_client.service.status import ServiceStatus, write_status
 from pywats_client.service.uploader import uploader_for
 from tests.conftest import TOKEN
 from tests.fakes import FakeClock
+from tests.station import closed_port_url
 
 
 @pytest.fixture(autouse=True)
@@ -67,15 +68,6 @@ def names(diagnosis: Diagnosis) -> list[str]:
 
 def settings_of(paths: InstancePaths) -> Settings:
     return load_settings(paths.config, key_path=paths.key)
-
-
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- the whole station ---------------------------------------------------------------------------
@@ -223,7 +215,7 @@ def test_server_credentials_and_processes_ok(instance: InstancePaths) -> None:
 
 
 def test_an_unreachable_server_fails(tmp_path: Path) -> None:
-    paths = make_instance(tmp_path, f"http://127.0.0.1:{closed_port()}")
+    paths = make_instance(tmp_path, closed_port_url())
     diagnosis = diagnose(paths)
     server = check(diagnosis, "server")
     assert server.status is Status.FAIL
@@ -458,7 +450,7 @@ def test_doctor_json_shape_and_exit_code_with_warnings_only(
 
 def test_doctor_exit_code_and_text_when_something_needs_fixing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    paths = make_instance(tmp_path, f"http://127.0.0.1:{closed_port()}")
+    paths = make_instance(tmp_path, closed_port_url())
     paths.config.chmod(0o644)
     code = main(["--data-dir", str(paths.root.parent), "doctor"])
     out = capsys.readouterr().out

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +21,10 @@ from pywats_client.paths import InstancePaths
 from pywats_client.queue.lock import InstanceLock
 from pywats_client.service.status import ServiceStatus, write_status
 from tests.conftest import TOKEN
-from tests.station import Station, wsjf_report
+from tests.station import Station, closed_port_url, wsjf_report
 
 OFFLINE, REFUSED = 3, 8
 WRONG_TOKEN = base64.b64encode(b"station:wrong").decode()
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture

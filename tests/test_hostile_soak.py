@@ -25,7 +25,7 @@ import pytest
 
 from pywats_client.http.receiver import Faults, Receiver
 from tests.conftest import TOKEN
-from tests.station import Station, wait_until, wsjf_report
+from tests.station import Station, free_port, wait_until, wsjf_report
 
 pytestmark = pytest.mark.slow
 
@@ -72,12 +72,6 @@ def flood(port: int, count: int) -> list[socket.socket]:
         except OSError:
             break  # refused: the server is at its limit, which is allowed
     return held
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_everything_arrives_once_or_is_set_aside_with_a_reason(tmp_path: Path) -> None:

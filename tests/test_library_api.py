@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import threading
 import uuid
@@ -31,7 +30,7 @@ from pywats_client.report import UUTReport
 from pywats_client.services import ConnectionService, QueueService
 from tests.conftest import TOKEN
 from tests.documented_configs import ARCHITECTURE_EXAMPLE, GUIDE_EXAMPLE, PACKAGE_EXAMPLE
-from tests.station import wait_until, wsjf_report
+from tests.station import closed_port_url, wait_until, wsjf_report
 
 
 @pytest.fixture(autouse=True)
@@ -53,13 +52,6 @@ def key_paths(node: Any, prefix: str = "") -> dict[str, Any]:
             out.update(key_paths(value, f"{prefix}[{n}]"))
         return out or {prefix: []}
     return {prefix: node}
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nobody listens here any more: connection refused
 
 
 def a_report(sn: str = "SN-0001", **extra: Any) -> UUTReport:

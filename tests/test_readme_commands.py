@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 from pywats_client.http.receiver import Receiver
 from tests.conftest import TOKEN
-from tests.station import REPO, wait_until, wsjf_report
+from tests.station import REPO, free_port, wait_until, wsjf_report
 
 README = REPO / "README.md"
 BIN = Path(sys.executable).parent
@@ -98,12 +97,6 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     return output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_demo_runs() -> None:

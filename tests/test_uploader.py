@@ -30,6 +30,7 @@ from pywats_client.service.uploader import (
     parse_retry_after,
 )
 from tests.conftest import TOKEN
+from tests.station import closed_port_url
 from tests.test_receiver import make_report
 
 
@@ -121,14 +122,6 @@ def scripted() -> Iterator[Callable[..., Scripted]]:
             return server
 
         yield make
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- 2xx ----------------------------------------------------------------------------------------
@@ -355,7 +348,7 @@ def test_a_reset_on_a_reused_connection_is_not_retried_silently(
 
 
 def test_connection_refused_is_offline(uploader_for: Callable[..., Uploader]) -> None:
-    client = uploader_for(f"http://127.0.0.1:{closed_port()}")
+    client = uploader_for(closed_port_url())
     result = client.upload(b"{}", "r1")
     assert (result.outcome, result.status) == (Outcome.OFFLINE, None)
     assert "Connection refused" in result.message and "HTTPConnection" not in result.message
@@ -504,7 +497,7 @@ def test_the_token_never_shows(receiver: Receiver, scripted: Callable[..., Scrip
     results = [
         uploader_for(echo.url).upload(b"{}", "r1"),
         uploader_for(receiver.url).upload(b"{}", "r1"),
-        uploader_for(f"http://127.0.0.1:{closed_port()}").upload(b"{}", "r1"),
+        uploader_for(closed_port_url()).upload(b"{}", "r1"),
         uploader_for(receiver.url.replace("http://", "https://")).probe(),
     ]
     receiver.faults = Faults(reset_rate=1.0)
