@@ -1,6 +1,7 @@
 """HTTP server plumbing shared by the control API and the bundled receiver: `StoppableHTTPServer`
 (a capped number of connections, each tracked, so `stop()` returns with every thread joined) and
-`KeepAliveHandler` (keep-alive, with time limits on the whole of each request). Standard library
+`KeepAliveHandler` (keep-alive, with time limits on the whole of each request), and what a
+loopback host is (`is_loopback`). Standard library
 only, so the receiver stays usable on its own.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import logging
 import selectors
 import socket
@@ -26,6 +28,17 @@ BUSY_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; c
                b"Too many connections at once; try again soon\n")
 LINGER_SECONDS = 2.0  # a refused connection is kept this long for its client to read the 503
 REFUSAL_LOG_INTERVAL = 60.0  # seconds between log lines about refused connections
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host name or address that only this machine reaches (localhost, 127.0.0.0/8,
+    ::1, with or without IPv6 brackets)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class StoppableHTTPServer(ThreadingHTTPServer):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from pywats_client import __version__
 from pywats_client.errors import ControlApiError, PyWATSClientError
 from pywats_client.http import metrics, status_page
-from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer
+from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer, is_loopback
 from pywats_client.queue.store import DurableQueue, State
 
 log = logging.getLogger(__name__)
@@ -89,15 +88,6 @@ def _read_token(path: Path) -> str:
 
 
 # -- addresses ------------------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _url(host: str, port: int) -> str:

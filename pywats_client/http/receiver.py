@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import ipaddress
 import json
 import logging
 import math
@@ -33,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pywats_client import __version__
-from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer
+from pywats_client.http.base import KeepAliveHandler, StoppableHTTPServer, is_loopback
 from pywats_client.http.receiver_options import add_arguments
 
 log = logging.getLogger(__name__)
@@ -658,18 +657,9 @@ class _Handler(KeepAliveHandler):
 
 # -- command line ---------------------------------------------------------------------------------
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a normal stop, 2 for bad options, 1 if it cannot listen."""
-    if not _is_loopback(args.host) and not args.allow_remote:
+    if not is_loopback(args.host) and not args.allow_remote:
         print(f"Refusing to listen on {args.host}: the receiver is a testing tool and its "
               "/_receiver/ control routes have no authentication. Use --host 127.0.0.1, or add "
               "--allow-remote if the network is yours.", file=sys.stderr)

@@ -20,6 +20,7 @@ from pywats_client.cli.doctor.findings import CheckResult, Status, fail, ok, war
 from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.errors import ConfigError
 from pywats_client.fsutil import NETWORK_OR_WEAK_FILESYSTEMS, filesystem_type
+from pywats_client.http.base import is_loopback
 from pywats_client.paths import InstancePaths, is_user_data_dir
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def check_server(settings: Settings, result: UploadResult | None) -> CheckResult
         how = "HTTPS, certificate verified" + (
             f" with ca_bundle {settings.ca_bundle}" if settings.ca_bundle else "")
         return ok("server", f"reachable ({how})", url)
-    if _is_loopback(parts.hostname or ""):
+    if is_loopback(parts.hostname or ""):
         return ok("server", "reachable (plain HTTP on this machine)", url)
     return warn("server", "reachable over plain HTTP: the token and every report cross the "
                 "network unencrypted", "use https:// if the server offers it: "
@@ -257,10 +258,6 @@ def cli_for(settings: Settings) -> str:
 
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 # -- converters ----------------------------------------------------------------------------------
