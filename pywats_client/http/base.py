@@ -1,8 +1,8 @@
 """HTTP server plumbing shared by the control API and the bundled receiver: `StoppableHTTPServer`
 (a capped number of connections, each tracked, so `stop()` returns with every thread joined) and
 `KeepAliveHandler` (keep-alive, with time limits on the whole of each request), and what a
-loopback host is (`is_loopback`). Standard library
-only, so the receiver stays usable on its own.
+loopback host is (`is_loopback`). Standard library only, so the receiver stays usable on its
+own.
 """
 
 from __future__ import annotations
