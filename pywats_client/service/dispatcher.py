@@ -122,7 +122,11 @@ class UploadDispatcher:
         """A report was just put into pending/: send it without waiting for a scan."""
         with self._fresh_lock:
             self._fresh.append(report_id)
-        self.wake()
+        # With every worker busy, one of them takes it when its upload ends (each goes on with
+        # the next due report, or ends and so wakes the main thread): waking the main thread
+        # for each report queued only cost a round of its loop and an interpreter-lock hand-off.
+        if len(self._in_flight) < self.workers:
+            self.wake()
 
     # -- main thread ----------------------------------------------------------------------
 
@@ -147,7 +151,7 @@ class UploadDispatcher:
 
     def uploads_lag(self) -> bool:
         """True while uploads flow but more reports wait for a slot than the workers can take
-        (the service then converts fewer files at a time; see CONVERSIONS_WHILE_UPLOADS_LAG)."""
+        (the service then converts one file at a time, spaced; see LAGGING_START_GAP)."""
         if not self.can_send or self.clock.monotonic() < self._hold_until:
             return False
         return len(self._fresh) + len(self._candidates) > LAGGING_BACKLOG_PER_WORKER * self.workers
@@ -386,8 +390,14 @@ class UploadDispatcher:
 
     def _finished_moving(self, _future: Future[State | None] | None) -> None:
         with self._finishing_lock:
+            was_full = self._finishing_count >= self._finishing_limit
             self._finishing_count -= 1
-        self.wake()
+            last = self._finishing_count == 0
+        # The main thread needs to know when uploads were held back for want of room, and when
+        # the last move is made (a drain or `start --once` waits for it); the moves between
+        # are collected at its next round anyway.
+        if was_full or last:
+            self.wake()
 
     def _may_go_on(self, deadline: float) -> bool:
         # Read without locks from a worker: at worst one more report is sent before a stop

@@ -50,6 +50,9 @@ DISK_LOW_BYTES = 100 * 2**20  # warn below this much free space for the queue...
 DISK_LOW_FRACTION = 0.02  # ...or below this fraction of the disk, whichever is larger
 STUCK_GRACE = 60.0  # beyond the request timeouts (and converters.timeout_s): stuck
 LOCK_CHECK_INTERVAL = 10.0  # how often the service makes sure its lock file is still its own
+# How often config.json is looked at for new server settings. The loop runs several rounds per
+# report while files flow; a stat of the file in each was a tenth of the main thread's work.
+CONFIG_CHECK_INTERVAL = 1.0
 
 
 class Service:
@@ -243,7 +246,7 @@ class Service:
             if now >= next_housekeeping:
                 self.queue.prune()
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
-            self._check_config()
+            self._check_config(now)
             self._check_lock(now)
             self._refresh_processes(now)
             self._count_error_files(now)
@@ -314,9 +317,15 @@ class Service:
 
     # -- configuration changes and status -------------------------------------------------
 
-    def _check_config(self) -> None:
+    _next_config_check = 0.0  # monotonic
+
+    def _check_config(self, now: float) -> None:
         """A changed config.json may carry the fix for a paused uploader: apply its server
-        settings at once. (Watch folders and converters are read at start.)"""
+        settings within CONFIG_CHECK_INTERVAL. (Watch folders and converters are read at
+        start.)"""
+        if now < self._next_config_check:
+            return
+        self._next_config_check = now + CONFIG_CHECK_INTERVAL
         mtime = _mtime(self.paths.config)
         if mtime == self._config_mtime or self._reload_settings is None:
             return
