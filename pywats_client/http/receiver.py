@@ -22,6 +22,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import xml.parsers.expat
 from dataclasses import dataclass
@@ -79,7 +80,9 @@ class Faults:
     sum of the rates at or below 1. Replace or mutate the receiver's `faults` at any time.
     """
 
-    latency_ms: float = 0.0  # delay before answering (report POSTs and the version probe)
+    # How long after its arrival a report POST or the version probe is answered: the
+    # receiver's own work (reading, checking, storing) is part of it, as a server's is.
+    latency_ms: float = 0.0
     error_rate: float = 0.0  # -> 500 with a message
     reset_rate: float = 0.0  # read the request, then reset the connection without answering
     rate_limit_rate: float = 0.0  # -> 429 with Retry-After: retry_after
@@ -467,7 +470,11 @@ class _Handler(KeepAliveHandler):
 
     # -- routing --------------------------------------------------------------------------------
 
+    _arrived = 0.0  # monotonic: when the request's line and headers had been read
+    _answer_at = 0.0  # monotonic: not answered before then (Faults.latency_ms)
+
     def _dispatch(self, method: str) -> None:
+        self._arrived, self._answer_at = time.monotonic(), 0.0
         rx = self.server.receiver
         path = urlsplit(self.path).path.rstrip("/").lower() or "/"
         if path.startswith("/_receiver/") or (
@@ -488,10 +495,8 @@ class _Handler(KeepAliveHandler):
                          headers={"Allow": route.partition(" ")[0]})
             return
         submit = route in (SUBMIT_WSJF, SUBMIT_WSXF)
-        slowed = (submit or route == VERSION) and faults.latency_ms > 0
-        if slowed and rx._stopping.wait(faults.latency_ms / 1000):
-            self._hang_up(route)  # stopping: let the handler end now
-            return
+        if (submit or route == VERSION) and faults.latency_ms > 0:
+            self._answer_at = self._arrived + faults.latency_ms / 1000
         if not rx._authorised(self.headers.get("Authorization")):
             # Dropped in bounded chunks, never held: an unauthenticated body costs no memory.
             length = self._content_length() if method == "POST" else 0
@@ -563,6 +568,9 @@ class _Handler(KeepAliveHandler):
                 self._answer(route, 400, problem)
                 return
             report_id, suffix = str(uuid.uuid4()), ".xml"
+        # Stored when it is answered, so that a report counts as stored once its answer is due.
+        if not self._wait_for_answer_time(route):
+            return
         number = rx._save(report_id, body, suffix)
         if fault == "hang":
             # The report is stored; now say nothing until the client's read timeout fires.
@@ -635,14 +643,27 @@ class _Handler(KeepAliveHandler):
                 headers: dict[str, str] | None = None, close: bool = False) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
         if route is not None:
+            if not self._wait_for_answer_time(route):
+                return
             self.server.receiver._record(route, status)
         self._send(status, data, content_type, headers, close=close)
+
+    def _wait_for_answer_time(self, route: str) -> bool:
+        """Wait until the request may be answered (Faults.latency_ms); False when the receiver
+        stopped meanwhile: then the connection is closed without an answer."""
+        wait = self._answer_at - time.monotonic()
+        if wait > 0 and self.server.receiver._stopping.wait(wait):
+            self._hang_up(route)  # stopping: let the handler end now
+            return False
+        return True
 
     def _answer_json(self, route: str | None, status: int, payload: object) -> None:
         self._answer(route, status, json.dumps(payload), content_type="application/json")
 
     def _reset(self, route: str) -> None:
         """Drop the connection with a TCP reset and no answer."""
+        if not self._wait_for_answer_time(route):
+            return
         self.server.receiver._record(route, "reset")
         self.log_message('"%s" reset without answer', self.requestline)
         self.server.reset_later(self.connection)
