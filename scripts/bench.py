@@ -110,7 +110,9 @@ def print_table(results: dict[str, Any]) -> None:
             value += f" = {t['ratio_to_limit']:.0%} of {t['limit_per_s']:.0f}"
             if "ratio_to_best_possible" in t and t["best_possible_per_s"] < t["limit_per_s"]:
                 value += f", {t['ratio_to_best_possible']:.0%} of L=0"
-            budget = ">= 80 % of the limit"
+            # The UUT example is the real file the target was set for; the lighter inputs
+            # of the other mixes keep the older bar.
+            budget = f">= {90 if t['mix'] == 'uut' else 80} % of the limit"
         else:
             value += f", service CPU {t['service_cpu_percent']:.0f} %"
             budget = "CPU-bound"

@@ -281,6 +281,47 @@ def test_files_slow_to_read_are_converted_side_by_side(tmp_path: Path, receiver:
     assert conversions.BUSY_CONVERSIONS < 6  # else the barrier proves nothing
 
 
+def test_while_uploads_lag_files_convert_one_at_a_time_yet_never_wait_for_the_line(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow server and a flood: once more reports wait for an upload slot than the upload
+    workers can take, a conversion starts only when no other runs (the upload workers get the
+    interpreter between them), and still every file is converted while that line is long:
+    conversions are spaced, never held until the uploads catch up."""
+    receiver.faults.latency_ms = 1000
+    service, watch, _marks = plugin_service(tmp_path, receiver)
+    spans: list[tuple[float, float, int]] = []  # start, end, reports pending at the start
+    convert = conversions.Conversions._convert
+
+    def recorded(self: conversions.Conversions, source: Any, ticket: Any) -> Any:
+        start, pending = time.monotonic(), len(os.listdir(service.paths.queue / "pending"))
+        try:
+            return convert(self, source, ticket)
+        finally:
+            spans.append((start, time.monotonic(), pending))
+
+    monkeypatch.setattr(conversions.Conversions, "_convert", recorded)
+    thread = run_service(service)
+    try:
+        ids = [str(uuid.uuid4()) for _ in range(40)]
+        for n, rid in enumerate(ids):
+            drop(watch, f"flood-{n}.json", wsjf_report(n, report_id=rid))
+        wait_until(lambda: len(spans) == 40, 60, "every file converted")
+        # Five uploads a second: most reports still wait for theirs.
+        assert len(receiver.stored_ids()) < 30
+        lagging = [span for span in spans if span[2] > 20]
+        assert lagging, "the uploads never lagged: the test proves nothing"
+        for start, end, _ in lagging:
+            overlapping = [s for s in spans if s[0] < end and start < s[1]]
+            assert len(overlapping) == 1, (start, end, overlapping)
+        assert receiver.wait_for_reports(40, timeout=60)
+        assert receiver.stored_ids() == set(ids)
+    finally:
+        service.request_stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
 def test_too_many_stuck_converters_pause_conversions_instead_of_exhausting_threads(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

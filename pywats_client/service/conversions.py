@@ -59,13 +59,16 @@ CONVERSION_WORKERS = 10
 # hundred bytes each), not as work items of the pool.
 MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS
 # While more reports wait for an upload slot than the workers can take, converting faster only
-# lengthens that line, and every busy conversion thread makes the upload workers wait longer
-# for the interpreter lock: each of an upload's twenty-odd system calls gives the lock up, and
-# taking it back behind a busy thread took 1.5 ms (median) in a backlog on 2 cores. Then one
-# file converts at a time. The limit lifts by itself as soon as the line is short again, so
-# conversions never fall behind for long (scripts/bench.py, throughput: L = 20 ms went from
-# 72 % to 82 % of the 5 / L limit with 3 -> 1).
-CONVERSIONS_WHILE_UPLOADS_LAG = 1
+# lengthens that line, and a busy conversion thread makes the upload workers wait for the
+# interpreter lock: each of an upload's twenty-odd system calls gives the lock up, and taking
+# it back behind a busy thread took 1.5 ms (median) in a backlog on 2 cores. Then a file
+# starts converting only when no other converts and the last one started LAGGING_START_GAP
+# ago: the upload workers get the interpreter to themselves between conversions, and files
+# still convert at up to 1 / LAGGING_START_GAP a second however long the line (a backlog
+# after an outage). The limit lifts as soon as the line is short again (scripts/bench.py,
+# throughput, UUT example at L = 20 ms: 87 % of the 5 / L limit with one conversion always
+# running, 90-91 % with this gap).
+LAGGING_START_GAP = 0.02
 # Conversions that compute compete for the one interpreter lock, with each other and with the
 # upload workers, and every system call hands the lock over: with ten at once on 2 cores, a
 # report cost 4.1 ms of CPU, 1.8 ms of it in the kernel handing the lock around; with two,
@@ -136,6 +139,8 @@ class Conversions:
         # incomplete file -> (since when unchanged, looks, its size, mtime and companions)
         self._incomplete_since: dict[Path, tuple[float, int, tuple[int, ...]]] = {}
         self.awaiting_processes: dict[Path, SourceFile] = {}  # name their process; no list
+        self._lagging = False  # uploads lag: files start LAGGING_START_GAP apart, one at a time
+        self._last_start = -math.inf  # monotonic
         # One handler per outcome, `_on_<outcome>`: a missing one fails here, at the start.
         self._handlers: dict[ConversionOutcome, Callable[[_Converted], None]] = {
             outcome: getattr(self, f"_on_{outcome.value}") for outcome in ConversionOutcome}
@@ -157,9 +162,14 @@ class Conversions:
             return  # too many converter threads are stuck: the files wait in `waiting`
         if any(ticket.suspect for ticket in self._tickets.values()):
             return  # a file the service died on converts alone, so a death is pinned on it
-        limit = (CONVERSIONS_WHILE_UPLOADS_LAG if s.dispatcher.uploads_lag()
-                 else MAX_CONVERSIONS_QUEUED)
-        busy = self._busy(s.clock.monotonic())
+        now = s.clock.monotonic()
+        limit = MAX_CONVERSIONS_QUEUED
+        if s.dispatcher.uploads_lag():
+            self._lagging = True
+            limit = 0 if self.running or now < self._last_start + LAGGING_START_GAP else 1
+        else:
+            self._lagging = False
+        busy = self._busy(now)
         while self.waiting and len(self.running) < limit and busy < BUSY_CONVERSIONS:
             source = self.waiting.popleft()
             key = file_key(source.path, source.size, source.mtime_ns)
@@ -188,6 +198,8 @@ class Conversions:
         counts as waiting by then (infinity when none waits or none will)."""
         if not self.waiting:
             return math.inf
+        if self._lagging and not self.running:
+            return max(0.0, self._last_start + LAGGING_START_GAP - now)
         # One not started yet starts soon: look again BUSY_SECONDS from now at the latest.
         return min((BUSY_SECONDS if t.started_at is None else t.started_at + BUSY_SECONDS - now
                     for t in self._tickets.values()
@@ -195,6 +207,7 @@ class Conversions:
                    default=math.inf)
 
     def _start(self, source: SourceFile, key: FileKey, *, suspect: bool = False) -> None:
+        self._last_start = self.service.clock.monotonic()
         ticket = ConversionTicket(self.service.journal, self.service.gate, key, suspect=suspect)
         future = self._pool.submit(self._convert, source, ticket)
         self.running[future] = source
