@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -165,9 +167,13 @@ def open_dir(path: Path, *, base: Path | None = None, create: bool = False) -> i
         start, parts = path, ()
     else:
         start, parts = path.parent, (path.name,)
-    if create and parts:
+    try:
+        fd = os.open(start, _DIR_FLAGS)
+    except FileNotFoundError:
+        if not (create and parts):
+            raise
         os.makedirs(start, exist_ok=True)
-    fd = os.open(start, _DIR_FLAGS)
+        fd = os.open(start, _DIR_FLAGS)
     try:
         for n, part in enumerate(parts):
             fd = _open_child_dir(fd, part, start.joinpath(*parts[: n + 1]), create)
@@ -229,19 +235,43 @@ def _kind(mode: int) -> str:
     return "something else"
 
 
-def refuse_inside(fd: int, where: Path, protected: Sequence[Path], allowed: Path | None = None
-                  ) -> None:
+class FolderIds:
+    """The identities (device, inode) of some folders, for `refuse_inside`: looked up again at
+    most every `max_age` seconds instead of for every move (a stat of each folder per file
+    converted, in a flood). A folder replaced meanwhile (removed and made again) is known by
+    its new identity within `max_age`."""
+
+    def __init__(self, folders: Sequence[Path], max_age: float = 60.0) -> None:
+        self.folders = tuple(folders)
+        self.max_age = max_age
+        self._ids: dict[tuple[int, int], Path] = {}
+        self._taken = -math.inf  # monotonic
+
+    def get(self) -> dict[tuple[int, int], Path]:
+        now = time.monotonic()
+        if now - self._taken >= self.max_age:
+            self._ids, self._taken = _identities(self.folders), now
+        return self._ids
+
+
+def _identities(folders: Sequence[Path]) -> dict[tuple[int, int], Path]:
+    ids: dict[tuple[int, int], Path] = {}
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            st = os.stat(folder)
+            ids[(st.st_dev, st.st_ino)] = folder
+    return ids
+
+
+def refuse_inside(fd: int, where: Path, protected: Sequence[Path] | FolderIds,
+                  allowed: Path | None = None) -> None:
     """Raise UnsafePathError when the folder open as `fd` is one of the `protected` folders or
     lies inside one, unless it lies inside `allowed` before that.
 
     Decided by the identity (device, inode) of the folder and of each folder above it up to
     the root, so neither a symbolic link, nor `..`, nor a bind mount hides where it really is.
     """
-    ids: dict[tuple[int, int], Path] = {}
-    for folder in protected:
-        with contextlib.suppress(OSError):
-            st = os.stat(folder)
-            ids[(st.st_dev, st.st_ino)] = folder
+    ids = protected.get() if isinstance(protected, FolderIds) else _identities(protected)
     if not ids:
         return
     allow = None

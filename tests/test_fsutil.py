@@ -180,3 +180,34 @@ def test_refuse_inside_sees_through_links_and_dot_dot(tmp_path: Path) -> None:
         fsutil.refuse_inside(fd, tmp_path, [instance])  # above it: fine
     finally:
         os.close(fd)
+
+
+def test_protected_folders_known_by_identity_are_looked_up_again_after_their_age(
+        tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    cached, fresh = fsutil.FolderIds([instance], max_age=3600), fsutil.FolderIds([instance], 0)
+    assert cached.get() == fresh.get() != {}
+    # The folder removed and made again: another inode (the old one is kept busy, so that
+    # the filesystem cannot hand its number out again at once).
+    keep = tmp_path / "old"
+    instance.rename(keep)
+    instance.mkdir()
+    (instance / "converters").mkdir()
+    fd = os.open(instance / "converters", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(fsutil.UnsafePathError, match="lies inside"):
+            fsutil.refuse_inside(fd, instance / "converters", fresh)
+        # Until its age is up, the identity taken before is what is checked.
+        fsutil.refuse_inside(fd, instance / "converters", cached)
+        assert set(cached.get().values()) == {instance}
+    finally:
+        os.close(fd)
+
+
+def test_open_dir_makes_a_missing_base_folder_when_asked(tmp_path: Path) -> None:
+    base = tmp_path / "gone" / "watch"
+    with pytest.raises(FileNotFoundError):
+        fsutil.open_dir(base / "done", base=base)
+    os.close(fsutil.open_dir(base / "done", base=base, create=True))
+    assert (base / "done").is_dir()

@@ -24,6 +24,7 @@ from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import POST_ACTIONS, WatchFolder
 from pywats_client.errors import QueueFullError
 from pywats_client.fsutil import (
+    FolderIds,
     UnsafePathError,
     atomic_write,
     link_free_name,
@@ -176,16 +177,16 @@ def _key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(path)
 
 
-def protected_folders(paths: InstancePaths) -> tuple[Path, ...]:
+def protected_folders(paths: InstancePaths) -> FolderIds:
     """The folders no post-action ever moves or writes a file into: the instance folder with its
     configuration, queue, state and converter plugins (a file that lands among the plugins is
     run at the next start)."""
-    return (paths.root, paths.converters, paths.state, paths.queue, paths.logs)
+    return FolderIds((paths.root, paths.converters, paths.state, paths.queue, paths.logs))
 
 
 def apply_post_action(
     source: SourceFile, seen: SeenFiles, companions: Sequence[Path] = (), *,
-    protect: Sequence[Path] = (),
+    protect: Sequence[Path] | FolderIds = (),
 ) -> Path | None:
     """Apply the watch folder's post-action to `source`; call only once its reports are queued.
 
@@ -231,7 +232,7 @@ def apply_post_action(
 
 def move_to_error(
     source: SourceFile, reason: str, *, clock: Clock = SYSTEM_CLOCK,
-    companions: Sequence[Path] = (), protect: Sequence[Path] = (),
+    companions: Sequence[Path] = (), protect: Sequence[Path] | FolderIds = (),
 ) -> Path:
     """Move `source` (and its companions) into the error folder and write `<name>.error.txt`
     beside it saying why.
@@ -274,7 +275,7 @@ def move_to_error(
 
 def put_skipped_aside(
     source: SourceFile, seen: SeenFiles, reason: str, *, clock: Clock = SYSTEM_CLOCK,
-    companions: Sequence[Path] = (), protect: Sequence[Path] = (),
+    companions: Sequence[Path] = (), protect: Sequence[Path] | FolderIds = (),
 ) -> Path | None:
     """Handle a file its converter skipped (it holds no report) like a converted one, with a
     `<name>.skipped.txt` note beside it in the done folder saying why no report was made.
@@ -328,7 +329,7 @@ def _printable(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _into(source: SourceFile, dest: Path, label: str, protect: Sequence[Path]
+def _into(source: SourceFile, dest: Path, label: str, protect: Sequence[Path] | FolderIds
           ) -> Iterator[tuple[int, int]]:
     """The open folders (source's, destination's) of a move: the destination is made when
     missing, reached without following links below the watch folder and checked not to be a
