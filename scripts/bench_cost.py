@@ -4,6 +4,7 @@ start-up, scale, conversion, CPU per report, peak memory and the disk."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -254,6 +255,7 @@ def cpu_stages(path: Path, copies: int) -> dict[str, float]:
     made of. `path` is a WSJF file; `copies` unique copies of it go through."""
     from pywats_client.config.settings import Settings, WatchFolder
     from pywats_client.converters import ConverterRegistry
+    from pywats_client.converters.textio import preloaded
     from pywats_client.queue.store import DurableQueue
     from pywats_client.report.checks import finalize
     from pywats_client.service.journal import ConversionJournal, file_key
@@ -302,10 +304,12 @@ def cpu_stages(path: Path, copies: int) -> dict[str, float]:
             converter, reason = converter_for(settings, registry, source, None)
             context = make_context(settings, source, {}, {})
             t = lap("choose the converter (detection), context", t)
-            digest = pipeline._sha256(source, st.st_size)
-            t = lap("content hash (report id)", t)
-            raw = converter.convert(source, context)
-            t = lap("read, parse (the converter)", t)
+            data = pipeline._read_source(source, st.st_size)
+            digest = hashlib.sha256(data).hexdigest()
+            t = lap("read, content hash (report id)", t)
+            with preloaded(source, data):
+                raw = converter.convert(source, context)
+            t = lap("parse (the converter)", t)
             reports = [finalize(r, context=context, converter_name=converter.name,
                                 content_sha256=digest, index=i, source=str(source))
                        for i, r in enumerate(raw if isinstance(raw, list) else [raw])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pywats_client.converters import (
     ConverterRegistry,
     IncompleteFileError,
 )
+from pywats_client.converters.textio import preloaded, read_bytes
 from pywats_client.service import pipeline
 from pywats_client.service.pipeline import convert_file, convert_source, make_context
 from tests.station import wsjf_report
@@ -83,6 +85,47 @@ def test_the_content_hash_reads_no_more_than_the_size_that_was_checked(tmp_path:
     # As a file whose writer never stops: what came after the check is not read to its end.
     with pytest.raises(IncompleteFileError, match="grew while it was read"):
         pipeline._sha256(path, 100_000)
+
+
+def test_a_small_file_is_read_once_and_its_converter_gets_the_bytes_that_were_hashed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(wsjf_report(1)))
+    opened: list[str] = []
+    os_open, builtin_open = os.open, open
+
+    def counting_os_open(name: object, *args: object, **kwargs: object) -> int:
+        opened.append(str(name))
+        return os_open(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    def counting_open(name: object, *args: object, **kwargs: object) -> object:
+        opened.append(str(name))
+        return builtin_open(name, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "open", counting_os_open)
+    monkeypatch.setattr("builtins.open", counting_open)
+    registry = ConverterRegistry()
+    converter = registry.create("WATSStandardJsonConverter", {})
+    conversion = convert_file(path, converter, ConverterContext(station_name="s"))
+    assert opened.count(str(path)) == 1
+    assert conversion.content_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_preloaded_bytes_are_served_only_for_that_file_and_thread(tmp_path: Path) -> None:
+    path, other = tmp_path / "a.log", tmp_path / "b.log"
+    path.write_bytes(b"on disk")
+    other.write_bytes(b"other")
+    seen: list[bytes] = []
+    with preloaded(path, b"as hashed"):
+        assert read_bytes(path, 100, "test") == b"as hashed"
+        assert read_bytes(other, 100, "test") == b"other"
+        with pytest.raises(ConversionError, match="over"):
+            read_bytes(path, 3, "test")  # the format's cap still holds
+        thread = threading.Thread(target=lambda: seen.append(read_bytes(path, 100, "test")))
+        thread.start()
+        thread.join()
+    assert seen == [b"on disk"]
+    assert read_bytes(path, 100, "test") == b"on disk"
 
 
 class _Swapping(Converter):

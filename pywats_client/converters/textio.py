@@ -1,7 +1,8 @@
 """Reading the input files of the built-in converters: the size cap and the decoding rule.
 
 Owns `check_size()` and `read_bytes()` (a file over its format's cap is refused before it is
-read; an unreadable one is named), `decode()`, the one way the text converters turn bytes
+read; an unreadable one is named; the file being converted is served from the bytes the
+pipeline read, `preloaded()`), `decode()`, the one way the text converters turn bytes
 into text (a byte order mark is the file's own word; else the configured encoding, strictly;
 else UTF-8; else cp1252, the code page Windows test stations write), and `reading()`, a
 measured value as testers print it. Every converter says the same thing about the same
@@ -11,9 +12,12 @@ problem. Depends only on `errors` and the stdlib.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import math
 import os
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from pywats_client.errors import ConversionError, IncompleteFileError
@@ -26,6 +30,7 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
 _NOT_FINITE = re.compile(r"[+-]?(?:nan|inf(?:inity)?|1\.#(?:inf|ind|qnan|snan)0*)",
                          re.IGNORECASE)
 # UTF-32 first: its little-endian mark starts with UTF-16's.
+_preloaded = threading.local()  # (path, bytes) of the file being converted (`preloaded`)
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"),
          (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
@@ -45,9 +50,24 @@ def check_size(path: Path, limit: int, kind: str, *, what: str = "file",
     return size
 
 
+@contextlib.contextmanager
+def preloaded(path: Path, data: bytes) -> Iterator[None]:
+    """While it lasts, `read_bytes(path)` on this thread returns `data` (the bytes the pipeline
+    read, checked and hashed) instead of reading the file again."""
+    _preloaded.item = (path, data)
+    try:
+        yield
+    finally:
+        _preloaded.item = None
+
+
 def read_bytes(path: Path, limit: int, kind: str, *, what: str = "file",
                hint: str = CHECK_SOURCE, missing_is_incomplete: bool = False) -> bytes:
     """The bytes of `path`, refused unread when over `limit` (see `check_size`)."""
+    item: tuple[Path, bytes] | None = getattr(_preloaded, "item", None)
+    if item is not None and item[0] == path:
+        _refuse_over(path, len(item[1]), limit, kind, what, hint)
+        return item[1]
     try:
         # Unbuffered, and sized through the open file: one open, no separate stat, no
         # buffered-reader seeks (a station reads thousands of small files in a backlog).

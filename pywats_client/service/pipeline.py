@@ -5,10 +5,11 @@ reports, with the same ids, whichever way it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -20,6 +21,7 @@ from pywats_client.config.settings import Settings, WatchFolder
 from pywats_client.converters import Converter, ConverterContext, ConverterRegistry
 from pywats_client.converters.auto import AUTO_NAME, NotRecognised, incomplete_or
 from pywats_client.converters.memory import MemoryBudget
+from pywats_client.converters.textio import preloaded
 from pywats_client.errors import ConversionError, IncompleteFileError, ReportIdClashError
 from pywats_client.fsutil import UnsafePathError, open_regular, shown
 from pywats_client.queue.store import DurableQueue, ItemHeader, PutResult, body_digest
@@ -28,6 +30,11 @@ from pywats_client.report.checks import finalize
 from pywats_client.report.model import to_json_parts
 
 HEAD_BYTES = 64 * 1024
+# A file up to this size is read once: the bytes hashed for its report ids are handed to the
+# converter (`textio.preloaded`), so the content that names the reports is the content converted,
+# and a small file is opened once instead of twice. Larger files are hashed and converted
+# (streamed, for XML) each from the file, so they are not held in memory twice.
+READ_ONCE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -128,9 +135,16 @@ def convert_file(
             "limit (converters.max_file_mb); it was not read. If it is a real report, raise "
             "the limit with 'pywats-client config set converters.max_file_mb N'"
         )
-    digest = _sha256(path, before[0], follow_symlinks)
+    if before[0] <= READ_ONCE_BYTES:
+        data = _read_source(path, before[0], follow_symlinks)
+        digest = hashlib.sha256(data).hexdigest()
+        preload: AbstractContextManager[None] = preloaded(path, data)
+    else:
+        digest = _sha256(path, before[0], follow_symlinks)
+        preload = contextlib.nullcontext()
     try:
-        raw = converter.convert(path, context)
+        with preload:
+            raw = converter.convert(path, context)
     except ConversionError:
         # What the converter read may not be what was checked: an error about another file's
         # content must not land in a note the folder's writer can read.
@@ -286,18 +300,33 @@ def _clash(conversion: Conversion, report_id: str, stored: ItemHeader) -> Report
 def _sha256(path: Path, size: int, follow_symlinks: bool = True) -> str:
     """The digest of the file's first `size` bytes (the size it was checked at); a file that
     keeps growing (a writer that never stops) is not read to its end: IncompleteFileError."""
-    digest, left = hashlib.sha256(), size
+    digest = hashlib.sha256()
+    _read_blocks(path, size, follow_symlinks, digest.update)
+    return digest.hexdigest()
+
+
+def _read_source(path: Path, size: int, follow_symlinks: bool = True) -> bytes:
+    """The file's first `size` bytes, as `_sha256` reads them."""
+    blocks: list[bytes] = []
+    _read_blocks(path, size, follow_symlinks, blocks.append)
+    return b"".join(blocks)
+
+
+def _read_blocks(path: Path, size: int, follow_symlinks: bool,
+                 consume: Callable[[bytes], object]) -> None:
+    """Hand the file's first `size` bytes to `consume`, a block at a time; IncompleteFileError
+    when there is more (a file that grew since it was checked is not read to its end)."""
+    left = size
     with open(_open_source(path, follow_symlinks), "rb", buffering=0) as fh:
         while left > 0:  # small reads stay off mmap()
             block = fh.read(min(left, 1 << 16))
             if not block:
                 break
-            digest.update(block)
+            consume(block)
             left -= len(block)
         if fh.read(1):
             raise IncompleteFileError(f"{path.name} grew while it was read; it is taken "
                                       "again once it stops changing")
-    return digest.hexdigest()
 
 
 def _open_source(path: Path, follow_symlinks: bool) -> int:
