@@ -279,6 +279,11 @@ def refuse_inside(fd: int, where: Path, protected: Sequence[Path] | FolderIds,
         with contextlib.suppress(OSError):
             st = os.stat(allowed)
             allow = (st.st_dev, st.st_ino)
+    if allow is not None and allow not in ids:
+        # The usual case, a done or error folder right inside its watch folder: two stats.
+        st, parent = os.fstat(fd), os.stat("..", dir_fd=fd)
+        if (st.st_dev, st.st_ino) not in ids and (parent.st_dev, parent.st_ino) == allow:
+            return
     current = os.dup(fd)
     try:
         st = os.fstat(current)

@@ -111,6 +111,8 @@ def configure(
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging.logThreads = False
+    # Nor where the call was made (file, function, line): finding it walks the stack.
+    logging._srcfile = None  # the logging HOWTO's own advice for speed
     root = logging.getLogger("pywats_client")
     for handler in list(root.handlers):
         root.removeHandler(handler)
