@@ -111,7 +111,7 @@ class KeysightI3070Converter(BuiltinConverter):
     """Converts Keysight/Agilent i3070 log record files (`{@BATCH|…}`), one report per board."""
 
     name = "KeysightI3070Converter"
-    memory_ratio = 29.0  # peak RSS per input byte (bench_converters --memory: 27.0 on 2 MB)
+    memory_ratio = 31.0  # peak RSS per input byte (scripts/bench.py memory: 29.6 on 2.1 MB)
     description = "Keysight/Agilent i3070 in-circuit test logs ({@BATCH|...} log records)"
     # The tester often writes logs without an extension (named after board and time); those
     # are found by content, or by binding this converter to the folder. "*" here would claim

@@ -81,7 +81,7 @@ class SPEAConverter(BuiltinConverter):
     """Converts SPEA ICT semicolon logs (several boards per file) into WSJF test reports."""
 
     name = "SPEAConverter"
-    memory_ratio = 20.0  # peak RSS per input byte (bench_converters --memory: 18.0 on 1.3 MB)
+    memory_ratio = 21.0  # peak RSS per input byte (scripts/bench.py memory: 19.8 on 1.3 MB)
     description = "SPEA ICT 3030 semicolon log (FORMAT/START/ANL/FUNC/SN/BOARDRESULT/END)"
     file_patterns = ("*.csv", "*.txt")
 

@@ -109,7 +109,7 @@ class TeradyneSpectrumICTConverter(BuiltinConverter):
     """Converts Teradyne Spectrum ICT CTRD exports: one report per board."""
 
     name = "TeradyneSpectrumICTConverter"
-    memory_ratio = 11.0  # peak RSS per input byte (bench_converters --memory: 10.6 on 0.3 MB)
+    memory_ratio = 12.0  # peak RSS per input byte (scripts/bench.py memory: 11.0 on 0.3 MB)
     description = "Teradyne Spectrum ICT CTRD export ((PROGRAM_NAME: ...) s-expressions)"
     file_patterns = ("*.txt", "*.ctrd", "*.dat")
 
