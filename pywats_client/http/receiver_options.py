@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=50 * 2**20,
                         help="larger report bodies get 413 (default 50 MiB)")
     faults = parser.add_argument_group("faults (fractions are of report POSTs, 0..1)")
-    faults.add_argument("--latency-ms", type=float, default=0.0)
+    faults.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer report POSTs and the version probe this long after they "
+                             "arrive, the receiver's own work included (a server's latency)")
     faults.add_argument("--error-rate", type=float, default=0.0, help="answer 500")
     faults.add_argument("--reset-rate", type=float, default=0.0, help="reset without answering")
     faults.add_argument("--rate-limit-rate", type=float, default=0.0,
