@@ -50,9 +50,11 @@ DISK_LOW_BYTES = 100 * 2**20  # warn below this much free space for the queue...
 DISK_LOW_FRACTION = 0.02  # ...or below this fraction of the disk, whichever is larger
 STUCK_GRACE = 60.0  # beyond the request timeouts (and converters.timeout_s): stuck
 LOCK_CHECK_INTERVAL = 10.0  # how often the service makes sure its lock file is still its own
-# How often config.json is looked at for new server settings. The loop runs several rounds per
-# report while files flow; a stat of the file in each was a tenth of the main thread's work.
-CONFIG_CHECK_INTERVAL = 1.0
+# How often at most config.json is looked at for new server settings: at every round of the
+# loop, but while files flow the loop runs several rounds per report, and a stat of the file in
+# each was a tenth of the main thread's work. A file dropped after the change is still sent
+# with the new settings (the round that takes it looks, unless one did less than this ago).
+CONFIG_CHECK_INTERVAL = 0.05
 
 
 class Service:
