@@ -158,6 +158,7 @@ class Conversions:
 
     def submit(self) -> None:
         s = self.service
+        self._lagging = False
         if s.status.conversions_paused:
             return  # too many converter threads are stuck: the files wait in `waiting`
         if any(ticket.suspect for ticket in self._tickets.values()):
@@ -167,8 +168,6 @@ class Conversions:
         if s.dispatcher.uploads_lag():
             self._lagging = True
             limit = 0 if self.running or now < self._last_start + LAGGING_START_GAP else 1
-        else:
-            self._lagging = False
         busy = self._busy(now)
         while self.waiting and len(self.running) < limit and busy < BUSY_CONVERSIONS:
             source = self.waiting.popleft()
