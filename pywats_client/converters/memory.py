@@ -121,6 +121,11 @@ class MemoryBudget:
             raise ConversionError(refusal(path, converter, size, self.max_memory_mb))
         return need
 
+    def at_once(self, converter: object, size: int) -> bool:
+        """Whether a reservation for a file of `size` would be granted now, without waiting
+        (a hint, read without the lock: the caller prepares for a wait when it says no)."""
+        return not self._waiting and self.used + estimate(converter, size) <= self.total
+
     @contextlib.contextmanager
     def reserve(self, path: Path, converter: object, size: int,
                 timeout: float | None = None) -> Iterator[int]:

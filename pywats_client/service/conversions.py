@@ -37,7 +37,6 @@ from pywats_client.service.pipeline import (
     converter_for,
     make_context,
     max_file_bytes,
-    memory_reserved,
     queue_reports,
 )
 from pywats_client.service.postaction import (
@@ -225,12 +224,13 @@ class Conversions:
         The journal records the file before anything reads it, and nothing is changed — no
         report queued, no file moved — unless `ticket.commit()` allows it: a conversion given
         up by the time limit or by the stop leaves everything as it was."""
-        if not ticket.start(self.service.clock.monotonic()):
-            return _Converted(source, ConversionOutcome.ABANDONED, "the service is stopping")
-        try:
-            return self._convert_started(source, ticket)
-        finally:
-            ticket.finish()
+        with self.service.turn:  # a stretch of work: see Turn
+            if not ticket.start(self.service.clock.monotonic()):
+                return _Converted(source, ConversionOutcome.ABANDONED, "the service is stopping")
+            try:
+                return self._convert_started(source, ticket)
+            finally:
+                ticket.finish()
 
     def _convert_started(self, source: SourceFile, ticket: ConversionTicket) -> _Converted:
         s = self.service
@@ -241,7 +241,13 @@ class Conversions:
                 converter, reason = converter_for(s.settings, s.registry, path, source.folder)
                 companions = ticket.companions = companions_of(converter, path)
                 context = make_context(s.settings, path, source.folder.arguments, s.processes)
-                held.enter_context(memory_reserved(s.settings, converter, path, s.memory))
+                size = path.stat().st_size
+                reservation = s.memory.reserve(path, converter, size)  # the file's share
+                if s.memory.at_once(converter, size):
+                    held.enter_context(reservation)
+                else:  # no thread waits for this one's turn while it waits for memory
+                    with s.turn.set_aside():
+                        held.enter_context(reservation)
                 ticket.reset_clock(s.clock.monotonic())  # converters.timeout_s: from here
                 conversion = convert_file(path, converter, context, reason,
                                           max_file_bytes(s.settings),

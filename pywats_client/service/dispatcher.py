@@ -21,6 +21,7 @@ from pywats_client.outcomes import Outcome, ServerState
 from pywats_client.queue.store import Claimed, DurableQueue, State
 from pywats_client.service.gate import WorkGate
 from pywats_client.service.status import RunSummary, ServiceStatus
+from pywats_client.service.turn import Turn
 from pywats_client.service.uploader import Uploader, UploadResult
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,13 @@ class UploadDispatcher:
         workers: int = UPLOAD_WORKERS,
         summary: RunSummary | None = None,
         gate: WorkGate | None = None,
+        turn: Turn | None = None,
     ) -> None:
         self.queue = queue
+        # Shared with the service's other threads (see Turn): moves to completed/ wait their
+        # turn; a claim or an outcome between two requests takes it only when it is free.
+        self.turn = turn if turn is not None else Turn()
+        self._eager_turn = self.turn.eager()
         # Every queue change a worker makes passes it; closed by the stop (see WorkGate).
         self.gate = gate if gate is not None else WorkGate()
         self.client = client
@@ -353,7 +359,8 @@ class UploadDispatcher:
         if not self.gate.enter():
             return None
         try:
-            item = self.queue.claim(report_id)
+            with self._eager_turn:
+                item = self.queue.claim(report_id)
         finally:
             self.gate.leave()
         if item is None:
@@ -372,8 +379,9 @@ class UploadDispatcher:
                     return None
                 finishing.add_done_callback(self._finished_moving)
                 return Finished(item.id, result, None, item.header.source, finishing)
-            return Finished(item.id, result, transition(self.queue, item, result),
-                            item.header.source)
+            with self._eager_turn:
+                state = transition(self.queue, item, result)
+            return Finished(item.id, result, state, item.header.source)
         finally:
             self.gate.leave()
 
@@ -384,7 +392,8 @@ class UploadDispatcher:
         if not self.gate.enter():
             return None  # stopped: sent again with the same id at the next start
         try:
-            return transition(self.queue, item, result, sync=self._finishing_count <= 1)
+            with self.turn:
+                return transition(self.queue, item, result, sync=self._finishing_count <= 1)
         finally:
             self.gate.leave()
 

@@ -39,6 +39,7 @@ from pywats_client.service.status import (
     count_error_files,
     write_status,
 )
+from pywats_client.service.turn import Turn
 from pywats_client.service.uploader import uploader_for
 from pywats_client.service.watcher import FolderWatcher
 
@@ -111,9 +112,10 @@ class Service:
             seen=self.seen,
         )
         self.summary = RunSummary()
+        self.turn = Turn()  # the threads' stretches of work, one at a time (see Turn)
         self.dispatcher = UploadDispatcher(
             self.queue, uploader_for(settings), settings.queue, self.status,
-            clock=clock, wake=self.wake, summary=self.summary, gate=self.gate,
+            clock=clock, wake=self.wake, summary=self.summary, gate=self.gate, turn=self.turn,
         )
         self.memory = MemoryBudget(settings.converters.max_memory_mb)  # shared by conversions
         self.poison = PoisonFiles(settings, paths, self.journal, self.status, self.summary, clock)
@@ -237,39 +239,41 @@ class Service:
         published: tuple[object, ...] = ()
         conversions = self.conversions
         while not self._stopping():
-            self._wake.clear()
-            now = self.clock.monotonic()
-            conversions.collect()
-            conversions.enforce_time_limits(now)
-            ready, watcher_wait = self.watcher.poll()
-            conversions.waiting.extend(ready)
-            conversions.submit()
-            upload_wait = self.dispatcher.pump()
-            if now >= next_housekeeping:
-                self.queue.prune()
-                next_housekeeping = now + HOUSEKEEPING_INTERVAL
-            self._check_config(now)
-            self._check_lock(now)
-            self._refresh_processes(now)
-            self._count_error_files(now)
-            changed = self._status_key() != published
-            if changed and now >= next_status:
-                self.publish()
-                published, changed = self._status_key(), False
-                next_status = now + STATUS_INTERVAL
-            if ping is not None and now >= next_ping and self._healthy(now):
-                self.notifier.watchdog()
-                next_ping = now + ping
-            if once and self._once_finished():
-                break
-            timeout = min(watcher_wait, upload_wait, next_housekeeping - now,
-                          self._next_lock_check - now)
-            if ping is not None:
-                timeout = min(timeout, max(0.0, next_ping - now))
-            if changed:
-                timeout = min(timeout, next_status - now)  # publish what changed, rate-limited
-            if conversions.running or self.dispatcher.in_flight:
-                timeout = min(timeout, STATUS_INTERVAL, conversions.next_start_in(now))
+            # A round is a stretch of work like any other thread's (see Turn); the wait is not.
+            with self.turn:
+                self._wake.clear()
+                now = self.clock.monotonic()
+                conversions.collect()
+                conversions.enforce_time_limits(now)
+                ready, watcher_wait = self.watcher.poll()
+                conversions.waiting.extend(ready)
+                conversions.submit()
+                upload_wait = self.dispatcher.pump()
+                if now >= next_housekeeping:
+                    self.queue.prune()
+                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                self._check_config(now)
+                self._check_lock(now)
+                self._refresh_processes(now)
+                self._count_error_files(now)
+                changed = self._status_key() != published
+                if changed and now >= next_status:
+                    self.publish()
+                    published, changed = self._status_key(), False
+                    next_status = now + STATUS_INTERVAL
+                if ping is not None and now >= next_ping and self._healthy(now):
+                    self.notifier.watchdog()
+                    next_ping = now + ping
+                if once and self._once_finished():
+                    break
+                timeout = min(watcher_wait, upload_wait, next_housekeeping - now,
+                              self._next_lock_check - now)
+                if ping is not None:
+                    timeout = min(timeout, max(0.0, next_ping - now))
+                if changed:  # publish what changed, rate-limited
+                    timeout = min(timeout, next_status - now)
+                if conversions.running or self.dispatcher.in_flight:
+                    timeout = min(timeout, STATUS_INTERVAL, conversions.next_start_in(now))
             self.clock.wait(self._wake, max(0.0, timeout))
 
     def _healthy(self, now: float) -> bool:
