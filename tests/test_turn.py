@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -27,9 +28,10 @@ def _in_thread(work: Callable[[], object]) -> list[object]:
     return out
 
 
-def _holding(turn: Turn, release: threading.Event) -> tuple[threading.Thread, threading.Event]:
-    """A thread that takes `turn` and keeps it until `release` is set."""
-    taken = threading.Event()
+@contextlib.contextmanager
+def _held_elsewhere(turn: Turn) -> Iterator[None]:
+    """Another thread holds `turn` until the block ends."""
+    taken, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         with turn:
@@ -39,8 +41,12 @@ def _holding(turn: Turn, release: threading.Event) -> tuple[threading.Thread, th
 
     thread = threading.Thread(target=hold)
     thread.start()
-    assert taken.wait(30)
-    return thread, taken
+    try:
+        assert taken.wait(30)
+        yield
+    finally:
+        release.set()
+        thread.join(30)
 
 
 def _try(turn: Turn) -> bool:
@@ -50,58 +56,33 @@ def _try(turn: Turn) -> bool:
 
 def test_a_stretch_gets_the_turn_once_its_holder_is_done() -> None:
     turn = Turn(patience=30, long_hold=60)
-    release = threading.Event()
-    holder, _ = _holding(turn, release)
-    waiter_started = threading.Event()
-
-    def wait_then_take() -> bool:
-        waiter_started.set()
-        return _try(turn)
-
     result: list[object] = []
-    waiter = threading.Thread(target=lambda: result.append(wait_then_take()))
-    waiter.start()
-    assert waiter_started.wait(30)
-    release.set()
+    with _held_elsewhere(turn):
+        waiter = threading.Thread(target=lambda: result.append(_try(turn)))
+        waiter.start()
     waiter.join(30)
-    holder.join(30)
     assert result == [True]
 
 
 def test_a_stretch_goes_on_without_the_turn_when_its_patience_runs_out() -> None:
     turn = Turn(patience=0.01, long_hold=60)
-    release = threading.Event()
-    holder, _ = _holding(turn, release)
-    try:
+    with _held_elsewhere(turn):
         assert _in_thread(lambda: _try(turn)) == [False]  # not stuck behind the holder
-    finally:
-        release.set()
-        holder.join(30)
     assert _in_thread(lambda: _try(turn)) == [True]
 
 
 def test_a_holder_of_long_standing_is_not_waited_for_at_all() -> None:
     turn = Turn(patience=60, long_hold=0)  # a minute of patience, but every hold is long
-    release = threading.Event()
-    holder, _ = _holding(turn, release)
-    try:
+    with _held_elsewhere(turn):
         assert _in_thread(lambda: _try(turn)) == [False]  # returned with the holder holding
-    finally:
-        release.set()
-        holder.join(30)
 
 
 def test_an_eager_stretch_never_waits_but_takes_a_free_turn() -> None:
     turn = Turn(patience=60, long_hold=60)
     eager = turn.eager()
     assert _in_thread(lambda: _try(eager)) == [True]
-    release = threading.Event()
-    holder, _ = _holding(turn, release)
-    try:
+    with _held_elsewhere(turn):
         assert _in_thread(lambda: _try(eager)) == [False]
-    finally:
-        release.set()
-        holder.join(30)
 
 
 def test_turns_nest_and_an_error_gives_the_turn_back() -> None:
