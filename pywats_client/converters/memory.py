@@ -121,9 +121,9 @@ class MemoryBudget:
             raise ConversionError(refusal(path, converter, size, self.max_memory_mb))
         return need
 
-    def at_once(self, converter: object, size: int) -> bool:
-        """Whether a reservation for a file of `size` would be granted now, without waiting
-        (a hint, read without the lock: the caller prepares for a wait when it says no)."""
+    def free_for(self, converter: object, size: int) -> bool:
+        """Whether the budget has room for a file of `size` now, with no file waiting before it:
+        a reservation would be granted without waiting (a hint, read without the lock)."""
         return not self._waiting and self.used + estimate(converter, size) <= self.total
 
     @contextlib.contextmanager

@@ -470,11 +470,11 @@ class _Handler(KeepAliveHandler):
 
     # -- routing --------------------------------------------------------------------------------
 
-    _arrived = 0.0  # monotonic: when the request's line and headers had been read
     _answer_at = 0.0  # monotonic: not answered before then (Faults.latency_ms)
 
     def _dispatch(self, method: str) -> None:
-        self._arrived, self._answer_at = time.monotonic(), 0.0
+        arrived = time.monotonic()  # the request's line and headers have been read
+        self._answer_at = 0.0
         rx = self.server.receiver
         path = urlsplit(self.path).path.rstrip("/").lower() or "/"
         if path.startswith("/_receiver/") or (
@@ -496,7 +496,7 @@ class _Handler(KeepAliveHandler):
             return
         submit = route in (SUBMIT_WSJF, SUBMIT_WSXF)
         if (submit or route == VERSION) and faults.latency_ms > 0:
-            self._answer_at = self._arrived + faults.latency_ms / 1000
+            self._answer_at = arrived + faults.latency_ms / 1000
         if not rx._authorised(self.headers.get("Authorization")):
             # Dropped in bounded chunks, never held: an unauthenticated body costs no memory.
             length = self._content_length() if method == "POST" else 0

@@ -242,12 +242,10 @@ class Conversions:
                 companions = ticket.companions = companions_of(converter, path)
                 context = make_context(s.settings, path, source.folder.arguments, s.processes)
                 size = path.stat().st_size
-                reservation = s.memory.reserve(path, converter, size)  # the file's share
-                if s.memory.at_once(converter, size):
-                    held.enter_context(reservation)
-                else:  # no thread waits for this one's turn while it waits for memory
-                    with s.turn.set_aside():
-                        held.enter_context(reservation)
+                # No thread waits for this one's turn while it waits for memory.
+                waits = not s.memory.free_for(converter, size)
+                with s.turn.set_aside() if waits else contextlib.nullcontext():
+                    held.enter_context(s.memory.reserve(path, converter, size))
                 ticket.reset_clock(s.clock.monotonic())  # converters.timeout_s: from here
                 conversion = convert_file(path, converter, context, reason,
                                           max_file_bytes(s.settings),

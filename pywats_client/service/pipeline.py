@@ -236,12 +236,13 @@ def convert_source(
                             follow_symlinks=folder.follow_symlinks if folder else True)
 
 
-def memory_reserved(settings: Settings, converter: Converter, path: Path,
-                    budget: MemoryBudget | None = None) -> AbstractContextManager[int]:
-    """The file's share of the memory budget (`converters.max_memory_mb`, estimated from its
-    size and the converter's ratio), held while it is converted and queued. Raises
-    ConversionError, naming the setting, for a file the budget can never hold."""
-    budget = budget or MemoryBudget(settings.converters.max_memory_mb)
+def memory_reserved(settings: Settings, converter: Converter, path: Path
+                    ) -> AbstractContextManager[int]:
+    """The file's share of a one-file memory budget (`converters.max_memory_mb`, estimated
+    from its size and the converter's ratio), held while it is converted and queued. Raises
+    ConversionError, naming the setting, for a file the budget can never hold. (The service
+    shares one `MemoryBudget` among its conversions.)"""
+    budget = MemoryBudget(settings.converters.max_memory_mb)
     return budget.reserve(path, converter, path.stat().st_size)
 
 
