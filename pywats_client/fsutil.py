@@ -137,6 +137,8 @@ def shown(path: str | os.PathLike[str]) -> str:
     """`path` for a message or a note: control characters (a newline in a file name) and bytes
     that are not UTF-8 are escaped, so a file name cannot forge a line of text."""
     text = os.fspath(path)
+    if text.isprintable():  # the usual name: no control character, no escaped byte
+        return text
     out = []
     for ch in text:
         code = ord(ch)

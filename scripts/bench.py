@@ -32,8 +32,10 @@ figure is the median of `--repeat` runs.
 * disk        fsync calls and bytes written per report from source file to completed/, by
               file or folder (strace -f -y when it can attach, else a counting sitecustomize)
 * cpu         the service's CPU per report for the UUT example file (the receiver's not
-              counted), against a bare json.loads + json.dumps of the same file, and the CPU
-              of each stage of the path (detection, parsing, queue write, HTTP...) run alone
+              counted), against a bare json.loads + json.dumps of the same file and against
+              the least any client keeping the queue contract spends (bench_contract.py),
+              and the CPU of each stage of the path (detection, parsing, queue write, HTTP...)
+              run alone
 * memory      scripts/bench_converters.py --memory: peak RSS per MB of input for each
               converter, and `start --once` on one large (--big-mb) WSJF file
 
@@ -181,6 +183,11 @@ def print_table(results: dict[str, Any]) -> None:
         row(f"CPU per report, UUT example ({cpu['file_bytes'] / 1024:.0f} KiB)",
             f"{cpu['service_cpu_ms_per_report']:.2f} ms = {cpu['ratio_to_floor']:.1f} x "
             f"JSON floor {cpu['json_floor_ms']:.2f} ms", "<= 6 x")
+        contract = cpu.get("contract_floor_ms")
+        if contract:
+            row("  the least the queue contract costs (bench_contract.py)",
+                f"{contract:.2f} ms = {contract / cpu['json_floor_ms']:.1f} x JSON floor; "
+                f"service {cpu['service_cpu_ms_per_report'] / contract:.1f} x")
         row("  of which in the kernel (system calls, lock hand-overs)",
             f"{cpu.get('service_system_ms_per_report', 0.0):.2f} ms")
         for stage, ms in cpu["stages_ms"].items():

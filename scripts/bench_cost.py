@@ -249,6 +249,16 @@ def json_floor(path: Path, loops: int = 2000) -> float:
     return float(done.stdout)
 
 
+def contract_floor(path: Path, reports: int) -> dict[str, float]:
+    """CPU ms per report, by step, of scripts/bench_contract.py on the file: the least any
+    client keeping the queue contract spends (the fsyncs, one plain POST, the JSON)."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_contract.py"),
+                           str(path), "--reports", str(reports), "--json"],
+                          env=python_env({}), capture_output=True, text=True, check=True)
+    steps: dict[str, float] = json.loads(done.stdout)
+    return steps
+
+
 def cpu_stages(path: Path, copies: int) -> dict[str, float]:
     """CPU ms per report of each stage of the path from file to stored, run one after the
     other in this process (the receiver's threads not counted): what the service's figure is
@@ -360,13 +370,16 @@ def measure_cpu(inputs: Inputs, files: int, repeat: int) -> dict[str, Any]:
                                  "receiver_cpu_ms": 1000 * (own_cpu() - mine) / files,
                                  "reports_per_s": files / seconds})
         floor = 1000 * json_floor(sample)
+        contract = contract_floor(sample, files)
         stages = cpu_stages(sample, files)
     cpu = median([r["service_cpu_ms"] for r in runs])
-    progress(f"cpu: {cpu:.2f} ms per report, {cpu / floor:.1f} x the JSON floor")
+    progress(f"cpu: {cpu:.2f} ms per report, {cpu / floor:.1f} x the JSON floor; the queue "
+             f"contract alone costs {sum(contract.values()):.2f} ms")
     return {"file_bytes": sample.stat().st_size, "reports": files, "runs": runs,
             "service_cpu_ms_per_report": cpu, "json_floor_ms": floor,
             "service_system_ms_per_report": median([r["service_system_ms"] for r in runs]),
             "ratio_to_floor": cpu / floor, "stages_ms": stages,
+            "contract_floor_ms": sum(contract.values()), "contract_steps_ms": contract,
             "rest_of_service_ms": cpu - sum(stages.values()),
             "receiver_cpu_ms_per_report": median([r["receiver_cpu_ms"] for r in runs])}
 
