@@ -27,7 +27,9 @@ figure is the median of `--repeat` runs.
 * startup     wall time of `--help`, `--version`, `status` and `start --once` (empty queue)
               against `python -c pass`, and how many modules each imports (-X importtime)
 * scale       100,000 items in pending/: wall time of `queue status` and `queue list --limit
-              20`; the service's peak RSS while it scans and drains them, against 1,000 queued
+              20`; the service's peak RSS while it scans and drains them, against 1,000 queued;
+              a quarter as many small files written into the watch folder at once: the
+              service's peak RSS until all are stored
 * conversion  scripts/bench_converters.py on the samples: reports/s and MB/s per converter
 * disk        fsync calls and bytes written per report from source file to completed/, by
               file or folder (strace -f -y when it can attach, else a counting sitecustomize)
@@ -162,6 +164,12 @@ def print_table(results: dict[str, Any]) -> None:
             row(f"service peak RSS, {s['queued']} queued",
                 f"{s['peak_rss_mb']:.1f} MB ({s['drained']} drained at "
                 f"{s['reports_per_s']:.0f}/s)", "flat" if key == "large" else "")
+        flood = scale.get("flood")
+        if flood:
+            row(f"service peak RSS, {flood['files']} files written into the watch folder at once",
+                f"{flood['peak_rss_mb']:.1f} MB (idle {flood['rss_before_mb']:.1f}; all stored "
+                f"in {flood['stored_s']:.0f} s, {flood['cpu_ms_per_report']:.2f} ms CPU each)",
+                "< 128 MB")
     conv = results.get("conversion")
     if conv:
         if conv.get("skipped"):

@@ -176,6 +176,33 @@ def _drain(station: Station, rx: Receiver, target: int) -> dict[str, Any]:
             "final_rss_mb": final.rss_kb / 1024}
 
 
+def measure_flood(files: int) -> dict[str, Any]:
+    """`files` small WSJF files written straight into the watch folder of a running service
+    (each a create, a write and a close), as fast as this process can: the service's peak
+    RSS, and the time until every report is stored."""
+    with workspace() as tmp:
+        root = Path(tmp)
+        with receiver(root) as rx:
+            station = Station(root, rx.url)
+            watch = station.watches[0]
+            with station.service() as proc:
+                before = proc_sample(proc.pid)
+                start = time.monotonic()
+                for i in range(files):
+                    body = json.dumps(wsjf_report(i), separators=(",", ":")).encode()
+                    (watch / f"flood-{i:07d}.json").write_bytes(body)
+                written = time.monotonic() - start
+                while not rx.wait_for_reports(files, timeout=0.5):
+                    if proc.poll() is not None:
+                        raise RuntimeError("the service stopped during the flood")
+                seconds = time.monotonic() - start
+                after = proc_sample(proc.pid)
+    progress(f"scale: {files} files dropped at once, peak RSS {after.hwm_kb / 1024:.1f} MB")
+    return {"files": files, "written_s": written, "stored_s": seconds,
+            "rss_before_mb": before.rss_kb / 1024, "peak_rss_mb": after.hwm_kb / 1024,
+            "cpu_ms_per_report": 1000 * (after.cpu_s - before.cpu_s) / files}
+
+
 def measure_scale(items: int, small: int, drain_large: int, runs: int) -> dict[str, Any]:
     result: dict[str, Any] = {"items": items}
     with workspace() as tmp:
@@ -202,6 +229,7 @@ def measure_scale(items: int, small: int, drain_large: int, runs: int) -> dict[s
             fill_pending(station.queue, small)
             result["small"] = {"queued": small, **_drain(station, rx, small)}
     result["rss_growth_mb"] = result["large"]["peak_rss_mb"] - result["small"]["peak_rss_mb"]
+    result["flood"] = measure_flood(max(1000, items // 4))
     return result
 
 

@@ -723,6 +723,67 @@ def test_ten_thousand_files_closed_at_once_are_each_taken_once(
     assert polls <= 10_000 // watcher_module.MAX_CHECKS_PER_POLL + 5
 
 
+def in_mind(watcher: FolderWatcher) -> int:
+    """Files the watcher holds a record of, not yet handed out."""
+    with watcher._lock:
+        hinted = len(watcher._hints)
+    return hinted + watcher.pending_count()
+
+
+@native_only
+def test_a_flood_is_kept_in_mind_a_bounded_number_at_a_time_and_each_file_taken_once(
+    watcher: FolderWatcher, inbox: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(watcher_module, "MAX_TRACKED", 100)
+    names = [f"f{n:04d}.csv" for n in range(1000)]
+    with caplog.at_level(logging.INFO, logger="pywats_client.service.watcher"):
+        for name in names:
+            write(inbox / name, b"1", age=60)
+        taken: list[SourceFile] = []
+        most = 0
+
+        def look() -> bool:
+            nonlocal most
+            most = max(most, in_mind(watcher))
+            got, _ = watcher.poll(limit=300)
+            most = max(most, in_mind(watcher))
+            for source in got:
+                taken.append(source)
+                source.path.unlink()  # converted and moved away
+                watcher.done(source)
+            return len(taken) >= len(names)
+
+        wait_until(look, EVENT_TIMEOUT * 3, "every file of the flood")
+    assert sorted(s.path.name for s in taken) == names  # each once
+    assert most <= 100
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("more than 100 files wait in the watch folders" in m for m in messages)
+    assert "every file waiting in the watch folders is in mind again" in messages[-1]
+    assert not watcher.has_work()
+
+
+def test_files_processed_and_left_in_place_do_not_keep_new_ones_out_of_mind(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Post-action 'none' leaves every file processed in the folder: a rescan must not fill
+    the files in mind with them, or a new file behind them in the listing is never found."""
+    monkeypatch.setattr(watcher_module, "MAX_TRACKED", 20)
+    folder = WatchFolder(path=inbox, post_action="none")
+    watcher = make_watcher([folder], clock=clock, start=False)
+    for n in range(500):
+        f = write(inbox / f"old{n:03d}.csv", b"1", age=600)
+        st = f.stat()
+        watcher.seen.add(f, st.st_size, st.st_mtime_ns)
+    new = write(inbox / "new.csv", b"2", age=60)
+    watcher.start()
+
+    ready, _ = watcher.poll()
+
+    assert [s.path for s in ready] == [new]
+    assert not watcher.has_work()
+
+
 # -- files waiting to be completed ---------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from pywats_client.service.postaction import (
     protected_folders,
     put_skipped_aside,
 )
+from pywats_client.service.watcher import MAX_CHECKS_PER_POLL
 
 if TYPE_CHECKING:
     from pywats_client.service.loop import Service
@@ -57,6 +58,10 @@ CONVERSION_WORKERS = 10
 # Conversions handed to the pool at once; the files ready after them wait in `waiting` (a few
 # hundred bytes each), not as work items of the pool.
 MAX_CONVERSIONS_QUEUED = 2 * CONVERSION_WORKERS
+# Files handed out by the watcher that wait for a conversion thread (a few hundred bytes each);
+# the rest of a flood stays with the watcher, which keeps a bounded number in mind
+# (watcher.MAX_TRACKED).
+MAX_WAITING = 1000
 # While more reports wait for an upload slot than the workers can take, converting faster only
 # lengthens that line, and a busy conversion thread makes the upload workers wait for the
 # interpreter lock: each of an upload's twenty-odd system calls gives the lock up, and taking
@@ -154,6 +159,14 @@ class Conversions:
                    default=None)
 
     # -- starting ---------------------------------------------------------------------------
+
+    def room(self) -> int:
+        """How many more ready files `waiting` takes (MAX_WAITING in all): none while fewer
+        than the watcher looks at in one poll would fit. In a flood it is full, and asking the
+        watcher for the one file the end of each conversion makes room for would have it look
+        at a whole poll's worth of files each time (a stat, an open and a lease each)."""
+        free = MAX_WAITING - len(self.waiting)
+        return free if free >= MAX_CHECKS_PER_POLL else 0
 
     def submit(self) -> None:
         s = self.service

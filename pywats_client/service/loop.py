@@ -6,6 +6,7 @@ the status); the parts it owns are `conversions`, `station_faults`, `poison` and
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -245,8 +246,12 @@ class Service:
                 now = self.clock.monotonic()
                 conversions.collect()
                 conversions.enforce_time_limits(now)
-                ready, watcher_wait = self.watcher.poll()
-                conversions.waiting.extend(ready)
+                room = conversions.room()
+                if room:
+                    ready, watcher_wait = self.watcher.poll(limit=room)
+                    conversions.waiting.extend(ready)
+                else:  # full: the end of a conversion makes room and wakes this loop
+                    watcher_wait = math.inf
                 conversions.submit()
                 upload_wait = self.dispatcher.pump()
                 if now >= next_housekeeping:
@@ -298,7 +303,7 @@ class Service:
         if self.status.conversions_paused:
             return not conversions.running  # what waits is converted by a later run
         if (conversions.running or conversions.waiting or self.poison.held
-                or self.watcher.pending_count()):
+                or self.watcher.has_work()):
             return False
         if not self.dispatcher.can_send:
             return True  # offline or paused: what is due stays queued for the next run

@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 # error notes. Compared case-insensitively: Windows tools write ".TMP" as often as ".tmp".
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".error.txt")
 MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait for the next
+# Files the watcher keeps in mind at once: hinted by an event, waiting to settle or to be
+# completed (a few hundred bytes each). A folder flooded with more (a writer gone wild, a
+# backlog copied in at once) is taken MAX_TRACKED at a time: the names beyond are not held in
+# memory but found by a rescan once half of those are taken, as after the kernel's event
+# queue overflowed. Unbounded, 150,000 files dropped at once took the service from 39 to 180
+# MB, past the 128 MB the systemd unit allows, and the restart found them all again.
+MAX_TRACKED = 10_000
 
 def is_ignored_name(name: str) -> bool:
     """True for names that are never converted, whatever the folder's file patterns say."""
@@ -182,6 +189,10 @@ class FolderWatcher:
         self._while_busy: dict[str, Hint] = {}  # hints for files in flight, kept for a retry
         self._watched: set[str] = set()  # folders whose events arrive (native observers)
         self._rescan_requested = False
+        # More files were seen than MAX_TRACKED allows: a rescan finds the rest when there is
+        # room. `_settling` is how many candidates the main thread holds (for hint()).
+        self._overflowed = False
+        self._settling = 0
         # Files processed but still lying there unchanged: their post-action failed. Taking them
         # again would convert them over and over; they wait until they change or a restart.
         self._left_behind: dict[str, tuple[int, int]] = {}
@@ -194,6 +205,8 @@ class FolderWatcher:
         # Files left alone on purpose (links, hard links to elsewhere), each logged once; a
         # name is forgotten when it is gone from its folder.
         self._refused: set[str] = set()
+        self._told_refusals = False  # that more than MAX_TRACKED were refused
+        self._told_overflow = False  # that more than MAX_TRACKED files wait
         self._hardlinks_protected = _hardlinks_protected()
         self._observers: list[BaseObserver] = []
         self._events: FolderEvents | None = None
@@ -327,6 +340,9 @@ class FolderWatcher:
             return
         with self._lock:
             pending = self._hints.get(key)
+            if pending is None and len(self._hints) + self._settling >= MAX_TRACKED:
+                self._overflowed = True  # a rescan finds it once there is room
+                return
             # The last word of the writer counts (closed, then opened again: writing); a mere
             # "look" does not undo what the writer said.
             if pending is None or kind is not Hint.LOOK:
@@ -433,6 +449,13 @@ class FolderWatcher:
             retries = len(self._retries)
         return len(self._candidates) + retries
 
+    def has_work(self) -> bool:
+        """True while a file noticed in a watch folder has not been handed out or dropped:
+        hinted, waiting to settle, given back, or beyond MAX_TRACKED and not looked at yet."""
+        with self._lock:
+            noticed = bool(self._hints or self._retries or self._overflowed)
+        return noticed or bool(self._candidates)
+
     # -- main thread ----------------------------------------------------------------------------
 
     def poll(self, limit: int | None = None) -> tuple[list[SourceFile], float]:
@@ -442,8 +465,11 @@ class FolderWatcher:
         """
         now = self._clock.monotonic()
         with self._lock:
+            # Half the files in mind taken: look for those beyond MAX_TRACKED.
+            refill = self._overflowed and (
+                len(self._hints) + len(self._retries) + len(self._candidates) < MAX_TRACKED // 2)
             if (not self._hints and not self._retries and not self._rescan_requested
-                    and self._next_due is not None and now < self._next_due):
+                    and not refill and self._next_due is not None and now < self._next_due):
                 # Nothing was hinted and nothing is due: the service calls this on every wake
                 # (each finished upload or conversion), so this must cost next to nothing.
                 return [], self._next_due - now
@@ -453,19 +479,26 @@ class FolderWatcher:
         self._candidates.update(retries)
 
         to_check = hints
-        if rescan or self._next_scan is None or now >= self._next_scan:
-            for key in self._scan():
+        if rescan or refill or self._next_scan is None or now >= self._next_scan:
+            with self._lock:
+                self._overflowed = False  # what is dropped from now on sets it again
+            found, overflowed = self._scan(to_check)
+            if overflowed:
+                with self._lock:
+                    self._overflowed = True
+            for key in found:
                 to_check.setdefault(key, Hint.LOOK)
             self._next_scan = now + self._rescan_interval
         for key, candidate in self._candidates.items():
             if candidate.due(self._settle_time) <= now:
                 to_check.setdefault(key, Hint.LOOK)
         later = False
-        if len(to_check) > MAX_CHECKS_PER_POLL:
+        checks = MAX_CHECKS_PER_POLL
+        if len(to_check) > checks:
             # A burst of new files: look at some now and the rest at the next call, so the main
             # thread returns quickly to the uploads it feeds.
             later = True
-            keys = list(itertools.islice(to_check, len(to_check) - MAX_CHECKS_PER_POLL))
+            keys = list(itertools.islice(to_check, len(to_check) - checks))
             with self._lock:
                 for key in keys:
                     hint = to_check.pop(key)
@@ -490,13 +523,24 @@ class FolderWatcher:
             next_time = min(next_time, candidate.due(self._settle_time))
         with self._lock:
             self._next_due = None if later else next_time
+            self._settling = len(self._candidates)
         # New hints need no early return: each one wakes the service itself.
         return ready, 0.0 if later else max(0.0, next_time - now)
 
-    def _scan(self) -> set[str]:
-        """Every acceptable name directly inside the watch folders (non-recursive)."""
+    def _scan(self, hinted: dict[str, Hint]) -> tuple[set[str], bool]:
+        """The acceptable names directly inside the watch folders (non-recursive) to look at:
+        those in mind already, and new ones while fewer than MAX_TRACKED are; True with them
+        when new ones were left out (found by a later scan). Names in flight, left behind or
+        refused are not new."""
         found: set[str] = set()
         scanned: set[str] = set()
+        room = MAX_TRACKED - len(hinted) - len(self._candidates)
+        overflowed = False
+        with self._lock:
+            busy = set(self._in_flight)
+            busy.update(self._retries)
+            left_behind = set(self._left_behind)
+        present: set[str] = set()  # of those left behind or refused: still there
         mounted = mount_points() if self._mount_points else set()
         for key, folder in self._folders.items():
             if key in self._mount_points and os.path.realpath(key) not in mounted:
@@ -506,17 +550,31 @@ class FolderWatcher:
                     log.warning("watch folder %s is no longer mounted; its files wait until "
                                 "it is mounted again", key)
                 continue
+            none = folder.settings.post_action == "none"
             try:
                 with os.scandir(key) as entries:
-                    names = []
                     for e in entries:
                         if not folder.accepts(e.name):
                             continue
-                        if _is_file(e, folder.follow_symlinks):
-                            names.append(e.name)
+                        path = os.path.join(key, e.name)
+                        if path in self._refused:
+                            present.add(path)  # still there: its refusal is kept
+                        elif path in left_behind:
+                            present.add(path)
+                            found.add(path)  # taken again once it changes
+                        elif _is_file(e, folder.follow_symlinks):
+                            if path in hinted or path in self._candidates:
+                                found.add(path)
+                            elif path in busy or (none and self._processed(e, folder)):
+                                pass
+                            elif room > 0:
+                                found.add(path)
+                                room -= 1
+                            else:
+                                overflowed = True
                         elif not folder.follow_symlinks and e.is_symlink():
-                            self._refuse(os.path.join(key, e.name), _LINK_REFUSED)
-                            names.append(e.name)  # still there: its refusal is kept
+                            self._refuse(path, _LINK_REFUSED)
+                            present.add(path)
             except OSError as exc:
                 if key not in self._scan_failing:
                     self._scan_failing.add(key)
@@ -533,15 +591,29 @@ class FolderWatcher:
                 if lost:
                     self._add_watch(folder, quiet=True)
             scanned.add(key)
-            found.update(os.path.join(key, name) for name in names)
         with self._lock:
-            for key in [k for k in self._left_behind if k not in found]:
+            for key in [k for k in self._left_behind if k not in present]:
                 if os.path.dirname(key) in scanned:
                     del self._left_behind[key]  # gone: nothing to keep it from
-        for key in [k for k in self._refused if k not in found]:
+        for key in [k for k in self._refused if k not in present]:
             if os.path.dirname(key) in scanned:
                 self._refused.discard(key)
-        return {key for key in found if key not in self._refused}
+        if overflowed and not self._told_overflow:
+            log.warning("more than %d files wait in the watch folders: they are taken %d at a "
+                        "time, not oldest first, and found by a rescan as room is made",
+                        MAX_TRACKED, MAX_TRACKED)
+        elif not overflowed and self._told_overflow:
+            log.info("every file waiting in the watch folders is in mind again")
+        self._told_overflow = overflowed
+        return found, overflowed
+
+    def _processed(self, entry: os.DirEntry[str], folder: _Folder) -> bool:
+        """True for a file of a post-action 'none' folder processed as it is now."""
+        try:
+            st = entry.stat(follow_symlinks=folder.follow_symlinks)
+        except OSError:
+            return False
+        return self._seen.contains(entry.path, st.st_size, st.st_mtime_ns)
 
     def _trusts(self, folder: _Folder) -> bool:
         """True when the events of `folder` tell what its writers did."""
@@ -643,12 +715,21 @@ class FolderWatcher:
         log.debug("taking %s (%d bytes)", key, st.st_size)
         return SourceFile(folder.settings, Path(key), st.st_size, st.st_mtime_ns)
 
-    def _refuse(self, key: str, why: str) -> None:
-        """Leave `key` alone, saying why once (until it is gone from its folder)."""
+    def _refuse(self, key: str, why: str) -> bool:
+        """Leave `key` alone, saying why once (until it is gone from its folder); False when
+        MAX_TRACKED names are refused already: this one is left alone all the same, looked
+        at again by each scan, and not named."""
         if key in self._refused:
-            return
+            return True
+        if len(self._refused) >= MAX_TRACKED:
+            if not self._told_refusals:
+                self._told_refusals = True
+                log.warning("more than %d files in the watch folders are left alone (links); "
+                            "the rest are not named one by one", MAX_TRACKED)
+            return False
         self._refused.add(key)
         log.warning("%r %s", key, why)
+        return True
 
     def _writing(self, key: str, candidate: _Candidate, follow: bool) -> bool | None:
         """True while another process has the file open for writing, where that can be
