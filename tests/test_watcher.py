@@ -241,6 +241,25 @@ def test_done_file_left_in_place_is_not_taken_again_until_it_changes(
     assert [s.path for s in watcher.poll()[0]] == [f]
 
 
+def test_a_file_left_in_place_and_changed_unseen_is_found_by_the_rescan(
+    make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
+) -> None:
+    """On a share another machine's write comes with no event: the rescan notices it."""
+    f = write(inbox / "a.csv", age=60)
+    watcher = make_watcher([WatchFolder(path=inbox)], clock=clock, start=False)  # no events
+    (source,) = watcher.poll()[0]
+    watcher.done(source)  # the move to done/ failed: the file is still there
+    clock.advance(RESCAN)
+    assert watcher.poll()[0] == []
+
+    clock.advance(RESCAN)
+    append(f, b" and more")
+    stamp(f, clock)
+    assert watcher.poll()[0] == []  # found: a new file now, it must settle
+    clock.advance(SETTLE)
+    assert [(s.path, s.size) for s in watcher.poll()[0]] == [(f, f.stat().st_size)]
+
+
 def test_retry_later_waits_for_the_delay(
     make_watcher: MakeWatcher, clock: FakeClock, inbox: Path
 ) -> None:

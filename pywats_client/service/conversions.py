@@ -161,11 +161,12 @@ class Conversions:
     # -- starting ---------------------------------------------------------------------------
 
     def room(self) -> int:
-        """How many more ready files `waiting` takes (MAX_WAITING in all): none while fewer
-        than the watcher looks at in one poll would fit. In a flood it is full, and asking the
-        watcher for the one file the end of each conversion makes room for would have it look
-        at a whole poll's worth of files each time (a stat, an open and a lease each)."""
-        free = MAX_WAITING - len(self.waiting)
+        """How many more ready files `waiting` takes: MAX_WAITING in all, with those waiting
+        for the server's process list; none while fewer than the watcher looks at in one poll
+        would fit. In a flood it is full, and asking the watcher for the one file the end of
+        each conversion makes room for would have it look at a whole poll's worth of files
+        each time (a stat, an open and a lease each)."""
+        free = MAX_WAITING - len(self.waiting) - len(self.awaiting_processes)
         return free if free >= MAX_CHECKS_PER_POLL else 0
 
     def submit(self) -> None:

@@ -7,43 +7,42 @@ truth, files waiting to be completed, and the set of files in flight.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import itertools
 import logging
 import os
-import re
 import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import WatchFolder
 from pywats_client.errors import ConfigError
-from pywats_client.fsutil import (
-    NETWORK_OR_WEAK_FILESYSTEMS,
-    filesystem_type,
-    linked_name,
-    mount_points,
-    open_dir,
-)
+from pywats_client.fsutil import NETWORK_OR_WEAK_FILESYSTEMS, filesystem_type, mount_points
 from pywats_client.service import linuxfs
 from pywats_client.service.linuxfs import FolderEvents, Hint
+from pywats_client.service.postaction import SeenFiles, SourceFile
+from pywats_client.service.watch_rules import (
+    HARDLINK_REFUSED,
+    LINK_REFUSED,
+    Candidate,
+    WatchedFolder,
+    file_state,
+    hardlinks_protected,
+    is_file,
+    is_ignored_name,
+    moving_out,
+)
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
-from pywats_client.service.postaction import SeenFiles, SourceFile
 
 __all__ = ["FolderWatcher", "Hint", "SourceFile", "is_ignored_name"]
 
 log = logging.getLogger(__name__)
 
-# Names equipment, editors and browsers use while a file is still being written, plus our own
-# error notes. Compared case-insensitively: Windows tools write ".TMP" as often as ".tmp".
-_IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".error.txt")
 MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait for the next
 # Files the watcher keeps in mind at once: hinted by an event, waiting to settle or to be
 # completed (a few hundred bytes each). A folder flooded with more (a writer gone wild, a
@@ -52,62 +51,6 @@ MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait 
 # queue overflowed. Unbounded, 150,000 files dropped at once took the service from 39 to 180
 # MB, past the 128 MB the systemd unit allows, and the restart found them all again.
 MAX_TRACKED = 10_000
-
-def is_ignored_name(name: str) -> bool:
-    """True for names that are never converted, whatever the folder's file patterns say."""
-    return (
-        name.startswith((".", "~"))
-        or name.lower().endswith(_IGNORED_SUFFIXES)
-    )
-
-
-class _Folder:
-    """A watch folder with its absolute path and compiled file patterns."""
-
-    def __init__(self, settings: WatchFolder) -> None:
-        self.settings = settings
-        self.key = os.path.abspath(settings.path)
-        # No patterns at all means no filter, like the default ("*",).
-        patterns = settings.file_patterns or ("*",)
-        self._patterns = re.compile(
-            "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE
-        )
-        # Set at start: on a network share, FAT media or FUSE, events miss what other machines
-        # write, and leases say nothing about them.
-        self.local = True
-
-    def accepts(self, name: str) -> bool:
-        return not is_ignored_name(name) and self._patterns.match(name) is not None
-
-    @property
-    def follow_symlinks(self) -> bool:
-        return self.settings.follow_symlinks
-
-
-@dataclass
-class _Candidate:
-    """A file not taken yet. `since` is when it was first seen with this size and mtime."""
-
-    folder: _Folder
-    size: int
-    mtime_ns: int
-    since: float  # monotonic
-    not_before: float = 0.0  # monotonic; set by retry_later()
-    warned_unreadable: bool = False
-    signalled: float | None = None  # closed after writing or renamed in, with this content
-    parked_until: float | None = None  # incomplete: looked at again then, or when it changes
-    held_since: float | None = None  # open for writing by another process since then
-
-    def due(self, settle_time: float) -> float:
-        if self.parked_until is not None:
-            return max(self.parked_until, self.not_before)
-        start = self.signalled if self.signalled is not None else self.since + settle_time
-        return max(start, self.not_before)
-
-    def changed(self, size: int, mtime_ns: int, now: float) -> None:
-        """New content: what was known of the old one (closed, incomplete, held) is void."""
-        self.size, self.mtime_ns, self.since = size, mtime_ns, now
-        self.signalled = self.parked_until = self.held_since = None
 
 
 class FolderWatcher:
@@ -165,9 +108,9 @@ class FolderWatcher:
         # Done and error folders are never scanned, even when configured as another watch
         # folder: their files were handled already.
         excluded = {os.path.abspath(p) for f in folders for p in (f.done_path, f.error_path)}
-        self._folders: dict[str, _Folder] = {}
+        self._folders: dict[str, WatchedFolder] = {}
         for settings in folders:
-            folder = _Folder(settings)
+            folder = WatchedFolder(settings)
             if folder.key in self._folders:
                 raise ConfigError(
                     f"watch folder {folder.key} appears twice in queue.watch_folders; "
@@ -185,7 +128,7 @@ class FolderWatcher:
         # Guarded by _lock (touched by observer and conversion threads):
         self._hints: dict[str, Hint] = {}
         self._in_flight: set[str] = set()
-        self._retries: dict[str, _Candidate] = {}
+        self._retries: dict[str, Candidate] = {}
         self._while_busy: dict[str, Hint] = {}  # hints for files in flight, kept for a retry
         self._watched: set[str] = set()  # folders whose events arrive (native observers)
         self._rescan_requested = False
@@ -197,7 +140,7 @@ class FolderWatcher:
         # again would convert them over and over; they wait until they change or a restart.
         self._left_behind: dict[str, tuple[int, int]] = {}
         # Main thread only:
-        self._candidates: dict[str, _Candidate] = {}
+        self._candidates: dict[str, Candidate] = {}
         self._next_scan: float | None = None  # None: scan at the next poll()
         self._next_due: float | None = None  # when poll() has work again; None: at once
         self._scan_failing: set[str] = set()
@@ -207,7 +150,7 @@ class FolderWatcher:
         self._refused: set[str] = set()
         self._told_refusals = False  # that more than MAX_TRACKED were refused
         self._told_overflow = False  # that more than MAX_TRACKED files wait
-        self._hardlinks_protected = _hardlinks_protected()
+        self._hardlinks_protected = hardlinks_protected()
         self._observers: list[BaseObserver] = []
         self._events: FolderEvents | None = None
         self._started = False
@@ -258,7 +201,7 @@ class FolderWatcher:
         self._next_scan = None
         self._next_due = None
 
-    def _start_events(self, folders: list[_Folder]) -> None:
+    def _start_events(self, folders: list[WatchedFolder]) -> None:
         try:
             self._events = FolderEvents(self._on_event, self._request_rescan, self._on_lost)
         except OSError as exc:
@@ -269,7 +212,7 @@ class FolderWatcher:
         for folder in folders:
             self._add_watch(folder, quiet=False)
 
-    def _add_watch(self, folder: _Folder, *, quiet: bool) -> None:
+    def _add_watch(self, folder: WatchedFolder, *, quiet: bool) -> None:
         assert self._events is not None
         try:
             self._events.add(folder.key)
@@ -286,7 +229,7 @@ class FolderWatcher:
             log.info("watch folder %s is watched for new files again", folder.key)
 
     def _start_observer(
-        self, factory: Callable[[], BaseObserver], folders: list[_Folder], *, trusted: bool
+        self, factory: Callable[[], BaseObserver], folders: list[WatchedFolder], *, trusted: bool
     ) -> None:
         try:
             observer = factory()
@@ -425,8 +368,8 @@ class FolderWatcher:
     def _give_back(self, source: SourceFile, *, since: float, not_before: float = 0.0,
                    parked_until: float | None = None) -> None:
         key = os.path.abspath(source.path)
-        folder = self._folders.get(os.path.dirname(key)) or _Folder(source.folder)
-        candidate = _Candidate(folder, source.size, source.mtime_ns, since=since,
+        folder = self._folders.get(os.path.dirname(key)) or WatchedFolder(source.folder)
+        candidate = Candidate(folder, source.size, source.mtime_ns, since=since,
                                not_before=not_before, parked_until=parked_until)
         with self._lock:
             self._in_flight.discard(key)
@@ -512,7 +455,7 @@ class FolderWatcher:
         if limit is not None and len(ready) > limit:
             for source in ready[limit:]:
                 folder = self._folders[os.path.dirname(source.path)]
-                self._candidates[str(source.path)] = _Candidate(
+                self._candidates[str(source.path)] = Candidate(
                     folder, source.size, source.mtime_ns, since=now, signalled=now)
             ready = ready[:limit]
         with self._lock:
@@ -539,7 +482,7 @@ class FolderWatcher:
         with self._lock:
             busy = set(self._in_flight)
             busy.update(self._retries)
-            left_behind = set(self._left_behind)
+            left_behind = dict(self._left_behind)
         present: set[str] = set()  # of those left behind or refused: still there
         mounted = mount_points() if self._mount_points else set()
         for key, folder in self._folders.items():
@@ -561,8 +504,9 @@ class FolderWatcher:
                             present.add(path)  # still there: its refusal is kept
                         elif path in left_behind:
                             present.add(path)
-                            found.add(path)  # taken again once it changes
-                        elif _is_file(e, folder.follow_symlinks):
+                            if file_state(e, folder.follow_symlinks) != left_behind[path]:
+                                found.add(path)  # changed: a new file under the old name
+                        elif is_file(e, folder.follow_symlinks):
                             if path in hinted or path in self._candidates:
                                 found.add(path)
                             elif path in busy or (none and self._processed(e, folder)):
@@ -573,7 +517,7 @@ class FolderWatcher:
                             else:
                                 overflowed = True
                         elif not folder.follow_symlinks and e.is_symlink():
-                            self._refuse(path, _LINK_REFUSED)
+                            self._refuse(path, LINK_REFUSED)
                             present.add(path)
             except OSError as exc:
                 if key not in self._scan_failing:
@@ -607,15 +551,12 @@ class FolderWatcher:
         self._told_overflow = overflowed
         return found, overflowed
 
-    def _processed(self, entry: os.DirEntry[str], folder: _Folder) -> bool:
+    def _processed(self, entry: os.DirEntry[str], folder: WatchedFolder) -> bool:
         """True for a file of a post-action 'none' folder processed as it is now."""
-        try:
-            st = entry.stat(follow_symlinks=folder.follow_symlinks)
-        except OSError:
-            return False
-        return self._seen.contains(entry.path, st.st_size, st.st_mtime_ns)
+        state = file_state(entry, folder.follow_symlinks)
+        return state is not None and self._seen.contains(entry.path, *state)
 
-    def _trusts(self, folder: _Folder) -> bool:
+    def _trusts(self, folder: WatchedFolder) -> bool:
         """True when the events of `folder` tell what its writers did."""
         if folder.settings.polling or not folder.local:
             return False
@@ -636,12 +577,12 @@ class FolderWatcher:
                 with self._lock:
                     self._left_behind.pop(key, None)
             elif stat.S_ISLNK(st.st_mode):
-                self._refuse(key, _LINK_REFUSED)
+                self._refuse(key, LINK_REFUSED)
             return None
-        if st.st_nlink > 1 and not follow and not self._hardlinks_protected and not _moving(
+        if st.st_nlink > 1 and not follow and not self._hardlinks_protected and not moving_out(
                 folder.settings, key, st):
             self._candidates.pop(key, None)
-            self._refuse(key, _HARDLINK_REFUSED)
+            self._refuse(key, HARDLINK_REFUSED)
             return None
         state = (st.st_size, st.st_mtime_ns)
         with self._lock:
@@ -668,7 +609,7 @@ class FolderWatcher:
             # service was down), so waiting for it to settle only adds latency.
             age = self._clock.time() - st.st_mtime_ns / 1e9
             old = hint is Hint.LOOK and age >= self._settle_time
-            candidate = _Candidate(folder, st.st_size, st.st_mtime_ns,
+            candidate = Candidate(folder, st.st_size, st.st_mtime_ns,
                                    now - self._settle_time if old else now)
             self._candidates[key] = candidate
         elif (candidate.size, candidate.mtime_ns) != state:
@@ -687,7 +628,7 @@ class FolderWatcher:
         except OSError as exc:
             if exc.errno == errno.ELOOP and not follow:
                 self._candidates.pop(key, None)
-                self._refuse(key, _LINK_REFUSED)
+                self._refuse(key, LINK_REFUSED)
                 return None
             # Some writers (SMB clients, Windows tools) hold files locked until they finish.
             candidate.since, candidate.signalled = now, None
@@ -731,7 +672,7 @@ class FolderWatcher:
         log.warning("%r %s", key, why)
         return True
 
-    def _writing(self, key: str, candidate: _Candidate, follow: bool) -> bool | None:
+    def _writing(self, key: str, candidate: Candidate, follow: bool) -> bool | None:
         """True while another process has the file open for writing, where that can be
         asked; None when it is not a regular file (swapped in meanwhile). The file is opened
         as it will be read: never blocking (a named pipe) and, unless the folder follows
@@ -763,46 +704,3 @@ def _polling_observer(interval: float) -> BaseObserver:
     from pywats_client.service import observers
 
     return observers.polling(interval)
-
-
-_LINK_REFUSED = (
-    "is a symbolic link: it is left where it is and not converted, since a link could make "
-    "the service read files elsewhere. If links are meant to be taken from this folder, set "
-    "follow_symlinks for it in queue.watch_folders")
-_HARDLINK_REFUSED = (
-    "has other hard links and this system does not protect hard links "
-    "(fs.protected_hardlinks is 0): it could be a link to a file elsewhere, so it is left "
-    "where it is. Copy it into the folder instead of linking it")
-
-
-def _is_file(entry: os.DirEntry[str], follow_symlinks: bool) -> bool:
-    try:
-        return entry.is_file(follow_symlinks=follow_symlinks)
-    except OSError:
-        return False
-
-
-def _hardlinks_protected() -> bool:
-    """True when the kernel lets a user hard-link only files they own or may read and write
-    (so a hard link in a watch folder cannot reveal a file its writer could not read)."""
-    try:
-        with open("/proc/sys/fs/protected_hardlinks", encoding="ascii") as fh:
-            return fh.read().strip() == "1"
-    except OSError:
-        return False
-
-
-def _moving(folder: WatchFolder, key: str, st: os.stat_result) -> bool:
-    """True when the file's other name is in its own done or error folder: a move that a crash
-    interrupted, which the post-action finishes."""
-    for dest in (folder.done_path, folder.error_path):
-        try:
-            fd = open_dir(dest, base=folder.path)
-        except OSError:
-            continue
-        try:
-            if linked_name(fd, os.path.basename(key), st) is not None:
-                return True
-        finally:
-            os.close(fd)
-    return False
