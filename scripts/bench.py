@@ -196,6 +196,9 @@ def print_table(results: dict[str, Any]) -> None:
             row("  the least the queue contract costs (bench_contract.py)",
                 f"{contract:.2f} ms = {contract / cpu['json_floor_ms']:.1f} x JSON floor; "
                 f"service {cpu['service_cpu_ms_per_report'] / contract:.1f} x")
+            shared = cpu["contract_floor_shared_ms"]
+            row("  the same, its folder fsyncs shared by many reports",
+                f"{shared:.2f} ms = {shared / cpu['json_floor_ms']:.1f} x JSON floor")
         row("  of which in the kernel (system calls, lock hand-overs)",
             f"{cpu.get('service_system_ms_per_report', 0.0):.2f} ms")
         for stage, ms in cpu["stages_ms"].items():

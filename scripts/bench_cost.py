@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 # bench_rig first: it puts this checkout's package and tests ahead of any installed one.
+from bench_contract import FOLDER_STEPS
 from bench_rig import (
     REPO,
     TOKEN,
@@ -229,7 +230,7 @@ def measure_scale(items: int, small: int, drain_large: int, runs: int) -> dict[s
             fill_pending(station.queue, small)
             result["small"] = {"queued": small, **_drain(station, rx, small)}
     result["rss_growth_mb"] = result["large"]["peak_rss_mb"] - result["small"]["peak_rss_mb"]
-    result["flood"] = measure_flood(max(1000, items // 4))
+    result["flood"] = measure_flood(max(200, items // 4))
     return result
 
 
@@ -408,6 +409,8 @@ def measure_cpu(inputs: Inputs, files: int, repeat: int) -> dict[str, Any]:
             "service_system_ms_per_report": median([r["service_system_ms"] for r in runs]),
             "ratio_to_floor": cpu / floor, "stages_ms": stages,
             "contract_floor_ms": sum(contract.values()), "contract_steps_ms": contract,
+            "contract_floor_shared_ms": sum(ms for step, ms in contract.items()
+                                            if step not in FOLDER_STEPS),
             "rest_of_service_ms": cpu - sum(stages.values()),
             "receiver_cpu_ms_per_report": median([r["receiver_cpu_ms"] for r in runs])}
 

@@ -24,6 +24,10 @@ def test_the_cpu_and_memory_sections_write_their_figures(tmp_path: Path) -> None
     assert cpu["ratio_to_floor"] == pytest.approx(
         cpu["service_cpu_ms_per_report"] / cpu["json_floor_ms"])
     assert "parse (the converter)" in cpu["stages_ms"]
+    assert "POST (http.client)" in cpu["contract_steps_ms"]
+    assert all(number(ms) and ms > 0 for ms in cpu["contract_steps_ms"].values())
+    assert 0 < cpu["contract_floor_shared_ms"] < cpu["contract_floor_ms"]
+    assert "the least the queue contract costs" in stdout
     assert all(number(ms) and ms > 0 for ms in cpu["stages_ms"].values())
     assert "CPU per report, UUT example" in stdout
 

@@ -101,6 +101,9 @@ def test_a_quick_run_writes_every_section(tmp_path: Path) -> None:
     assert number(scale["queue_status_s"]) and number(scale["queue_list_s"])
     assert scale["small"]["queued"] == 20 and scale["large"]["queued"] == 200
     assert scale["large"]["drained"] == 60 and number(scale["rss_growth_mb"])
+    flood = scale["flood"]
+    assert flood["files"] == 200 and number(flood["peak_rss_mb"])
+    assert flood["peak_rss_mb"] >= flood["rss_before_mb"] > 0
 
     conversion = data["conversion"]
     assert conversion["rows"] or conversion["skipped"]

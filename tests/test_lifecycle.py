@@ -228,6 +228,38 @@ def drop(folder: Path, name: str, report: dict[str, Any]) -> Path:
     return tmp.replace(folder / name)
 
 
+def test_start_once_takes_every_file_of_a_flood_beyond_what_the_watcher_keeps_in_mind(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pywats_client.service import watcher
+
+    monkeypatch.setattr(watcher, "MAX_TRACKED", 40)
+    paths = InstancePaths.for_instance("default", tmp_path / "data")
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    ids = [str(uuid.uuid4()) for _ in range(300)]
+    for n, rid in enumerate(ids):
+        drop(watch, f"r{n:03d}.json", wsjf_report(n, report_id=rid))
+    # No periodic rescan within the test: the files beyond those in mind are found because
+    # room was made, not because time passed.
+    settings = Settings(server_url=receiver.url, api_token=TOKEN, station_name="s",
+                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
+                                            settle_time=0.1, rescan_interval=3600))
+    service = Service(settings, paths, stop_timeout=2)
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(service.run(once=True)))
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        service.request_stop()
+        thread.join(30)
+        pytest.fail("start --once still ran after 60 s: files beyond those in mind were lost")
+    (summary,) = result
+    assert summary.converted == 300
+    assert receiver.stored_ids() == set(ids)
+    assert sorted(os.listdir(watch)) == ["done"]
+
+
 def test_a_conversion_over_its_time_limit_is_set_aside_and_the_rest_goes_on(
     tmp_path: Path, receiver: Receiver
 ) -> None:

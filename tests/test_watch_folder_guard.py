@@ -189,7 +189,7 @@ def test_a_named_pipe_or_socket_in_the_watch_folder_does_not_block(tmp_path: Pat
 def test_hard_links_are_left_alone_where_the_kernel_does_not_protect_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(watcher_module, "_hardlinks_protected", lambda: False)
+    monkeypatch.setattr(watcher_module, "hardlinks_protected", lambda: False)
     watch = tmp_path / "watch"
     watch.mkdir()
     secret = tmp_path / "secret.txt"
