@@ -6,6 +6,7 @@ threads are."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -258,6 +259,41 @@ def test_start_once_takes_every_file_of_a_flood_beyond_what_the_watcher_keeps_in
     assert summary.converted == 300
     assert receiver.stored_ids() == set(ids)
     assert sorted(os.listdir(watch)) == ["done"]
+
+
+def test_partial_files_deleted_while_they_wait_leave_a_bounded_record(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A writer that drops files cut short and deletes them while the service waits for
+    their end, for ever: what is kept of each is forgotten when it goes its way, but a
+    deleted file goes no way the conversions hear of, so the record is bounded instead."""
+    from pywats_client.service import watcher
+
+    monkeypatch.setattr(watcher, "MAX_TRACKED", 5)
+    paths = InstancePaths.for_instance("default", tmp_path / "data")
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    settings = Settings(server_url=receiver.url, api_token=TOKEN, station_name="s",
+                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
+                                            settle_time=0.1, incomplete_timeout=600))
+    service = Service(settings, paths, stop_timeout=2)
+    caplog.set_level(logging.INFO, logger="pywats_client.service.conversions")
+    thread = run_service(service)
+    try:
+        for n in range(20):
+            tmp = watch / f".p{n:02d}.tmp"
+            tmp.write_text(json.dumps(wsjf_report(n))[:40])  # cut short
+            partial = tmp.replace(watch / f"p{n:02d}.json")
+            said = f"{partial} is incomplete"
+            wait_until(lambda said=said: any(said in r.getMessage() for r in caplog.records),
+                       20, f"{partial.name} found cut short")
+            partial.unlink()
+        kept = len(service.conversions._incomplete_since)
+    finally:
+        service.request_stop()
+        thread.join(30)
+    assert 1 <= kept <= 5
 
 
 def test_a_conversion_over_its_time_limit_is_set_aside_and_the_rest_goes_on(

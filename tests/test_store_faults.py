@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
@@ -159,3 +160,48 @@ def test_an_io_error_on_fsync_keeps_the_file_and_it_uploads_once_the_fault_clear
         service.request_stop()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_files_deleted_while_a_fault_holds_them_leave_a_bounded_record(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The tries of a file that met a station fault are forgotten when it goes its way; one
+    deleted meanwhile goes no way the service hears of, so the record is bounded instead."""
+    from pywats_client.service import watcher
+
+    monkeypatch.setattr(watcher, "MAX_TRACKED", 5)
+    paths = InstancePaths.for_instance("default", tmp_path / "data")
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    settings = Settings(server_url=receiver.url, api_token=TOKEN, station_name="s",
+                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
+                                            settle_time=0.1))
+    queue_tmp = f"{paths.queue / 'tmp'}{os.sep}"
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # the disk under the queue reports an I/O error, for good
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(queue_tmp):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    caplog.set_level(logging.WARNING, logger="pywats_client.service.station_faults")
+    service = Service(settings, paths, stop_timeout=5)
+    thread = threading.Thread(target=service.run, name="service-under-test")
+    thread.start()
+    try:
+        wait_until(lambda: service.snapshot()["state"] == "running", 20, "the service to run")
+        for n in range(20):
+            tmp = watch / f".f{n:02d}.json.part"
+            tmp.write_text(json.dumps(wsjf_report(n)))
+            dropped = tmp.replace(watch / f"f{n:02d}.json")
+            said = f"{dropped} waits in its folder"
+            wait_until(lambda said=said: any(said in r.getMessage() for r in caplog.records),
+                       20, f"{dropped.name}'s fault")
+            dropped.unlink()
+        kept = len(service.faults._tries)
+    finally:
+        service.request_stop()
+        thread.join(30)
+    assert 1 <= kept <= 5

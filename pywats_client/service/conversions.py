@@ -30,6 +30,7 @@ from pywats_client.errors import (
     ReportIdClashError,
 )
 from pywats_client.fsutil import UnsafePathError
+from pywats_client.service import watcher
 from pywats_client.service.journal import ConversionTicket, FileKey, file_key
 from pywats_client.service.pipeline import (
     companions_of,
@@ -419,6 +420,11 @@ class Conversions:
         if seen != state:
             first, looks = now, 0  # it changed: its writer is alive, the wait starts again
         self._incomplete_since[path] = (first, looks + 1, state)
+        if len(self._incomplete_since) > watcher.MAX_TRACKED:
+            # Files deleted while they waited to be completed are never forgotten otherwise
+            # (a writer could make and delete partial files for ever); the one dropped, if
+            # still there, waits its full time again.
+            del self._incomplete_since[next(iter(self._incomplete_since))]
         waited = now - first
         if waited < timeout:
             # One line per file at info: a slow writer is not worth one per line it writes.
