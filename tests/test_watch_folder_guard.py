@@ -163,6 +163,34 @@ def test_links_are_left_alone_and_named_once(tmp_path: Path,
     assert all("follow_symlinks" in line for line in refusals)
 
 
+def test_a_flood_of_links_is_left_alone_without_a_line_or_a_name_kept_for_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(watcher_module, "MAX_TRACKED", 10)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    (tmp_path / "shadow").write_text("root:$6$")
+    for n in range(50):
+        (watch / f"link{n:02d}.json").symlink_to(tmp_path / "shadow")
+    (watch / "real.json").write_text("{}")
+    os.utime(watch / "real.json", (0, 0))
+    clock = FakeClock()
+    watcher = _watcher(tmp_path, WatchFolder(path=watch), clock)
+    watcher.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
+            taken = _poll_twice(watcher, clock)
+    finally:
+        watcher.stop()
+
+    assert taken == ["real.json"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([line for line in lines if "symbolic link" in line]) == 10
+    assert len([line for line in lines if "more than 10 files" in line]) == 1
+    assert len(lines) == 11
+    assert len(watcher._refused) == 10
+
+
 def test_a_named_pipe_or_socket_in_the_watch_folder_does_not_block(tmp_path: Path) -> None:
     watch = tmp_path / "watch"
     watch.mkdir()

@@ -517,8 +517,11 @@ class FolderWatcher:
                             else:
                                 overflowed = True
                         elif not folder.follow_symlinks and e.is_symlink():
-                            self._refuse(path, LINK_REFUSED)
-                            present.add(path)
+                            # Kept only while it is refused by name: a flood of links must not
+                            # grow this scan's memory past MAX_TRACKED names either.
+                            refused = self._refuse(path, LINK_REFUSED)
+                            if refused:
+                                present.add(path)
             except OSError as exc:
                 if key not in self._scan_failing:
                     self._scan_failing.add(key)
