@@ -51,6 +51,39 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "condit
         pause.wait(tick)
 
 
+def service_in_process(tmp_path: Path, server_url: str, token: str, *, stop_timeout: float = 2,
+                       **queue: Any) -> tuple[Any, Path]:
+    """A `Service` for the watch folder tmp_path/watch (made here), its instance under
+    tmp_path/data, with a settle time of 0.1 s and the `queue` settings given; the caller
+    runs it. Returns the service and the watch folder."""
+    from pywats_client.config.settings import QueueSettings, Settings, WatchFolder
+    from pywats_client.paths import InstancePaths
+    from pywats_client.service.loop import Service
+
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    settings = Settings(server_url=server_url, api_token=token, station_name="s",
+                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
+                                            **{"settle_time": 0.1, **queue}))
+    paths = InstancePaths.for_instance("default", tmp_path / "data")
+    return Service(settings, paths, stop_timeout=stop_timeout), watch
+
+
+def drop_each_until_said_then_delete(watch: Path, texts: list[str], said: str,
+                                     records: Callable[[], list[Any]]) -> None:
+    """A writer that takes its files back: each text is renamed into `watch` as
+    `f<n>.json`, and deleted once a log record (of `records()`) contains `said` formatted
+    with the file's path."""
+    for n, text in enumerate(texts):
+        tmp = watch / f".f{n:03d}.part"
+        tmp.write_text(text)
+        path = tmp.replace(watch / f"f{n:03d}.json")
+        wanted = said.format(path=path)
+        wait_until(lambda wanted=wanted: any(wanted in r.getMessage() for r in records()),
+                   20, wanted)
+        path.unlink()
+
+
 def service_status(instance: Path) -> dict[str, Any]:
     """The service's state/status.json in the instance folder; {} before it is written (or
     while it cannot be read)."""

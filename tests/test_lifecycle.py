@@ -31,7 +31,13 @@ from pywats_client.service import conversions
 from pywats_client.service.loop import Service
 from tests.conftest import TOKEN
 from tests.plugins import bound_folder, install_plugin
-from tests.station import Station, wait_until, wsjf_report
+from tests.station import (
+    Station,
+    drop_each_until_said_then_delete,
+    service_in_process,
+    wait_until,
+    wsjf_report,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -235,18 +241,12 @@ def test_start_once_takes_every_file_of_a_flood_beyond_what_the_watcher_keeps_in
     from pywats_client.service import watcher
 
     monkeypatch.setattr(watcher, "MAX_TRACKED", 40)
-    paths = InstancePaths.for_instance("default", tmp_path / "data")
-    watch = tmp_path / "watch"
-    watch.mkdir()
+    # No periodic rescan within the test: the files beyond those in mind are found because
+    # room was made, not because time passed.
+    service, watch = service_in_process(tmp_path, receiver.url, TOKEN, rescan_interval=3600)
     ids = [str(uuid.uuid4()) for _ in range(300)]
     for n, rid in enumerate(ids):
         drop(watch, f"r{n:03d}.json", wsjf_report(n, report_id=rid))
-    # No periodic rescan within the test: the files beyond those in mind are found because
-    # room was made, not because time passed.
-    settings = Settings(server_url=receiver.url, api_token=TOKEN, station_name="s",
-                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
-                                            settle_time=0.1, rescan_interval=3600))
-    service = Service(settings, paths, stop_timeout=2)
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(service.run(once=True)))
     thread.start()
@@ -271,24 +271,13 @@ def test_partial_files_deleted_while_they_wait_leave_a_bounded_record(
     from pywats_client.service import watcher
 
     monkeypatch.setattr(watcher, "MAX_TRACKED", 5)
-    paths = InstancePaths.for_instance("default", tmp_path / "data")
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    settings = Settings(server_url=receiver.url, api_token=TOKEN, station_name="s",
-                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
-                                            settle_time=0.1, incomplete_timeout=600))
-    service = Service(settings, paths, stop_timeout=2)
+    service, watch = service_in_process(tmp_path, receiver.url, TOKEN, incomplete_timeout=600)
     caplog.set_level(logging.INFO, logger="pywats_client.service.conversions")
     thread = run_service(service)
     try:
-        for n in range(20):
-            tmp = watch / f".p{n:02d}.tmp"
-            tmp.write_text(json.dumps(wsjf_report(n))[:40])  # cut short
-            partial = tmp.replace(watch / f"p{n:02d}.json")
-            said = f"{partial} is incomplete"
-            wait_until(lambda said=said: any(said in r.getMessage() for r in caplog.records),
-                       20, f"{partial.name} found cut short")
-            partial.unlink()
+        cut_short = [json.dumps(wsjf_report(n))[:40] for n in range(20)]
+        drop_each_until_said_then_delete(watch, cut_short, "{path} is incomplete",
+                                         lambda: caplog.records)
         kept = len(service.conversions._incomplete_since)
     finally:
         service.request_stop()

@@ -25,7 +25,13 @@ from pywats_client.paths import InstancePaths
 from pywats_client.service import station_faults
 from pywats_client.service.loop import Service
 from tests.conftest import TOKEN
-from tests.station import Station, wait_until, wsjf_report
+from tests.station import (
+    Station,
+    drop_each_until_said_then_delete,
+    service_in_process,
+    wait_until,
+    wsjf_report,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -171,13 +177,8 @@ def test_files_deleted_while_a_fault_holds_them_leave_a_bounded_record(
     from pywats_client.service import watcher
 
     monkeypatch.setattr(watcher, "MAX_TRACKED", 5)
-    paths = InstancePaths.for_instance("default", tmp_path / "data")
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    settings = Settings(server_url=receiver.url, api_token=TOKEN, station_name="s",
-                        queue=QueueSettings(watch_folders=(WatchFolder(path=watch),),
-                                            settle_time=0.1))
-    queue_tmp = f"{paths.queue / 'tmp'}{os.sep}"
+    service, watch = service_in_process(tmp_path, receiver.url, TOKEN, stop_timeout=5)
+    queue_tmp = f"{service.paths.queue / 'tmp'}{os.sep}"
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:  # the disk under the queue reports an I/O error, for good
@@ -187,19 +188,12 @@ def test_files_deleted_while_a_fault_holds_them_leave_a_bounded_record(
 
     monkeypatch.setattr(os, "fsync", fsync)
     caplog.set_level(logging.WARNING, logger="pywats_client.service.station_faults")
-    service = Service(settings, paths, stop_timeout=5)
     thread = threading.Thread(target=service.run, name="service-under-test")
     thread.start()
     try:
         wait_until(lambda: service.snapshot()["state"] == "running", 20, "the service to run")
-        for n in range(20):
-            tmp = watch / f".f{n:02d}.json.part"
-            tmp.write_text(json.dumps(wsjf_report(n)))
-            dropped = tmp.replace(watch / f"f{n:02d}.json")
-            said = f"{dropped} waits in its folder"
-            wait_until(lambda said=said: any(said in r.getMessage() for r in caplog.records),
-                       20, f"{dropped.name}'s fault")
-            dropped.unlink()
+        drop_each_until_said_then_delete(watch, [json.dumps(wsjf_report(n)) for n in range(20)],
+                                         "{path} waits in its folder", lambda: caplog.records)
         kept = len(service.faults._tries)
     finally:
         service.request_stop()

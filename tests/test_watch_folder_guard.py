@@ -138,13 +138,16 @@ def _poll_twice(watcher: FolderWatcher, clock: FakeClock) -> list[str]:
     return sorted(s.path.name for s in ready + later)
 
 
-def test_links_are_left_alone_and_named_once(tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def _look_past_links(tmp_path: Path, links: dict[str, str], caplog: pytest.LogCaptureFixture,
+                     *, hinted: str = "") -> tuple[list[str], FolderWatcher]:
+    """A watch folder with a file written long ago and `links` (name -> target below
+    tmp_path; "shadow" is a file there), the link `hinted` named by an event too: what a
+    first look and a rescan take, and the watcher (stopped)."""
     watch = tmp_path / "watch"
     watch.mkdir()
     (tmp_path / "shadow").write_text("root:$6$")
-    (watch / "shadow.json").symlink_to(tmp_path / "shadow")
-    (watch / "dangling.json").symlink_to(tmp_path / "nowhere")
+    for name, target in links.items():
+        (watch / name).symlink_to(tmp_path / target)
     (watch / "real.json").write_text("{}")
     os.utime(watch / "real.json", (0, 0))
     clock = FakeClock()
@@ -152,10 +155,17 @@ def test_links_are_left_alone_and_named_once(tmp_path: Path,
     watcher.start()
     try:
         with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
-            watcher.hint(watch / "shadow.json")  # an event names it too
-            taken = _poll_twice(watcher, clock)
+            if hinted:
+                watcher.hint(watch / hinted)
+            return _poll_twice(watcher, clock), watcher
     finally:
         watcher.stop()
+
+
+def test_links_are_left_alone_and_named_once(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    taken, _ = _look_past_links(tmp_path, {"shadow.json": "shadow", "dangling.json": "nowhere"},
+                                caplog, hinted="shadow.json")  # an event names it too
 
     assert taken == ["real.json"]
     refusals = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
@@ -167,21 +177,8 @@ def test_a_flood_of_links_is_left_alone_without_a_line_or_a_name_kept_for_each(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(watcher_module, "MAX_TRACKED", 10)
-    watch = tmp_path / "watch"
-    watch.mkdir()
-    (tmp_path / "shadow").write_text("root:$6$")
-    for n in range(50):
-        (watch / f"link{n:02d}.json").symlink_to(tmp_path / "shadow")
-    (watch / "real.json").write_text("{}")
-    os.utime(watch / "real.json", (0, 0))
-    clock = FakeClock()
-    watcher = _watcher(tmp_path, WatchFolder(path=watch), clock)
-    watcher.start()
-    try:
-        with caplog.at_level(logging.WARNING, logger="pywats_client.service.watcher"):
-            taken = _poll_twice(watcher, clock)
-    finally:
-        watcher.stop()
+    taken, watcher = _look_past_links(
+        tmp_path, {f"link{n:02d}.json": "shadow" for n in range(50)}, caplog)
 
     assert taken == ["real.json"]
     lines = [r.getMessage() for r in caplog.records]
