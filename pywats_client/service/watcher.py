@@ -49,7 +49,7 @@ MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait 
 # backlog copied in at once) is taken MAX_TRACKED at a time: the names beyond are not held in
 # memory but found by a rescan once half of those are taken, as after the kernel's event
 # queue overflowed. Unbounded, 150,000 files dropped at once took the service from 39 to 180
-# MB, past the 128 MB the systemd unit allows, and the restart found them all again.
+# MB, past the 128 MB the systemd unit allows, and a restart would find them all again.
 MAX_TRACKED = 10_000
 
 
