@@ -436,12 +436,11 @@ class FolderWatcher:
             if candidate.due(self._settle_time) <= now:
                 to_check.setdefault(key, Hint.LOOK)
         later = False
-        checks = MAX_CHECKS_PER_POLL
-        if len(to_check) > checks:
+        if len(to_check) > MAX_CHECKS_PER_POLL:
             # A burst of new files: look at some now and the rest at the next call, so the main
             # thread returns quickly to the uploads it feeds.
             later = True
-            keys = list(itertools.islice(to_check, len(to_check) - checks))
+            keys = list(itertools.islice(to_check, len(to_check) - MAX_CHECKS_PER_POLL))
             with self._lock:
                 for key in keys:
                     hint = to_check.pop(key)
