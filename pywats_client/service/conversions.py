@@ -48,7 +48,6 @@ from pywats_client.service.postaction import (
     protected_folders,
     put_skipped_aside,
 )
-from pywats_client.service.watcher import MAX_CHECKS_PER_POLL
 
 if TYPE_CHECKING:
     from pywats_client.service.loop import Service
@@ -168,7 +167,7 @@ class Conversions:
         each conversion makes room for would have it look at a whole poll's worth of files
         each time (a stat, an open and a lease each)."""
         free = MAX_WAITING - len(self.waiting) - len(self.awaiting_processes)
-        return free if free >= MAX_CHECKS_PER_POLL else 0
+        return free if free >= watcher.MAX_CHECKS_PER_POLL else 0
 
     def submit(self) -> None:
         s = self.service
@@ -420,11 +419,7 @@ class Conversions:
         if seen != state:
             first, looks = now, 0  # it changed: its writer is alive, the wait starts again
         self._incomplete_since[path] = (first, looks + 1, state)
-        if len(self._incomplete_since) > watcher.MAX_TRACKED:
-            # Files deleted while they waited to be completed are never forgotten otherwise
-            # (a writer could make and delete partial files for ever); the one dropped, if
-            # still there, waits its full time again.
-            del self._incomplete_since[next(iter(self._incomplete_since))]
+        watcher.forget_oldest(self._incomplete_since)
         waited = now - first
         if waited < timeout:
             # One line per file at info: a slow writer is not worth one per line it writes.

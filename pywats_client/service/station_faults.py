@@ -35,10 +35,7 @@ class StationFaults:
         path = source.path
         tries = self._tries.get(path, 0) + 1
         self._tries[path] = tries
-        if len(self._tries) > watcher.MAX_TRACKED:
-            # Files that vanished while they waited are never forgotten otherwise; the one
-            # dropped, if still there, starts its backoff again.
-            del self._tries[next(iter(self._tries))]
+        watcher.forget_oldest(self._tries)
         if not self.status.station_fault:
             self.status.station_fault_since = self.clock.time()
             log.error("%s. Files wait in the watch folders and are tried again; fix the "

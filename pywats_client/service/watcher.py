@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pywats_client.clock import SYSTEM_CLOCK, Clock
 from pywats_client.config.settings import WatchFolder
@@ -51,6 +51,16 @@ MAX_CHECKS_PER_POLL = 200  # files stat'ed and opened per poll(); the rest wait 
 # queue overflowed. Unbounded, 150,000 files dropped at once took the service from 39 to 180
 # MB, past the 128 MB the systemd unit allows, and a restart would find them all again.
 MAX_TRACKED = 10_000
+
+
+def forget_oldest(record: dict[Any, Any]) -> None:
+    """Keep a per-file record of the service (files waiting for their end, files held by a
+    station fault) to MAX_TRACKED entries, dropping the oldest: an entry is forgotten when its
+    file goes its way, but a file deleted while it waits goes no way anyone hears of, and a
+    writer could make and delete such files for ever. A file still there whose entry was
+    dropped starts its wait again."""
+    while len(record) > MAX_TRACKED:
+        del record[next(iter(record))]
 
 
 class FolderWatcher:
