@@ -193,9 +193,13 @@ def measure_flood(files: int) -> dict[str, Any]:
                     body = json.dumps(wsjf_report(i), separators=(",", ":")).encode()
                     (watch / f"flood-{i:07d}.json").write_bytes(body)
                 written = time.monotonic() - start
+                deadline = start + 600 + files / 50  # far beyond any sane rate
                 while not rx.wait_for_reports(files, timeout=0.5):
                     if proc.poll() is not None:
                         raise RuntimeError("the service stopped during the flood")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"only {len(rx.stored_ids())} of {files} flood "
+                                           f"reports arrived; see {station.instance / 'logs'}")
                 seconds = time.monotonic() - start
                 after = proc_sample(proc.pid)
     progress(f"scale: {files} files dropped at once, peak RSS {after.hwm_kb / 1024:.1f} MB")
